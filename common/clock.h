@@ -1,0 +1,17 @@
+/* clock.h -- time sources. Monotonic ms for deadlines, unix ms for versions and records. */
+#ifndef AW_COMMON_CLOCK_H
+#define AW_COMMON_CLOCK_H
+
+#include <stdint.h>
+
+/* Milliseconds of CLOCK_MONOTONIC. Any thread. */
+uint64_t aw_clock_mono_ms(void);
+
+/* Milliseconds since the unix epoch (CLOCK_REALTIME). Any thread. */
+uint64_t aw_clock_unix_ms(void);
+
+/* Sleeps for ms milliseconds (resumes after signals until the time passed or *stop is set;
+ * stop may be NULL). */
+void aw_clock_sleep_ms(uint64_t ms, const volatile int *stop);
+
+#endif

@@ -1,0 +1,65 @@
+/* test_common.c -- common/: buffers with a hard maximum, backoff bounds, error names. */
+#include <string.h>
+
+#include "common/backoff.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "tests/harness.h"
+
+static void test_buf(void)
+{
+    struct aw_buf b;
+    aw_buf_init(&b, 8);
+    AW_CHECK_INT_EQ(aw_buf_append_str(&b, "abc"), AW_OK);
+    AW_CHECK_INT_EQ(aw_buf_appendf(&b, "%d", 1234), AW_OK);
+    AW_CHECK_STR_EQ(b.data, "abc1234");
+    AW_CHECK_INT_EQ(aw_buf_append_str(&b, "xy"), AW_ERR_INVALID); /* 9 > 8: refused whole */
+    AW_CHECK_STR_EQ(b.data, "abc1234");
+    AW_CHECK_INT_EQ(aw_buf_append_str(&b, "z"), AW_OK);
+    AW_CHECK_INT_EQ(b.len, 8);
+    char *s = aw_buf_take(&b);
+    AW_CHECK_STR_EQ(s, "abc1234z");
+    AW_CHECK_INT_EQ(b.len, 0);
+    free(s);
+    aw_buf_free(&b);
+}
+
+static void test_backoff(void)
+{
+    struct aw_backoff b;
+    aw_backoff_init(&b, 100, 1000, 42);
+    uint64_t ceilings[] = {100, 200, 400, 800, 1000, 1000};
+    for (size_t i = 0; i < sizeof ceilings / sizeof ceilings[0]; i++) {
+        uint64_t d = aw_backoff_next_ms(&b);
+        AW_CHECK_MSG(d >= ceilings[i] / 2 && d <= ceilings[i], "attempt %zu delay %llu", i,
+                     (unsigned long long)d);
+    }
+    aw_backoff_reset(&b);
+    AW_CHECK(aw_backoff_next_ms(&b) <= 100);
+}
+
+static void test_err_and_log(void)
+{
+    AW_CHECK_STR_EQ(aw_err_str(AW_OK), "ok");
+    AW_CHECK_STR_EQ(aw_err_str(AW_ERR_RATE_LIMITED), "rate_limited");
+    AW_CHECK(aw_err_is_transient(AW_ERR_IO));
+    AW_CHECK(aw_err_is_transient(AW_ERR_TIMEOUT));
+    AW_CHECK(!aw_err_is_transient(AW_ERR_REJECTED));
+    enum aw_log_level l;
+    AW_CHECK(aw_log_parse_level("WARN", &l) && l == AW_LOG_LEVEL_WARN);
+    AW_CHECK(!aw_log_parse_level("loud", &l));
+    char q[16];
+    AW_CHECK_STR_EQ(aw_log_quote(q, sizeof q, "a\"b"), "\"a\\\"b\"");
+    aw_log_quote(q, sizeof q, "0123456789abcdefghij");
+    AW_CHECK(strlen(q) < sizeof q);
+    AW_CHECK(strstr(q, "...") != NULL);
+}
+
+int main(void)
+{
+    test_buf();
+    test_backoff();
+    test_err_and_log();
+    return aw_test_done();
+}

@@ -1,0 +1,49 @@
+/* test_phone.c -- the libphonenumber shim: E.164 conversion and country-code handling. */
+#include "common/phone/phone.h"
+#include "tests/harness.h"
+
+int main(void)
+{
+    char out[AW_PHONE_E164_MAX];
+    char region[3];
+    AW_CHECK_INT_EQ(aw_phone_init(), AW_OK);
+
+    /* International numbers need no region. */
+    AW_CHECK_INT_EQ(aw_phone_to_e164("+1 (650) 253-0000", NULL, out), AW_OK);
+    AW_CHECK_STR_EQ(out, "+16502530000");
+    AW_CHECK_INT_EQ(aw_phone_to_e164("+44 20 7946 0018", "", out), AW_OK);
+    AW_CHECK_STR_EQ(out, "+442079460018");
+    /* National numbers need a region. */
+    AW_CHECK_INT_EQ(aw_phone_to_e164("020 7946 0018", NULL, out), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_phone_to_e164("020 7946 0018", "GB", out), AW_OK);
+    AW_CHECK_STR_EQ(out, "+442079460018");
+    AW_CHECK_INT_EQ(aw_phone_to_e164("(650) 253-0000", "US", out), AW_OK);
+    AW_CHECK_STR_EQ(out, "+16502530000");
+    AW_CHECK_INT_EQ(aw_phone_to_e164("030 901820", "DE", out), AW_OK);
+    AW_CHECK_STR_EQ(out, "+4930901820");
+    /* Invalid numbers. */
+    AW_CHECK_INT_EQ(aw_phone_to_e164("12", "US", out), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_phone_to_e164("not a phone", "US", out), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_phone_to_e164("+1 555 0100", NULL, out), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_phone_to_e164("", "US", out), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_phone_to_e164("+1650253000012345678901234567890123456789012345678901234567890123456789",
+                                     NULL, out), AW_ERR_INVALID);
+
+    /* Country codes: alpha-2 and alpha-3, any case, blanks tolerated. */
+    AW_CHECK_INT_EQ(aw_phone_region_from_country("GB", region), AW_OK);
+    AW_CHECK_STR_EQ(region, "GB");
+    AW_CHECK_INT_EQ(aw_phone_region_from_country("gbr", region), AW_OK);
+    AW_CHECK_STR_EQ(region, "GB");
+    AW_CHECK_INT_EQ(aw_phone_region_from_country("USA", region), AW_OK);
+    AW_CHECK_STR_EQ(region, "US");
+    AW_CHECK_INT_EQ(aw_phone_region_from_country(" de ", region), AW_OK);
+    AW_CHECK_STR_EQ(region, "DE");
+    AW_CHECK_INT_EQ(aw_phone_region_from_country("DEU", region), AW_OK);
+    AW_CHECK_STR_EQ(region, "DE");
+    AW_CHECK_INT_EQ(aw_phone_region_from_country("XX", region), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_phone_region_from_country("XYZ", region), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_phone_region_from_country("United Kingdom", region), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_phone_region_from_country("G1", region), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_phone_region_from_country("", region), AW_ERR_INVALID);
+    return aw_test_done();
+}

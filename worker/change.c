@@ -1,0 +1,2 @@
+/* change.c -- placeholder until the codec lands. */
+#include "worker/change.h"
