@@ -1,0 +1,411 @@
+/* consumer.c -- the only user of rdkafka.h (STYLE.md §1). */
+#include "worker/consumer.h"
+
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+struct aw_consumer {
+    rd_kafka_t *rk;       /* consumer */
+    rd_kafka_t *dlq;      /* producer of dead-letter records */
+    char *dlq_topic;
+    rd_kafka_message_t **batch; /* records of the last poll, owned */
+    size_t n_batch;
+    size_t cap_batch;
+    atomic_int assigned;
+    atomic_bool fatal;
+    bool closed;
+    /* Dead-letter deliveries since the last wait; written by the delivery callback, which runs
+     * on this thread inside rd_kafka_poll/flush. */
+    long dlq_pending;
+    long dlq_failed;
+};
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    char q[512];
+    enum aw_log_level l = level <= 3 ? AW_LOG_LEVEL_ERROR
+                          : level <= 5 ? AW_LOG_LEVEL_WARN
+                          : level == 6 ? AW_LOG_LEVEL_INFO
+                                       : AW_LOG_LEVEL_DEBUG;
+    AW_LOG_(l, "rdkafka", "librdkafka", "fac=%s detail=%s", fac, aw_log_quote(q, sizeof q, buf));
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct aw_consumer *c = opaque;
+    char q[512];
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal[256];
+        rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+        AW_LOG_ERROR("consumer", "fatal kafka error", "err=%s detail=%s", rd_kafka_err2name(ferr),
+                     aw_log_quote(q, sizeof q, fatal));
+        atomic_store(&c->fatal, true);
+        return;
+    }
+    /* Transport errors heal by themselves (librdkafka reconnects). */
+    AW_LOG_WARN("consumer", "kafka error", "err=%s detail=%s",
+                rd_kafka_err2name((rd_kafka_resp_err_t)err), aw_log_quote(q, sizeof q, reason));
+}
+
+static const char *protocol(rd_kafka_t *rk)
+{
+    const char *p = rd_kafka_rebalance_protocol(rk);
+    return p ? p : "NONE";
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct aw_consumer *c = opaque;
+    bool cooperative = strcmp(protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        if (cooperative)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            rerr = rd_kafka_assign(rk, parts);
+        if (!e && !rerr)
+            atomic_fetch_add(&c->assigned, parts->cnt);
+        AW_LOG_INFO("consumer", "partitions assigned", "count=%d protocol=%s total=%d", parts->cnt,
+                    protocol(rk), atomic_load(&c->assigned));
+        break;
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        /* Commit what was stored before the partitions move: the next owner starts exactly
+         * after the last record Redis acknowledged. Nothing else lives in memory. */
+        if (!rd_kafka_assignment_lost(rk)) {
+            rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, parts, 0);
+            if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
+                AW_LOG_WARN("consumer", "commit on revoke failed", "err=%s",
+                            rd_kafka_err2name(cerr));
+        }
+        if (cooperative)
+            e = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rerr = rd_kafka_assign(rk, NULL);
+        if (cooperative)
+            atomic_fetch_sub(&c->assigned, parts->cnt);
+        else
+            atomic_store(&c->assigned, 0);
+        AW_LOG_INFO("consumer", "partitions revoked", "count=%d lost=%d protocol=%s", parts->cnt,
+                    rd_kafka_assignment_lost(rk), protocol(rk));
+        break;
+    default:
+        AW_LOG_ERROR("consumer", "rebalance error", "err=%s", rd_kafka_err2name(err));
+        rerr = rd_kafka_assign(rk, NULL);
+        atomic_store(&c->assigned, 0);
+        break;
+    }
+    if (e) {
+        AW_LOG_ERROR("consumer", "assignment failed", "err=%s", rd_kafka_error_name(e));
+        rd_kafka_error_destroy(e);
+    }
+    if (rerr)
+        AW_LOG_ERROR("consumer", "assignment failed", "err=%s", rd_kafka_err2name(rerr));
+}
+
+static void dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    struct aw_consumer *c = opaque;
+    c->dlq_pending--;
+    if (m->err) {
+        c->dlq_failed++;
+        AW_LOG_WARN("consumer", "dead-letter delivery failed", "err=%s",
+                    rd_kafka_err2name(m->err));
+    }
+}
+
+static bool set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf, size_t errlen)
+{
+    char err[256];
+    if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK) {
+        /* Name the property, not its value: values may be credentials. */
+        snprintf(errbuf, errlen, "kafka property %s: %s", k, err);
+        return false;
+    }
+    return true;
+}
+
+static bool apply_extra(rd_kafka_conf_t *conf, const struct aw_consumer_config *cfg,
+                        bool producer, char *errbuf, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_extra; i++) {
+        const char *k = cfg->extra[2 * i], *v = cfg->extra[2 * i + 1];
+        /* Consumer-only properties would make the producer refuse to start, and vice versa;
+         * librdkafka ignores the other role's properties with a warning, which is fine. */
+        if (producer && (strncmp(k, "group.", 6) == 0 || strncmp(k, "partition.assignment", 20) == 0 ||
+                         strncmp(k, "enable.auto", 11) == 0 || strncmp(k, "auto.", 5) == 0 ||
+                         strncmp(k, "session.", 8) == 0 || strncmp(k, "max.poll", 8) == 0 ||
+                         strncmp(k, "fetch.", 6) == 0 || strncmp(k, "heartbeat.", 10) == 0))
+            continue;
+        if (!set(conf, k, v, errbuf, errlen))
+            return false;
+    }
+    return true;
+}
+
+struct aw_consumer *aw_consumer_new(const struct aw_consumer_config *cfg, char *errbuf,
+                                    size_t errlen)
+{
+    struct aw_consumer *c = aw_calloc(1, sizeof *c);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *pconf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *subs = NULL;
+    char err[512];
+
+    c->dlq_topic = aw_strdup(cfg->dlq_topic);
+    if (!set(conf, "bootstrap.servers", cfg->brokers, errbuf, errlen) ||
+        !set(conf, "group.id", cfg->group, errbuf, errlen) ||
+        (cfg->client_id && !set(conf, "client.id", cfg->client_id, errbuf, errlen)) ||
+        !set(conf, "partition.assignment.strategy", "cooperative-sticky", errbuf, errlen) ||
+        !set(conf, "auto.offset.reset", "earliest", errbuf, errlen) ||
+        !apply_extra(conf, cfg, false, errbuf, errlen) ||
+        /* Delivery-critical: forced after the extra properties so a file cannot undo them. */
+        !set(conf, "enable.auto.offset.store", "false", errbuf, errlen) ||
+        !set(conf, "enable.auto.commit", "true", errbuf, errlen) ||
+        !set(conf, "enable.partition.eof", "false", errbuf, errlen))
+        goto fail;
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+
+    if (!set(pconf, "bootstrap.servers", cfg->brokers, errbuf, errlen) ||
+        (cfg->client_id && !set(pconf, "client.id", cfg->client_id, errbuf, errlen)) ||
+        !apply_extra(pconf, cfg, true, errbuf, errlen) ||
+        /* Dead-letter records must not be lost or duplicated by producer retries. */
+        !set(pconf, "enable.idempotence", "true", errbuf, errlen) ||
+        !set(pconf, "acks", "all", errbuf, errlen) ||
+        !set(pconf, "linger.ms", "5", errbuf, errlen))
+        goto fail;
+    rd_kafka_conf_set_opaque(pconf, c);
+    rd_kafka_conf_set_log_cb(pconf, log_cb);
+    rd_kafka_conf_set_error_cb(pconf, error_cb);
+    rd_kafka_conf_set_dr_msg_cb(pconf, dlq_dr_cb);
+
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!c->rk) {
+        snprintf(errbuf, errlen, "kafka consumer: %s", err);
+        goto fail;
+    }
+    conf = NULL; /* owned by rk now */
+    c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
+    if (!c->dlq) {
+        snprintf(errbuf, errlen, "kafka dead-letter producer: %s", err);
+        goto fail;
+    }
+    pconf = NULL;
+    rd_kafka_poll_set_consumer(c->rk);
+
+    subs = rd_kafka_topic_partition_list_new((int)cfg->n_topics);
+    for (size_t i = 0; i < cfg->n_topics; i++)
+        rd_kafka_topic_partition_list_add(subs, cfg->topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t serr = rd_kafka_subscribe(c->rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (serr) {
+        snprintf(errbuf, errlen, "kafka subscribe: %s", rd_kafka_err2str(serr));
+        goto fail;
+    }
+    return c;
+
+fail:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    if (pconf)
+        rd_kafka_conf_destroy(pconf);
+    c->closed = true; /* never subscribed or joined: nothing to leave */
+    aw_consumer_free(c);
+    return NULL;
+}
+
+size_t aw_consumer_poll(struct aw_consumer *c, struct aw_consumer_msg *out, size_t max,
+                        int timeout_ms)
+{
+    aw_consumer_release(c);
+    aw_grow((void **)&c->batch, &c->cap_batch, max, sizeof *c->batch);
+    /* Serve the producer's delivery reports too. */
+    rd_kafka_poll(c->dlq, 0);
+    size_t n = 0;
+    int wait = timeout_ms;
+    while (n < max) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, wait);
+        if (!m)
+            break;
+        wait = 0; /* after the first record, take only what is already queued */
+        if (m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            AW_LOG_WARN("consumer", "consume error", "err=%s", rd_kafka_err2name(m->err));
+            if (m->err == RD_KAFKA_RESP_ERR__FATAL)
+                atomic_store(&c->fatal, true);
+            rd_kafka_message_destroy(m);
+            break;
+        }
+        c->batch[n] = m;
+        out[n].payload = m->payload;
+        out[n].len = m->len;
+        out[n].key = m->key;
+        out[n].key_len = m->key_len;
+        out[n].topic = rd_kafka_topic_name(m->rkt);
+        out[n].partition = m->partition;
+        out[n].offset = m->offset;
+        out[n].index = n;
+        n++;
+    }
+    c->n_batch = n;
+    return n;
+}
+
+void aw_consumer_release(struct aw_consumer *c)
+{
+    for (size_t i = 0; i < c->n_batch; i++)
+        rd_kafka_message_destroy(c->batch[i]);
+    c->n_batch = 0;
+}
+
+enum aw_err aw_consumer_store(struct aw_consumer *c, const struct aw_consumer_msg *m)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, m->topic, m->partition)->offset = m->offset + 1;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(c->rk, l);
+    if (!err && l->elems[0].err)
+        err = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (err) {
+        /* Typically the partition was revoked meanwhile: its new owner re-reads the record. */
+        AW_LOG_WARN("consumer", "offset store failed", "topic=%s partition=%" PRId32
+                    " offset=%" PRId64 " err=%s", m->topic, m->partition, m->offset,
+                    rd_kafka_err2name(err));
+        return AW_ERR_IO;
+    }
+    return AW_OK;
+}
+
+enum aw_err aw_consumer_rewind(struct aw_consumer *c, const struct aw_consumer_msg *m)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, m->topic, m->partition)->offset = m->offset;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
+    enum aw_err rc = AW_OK;
+    if (e) {
+        AW_LOG_WARN("consumer", "rewind failed", "topic=%s partition=%" PRId32 " err=%s",
+                    m->topic, m->partition, rd_kafka_error_name(e));
+        rd_kafka_error_destroy(e);
+        rc = AW_ERR_IO;
+    } else if (l->elems[0].err) {
+        AW_LOG_WARN("consumer", "rewind failed", "topic=%s partition=%" PRId32 " err=%s",
+                    m->topic, m->partition, rd_kafka_err2name(l->elems[0].err));
+        rc = AW_ERR_IO;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, const struct aw_consumer_msg *src,
+                                    const void *body, size_t len, const char *reason,
+                                    const char *stage)
+{
+    const rd_kafka_message_t *m = c->batch[src->index];
+    rd_kafka_headers_t *orig = NULL;
+    rd_kafka_headers_t *hdrs;
+    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+        hdrs = rd_kafka_headers_copy(orig);
+    else
+        hdrs = rd_kafka_headers_new(8);
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%" PRId32, src->partition);
+    snprintf(off, sizeof off, "%" PRId64, src->offset);
+    rd_kafka_header_add(hdrs, "aw.reason", -1, reason, -1);
+    rd_kafka_header_add(hdrs, "aw.stage", -1, stage, -1);
+    rd_kafka_header_add(hdrs, "aw.source.topic", -1, src->topic, -1);
+    rd_kafka_header_add(hdrs, "aw.source.partition", -1, part, -1);
+    rd_kafka_header_add(hdrs, "aw.source.offset", -1, off, -1);
+    if (!body) {
+        body = src->payload;
+        len = src->len;
+    }
+    rd_kafka_resp_err_t err;
+    for (int attempt = 0;; attempt++) {
+        err = rd_kafka_producev(c->dlq, RD_KAFKA_V_TOPIC(c->dlq_topic),
+                                RD_KAFKA_V_VALUE((void *)body, len),
+                                RD_KAFKA_V_KEY((void *)src->key, src->key_len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 50)
+            break;
+        rd_kafka_poll(c->dlq, 100); /* let deliveries drain the queue */
+    }
+    if (err) {
+        rd_kafka_headers_destroy(hdrs); /* not taken on failure */
+        AW_LOG_WARN("consumer", "dead-letter produce failed", "err=%s", rd_kafka_err2name(err));
+        return AW_ERR_IO;
+    }
+    c->dlq_pending++;
+    return AW_OK;
+}
+
+enum aw_err aw_consumer_dlq_wait(struct aw_consumer *c, int timeout_ms)
+{
+    enum aw_err rc = AW_OK;
+    if (c->dlq_pending > 0)
+        rd_kafka_flush(c->dlq, timeout_ms);
+    if (c->dlq_failed > 0)
+        rc = AW_ERR_IO;
+    else if (c->dlq_pending > 0)
+        rc = AW_ERR_TIMEOUT;
+    /* Late reports of this set are not counted against the next one. */
+    c->dlq_failed = 0;
+    c->dlq_pending = 0;
+    return rc;
+}
+
+int aw_consumer_assigned_count(const struct aw_consumer *c) { return atomic_load(&c->assigned); }
+
+bool aw_consumer_is_fatal(const struct aw_consumer *c) { return atomic_load(&c->fatal); }
+
+void aw_consumer_close(struct aw_consumer *c)
+{
+    if (c->closed)
+        return;
+    c->closed = true;
+    aw_consumer_release(c);
+    rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        AW_LOG_WARN("consumer", "final commit failed", "err=%s", rd_kafka_err2name(err));
+    err = rd_kafka_consumer_close(c->rk);
+    if (err)
+        AW_LOG_WARN("consumer", "close failed", "err=%s", rd_kafka_err2name(err));
+    AW_LOG_INFO("consumer", "closed", "%s", "");
+}
+
+void aw_consumer_free(struct aw_consumer *c)
+{
+    if (!c)
+        return;
+    if (c->rk)
+        aw_consumer_close(c);
+    aw_consumer_release(c);
+    free(c->batch);
+    if (c->dlq) {
+        rd_kafka_flush(c->dlq, 5000);
+        rd_kafka_destroy(c->dlq);
+    }
+    if (c->rk)
+        rd_kafka_destroy(c->rk);
+    free(c->dlq_topic);
+    free(c);
+}

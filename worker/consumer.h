@@ -1,0 +1,90 @@
+/* consumer.h -- the librdkafka adapter: high-level consumer in a group (cooperative-sticky),
+ * manual offset store (an offset is stored only after the caller says the record is done),
+ * partition rewind for transient failures, and the dead-letter producer.
+ * All functions: the consumer (main) thread only. */
+#ifndef AW_WORKER_CONSUMER_H
+#define AW_WORKER_CONSUMER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct aw_consumer;
+
+struct aw_consumer_config {
+    const char *brokers;            /* bootstrap list, required */
+    const char *group;              /* group.id, required */
+    const char *const *topics;      /* topics to subscribe, n_topics >= 1 */
+    size_t n_topics;
+    const char *dlq_topic;          /* dead-letter topic, required */
+    const char *client_id;          /* may be NULL */
+    const char *const *extra;       /* extra librdkafka properties as key,value pairs (2*n_extra) */
+    size_t n_extra;
+};
+
+/* A polled record: a borrowed view valid until aw_consumer_release. */
+struct aw_consumer_msg {
+    const char *payload; /* may be NULL when len == 0 */
+    size_t len;
+    const char *key;     /* may be NULL */
+    size_t key_len;
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    size_t index;        /* position in the polled batch */
+};
+
+/* Creates the consumer and the DLQ producer and subscribes. Forces the delivery-critical
+ * settings (enable.auto.offset.store=false, enable.auto.commit=true,
+ * partition.assignment.strategy=cooperative-sticky unless the extra properties choose another
+ * assignor, auto.offset.reset=earliest unless set). NULL on failure with the reason in errbuf
+ * (never containing a secret). */
+struct aw_consumer *aw_consumer_new(const struct aw_consumer_config *cfg, char *errbuf,
+                                    size_t errlen);
+
+/* Polls up to max records, waiting at most timeout_ms for the first (then taking what is
+ * already queued). Fills out[0..n) and returns n. Records stay owned by the consumer until
+ * aw_consumer_release. Non-fatal consumer errors are logged and counted; a fatal one makes
+ * aw_consumer_is_fatal true. */
+size_t aw_consumer_poll(struct aw_consumer *c, struct aw_consumer_msg *out, size_t max,
+                        int timeout_ms);
+
+/* Releases every record of the last poll. */
+void aw_consumer_release(struct aw_consumer *c);
+
+/* Marks a record done: stores offset+1 for commit (auto commit sends it). */
+enum aw_err aw_consumer_store(struct aw_consumer *c, const struct aw_consumer_msg *m);
+
+/* Rewinds m's partition to m's offset so the record is delivered again (after a transient
+ * failure). Pre-fetched records of that partition are discarded by librdkafka. */
+enum aw_err aw_consumer_rewind(struct aw_consumer *c, const struct aw_consumer_msg *m);
+
+/* Produces a dead-letter record for source record src: body (NULL = src's original bytes),
+ * with src's key and headers plus aw.reason, aw.stage, aw.source.topic, aw.source.partition,
+ * aw.source.offset. Delivery is confirmed by aw_consumer_dlq_wait; until then the record must
+ * not be stored. Returns AW_ERR_IO when the producer queue refuses it. */
+enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, const struct aw_consumer_msg *src,
+                                    const void *body, size_t len, const char *reason,
+                                    const char *stage);
+
+/* Waits (at most timeout_ms) for every dead-letter record produced since the previous wait.
+ * AW_OK when all were acknowledged by the broker; AW_ERR_IO (a delivery failed) or
+ * AW_ERR_TIMEOUT otherwise: the caller then treats every source record of the set as not done
+ * (rewinds), and a redelivery produces its dead-letter record again (at-least-once). */
+enum aw_err aw_consumer_dlq_wait(struct aw_consumer *c, int timeout_ms);
+
+/* Number of partitions currently assigned. */
+int aw_consumer_assigned_count(const struct aw_consumer *c);
+
+/* True after a fatal librdkafka error: the caller must stop and exit non-zero. */
+bool aw_consumer_is_fatal(const struct aw_consumer *c);
+
+/* Commits stored offsets synchronously, leaves the group and closes. Idempotent. */
+void aw_consumer_close(struct aw_consumer *c);
+
+/* Closes if needed and destroys both handles. NULL is a no-op. */
+void aw_consumer_free(struct aw_consumer *c);
+
+#endif
