@@ -11,12 +11,57 @@
 
 #include "common/err.h"
 
+/* Decoding rules (what the decoder accepts; schemas/mparticle-audience-message.schema.json is the
+ * same contract as JSON Schema):
+ * - Parsing: jansson with JSON_REJECT_DUPLICATES (a repeated key, e.g. two `action`s, is
+ *   ambiguous: parsers disagree on which wins, so it is "not_json") and without JSON_ALLOW_NUL
+ *   (\u0000 in a string is "not_json"; every decoded string is a plain C string). Integers beyond
+ *   int64 are "not_json" too. Nesting deeper than AW_EVENT_MAX_DEPTH is "oversize" (checked
+ *   before parsing, as is the size).
+ * - JSON null counts as absent everywhere: optional fields become NULL/empty, a required field
+ *   that is null is "missing_field". Unknown fields are ignored (forward compatibility), as are
+ *   firehose_version, device_identities, partner_identities, audience_description and
+ *   previous_audience_subscription_settings.
+ * - `type`, `id` (non-empty string, at most AW_EVENT_MAX_ID bytes), `timestamp_ms` (integer >= 0)
+ *   and `account.account_id` are required in both message types; `type` is checked first.
+ * - account_id / audience_id: a JSON integer >= 0, or a string of decimal digits (leading zeros
+ *   are dropped) not above INT64_MAX; stored as canonical decimal text. A real (456.0) is
+ *   "wrong_type"; a negative or non-decimal string is "bad_value".
+ * - Settings objects: string values kept; numbers/booleans/arrays/objects kept as compact JSON
+ *   text; null members skipped. Input order.
+ * - mpid: string (as received) or JSON integer (decimal text); optional.
+ * - user_identities[]: `type`, `encoding`, `value` required strings, kept as received (the
+ *   mapping stage decides what a hashed or unknown identity means).
+ * - audiences[]: `audience_id` and `action` (add|delete|attribute_update) required;
+ *   `audience_name` optional here (mapping needs it only without `listId`).
+ * - user_attributes[]: an element without `key` (mParticle's own example has `{ }`) is skipped,
+ *   whatever else it holds; an empty key is "bad_value". `action` upsert|delete, absent = upsert.
+ *   upsert: `value` (string/number/bool, kept as its JSON text) or `list_value` (array of
+ *   strings/numbers/bools, kept as a compact JSON array); both at once is "bad_value"; neither
+ *   gives value_json NULL. delete: `value`/`list_value` are ignored, value_json is NULL.
+ *   Reals are written in their shortest round-trip form ("1.5", "100000.0").
+ * - consent_state: `gdpr{purpose:{...}}` and `ccpa{data_sale_opt_out:{...}}`, each purpose an
+ *   object with required boolean `consented`, optional integer >= 0 `timestamp_unixtime_ms`,
+ *   optional string `document`, `location`, `hardware_id` (type-checked, not kept). The
+ *   `gdpr_consent_state`/`ccpa_consent_state` aliases are not read. Order: gdpr, then ccpa.
+ * - audience_subscription_request: top-level `audience_id`, optional `audience_name`,
+ *   `audience_subscription_settings`, `action` add|update|remove, decoded into `subscription`
+ *   (its action field is AW_EVENT_ADD and has no meaning there).
+ * - Detail paths name fields ("user_profiles[0].audiences[1].action"); members of a map object
+ *   are named by position, never by key ("account.account_settings{2}",
+ *   "user_profiles[0].consent_state.gdpr{0}.consented"); "(root)" for the top level;
+ *   "payload"/"nesting" for size limits; "<what> at offset N" for not_json. */
+
 /* Largest payload accepted (bytes). Larger records are rejected with AW_EVENT_OVERSIZE. */
 #define AW_EVENT_MAX_BYTES (4u * 1024u * 1024u)
 /* Longest string value accepted anywhere in a message (bytes). */
 #define AW_EVENT_MAX_STRING 65536u
 /* Most profiles / audiences per profile / attributes per audience accepted. */
 #define AW_EVENT_MAX_ITEMS 100000u
+/* Deepest nesting of arrays/objects accepted anywhere in the payload (our own shape needs 8). */
+#define AW_EVENT_MAX_DEPTH 32u
+/* Longest message `id` accepted (bytes); it is stored with every pending change. */
+#define AW_EVENT_MAX_ID 256u
 
 enum aw_event_type {
     AW_EVENT_MEMBERSHIP = 1,  /* audience_membership_change_request */
@@ -116,7 +161,9 @@ struct aw_event {
  * On AW_OK the caller owns *out and releases it with aw_event_clear.
  * On AW_ERR_INVALID *reason says why, and detail (if non-NULL) receives a short path such as
  * "user_profiles[0].audiences[1].action" -- never a value from the payload. *out is left
- * cleared (aw_event_clear is still safe). */
+ * cleared (aw_event_clear is still safe). AW_ERR_FATAL (reason AW_EVENT_OK) only when jansson
+ * runs out of memory. payload may be NULL when len is 0 (a Kafka tombstone: "empty").
+ * detail is always NUL-terminated when detail_len > 0 (truncated if short). Any thread. */
 enum aw_err aw_event_decode(const char *payload, size_t len, struct aw_event *out,
                             enum aw_event_reason *reason, char *detail, size_t detail_len);
 

@@ -1,0 +1,819 @@
+/* event.c -- Kafka payload -> struct aw_event (DESIGN.md §1). The accepted shape is documented in
+ * event.h and, as JSON Schema, in schemas/mparticle-audience-message.schema.json.
+ *
+ * Shape of the code: one small decoder per JSON object of the message. Each takes the path
+ * prefix of its object (built with snprintf, so the depth of the calls is fixed by the message
+ * shape, never by the input) and stops at the first problem, recording reason and path in
+ * struct dec. Arrays of the output are allocated zeroed with their full count before being
+ * filled, so aw_event_clear releases a half-built event on any error path. */
+#include "worker/event.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/buf.h"
+#include "common/mem.h"
+
+#define PATH_LEN 192
+
+struct dec {
+    enum aw_event_reason reason;
+    enum aw_err err; /* AW_ERR_INVALID, or AW_ERR_FATAL when a library allocation failed */
+    char path[PATH_LEN];
+};
+
+static bool fail(struct dec *d, enum aw_event_reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool fail(struct dec *d, enum aw_event_reason reason, const char *fmt, ...)
+{
+    va_list ap;
+    d->reason = reason;
+    va_start(ap, fmt);
+    int n = vsnprintf(d->path, sizeof d->path, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        d->path[0] = '\0';
+    return false;
+}
+
+/* Fails with the path "<prefix>.<field>" (or just field at the top level). */
+static bool fail_at(struct dec *d, enum aw_event_reason reason, const char *prefix,
+                    const char *field)
+{
+    return fail(d, reason, "%s%s%s", prefix, prefix[0] ? "." : "", field);
+}
+
+/* Writes a path prefix; paths are short and bounded by the message shape, so truncation (of an
+ * absurdly long prefix) only shortens a diagnostic. */
+static void path_fmt(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void path_fmt(char *out, size_t outlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, outlen, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        out[0] = '\0';
+}
+
+/* A member of obj, with JSON null treated as absent. Borrowed. */
+static json_t *member(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return (v != NULL && json_is_null(v)) ? NULL : v;
+}
+
+/* Nesting depth of arrays/objects, counted on the raw bytes (strings skipped). The payload may
+ * not be valid JSON; this only bounds what the parser is asked to build. */
+static bool is_too_deep(const char *p, size_t len)
+{
+    size_t depth = 0;
+    bool in_str = false, esc = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = p[i];
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (c == '\\')
+                esc = true;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > AW_EVENT_MAX_DEPTH)
+                return true;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return false;
+}
+
+/* ---- scalar helpers ---- */
+
+static bool take_string(struct dec *d, const json_t *obj, const char *prefix, const char *field,
+                        bool required, size_t max_len, char **out)
+{
+    *out = NULL;
+    json_t *v = member(obj, field);
+    if (v == NULL)
+        return required ? fail_at(d, AW_EVENT_MISSING_FIELD, prefix, field) : true;
+    if (!json_is_string(v))
+        return fail_at(d, AW_EVENT_WRONG_TYPE, prefix, field);
+    if (json_string_length(v) > max_len)
+        return fail_at(d, AW_EVENT_OVERSIZE, prefix, field);
+    /* No NUL inside (JSON_ALLOW_NUL is off), so the length is the C string length. */
+    *out = aw_strndup(json_string_value(v), json_string_length(v));
+    return true;
+}
+
+/* Optional string-typed member that is checked but not kept. */
+static bool check_string(struct dec *d, const json_t *obj, const char *prefix, const char *field)
+{
+    json_t *v = member(obj, field);
+    if (v != NULL && !json_is_string(v))
+        return fail_at(d, AW_EVENT_WRONG_TYPE, prefix, field);
+    return true;
+}
+
+/* Integer >= 0. *has (may be NULL when required) tells whether it was present. */
+static bool take_uint(struct dec *d, const json_t *obj, const char *prefix, const char *field,
+                      bool required, bool *has, uint64_t *out)
+{
+    *out = 0;
+    if (has != NULL)
+        *has = false;
+    json_t *v = member(obj, field);
+    if (v == NULL)
+        return required ? fail_at(d, AW_EVENT_MISSING_FIELD, prefix, field) : true;
+    if (!json_is_integer(v))
+        return fail_at(d, AW_EVENT_WRONG_TYPE, prefix, field);
+    json_int_t n = json_integer_value(v);
+    if (n < 0)
+        return fail_at(d, AW_EVENT_BAD_VALUE, prefix, field);
+    *out = (uint64_t)n;
+    if (has != NULL)
+        *has = true;
+    return true;
+}
+
+/* account_id / audience_id: JSON integer >= 0 or a decimal string, stored as canonical text. */
+static bool take_id(struct dec *d, const json_t *obj, const char *prefix, const char *field,
+                    char **out)
+{
+    char text[32];
+    *out = NULL;
+    json_t *v = member(obj, field);
+    if (v == NULL)
+        return fail_at(d, AW_EVENT_MISSING_FIELD, prefix, field);
+    if (json_is_integer(v)) {
+        json_int_t n = json_integer_value(v);
+        if (n < 0)
+            return fail_at(d, AW_EVENT_BAD_VALUE, prefix, field);
+        snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, n);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (len == 0)
+            return fail_at(d, AW_EVENT_BAD_VALUE, prefix, field);
+        for (size_t i = 0; i < len; i++)
+            if (s[i] < '0' || s[i] > '9')
+                return fail_at(d, AW_EVENT_BAD_VALUE, prefix, field);
+        while (len > 1 && s[0] == '0') {
+            s++;
+            len--;
+        }
+        if (len > 19)
+            return fail_at(d, AW_EVENT_BAD_VALUE, prefix, field);
+        errno = 0;
+        char *end = NULL;
+        unsigned long long n = strtoull(s, &end, 10);
+        if (errno != 0 || end != s + len || n > (unsigned long long)INT64_MAX)
+            return fail_at(d, AW_EVENT_BAD_VALUE, prefix, field);
+        snprintf(text, sizeof text, "%llu", n);
+    } else {
+        return fail_at(d, AW_EVENT_WRONG_TYPE, prefix, field);
+    }
+    *out = aw_strdup(text);
+    return true;
+}
+
+/* Enumerated string member; *index receives the position of the match in names. */
+static bool take_enum(struct dec *d, const json_t *obj, const char *prefix, const char *field,
+                      const char *const *names, size_t n_names, int *index)
+{
+    json_t *v = member(obj, field);
+    if (v == NULL)
+        return fail_at(d, AW_EVENT_MISSING_FIELD, prefix, field);
+    if (!json_is_string(v))
+        return fail_at(d, AW_EVENT_WRONG_TYPE, prefix, field);
+    const char *s = json_string_value(v);
+    for (size_t i = 0; i < n_names; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *index = (int)i;
+            return true;
+        }
+    }
+    return fail_at(d, AW_EVENT_BAD_VALUE, prefix, field);
+}
+
+/* ---- JSON text of attribute values ---- */
+
+static enum aw_err append_json_string(struct aw_buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    enum aw_err err = aw_buf_append(b, "\"", 1);
+    size_t run = 0; /* bytes copied verbatim, flushed in one append */
+    for (size_t i = 0; i < len && err == AW_OK; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        err = aw_buf_append(b, s + i - run, run);
+        run = 0;
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+        size_t n = 6;
+        if (c == '"' || c == '\\') {
+            esc[1] = (char)c;
+            n = 2;
+        } else if (c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') {
+            esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : c == '\b' ? 'b' : 'f';
+            n = 2;
+        }
+        if (err == AW_OK)
+            err = aw_buf_append(b, esc, n);
+    }
+    if (err == AW_OK)
+        err = aw_buf_append(b, s + len - run, run);
+    if (err == AW_OK)
+        err = aw_buf_append(b, "\"", 1);
+    return err;
+}
+
+/* Shortest of %.15g/%.16g/%.17g that reads back as the same double; ".0" keeps it a real.
+ * Reals out of parse are finite (jansson rejects overflow). */
+static void format_real(double x, char *out, size_t outlen)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(out, outlen, "%.*g", prec, x);
+        if (strtod(out, NULL) == x)
+            break;
+    }
+    if (strpbrk(out, ".eE") == NULL) {
+        size_t n = strlen(out);
+        if (n + 2 < outlen)
+            memcpy(out + n, ".0", 3);
+    }
+}
+
+static bool is_scalar(const json_t *v)
+{
+    return json_is_string(v) || json_is_number(v) || json_is_boolean(v);
+}
+
+/* Appends the JSON text of a scalar (is_scalar(v)). */
+static enum aw_err append_scalar(struct aw_buf *b, const json_t *v)
+{
+    char num[40];
+    if (json_is_string(v))
+        return append_json_string(b, json_string_value(v), json_string_length(v));
+    if (json_is_integer(v)) {
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return aw_buf_append_str(b, num);
+    }
+    if (json_is_real(v)) {
+        format_real(json_real_value(v), num, sizeof num);
+        return aw_buf_append_str(b, num);
+    }
+    return aw_buf_append_str(b, json_is_true(v) ? "true" : "false");
+}
+
+/* ---- objects ---- */
+
+/* A settings map: string values kept, other values as compact JSON text, nulls skipped. */
+static bool take_settings(struct dec *d, const json_t *obj, const char *prefix, const char *field,
+                          struct aw_event_setting **out, size_t *n_out)
+{
+    json_t *map = member(obj, field);
+    if (map == NULL)
+        return true;
+    if (!json_is_object(map))
+        return fail_at(d, AW_EVENT_WRONG_TYPE, prefix, field);
+    size_t n = json_object_size(map);
+    if (n > AW_EVENT_MAX_ITEMS)
+        return fail_at(d, AW_EVENT_OVERSIZE, prefix, field);
+    if (n == 0)
+        return true;
+    *out = aw_calloc(n, sizeof **out);
+    *n_out = n;
+    size_t pos = 0, kept = 0;
+    const char *key;
+    json_t *val;
+    json_object_foreach(map, key, val) {
+        size_t at = pos++;
+        if (json_is_null(val))
+            continue;
+        if (strlen(key) > AW_EVENT_MAX_STRING)
+            return fail(d, AW_EVENT_OVERSIZE, "%s%s%s{%zu}", prefix, prefix[0] ? "." : "", field,
+                        at);
+        char *text;
+        if (json_is_string(val)) {
+            text = aw_strndup(json_string_value(val), json_string_length(val));
+        } else {
+            char *dumped = json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+            if (dumped == NULL) {
+                d->err = AW_ERR_FATAL;
+                return fail(d, AW_EVENT_OK, "out of memory");
+            }
+            text = aw_strdup(dumped);
+            free(dumped);
+        }
+        struct aw_event_setting *s = &(*out)[kept++];
+        s->key = aw_strdup(key);
+        s->value = text;
+        if (strlen(text) > AW_EVENT_MAX_STRING)
+            return fail(d, AW_EVENT_OVERSIZE, "%s%s%s{%zu}", prefix, prefix[0] ? "." : "", field,
+                        at);
+    }
+    *n_out = kept;
+    return true;
+}
+
+/* An optional array member; *arr is NULL when absent. */
+static bool get_array(struct dec *d, const json_t *obj, const char *prefix, const char *field,
+                      json_t **arr)
+{
+    *arr = member(obj, field);
+    if (*arr == NULL)
+        return true;
+    if (!json_is_array(*arr))
+        return fail_at(d, AW_EVENT_WRONG_TYPE, prefix, field);
+    if (json_array_size(*arr) > AW_EVENT_MAX_ITEMS)
+        return fail_at(d, AW_EVENT_OVERSIZE, prefix, field);
+    return true;
+}
+
+/* The upsert value of one attribute into out->value_json (prefix = the attribute's path). */
+static bool take_attr_value(struct dec *d, const json_t *a, const char *prefix,
+                            struct aw_event_attribute *out)
+{
+    json_t *value = member(a, "value");
+    json_t *list = member(a, "list_value");
+    if (value != NULL && list != NULL)
+        return fail_at(d, AW_EVENT_BAD_VALUE, prefix, "list_value");
+    if (value == NULL && list == NULL)
+        return true;
+
+    struct aw_buf b;
+    aw_buf_init(&b, 0); /* output never exceeds the (bounded) input by more than a small factor */
+    enum aw_err err = AW_OK;
+    bool ok = true;
+    if (value != NULL) {
+        if (!is_scalar(value))
+            ok = fail_at(d, AW_EVENT_WRONG_TYPE, prefix, "value");
+        else if (json_is_string(value) && json_string_length(value) > AW_EVENT_MAX_STRING)
+            ok = fail_at(d, AW_EVENT_OVERSIZE, prefix, "value");
+        else
+            err = append_scalar(&b, value);
+    } else if (!json_is_array(list)) {
+        ok = fail_at(d, AW_EVENT_WRONG_TYPE, prefix, "list_value");
+    } else if (json_array_size(list) > AW_EVENT_MAX_ITEMS) {
+        ok = fail_at(d, AW_EVENT_OVERSIZE, prefix, "list_value");
+    } else {
+        err = aw_buf_append(&b, "[", 1);
+        size_t i;
+        json_t *item;
+        json_array_foreach(list, i, item) {
+            if (!is_scalar(item)) {
+                ok = fail(d, AW_EVENT_WRONG_TYPE, "%s.list_value[%zu]", prefix, i);
+                break;
+            }
+            if (json_is_string(item) && json_string_length(item) > AW_EVENT_MAX_STRING) {
+                ok = fail(d, AW_EVENT_OVERSIZE, "%s.list_value[%zu]", prefix, i);
+                break;
+            }
+            if (err == AW_OK && i > 0)
+                err = aw_buf_append(&b, ",", 1);
+            if (err == AW_OK)
+                err = append_scalar(&b, item);
+        }
+        if (err == AW_OK)
+            err = aw_buf_append(&b, "]", 1);
+    }
+    AW_ASSERT(err == AW_OK); /* unlimited buffer: append only fails by aborting on OOM */
+    if (ok)
+        out->value_json = aw_buf_take(&b);
+    aw_buf_free(&b);
+    return ok;
+}
+
+/* One user_attributes element. *skip is set for an element without a key. */
+static bool decode_attribute(struct dec *d, const json_t *a, const char *prefix,
+                             struct aw_event_attribute *out, bool *skip)
+{
+    static const char *const actions[] = {"upsert", "delete"};
+    *skip = false;
+    if (!json_is_object(a))
+        return fail(d, AW_EVENT_WRONG_TYPE, "%s", prefix);
+    if (member(a, "key") == NULL) {
+        *skip = true;
+        return true;
+    }
+    if (!take_string(d, a, prefix, "key", true, AW_EVENT_MAX_STRING, &out->key))
+        return false;
+    if (out->key[0] == '\0')
+        return fail_at(d, AW_EVENT_BAD_VALUE, prefix, "key");
+    out->action = AW_EVENT_ATTR_UPSERT;
+    if (member(a, "action") != NULL) {
+        int idx = 0;
+        if (!take_enum(d, a, prefix, "action", actions, 2, &idx))
+            return false;
+        out->action = idx == 0 ? AW_EVENT_ATTR_UPSERT : AW_EVENT_ATTR_DELETE;
+    }
+    if (out->action == AW_EVENT_ATTR_DELETE)
+        return true;
+    return take_attr_value(d, a, prefix, out);
+}
+
+/* The audience fields shared by a membership audience and a subscription request. */
+static bool decode_audience_common(struct dec *d, const json_t *a, const char *prefix,
+                                   struct aw_event_audience *out)
+{
+    return take_id(d, a, prefix, "audience_id", &out->audience_id) &&
+           take_string(d, a, prefix, "audience_name", false, AW_EVENT_MAX_STRING,
+                       &out->audience_name) &&
+           take_settings(d, a, prefix, "audience_subscription_settings", &out->settings,
+                         &out->n_settings);
+}
+
+static bool decode_audience(struct dec *d, const json_t *a, const char *prefix,
+                            struct aw_event_audience *out)
+{
+    static const char *const actions[] = {"add", "delete", "attribute_update"};
+    if (!json_is_object(a))
+        return fail(d, AW_EVENT_WRONG_TYPE, "%s", prefix);
+    int idx = 0;
+    json_t *attrs;
+    if (!decode_audience_common(d, a, prefix, out) ||
+        !take_enum(d, a, prefix, "action", actions, 3, &idx) ||
+        !get_array(d, a, prefix, "user_attributes", &attrs))
+        return false;
+    out->action = idx == 0 ? AW_EVENT_ADD : idx == 1 ? AW_EVENT_DELETE : AW_EVENT_ATTRIBUTE_UPDATE;
+    if (attrs == NULL || json_array_size(attrs) == 0)
+        return true;
+    out->attributes = aw_calloc(json_array_size(attrs), sizeof *out->attributes);
+    out->n_attributes = json_array_size(attrs);
+    size_t i, kept = 0;
+    json_t *item;
+    json_array_foreach(attrs, i, item) {
+        char path[PATH_LEN];
+        bool skip = false;
+        path_fmt(path, sizeof path, "%s.user_attributes[%zu]", prefix, i);
+        if (!decode_attribute(d, item, path, &out->attributes[kept], &skip))
+            return false;
+        if (!skip)
+            kept++;
+    }
+    out->n_attributes = kept;
+    return true;
+}
+
+static bool decode_identity(struct dec *d, const json_t *id, const char *prefix,
+                            struct aw_event_identity *out)
+{
+    if (!json_is_object(id))
+        return fail(d, AW_EVENT_WRONG_TYPE, "%s", prefix);
+    return take_string(d, id, prefix, "type", true, AW_EVENT_MAX_STRING, &out->type) &&
+           take_string(d, id, prefix, "encoding", true, AW_EVENT_MAX_STRING, &out->encoding) &&
+           take_string(d, id, prefix, "value", true, AW_EVENT_MAX_STRING, &out->value);
+}
+
+/* One purpose object of consent_state.gdpr / .ccpa (prefix = its path). */
+static bool decode_consent(struct dec *d, const json_t *c, const char *prefix,
+                           struct aw_event_consent *out)
+{
+    if (!json_is_object(c))
+        return fail(d, AW_EVENT_WRONG_TYPE, "%s", prefix);
+    json_t *consented = member(c, "consented");
+    if (consented == NULL)
+        return fail_at(d, AW_EVENT_MISSING_FIELD, prefix, "consented");
+    if (!json_is_boolean(consented))
+        return fail_at(d, AW_EVENT_WRONG_TYPE, prefix, "consented");
+    out->consented = json_is_true(consented);
+    return take_uint(d, c, prefix, "timestamp_unixtime_ms", false, &out->has_timestamp,
+                     &out->timestamp_unix_ms) &&
+           check_string(d, c, prefix, "document") && check_string(d, c, prefix, "location") &&
+           check_string(d, c, prefix, "hardware_id");
+}
+
+static bool decode_consent_state(struct dec *d, const json_t *profile, const char *prefix,
+                                 struct aw_event_profile *out)
+{
+    static const char *const regimes[] = {"gdpr", "ccpa"};
+    char cs_path[PATH_LEN];
+    json_t *cs = member(profile, "consent_state");
+    if (cs == NULL)
+        return true;
+    path_fmt(cs_path, sizeof cs_path, "%s.consent_state", prefix);
+    if (!json_is_object(cs))
+        return fail(d, AW_EVENT_WRONG_TYPE, "%s", cs_path);
+    json_t *maps[2];
+    size_t total = 0;
+    for (size_t r = 0; r < 2; r++) {
+        maps[r] = member(cs, regimes[r]);
+        if (maps[r] == NULL)
+            continue;
+        if (!json_is_object(maps[r]))
+            return fail_at(d, AW_EVENT_WRONG_TYPE, cs_path, regimes[r]);
+        if (json_object_size(maps[r]) > AW_EVENT_MAX_ITEMS)
+            return fail_at(d, AW_EVENT_OVERSIZE, cs_path, regimes[r]);
+        total += json_object_size(maps[r]);
+    }
+    if (total == 0)
+        return true;
+    out->consents = aw_calloc(total, sizeof *out->consents);
+    out->n_consents = total;
+    size_t kept = 0;
+    for (size_t r = 0; r < 2; r++) {
+        if (maps[r] == NULL)
+            continue;
+        size_t pos = 0;
+        const char *key;
+        json_t *val;
+        json_object_foreach(maps[r], key, val) {
+            char path[PATH_LEN];
+            path_fmt(path, sizeof path, "%s.%s{%zu}", cs_path, regimes[r], pos++);
+            if (json_is_null(val))
+                continue;
+            if (key[0] == '\0')
+                return fail(d, AW_EVENT_BAD_VALUE, "%s", path);
+            if (strlen(key) > AW_EVENT_MAX_STRING)
+                return fail(d, AW_EVENT_OVERSIZE, "%s", path);
+            struct aw_event_consent *c = &out->consents[kept++];
+            c->purpose = aw_strdup(key);
+            c->is_ccpa = r == 1;
+            if (!decode_consent(d, val, path, c))
+                return false;
+        }
+    }
+    out->n_consents = kept;
+    return true;
+}
+
+static bool decode_profile(struct dec *d, const json_t *p, const char *prefix,
+                           struct aw_event_profile *out)
+{
+    if (!json_is_object(p))
+        return fail(d, AW_EVENT_WRONG_TYPE, "%s", prefix);
+    json_t *mpid = member(p, "mpid");
+    if (mpid != NULL && json_is_integer(mpid)) {
+        char text[32];
+        snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(mpid));
+        out->mpid = aw_strdup(text);
+    } else if (!take_string(d, p, prefix, "mpid", false, AW_EVENT_MAX_STRING, &out->mpid)) {
+        return false;
+    }
+
+    json_t *ids, *auds;
+    if (!get_array(d, p, prefix, "user_identities", &ids) ||
+        !get_array(d, p, prefix, "audiences", &auds))
+        return false;
+    size_t i;
+    json_t *item;
+    if (ids != NULL && json_array_size(ids) > 0) {
+        out->identities = aw_calloc(json_array_size(ids), sizeof *out->identities);
+        out->n_identities = json_array_size(ids);
+        json_array_foreach(ids, i, item) {
+            char path[PATH_LEN];
+            path_fmt(path, sizeof path, "%s.user_identities[%zu]", prefix, i);
+            if (!decode_identity(d, item, path, &out->identities[i]))
+                return false;
+        }
+    }
+    if (auds != NULL && json_array_size(auds) > 0) {
+        out->audiences = aw_calloc(json_array_size(auds), sizeof *out->audiences);
+        out->n_audiences = json_array_size(auds);
+        json_array_foreach(auds, i, item) {
+            char path[PATH_LEN];
+            path_fmt(path, sizeof path, "%s.audiences[%zu]", prefix, i);
+            if (!decode_audience(d, item, path, &out->audiences[i]))
+                return false;
+        }
+    }
+    return decode_consent_state(d, p, prefix, out);
+}
+
+static bool decode_root(struct dec *d, const json_t *root, struct aw_event *out)
+{
+    static const char *const types[] = {"audience_membership_change_request",
+                                        "audience_subscription_request"};
+    static const char *const sub_actions[] = {"add", "update", "remove"};
+    json_t *type = member(root, "type");
+    if (type == NULL)
+        return fail(d, AW_EVENT_MISSING_FIELD, "type");
+    if (!json_is_string(type))
+        return fail(d, AW_EVENT_WRONG_TYPE, "type");
+    if (strcmp(json_string_value(type), types[0]) == 0)
+        out->type = AW_EVENT_MEMBERSHIP;
+    else if (strcmp(json_string_value(type), types[1]) == 0)
+        out->type = AW_EVENT_SUBSCRIPTION;
+    else
+        return fail(d, AW_EVENT_UNKNOWN_TYPE, "type");
+
+    if (!take_string(d, root, "", "id", true, AW_EVENT_MAX_ID, &out->id))
+        return false;
+    if (out->id[0] == '\0')
+        return fail(d, AW_EVENT_BAD_VALUE, "id");
+    if (!take_uint(d, root, "", "timestamp_ms", true, NULL, &out->timestamp_ms))
+        return false;
+    json_t *account = member(root, "account");
+    if (account == NULL)
+        return fail(d, AW_EVENT_MISSING_FIELD, "account");
+    if (!json_is_object(account))
+        return fail(d, AW_EVENT_WRONG_TYPE, "account");
+    if (!take_id(d, account, "account", "account_id", &out->account_id) ||
+        !take_settings(d, account, "account", "account_settings", &out->account_settings,
+                       &out->n_account_settings))
+        return false;
+
+    if (out->type == AW_EVENT_SUBSCRIPTION) {
+        int idx = 0;
+        if (!decode_audience_common(d, root, "", &out->subscription) ||
+            !take_enum(d, root, "", "action", sub_actions, 3, &idx))
+            return false;
+        out->sub_action = idx == 0   ? AW_EVENT_SUB_ADD
+                          : idx == 1 ? AW_EVENT_SUB_UPDATE
+                                     : AW_EVENT_SUB_REMOVE;
+        return true;
+    }
+
+    json_t *profiles;
+    if (!get_array(d, root, "", "user_profiles", &profiles))
+        return false;
+    if (profiles == NULL || json_array_size(profiles) == 0)
+        return true;
+    out->profiles = aw_calloc(json_array_size(profiles), sizeof *out->profiles);
+    out->n_profiles = json_array_size(profiles);
+    size_t i;
+    json_t *item;
+    json_array_foreach(profiles, i, item) {
+        char path[PATH_LEN];
+        path_fmt(path, sizeof path, "user_profiles[%zu]", i);
+        if (!decode_profile(d, item, path, &out->profiles[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Maps a jansson parse failure to a reason and a value-free detail. */
+static void parse_failure(struct dec *d, const json_error_t *jerr)
+{
+    const char *what = "syntax error";
+    switch (json_error_code(jerr)) {
+    case json_error_out_of_memory:
+        d->err = AW_ERR_FATAL;
+        fail(d, AW_EVENT_OK, "out of memory");
+        return;
+    case json_error_stack_overflow:
+        fail(d, AW_EVENT_OVERSIZE, "nesting");
+        return;
+    case json_error_invalid_utf8:
+        what = "invalid UTF-8";
+        break;
+    case json_error_premature_end_of_input:
+        what = "truncated";
+        break;
+    case json_error_end_of_input_expected:
+        what = "trailing data";
+        break;
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        what = "NUL character";
+        break;
+    case json_error_duplicate_key:
+        what = "duplicate key";
+        break;
+    case json_error_numeric_overflow:
+        what = "number out of range";
+        break;
+    default:
+        break;
+    }
+    fail(d, AW_EVENT_NOT_JSON, "%s at offset %d", what, jerr->position);
+}
+
+enum aw_err aw_event_decode(const char *payload, size_t len, struct aw_event *out,
+                            enum aw_event_reason *reason, char *detail, size_t detail_len)
+{
+    AW_ASSERT(out != NULL && reason != NULL);
+    AW_ASSERT(payload != NULL || len == 0);
+    memset(out, 0, sizeof *out);
+    struct dec d = {.reason = AW_EVENT_OK, .err = AW_ERR_INVALID, .path = ""};
+    json_t *root = NULL;
+    bool ok = false;
+
+    if (len == 0) {
+        fail(&d, AW_EVENT_EMPTY, "payload");
+    } else if (len > AW_EVENT_MAX_BYTES) {
+        fail(&d, AW_EVENT_OVERSIZE, "payload");
+    } else if (is_too_deep(payload, len)) {
+        fail(&d, AW_EVENT_OVERSIZE, "nesting");
+    } else {
+        json_error_t jerr;
+        root = json_loadb(payload, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        if (root == NULL)
+            parse_failure(&d, &jerr);
+        else if (!json_is_object(root))
+            fail(&d, AW_EVENT_NOT_OBJECT, "(root)");
+        else
+            ok = decode_root(&d, root, out);
+    }
+    json_decref(root);
+
+    if (ok) {
+        *reason = AW_EVENT_OK;
+        if (detail != NULL && detail_len > 0)
+            detail[0] = '\0';
+        return AW_OK;
+    }
+    aw_event_clear(out);
+    *reason = d.reason;
+    if (detail != NULL && detail_len > 0)
+        snprintf(detail, detail_len, "%s", d.path);
+    return d.err;
+}
+
+static void clear_settings(struct aw_event_setting *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(s[i].key);
+        free(s[i].value);
+    }
+    free(s);
+}
+
+static void clear_audience(struct aw_event_audience *a)
+{
+    free(a->audience_id);
+    free(a->audience_name);
+    clear_settings(a->settings, a->n_settings);
+    for (size_t i = 0; i < a->n_attributes; i++) {
+        free(a->attributes[i].key);
+        free(a->attributes[i].value_json);
+    }
+    free(a->attributes);
+    memset(a, 0, sizeof *a);
+}
+
+void aw_event_clear(struct aw_event *ev)
+{
+    if (ev == NULL)
+        return;
+    free(ev->id);
+    free(ev->account_id);
+    clear_settings(ev->account_settings, ev->n_account_settings);
+    for (size_t i = 0; i < ev->n_profiles; i++) {
+        struct aw_event_profile *p = &ev->profiles[i];
+        free(p->mpid);
+        for (size_t j = 0; j < p->n_identities; j++) {
+            free(p->identities[j].type);
+            free(p->identities[j].encoding);
+            free(p->identities[j].value);
+        }
+        free(p->identities);
+        for (size_t j = 0; j < p->n_audiences; j++)
+            clear_audience(&p->audiences[j]);
+        free(p->audiences);
+        for (size_t j = 0; j < p->n_consents; j++)
+            free(p->consents[j].purpose);
+        free(p->consents);
+    }
+    free(ev->profiles);
+    clear_audience(&ev->subscription);
+    memset(ev, 0, sizeof *ev);
+}
+
+const char *aw_event_reason_str(enum aw_event_reason reason)
+{
+    switch (reason) {
+    case AW_EVENT_OK:
+        return "ok";
+    case AW_EVENT_EMPTY:
+        return "empty";
+    case AW_EVENT_OVERSIZE:
+        return "oversize";
+    case AW_EVENT_NOT_JSON:
+        return "not_json";
+    case AW_EVENT_NOT_OBJECT:
+        return "not_object";
+    case AW_EVENT_UNKNOWN_TYPE:
+        return "unknown_type";
+    case AW_EVENT_MISSING_FIELD:
+        return "missing_field";
+    case AW_EVENT_WRONG_TYPE:
+        return "wrong_type";
+    case AW_EVENT_BAD_VALUE:
+        return "bad_value";
+    }
+    return "unknown";
+}
+
+const char *aw_event_setting_get(const struct aw_event_setting *settings, size_t n, const char *key)
+{
+    if (settings == NULL || key == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (settings[i].key != NULL && strcmp(settings[i].key, key) == 0)
+            return settings[i].value;
+    return NULL;
+}
