@@ -1,0 +1,676 @@
+/* map.c -- DESIGN.md §3 mapping rules. No jansson: connection settings are parsed by account.c,
+ * and the few JSON string values read here ($country, $source) are decoded by a small
+ * non-recursive string decoder. */
+#include "worker/map.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/mem.h"
+#include "common/phone/phone.h"
+#include "worker/account.h"
+#include "worker/change.h"
+#include "worker/event.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static int lower(int c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+/* ASCII case-insensitive equality (locale-independent, unlike strcasecmp). */
+static bool ieq(const char *a, const char *b)
+{
+    if (!a || !b)
+        return false;
+    for (; *a && *b; a++, b++) {
+        if (lower((unsigned char)*a) != lower((unsigned char)*b))
+            return false;
+    }
+    return *a == *b;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static bool is_blank(const char *s)
+{
+    for (; *s; s++) {
+        if (!is_space(*s))
+            return false;
+    }
+    return true;
+}
+
+static unsigned hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return (unsigned)(c - '0');
+    c = (char)lower((unsigned char)c);
+    if (c >= 'a' && c <= 'f')
+        return (unsigned)(c - 'a' + 10);
+    return 16;
+}
+
+static bool read_u4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned h = hexval(p[i]);
+        if (h > 15)
+            return false;
+        v = v * 16u + h;
+    }
+    *out = v;
+    return true;
+}
+
+/* Decodes JSON text that is exactly one string ("..." with escapes) into a caller-owned
+ * UTF-8 string; NULL when json is not a JSON string or decodes to text containing NUL. */
+static char *json_string_decode(const char *json)
+{
+    if (!json)
+        return NULL;
+    size_t len = strlen(json);
+    while (len > 0 && is_space(json[len - 1]))
+        len--;
+    size_t i = 0;
+    while (i < len && is_space(json[i]))
+        i++;
+    if (len - i < 2 || json[i] != '"' || json[len - 1] != '"')
+        return NULL;
+    const char *p = json + i + 1;
+    const char *end = json + len - 1;
+    char *out = aw_malloc((size_t)(end - p) + 1); /* decoding never grows the text */
+    size_t o = 0;
+    while (p < end) {
+        char c = *p++;
+        if (c == '"')
+            goto bad; /* an unescaped quote inside: not a single string */
+        if (c != '\\') {
+            out[o++] = c;
+            continue;
+        }
+        if (p >= end)
+            goto bad;
+        char e = *p++;
+        switch (e) {
+        case '"': out[o++] = '"'; break;
+        case '\\': out[o++] = '\\'; break;
+        case '/': out[o++] = '/'; break;
+        case 'b': out[o++] = '\b'; break;
+        case 'f': out[o++] = '\f'; break;
+        case 'n': out[o++] = '\n'; break;
+        case 'r': out[o++] = '\r'; break;
+        case 't': out[o++] = '\t'; break;
+        case 'u': {
+            unsigned cp;
+            if (end - p < 4 || !read_u4(p, &cp))
+                goto bad;
+            p += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned lo;
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !read_u4(p + 2, &lo) ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    goto bad;
+                p += 6;
+                cp = 0x10000u + ((cp - 0xD800u) << 10) + (lo - 0xDC00u);
+            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                goto bad;
+            }
+            if (cp == 0)
+                goto bad;
+            /* \uXXXX is 6 (or 12) input bytes and at most 4 output bytes. */
+            if (cp < 0x80) {
+                out[o++] = (char)cp;
+            } else if (cp < 0x800) {
+                out[o++] = (char)(0xC0 | (cp >> 6));
+                out[o++] = (char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0x10000) {
+                out[o++] = (char)(0xE0 | (cp >> 12));
+                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                out[o++] = (char)(0x80 | (cp & 0x3F));
+            } else {
+                out[o++] = (char)(0xF0 | (cp >> 18));
+                out[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                out[o++] = (char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        }
+        default:
+            goto bad;
+        }
+    }
+    out[o] = '\0';
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- email */
+
+static bool domain_ok(const char *d, size_t len)
+{
+    size_t labels = 0, start = 0;
+    bool tld_has_alpha = false;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && d[i] != '.')
+            continue;
+        size_t ll = i - start;
+        if (ll == 0 || ll > 63)
+            return false;
+        if (d[start] == '-' || d[i - 1] == '-')
+            return false;
+        tld_has_alpha = false;
+        for (size_t k = start; k < i; k++) {
+            char c = d[k];
+            bool alpha = c >= 'a' && c <= 'z';
+            if (!alpha && !(c >= '0' && c <= '9') && c != '-')
+                return false;
+            if (alpha)
+                tld_has_alpha = true;
+        }
+        labels++;
+        start = i + 1;
+    }
+    return labels >= 2 && tld_has_alpha;
+}
+
+enum aw_err aw_map_email_normalise(const char *raw, char **out)
+{
+    *out = NULL;
+    if (!raw)
+        return AW_ERR_INVALID;
+    size_t len = strlen(raw), start = 0;
+    while (start < len && is_space(raw[start]))
+        start++;
+    while (len > start && is_space(raw[len - 1]))
+        len--;
+    len -= start;
+    if (len == 0 || len > AW_MAP_EMAIL_MAX)
+        return AW_ERR_INVALID;
+    char *e = aw_strndup(raw + start, len);
+    size_t at = len;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)e[i];
+        /* Printable ASCII only: no spaces, controls or non-ASCII (see README mapping table). */
+        if (c <= 0x20 || c >= 0x7f)
+            goto bad;
+        e[i] = (char)lower(c);
+        if (c == '@') {
+            if (at != len)
+                goto bad; /* more than one '@' */
+            at = i;
+        }
+    }
+    if (at == len || at == 0 || at > AW_MAP_EMAIL_LOCAL_MAX)
+        goto bad;
+    if (!domain_ok(e + at + 1, len - at - 1))
+        goto bad;
+    *out = e;
+    return AW_OK;
+bad:
+    free(e);
+    return AW_ERR_INVALID;
+}
+
+/* ---------------------------------------------------------------- attributes */
+
+struct path_map {
+    const char *key;
+    const char *path;
+};
+
+static const struct path_map k_default[] = {
+    {"$firstname", "first_name"},  {"$lastname", "last_name"},   {"$country", "location.country"},
+    {"$zip", "location.zip"},      {"$city", "location.city"},   {"$state", "location.region"},
+    {"$address", "location.address1"},
+};
+
+/* Paths of propertyMapping targets, indexed by enum aw_account_target; NULL = custom_source. */
+static const char *const k_target_path[AW_TARGET_COUNT] = {
+    [AW_TARGET_ADDRESS2] = "location.address2",
+    [AW_TARGET_IMAGE] = "image",
+    [AW_TARGET_LATITUDE] = "location.latitude",
+    [AW_TARGET_LONGITUDE] = "location.longitude",
+    [AW_TARGET_ORGANIZATION] = "organization",
+    [AW_TARGET_SOURCE] = NULL,
+    [AW_TARGET_TIMEZONE] = "location.timezone",
+    [AW_TARGET_TITLE] = "title",
+};
+
+const char *aw_map_default_path(const char *key)
+{
+    for (size_t i = 0; i < sizeof k_default / sizeof k_default[0]; i++) {
+        if (ieq(key, k_default[i].key))
+            return k_default[i].path;
+    }
+    return NULL;
+}
+
+struct pending_attr {
+    char *path;             /* owned */
+    const char *value_json; /* borrowed from the event; NULL = unset */
+    size_t seq;             /* input order: later wins */
+};
+
+struct attr_list {
+    struct pending_attr *items;
+    size_t n, cap;
+};
+
+static void attr_push(struct attr_list *l, char *path_owned, const char *value_json)
+{
+    aw_grow((void **)&l->items, &l->cap, l->n + 1, sizeof *l->items);
+    l->items[l->n].path = path_owned;
+    l->items[l->n].value_json = value_json;
+    l->items[l->n].seq = l->n;
+    l->n++;
+}
+
+static int pending_cmp(const void *a, const void *b)
+{
+    const struct pending_attr *x = a, *y = b;
+    int c = strcmp(x->path, y->path);
+    if (c)
+        return c;
+    return x->seq < y->seq ? -1 : (x->seq > y->seq ? 1 : 0);
+}
+
+/* Sorts by path, keeps the last input of each path, moves the result into the change. */
+static void attrs_finish(struct attr_list *l, struct aw_change *c)
+{
+    if (l->n == 0)
+        return;
+    qsort(l->items, l->n, sizeof *l->items, pending_cmp);
+    c->attrs = aw_calloc(l->n, sizeof *c->attrs);
+    for (size_t i = 0; i < l->n; i++) {
+        bool last_of_path = i + 1 == l->n || strcmp(l->items[i].path, l->items[i + 1].path) != 0;
+        if (!last_of_path) {
+            free(l->items[i].path);
+            continue;
+        }
+        struct aw_change_attr *a = &c->attrs[c->n_attrs++];
+        a->path = l->items[i].path;
+        a->value_json = l->items[i].value_json ? aw_strdup(l->items[i].value_json) : NULL;
+    }
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+static char *property_path(const char *key)
+{
+    const char *name = key[0] == '$' ? key + 1 : key;
+    if (*name == '\0')
+        return NULL;
+    size_t n = strlen(name);
+    char *p = aw_malloc(n + sizeof "properties.");
+    memcpy(p, "properties.", sizeof "properties." - 1);
+    memcpy(p + sizeof "properties." - 1, name, n + 1);
+    return p;
+}
+
+static void map_attributes(const struct aw_event_audience *aud,
+                           const struct aw_account_connection *conn, struct aw_change *c)
+{
+    struct attr_list l = {0};
+    for (size_t i = 0; i < aud->n_attributes; i++) {
+        const struct aw_event_attribute *at = &aud->attributes[i];
+        if (!at->key || at->key[0] == '\0')
+            continue;
+        bool del = at->action == AW_EVENT_ATTR_DELETE;
+        if (!del && !at->value_json)
+            continue; /* upsert without a value carries nothing */
+        const char *value = del ? NULL : at->value_json;
+
+        const char *path = aw_map_default_path(at->key);
+        if (path) {
+            attr_push(&l, aw_strdup(path), value);
+            continue;
+        }
+        bool mapped = false;
+        for (size_t k = 0; k < conn->n_properties; k++) {
+            if (!ieq(conn->properties[k].attribute, at->key))
+                continue;
+            mapped = true;
+            const char *tp = k_target_path[conn->properties[k].target];
+            if (tp) {
+                attr_push(&l, aw_strdup(tp), value);
+            } else if (del) {
+                free(c->custom_source);
+                c->custom_source = NULL;
+            } else {
+                char *s = json_string_decode(value);
+                if (s) { /* non-string values (list_value) cannot be a source: ignored */
+                    free(c->custom_source);
+                    c->custom_source = s;
+                }
+            }
+        }
+        if (mapped)
+            continue;
+        char *pp = property_path(at->key);
+        if (pp)
+            attr_push(&l, pp, value);
+    }
+    attrs_finish(&l, c);
+}
+
+/* ---------------------------------------------------------------- consent */
+
+/* True when candidate should replace current for the same channel: newer timestamp wins, a
+ * timestamped consent beats one without, and on a tie an opt-out beats an opt-in. */
+static bool consent_beats(const struct aw_event_consent *cand, const struct aw_event_consent *cur)
+{
+    if (cand->has_timestamp != cur->has_timestamp)
+        return cand->has_timestamp;
+    if (cand->has_timestamp && cand->timestamp_unix_ms != cur->timestamp_unix_ms)
+        return cand->timestamp_unix_ms > cur->timestamp_unix_ms;
+    return !cand->consented && cur->consented;
+}
+
+static void map_consents(const struct aw_event_profile *prof,
+                         const struct aw_account_connection *conn, bool has_phone,
+                         struct aw_change *c)
+{
+    const struct aw_event_consent *best[2] = {NULL, NULL};
+    for (size_t i = 0; i < prof->n_consents; i++) {
+        const struct aw_event_consent *ec = &prof->consents[i];
+        if (!ec->purpose)
+            continue;
+        for (size_t k = 0; k < conn->n_consents; k++) {
+            if (!ieq(conn->consents[k].purpose, ec->purpose))
+                continue;
+            int ch = conn->consents[k].channel == AW_CHANNEL_SMS ? 1 : 0;
+            if (!best[ch] || consent_beats(ec, best[ch]))
+                best[ch] = ec;
+        }
+    }
+    if (best[1] && !has_phone) {
+        c->drops |= AW_CHANGE_DROP_SMS_NO_PHONE;
+        best[1] = NULL;
+    }
+    size_t n = (best[0] != NULL) + (best[1] != NULL);
+    if (n == 0)
+        return;
+    c->consents = aw_calloc(n, sizeof *c->consents);
+    for (int ch = 0; ch < 2; ch++) {
+        if (!best[ch])
+            continue;
+        struct aw_change_consent *cc = &c->consents[c->n_consents++];
+        cc->channel = ch ? AW_CHANNEL_SMS : AW_CHANNEL_EMAIL;
+        cc->subscribe = best[ch]->consented;
+        cc->has_consented_at = best[ch]->has_timestamp;
+        cc->consented_at_unix_ms = best[ch]->timestamp_unix_ms;
+    }
+}
+
+/* ---------------------------------------------------------------- profile */
+
+static void reject_add(struct aw_map_result *r, size_t *cap, size_t profile, const char *audience,
+                       const char *reason, const char *detail)
+{
+    aw_grow((void **)&r->rejects, cap, r->n_rejects + 1, sizeof *r->rejects);
+    struct aw_map_reject *rj = &r->rejects[r->n_rejects++];
+    rj->profile_index = profile;
+    rj->audience_id = audience ? aw_strdup(audience) : NULL;
+    rj->reason = reason;
+    rj->detail = detail && *detail ? aw_strdup(detail) : NULL;
+}
+
+/* Identity of the given type with encoding raw and a non-blank value; NULL when none.
+ * *seen_any (optional) tells whether any identity of that type exists. */
+static const char *find_raw_identity(const struct aw_event_profile *p, const char *type,
+                                     bool *seen_any)
+{
+    if (seen_any)
+        *seen_any = false;
+    for (size_t i = 0; i < p->n_identities; i++) {
+        const struct aw_event_identity *id = &p->identities[i];
+        if (!ieq(id->type, type))
+            continue;
+        if (seen_any)
+            *seen_any = true;
+        if (ieq(id->encoding, "raw") && id->value && !is_blank(id->value))
+            return id->value;
+    }
+    return NULL;
+}
+
+/* Region for phone numbers without a country code: the last `$country` upsert of the profile
+ * (all audiences, input order) that is a known ISO alpha-2/alpha-3 code. */
+static bool profile_region(const struct aw_event_profile *p, char region[3])
+{
+    const char *last = NULL;
+    for (size_t a = 0; a < p->n_audiences; a++) {
+        const struct aw_event_audience *aud = &p->audiences[a];
+        for (size_t i = 0; i < aud->n_attributes; i++) {
+            const struct aw_event_attribute *at = &aud->attributes[i];
+            if (at->action == AW_EVENT_ATTR_UPSERT && at->value_json && ieq(at->key, "$country"))
+                last = at->value_json;
+        }
+    }
+    if (!last)
+        return false;
+    char *s = json_string_decode(last);
+    if (!s)
+        return false;
+    size_t len = strlen(s), start = 0;
+    while (start < len && is_space(s[start]))
+        start++;
+    while (len > start && is_space(s[len - 1]))
+        len--;
+    s[len] = '\0';
+    bool ok = aw_phone_region_from_country(s + start, region) == AW_OK;
+    free(s);
+    return ok;
+}
+
+/* Parsed connection settings, cached per distinct settings within one message. */
+struct conn_slot {
+    const char *list_id, *props, *consents; /* borrowed raw setting texts (the cache key) */
+    enum aw_err err;
+    struct aw_account_connection conn;
+    char detail[200];
+};
+
+#define CONN_CACHE_MAX 32
+
+struct conn_cache {
+    struct conn_slot slots[CONN_CACHE_MAX];
+    size_t n;
+    struct conn_slot scratch; /* used when the cache is full */
+};
+
+static bool same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static const char *setting(const struct aw_event_audience *aud, const char *key)
+{
+    for (size_t i = 0; i < aud->n_settings; i++) {
+        if (aud->settings[i].key && strcmp(aud->settings[i].key, key) == 0)
+            return aud->settings[i].value;
+    }
+    return NULL;
+}
+
+/* Refuses a propertyMapping on an attribute that the fixed default mapping already maps. */
+static void check_reserved(struct conn_slot *s)
+{
+    for (size_t k = 0; k < s->conn.n_properties; k++) {
+        if (aw_map_default_path(s->conn.properties[k].attribute)) {
+            snprintf(s->detail, sizeof s->detail,
+                     "propertyMapping[%zu].map: attribute has a fixed default mapping", k);
+            aw_account_connection_clear(&s->conn);
+            s->err = AW_ERR_INVALID;
+            return;
+        }
+    }
+}
+
+static const struct conn_slot *conn_get(struct conn_cache *cc, const struct aw_event_audience *aud)
+{
+    const char *l = setting(aud, "listId"), *pm = setting(aud, "propertyMapping"),
+               *cm = setting(aud, "consentMapping");
+    for (size_t i = 0; i < cc->n; i++) {
+        struct conn_slot *s = &cc->slots[i];
+        if (same(s->list_id, l) && same(s->props, pm) && same(s->consents, cm))
+            return s;
+    }
+    struct conn_slot *s;
+    if (cc->n < CONN_CACHE_MAX) {
+        s = &cc->slots[cc->n++];
+    } else {
+        s = &cc->scratch;
+        aw_account_connection_clear(&s->conn);
+    }
+    s->list_id = l;
+    s->props = pm;
+    s->consents = cm;
+    s->err = aw_account_connection_parse(aud->settings, aud->n_settings, &s->conn, s->detail,
+                                         sizeof s->detail);
+    if (s->err == AW_OK)
+        check_reserved(s);
+    return s;
+}
+
+static void conn_cache_clear(struct conn_cache *cc)
+{
+    for (size_t i = 0; i < cc->n; i++)
+        aw_account_connection_clear(&cc->slots[i].conn);
+    aw_account_connection_clear(&cc->scratch.conn);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? aw_strdup(s) : NULL;
+}
+
+static enum aw_change_action change_action(enum aw_event_action a)
+{
+    switch (a) {
+    case AW_EVENT_DELETE:
+        return AW_CHANGE_DELETE;
+    case AW_EVENT_ATTRIBUTE_UPDATE:
+        return AW_CHANGE_ATTRIBUTE_UPDATE;
+    case AW_EVENT_ADD:
+    default:
+        return AW_CHANGE_ADD;
+    }
+}
+
+void aw_map_result_clear(struct aw_map_result *r)
+{
+    for (size_t i = 0; i < r->n_changes; i++)
+        aw_change_clear(&r->changes[i]);
+    free(r->changes);
+    for (size_t i = 0; i < r->n_rejects; i++) {
+        free(r->rejects[i].audience_id);
+        free(r->rejects[i].detail);
+    }
+    free(r->rejects);
+    memset(r, 0, sizeof *r);
+}
+
+enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acct,
+                         struct aw_map_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!ev || !acct || ev->type != AW_EVENT_MEMBERSHIP)
+        return AW_ERR_INVALID;
+    size_t changes_cap = 0, rejects_cap = 0;
+    struct conn_cache *cache = aw_calloc(1, sizeof *cache);
+    enum aw_err rc = AW_OK;
+
+    for (size_t pi = 0; pi < ev->n_profiles; pi++) {
+        const struct aw_event_profile *p = &ev->profiles[pi];
+        if (acct->problem) {
+            char detail[96];
+            snprintf(detail, sizeof detail, "account setting %s",
+                     acct->problem_setting ? acct->problem_setting : "?");
+            reject_add(out, &rejects_cap, pi, NULL, acct->problem, detail);
+            continue;
+        }
+        bool any_email = false;
+        const char *raw_email = find_raw_identity(p, "email", &any_email);
+        if (!raw_email) {
+            reject_add(out, &rejects_cap, pi, NULL,
+                       any_email ? AW_MAP_HASHED_EMAIL : AW_MAP_MISSING_EMAIL, NULL);
+            continue;
+        }
+        char *email = NULL;
+        if (aw_map_email_normalise(raw_email, &email) != AW_OK) {
+            reject_add(out, &rejects_cap, pi, NULL, AW_MAP_INVALID_EMAIL, NULL);
+            continue;
+        }
+        const char *external_id = acct->alternate_identity
+                                      ? find_raw_identity(p, acct->alternate_identity, NULL)
+                                      : NULL;
+        char phone[AW_PHONE_E164_MAX] = "";
+        bool has_phone = false;
+        unsigned drops = 0;
+        const char *raw_phone = find_raw_identity(p, acct->phone_identity
+                                                         ? acct->phone_identity
+                                                         : "mobile_number", NULL);
+        if (raw_phone) {
+            char region[3] = "";
+            bool has_region = profile_region(p, region);
+            enum aw_err pe = aw_phone_to_e164(raw_phone, has_region ? region : NULL, phone);
+            if (pe == AW_OK) {
+                has_phone = true;
+            } else if (pe == AW_ERR_INVALID) {
+                drops |= AW_CHANGE_DROP_INVALID_PHONE;
+            } else {
+                free(email);
+                rc = AW_ERR_INTERNAL;
+                goto done;
+            }
+        }
+
+        for (size_t ai = 0; ai < p->n_audiences; ai++) {
+            const struct aw_event_audience *aud = &p->audiences[ai];
+            const struct conn_slot *slot = conn_get(cache, aud);
+            if (slot->err != AW_OK) {
+                reject_add(out, &rejects_cap, pi, aud->audience_id, AW_ACCOUNT_INVALID_CONNECTION,
+                           slot->detail);
+                continue;
+            }
+            aw_grow((void **)&out->changes, &changes_cap, out->n_changes + 1,
+                    sizeof *out->changes);
+            struct aw_change *c = &out->changes[out->n_changes++];
+            memset(c, 0, sizeof *c);
+            c->account_id = aw_strdup(ev->account_id ? ev->account_id : "");
+            c->audience_id = aw_strdup(aud->audience_id ? aud->audience_id : "");
+            c->audience_name = dup_or_null(aud->audience_name);
+            c->list_id = dup_or_null(slot->conn.list_id);
+            c->event_id = aw_strdup(ev->id ? ev->id : "");
+            c->version_ms = ev->timestamp_ms;
+            c->action = change_action(aud->action);
+            c->email = aw_strdup(email);
+            c->phone_e164 = has_phone ? aw_strdup(phone) : NULL;
+            c->external_id = dup_or_null(external_id);
+            c->drops = drops;
+            /* delete = removal from the list only: attributes riding along are ignored. */
+            if (c->action != AW_CHANGE_DELETE)
+                map_attributes(aud, &slot->conn, c);
+            map_consents(p, &slot->conn, has_phone, c);
+        }
+        free(email);
+    }
+done:
+    conn_cache_clear(cache);
+    free(cache);
+    if (rc != AW_OK)
+        aw_map_result_clear(out);
+    return rc;
+}

@@ -1,0 +1,63 @@
+/* map.h -- the mapping rules of DESIGN.md §3: a decoded membership message plus the resolved
+ * account settings become one struct aw_change per (audience, profile), and a reject per profile
+ * or (profile, audience) that cannot be mapped. Pure (no I/O, no jansson, no global state);
+ * any thread after aw_phone_init. The rule table as implemented is in README ("Mapping"). */
+#ifndef AW_WORKER_MAP_H
+#define AW_WORKER_MAP_H
+
+#include <stddef.h>
+
+#include "common/err.h"
+
+struct aw_event;
+struct aw_account;
+struct aw_change;
+
+/* Reject reason codes (stable: dead-letter header aw.reason and metrics labels). */
+#define AW_MAP_MISSING_EMAIL "missing_email" /* no `email` identity */
+#define AW_MAP_HASHED_EMAIL "hashed_email"   /* `email` identities, none with encoding raw */
+#define AW_MAP_INVALID_EMAIL "invalid_email" /* raw email fails validation after normalising */
+/* also AW_ACCOUNT_MISSING_API_KEY, AW_ACCOUNT_INVALID_SETTINGS (whole profile) and
+ * AW_ACCOUNT_INVALID_CONNECTION (one audience of a profile), see worker/account.h */
+
+/* Longest email accepted (RFC 5321 path limit) and its local part. */
+#define AW_MAP_EMAIL_MAX 254u
+#define AW_MAP_EMAIL_LOCAL_MAX 64u
+
+/* A profile, or one audience of a profile, that produced no change. */
+struct aw_map_reject {
+    size_t profile_index; /* index into ev->profiles */
+    char *audience_id;    /* owned; NULL = the whole profile (every audience of it) */
+    const char *reason;   /* static reason code (above) */
+    char *detail;         /* owned short explanation without personal data, or NULL */
+};
+
+struct aw_map_result {
+    struct aw_change *changes; /* owned array, profile order then audience order */
+    size_t n_changes;
+    struct aw_map_reject *rejects; /* owned array, profile order */
+    size_t n_rejects;
+};
+
+/* Maps a membership message. ev must be of type AW_EVENT_MEMBERSHIP (borrowed); acct is the
+ * resolved account of ev->account_id (borrowed; when acct->problem is set every profile is
+ * rejected with that reason). *out is overwritten and caller-owned (aw_map_result_clear) in
+ * every case. Errors: AW_ERR_INVALID when ev is not a membership message (nothing mapped);
+ * AW_ERR_INTERNAL when the phone library fails (result cleared). Any thread after
+ * aw_phone_init. */
+enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acct,
+                         struct aw_map_result *out);
+
+/* Releases everything *r owns and zeroes it. Safe on a zeroed struct. */
+void aw_map_result_clear(struct aw_map_result *r);
+
+/* Normalises (trim ASCII whitespace, lower-case the whole address) and validates an email.
+ * On AW_OK *out is caller-owned; AW_ERR_INVALID when the result is not a valid address
+ * (*out NULL). Pure; any thread. */
+enum aw_err aw_map_email_normalise(const char *raw, char **out);
+
+/* Klaviyo attribute path of an mParticle attribute under the fixed default mapping
+ * ("$FirstName" -> "first_name", case-insensitive), static string or NULL. Pure; any thread. */
+const char *aw_map_default_path(const char *key);
+
+#endif
