@@ -1,0 +1,56 @@
+/* test_leader.c -- the lease state machine with an injected clock: acquire, renew, expiry by the
+ * local clock when Redis stops answering (counted from the send time), loss on refusal, epochs. */
+#include <string.h>
+
+#include "tests/harness.h"
+#include "worker/leader.h"
+
+int main(void)
+{
+    struct aw_leader l, other;
+    aw_leader_init(&l, 3000);
+    aw_leader_init(&other, 3000);
+    AW_CHECK_INT_EQ(strlen(l.token), AW_LEADER_TOKEN_LEN);
+    AW_CHECK(strcmp(l.token, other.token) != 0);
+
+    uint64_t now = 1000;
+    AW_CHECK_INT_EQ(aw_leader_next(&l, now), AW_LEADER_OP_ACQUIRE);
+    AW_CHECK(!aw_leader_is_held(&l, now));
+    /* Acquired: sent at 1000, answered at 1200 -> valid until 1000 + 3000 - 600. */
+    AW_CHECK(aw_leader_on_result(&l, AW_LEADER_OP_ACQUIRE, 1000, AW_OK, true, 7, 1200));
+    AW_CHECK(aw_leader_is_held(&l, 1200));
+    AW_CHECK_INT_EQ(l.epoch, 7);
+    AW_CHECK_INT_EQ(l.valid_until_ms, 3400);
+    AW_CHECK_INT_EQ(aw_leader_next(&l, 1500), AW_LEADER_OP_NONE);
+    AW_CHECK_INT_EQ(aw_leader_next(&l, 2000), AW_LEADER_OP_RENEW);
+    /* Renewed at 2000: extends validity, same epoch. */
+    AW_CHECK(!aw_leader_on_result(&l, AW_LEADER_OP_RENEW, 2000, AW_OK, true, 7, 2010));
+    AW_CHECK_INT_EQ(l.valid_until_ms, 4400);
+    AW_CHECK_INT_EQ(l.epoch, 7);
+
+    /* Redis stops answering: renewals fail, the lease stays until 4400 by our clock, then it is
+     * lost whether or not Redis ever answers -- within the TTL of the last successful renew. */
+    AW_CHECK(!aw_leader_on_result(&l, AW_LEADER_OP_RENEW, 3000, AW_ERR_IO, false, 0, 3100));
+    AW_CHECK(aw_leader_is_held(&l, 4399));
+    AW_CHECK(!aw_leader_is_held(&l, 4400));
+    AW_CHECK(4400 - 2000 < 3000); /* stops before another replica can acquire it */
+    AW_CHECK_INT_EQ(aw_leader_next(&l, 4500), AW_LEADER_OP_ACQUIRE);
+
+    /* Refused: someone else holds it. */
+    AW_CHECK(!aw_leader_on_result(&l, AW_LEADER_OP_ACQUIRE, 4500, AW_OK, false, 0, 4510));
+    AW_CHECK(!aw_leader_is_held(&l, 4510));
+    AW_CHECK_INT_EQ(aw_leader_next(&l, 4600), AW_LEADER_OP_NONE);
+    AW_CHECK_INT_EQ(aw_leader_next(&l, 4510 + 1000), AW_LEADER_OP_ACQUIRE);
+
+    /* A renewal refused while held (token replaced) drops the lease at once. */
+    AW_CHECK(aw_leader_on_result(&other, AW_LEADER_OP_ACQUIRE, 5000, AW_OK, true, 8, 5001));
+    AW_CHECK(aw_leader_on_result(&other, AW_LEADER_OP_RENEW, 6000, AW_OK, false, 0, 6001));
+    AW_CHECK(!aw_leader_is_held(&other, 6001));
+    /* Re-acquire: a new tenure with the store's new epoch. */
+    AW_CHECK(aw_leader_on_result(&other, AW_LEADER_OP_ACQUIRE, 7000, AW_OK, true, 9, 7001));
+    AW_CHECK_INT_EQ(other.epoch, 9);
+    AW_CHECK_INT_EQ(other.gained, 2);
+    aw_leader_drop(&other, 7100);
+    AW_CHECK(!aw_leader_is_held(&other, 7100));
+    return aw_test_done();
+}
