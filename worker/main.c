@@ -1,8 +1,197 @@
-/* main.c -- entry point only: wiring, signals, run, ordered teardown. */
+/* main.c -- entry point only: command line, settings, signals, library init, run, teardown.
+ *
+ *   aw-worker [run]          run a replica (consumer and leader candidate)
+ *   aw-worker --check-config parse the AW_* environment and AW_KAFKA_CONFIG_FILE, print the
+ *                            effective settings with secrets masked; exit 0, or 78 on problems
+ *   aw-worker --config-table the variable table in markdown (README)
+ *   aw-worker --help | --version */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
-int main(void)
+#include "common/log.h"
+#include "common/phone/phone.h"
+#include "worker/settings.h"
+
+#ifndef AW_VERSION
+#define AW_VERSION "0.1.0"
+#endif
+
+#define EXIT_USAGE 64 /* sysexits.h EX_USAGE */
+
+extern char **environ;
+
+/* Set by SIGTERM/SIGINT; the run loop checks it every turn (STYLE.md §5). */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
 {
-    fputs("aw-worker: not wired yet\n", stderr);
+    (void)sig;
+    /* Only async-signal-safe work here: no logging. A second signal means "now". */
+    if (stop_requested)
+        _exit(1);
+    stop_requested = 1;
+}
+
+static int install_signal_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+        return -1;
+    /* A peer closing a socket must be an error return, never a process kill. */
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    return sigaction(SIGPIPE, &ign, NULL);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: aw-worker [run]            run a replica (consumer and leader candidate)\n"
+            "       aw-worker --check-config   validate the AW_* environment and print the\n"
+            "                                  effective settings (secrets masked); exit 0 or 78\n"
+            "       aw-worker --config-table   print the variable table (markdown)\n"
+            "       aw-worker --help | --version\n"
+            "\n"
+            "Configuration comes from environment variables:\n");
+    for (size_t i = 0; i < aw_settings_var_count(); i++)
+        fprintf(out, "  %s\n", aw_settings_var_name(i));
+    fprintf(out, "See `aw-worker --config-table` for defaults, ranges and meanings.\n");
+}
+
+/* Names of AW_* variables in the environment that the table does not know (likely typos). */
+static size_t report_unknown_vars(bool as_log)
+{
+    size_t n = 0;
+    for (char **e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+        char name[128];
+        if (len >= sizeof name)
+            continue;
+        memcpy(name, *e, len);
+        name[len] = '\0';
+        if (!aw_settings_is_unknown_var(name))
+            continue;
+        n++;
+        if (as_log)
+            AW_LOG_WARN("main", "unknown variable ignored", "name=%s", name);
+        else
+            fprintf(stderr, "aw-worker: warning: %s is not a known variable (ignored)\n", name);
+    }
+    return n;
+}
+
+/* Loads the settings; on problems writes each one (to stderr or the log) and returns false. */
+static bool load_settings(struct aw_settings *s, bool as_log)
+{
+    struct aw_settings_problems problems = {0};
+    enum aw_err rc =
+        aw_settings_load(s, aw_settings_getenv_process, NULL, AW_SETTINGS_FOR_RUN, &problems);
+    if (rc == AW_OK)
+        return true;
+    for (size_t i = 0; i < problems.n; i++) {
+        if (as_log) {
+            char q[600];
+            AW_LOG_ERROR("main", "configuration problem", "problem=%s",
+                         aw_log_quote(q, sizeof q, problems.items[i]));
+        } else {
+            fprintf(stderr, "aw-worker: %s\n", problems.items[i]);
+        }
+    }
+    if (as_log)
+        AW_LOG_ERROR("main", "invalid configuration", "problems=%zu exit=%d", problems.n,
+                     AW_SETTINGS_EXIT_CONFIG);
+    else
+        fprintf(stderr, "aw-worker: %zu configuration problem%s\n", problems.n,
+                problems.n == 1 ? "" : "s");
+    aw_settings_problems_free(&problems);
+    return false;
+}
+
+static int cmd_check_config(void)
+{
+    struct aw_settings s;
+    report_unknown_vars(false);
+    if (!load_settings(&s, false))
+        return AW_SETTINGS_EXIT_CONFIG;
+    enum aw_err rc = aw_settings_print(&s, stdout);
+    aw_settings_free(&s);
+    if (rc != AW_OK || fflush(stdout) != 0)
+        return 1;
+    return 0;
+}
+
+/* Runs one replica until stop_requested. Returns the process exit status. */
+static int cmd_run(const struct aw_settings *s)
+{
+    (void)s;
+    AW_LOG_ERROR("main", "run is not wired in this build", "stop_requested=%d",
+                 (int)stop_requested);
     return 1;
+}
+
+static int run_replica(void)
+{
+    struct aw_settings s;
+    if (!load_settings(&s, true))
+        return AW_SETTINGS_EXIT_CONFIG;
+    aw_log_set_level(s.log.level);
+    report_unknown_vars(true);
+    AW_LOG_INFO("main", "starting", "version=%s instance=%s", AW_VERSION, s.process.instance_id);
+
+    int status = 1;
+    bool curl_ready = false;
+    if (install_signal_handlers() != 0) {
+        AW_LOG_ERROR("main", "cannot install signal handlers", "errno=%d", errno);
+        goto out;
+    }
+    /* Library-wide initialisation happens here, before any thread starts. */
+    if (aw_phone_init() != AW_OK) {
+        AW_LOG_ERROR("main", "cannot initialise libphonenumber", "%s", "");
+        goto out;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        AW_LOG_ERROR("main", "cannot initialise libcurl", "%s", "");
+        goto out;
+    }
+    curl_ready = true;
+    status = cmd_run(&s);
+out:
+    if (curl_ready)
+        curl_global_cleanup();
+    aw_settings_free(&s);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 1 || (argc == 2 && strcmp(argv[1], "run") == 0))
+        return run_replica();
+    if (argc == 2 && strcmp(argv[1], "--check-config") == 0)
+        return cmd_check_config();
+    if (argc == 2 && strcmp(argv[1], "--config-table") == 0)
+        return aw_settings_print_table(stdout) == AW_OK && fflush(stdout) == 0 ? 0 : 1;
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("aw-worker %s\n", AW_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "aw-worker: unknown command line:");
+    for (int i = 1; i < argc; i++)
+        fprintf(stderr, " %s", argv[i]);
+    fputc('\n', stderr);
+    usage(stderr);
+    return EXIT_USAGE;
 }
