@@ -1,0 +1,175 @@
+/* store.h -- the Redis store (hiredis adapter): connection management, the atomic aggregation
+ * of changes per (audience, user), audience subscription state and the due index.
+ * Key layout and the exact merge rules: .local/redis-keys.md (README section).
+ *
+ * Threads: a struct aw_store is one connection and belongs to one thread (the consumer loop
+ * and the flusher each create their own). No function here is thread-safe on the same store.
+ *
+ * Connection: aw_store_new only parses the URL; every call connects lazily when there is no
+ * live connection (connect timeout, AUTH, SELECT, command timeout, SCRIPT LOAD). A transport
+ * failure (NULL reply, c->err, timeout) frees the connection and returns AW_ERR_IO; the next call
+ * tries to reconnect once. Backoff between attempts is the CALLER's job (the consumer seeks back
+ * and backs off anyway; a second backoff here would only add latency).
+ *
+ * SIGPIPE: hiredis writes with write(2); a peer that closed the socket raises SIGPIPE. The
+ * process must ignore SIGPIPE (main.c does `signal(SIGPIPE, SIG_IGN)` before creating stores).
+ *
+ * Never logs emails, keys' values or passwords. */
+#ifndef AW_WORKER_STORE_H
+#define AW_WORKER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct aw_change;
+struct aw_store;
+struct aw_store_batch;
+
+/* Parsed `AW_REDIS_URL`: redis://[[user]:password@]host[:port][/db]. Plain data. */
+#define AW_STORE_HOST_MAX 256
+#define AW_STORE_SECRET_MAX 512
+struct aw_store_url {
+    char host[AW_STORE_HOST_MAX];         /* name or IPv4/IPv6 literal (brackets removed) */
+    int port;                             /* default 6379 */
+    char user[AW_STORE_SECRET_MAX];       /* ACL user ("" = AUTH with password only) */
+    char password[AW_STORE_SECRET_MAX];   /* "" = no AUTH; %XX escapes decoded */
+    int db;                               /* SELECT index, default 0 */
+};
+
+/* Parses a redis:// URL into *out. AW_ERR_CONFIG with a reason in errbuf (never containing the
+ * password) when malformed. Pure; any thread. */
+enum aw_err aw_store_url_parse(const char *url, struct aw_store_url *out, char *errbuf,
+                               size_t errlen);
+
+/* Store settings (plain data, borrowed during aw_store_new only). */
+struct aw_store_config {
+    const char *url;               /* AW_REDIS_URL */
+    uint64_t connect_timeout_ms;   /* 0 = 2000 */
+    uint64_t command_timeout_ms;   /* 0 = 5000; applies to every read/write on the socket */
+    int64_t flush_max_queue;       /* AW_FLUSH_MAX_QUEUE: pending count that makes an audience
+                                      due now (>= 1) */
+    uint64_t flush_max_age_ms;     /* AW_FLUSH_MAX_AGE_S * 1000 */
+};
+
+/* Creates a store (no connection yet). NULL with a reason in errbuf when the config is invalid.
+ * Caller owns the result (aw_store_free). Any thread; the store then belongs to that thread. */
+struct aw_store *aw_store_new(const struct aw_store_config *cfg, char *errbuf, size_t errlen);
+
+/* Closes the connection and frees the store. NULL is a no-op. */
+void aw_store_free(struct aw_store *s);
+
+/* Detail of the last failure (borrowed until the next call on s; "" when none). */
+const char *aw_store_errstr(const struct aw_store *s);
+
+/* Connects if needed and sends PING. AW_OK, AW_ERR_IO (unreachable), AW_ERR_CONFIG (AUTH/SELECT
+ * refused). For readiness checks. */
+enum aw_err aw_store_ping(struct aw_store *s);
+
+/* True when the store holds a live connection (no I/O). */
+bool aw_store_is_connected(const struct aw_store *s);
+
+/* ---- Aggregation ------------------------------------------------------------------------- */
+
+enum aw_store_status {
+    AW_STORE_APPLIED = 0, /* state changed */
+    AW_STORE_STALE,       /* equal or older than what was applied before: nothing changed */
+    AW_STORE_DISABLED     /* audience removed at or after this version: nothing changed */
+};
+
+/* Outcome of one operation. */
+struct aw_store_result {
+    enum aw_err err;              /* AW_OK: the op and its due-index update are acknowledged.
+                                     AW_ERR_INVALID: the op was refused (bad input; permanent).
+                                     AW_ERR_IO: unknown/not done (retry it, it is idempotent).
+                                     AW_ERR_PROTOCOL: unexpected reply (retry later). */
+    enum aw_store_status status;  /* valid when err == AW_OK */
+    int64_t pending;              /* pending users of the audience after the op */
+    int64_t due_unix_ms;          /* due score after the op: -1 none, 0 now, else unix ms */
+};
+
+/* Applies one change atomically (one script): see the merge rules in .local/redis-keys.md.
+ * c is borrowed. now_unix_ms is the wall clock (first_pending_ms, due scores).
+ * Errors as struct aw_store_result.err (also copied into *out). Owner thread only. */
+enum aw_err aw_store_apply(struct aw_store *s, const struct aw_change *c, uint64_t now_unix_ms,
+                           struct aw_store_result *out);
+
+/* Audience subscription add/update: sets name (if non-NULL) and list_id (NULL clears it: the
+ * list is then found/created by name) and state active. Versioned by (version_ms, event_id)
+ * against earlier subscription messages; older or equal → AW_STORE_STALE. Strings borrowed. */
+enum aw_err aw_store_audience_upsert(struct aw_store *s, const char *account_id,
+                                     const char *audience_id, const char *name,
+                                     const char *list_id, uint64_t version_ms,
+                                     const char *event_id, uint64_t now_unix_ms,
+                                     struct aw_store_result *out);
+
+/* Audience subscription remove: state disabled, disabled_version = version_ms, pending and
+ * in-flight changes dropped, removed from the due index. The Klaviyo list is untouched and the
+ * per-user versions are kept. Versioned like upsert. */
+enum aw_err aw_store_audience_remove(struct aw_store *s, const char *account_id,
+                                     const char *audience_id, uint64_t version_ms,
+                                     const char *event_id, uint64_t now_unix_ms,
+                                     struct aw_store_result *out);
+
+/* ---- Batches: many operations in one pipeline ------------------------------------------- */
+
+/* Creates an empty batch. Caller owns it (aw_store_batch_free). A batch is reusable after
+ * aw_store_batch_reset. Not tied to a store. */
+struct aw_store_batch *aw_store_batch_new(void);
+void aw_store_batch_free(struct aw_store_batch *b);
+void aw_store_batch_reset(struct aw_store_batch *b);
+
+/* Appends an operation; returns its index in *index (may be NULL). c and strings are copied.
+ * AW_ERR_INVALID (nothing appended) when ids are empty, too long or contain ':', '{', '}',
+ * whitespace or control characters, or the change cannot be encoded. */
+enum aw_err aw_store_batch_add_apply(struct aw_store_batch *b, const struct aw_change *c,
+                                     size_t *index);
+enum aw_err aw_store_batch_add_upsert(struct aw_store_batch *b, const char *account_id,
+                                      const char *audience_id, const char *name,
+                                      const char *list_id, uint64_t version_ms,
+                                      const char *event_id, size_t *index);
+enum aw_err aw_store_batch_add_remove(struct aw_store_batch *b, const char *account_id,
+                                      const char *audience_id, uint64_t version_ms,
+                                      const char *event_id, size_t *index);
+
+/* Number of operations in the batch. */
+size_t aw_store_batch_count(const struct aw_store_batch *b);
+
+/* Runs every operation in order with two round trips (all scripts pipelined, then one due-index
+ * update per audience pipelined). Returns AW_OK when Redis answered everything (individual ops
+ * may still carry AW_ERR_INVALID / AW_ERR_PROTOCOL), AW_ERR_IO when the connection failed
+ * (ops not confirmed carry AW_ERR_IO). NOSCRIPT (script cache flushed) → scripts reloaded and
+ * the affected ops retried once. Owner thread only. */
+enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b,
+                                uint64_t now_unix_ms);
+
+/* Result of operation i after exec (borrowed until the next add/reset/exec). i < count. */
+const struct aw_store_result *aw_store_batch_result(const struct aw_store_batch *b, size_t i);
+
+/* ---- Read helpers (tests, /status, leader) ---------------------------------------------- */
+
+/* The pending encoded change of one user into *out (caller-owned, free()); *out = NULL when none.
+ * AW_ERR_IO on transport failure. */
+enum aw_err aw_store_pending_get(struct aw_store *s, const char *account_id,
+                                 const char *audience_id, const char *email, char **out);
+
+/* Number of pending users of the audience. */
+enum aw_err aw_store_pending_count(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, int64_t *out);
+
+/* Copy of one meta field (see .local/redis-keys.md) into *out (caller-owned; NULL when unset). */
+enum aw_err aw_store_meta_get(struct aw_store *s, const char *account_id, const char *audience_id,
+                              const char *field, char **out);
+
+/* Audiences due at now_unix_ms (score <= now), earliest first, at most max: an array of
+ * caller-owned "<account>:<audience>" strings in *out (free each, then the array), count in *n. */
+enum aw_err aw_store_due_list(struct aw_store *s, uint64_t now_unix_ms, size_t max, char ***out,
+                              size_t *n);
+
+/* Due score of one audience into *out (-1 when not in the index). */
+enum aw_err aw_store_due_score(struct aw_store *s, const char *account_id, const char *audience_id,
+                               int64_t *out);
+
+#endif

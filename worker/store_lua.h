@@ -1,0 +1,166 @@
+/* store_lua.h -- the server-side Lua scripts of the Redis store, as C string constants.
+ * Included only by worker/store.c. Every script runs atomically on the keys of one audience
+ * (all share the hash tag {<acct>:<aud>}), or on the due index keys (aw:due and {aw:due}:seq
+ * share the slot of "aw:due"). Key layout and semantics: .local/redis-keys.md.
+ *
+ * Conventions: scripts validate everything before their first write (Redis does not roll back a
+ * script that fails half-way); errors are returned as "INVALID ..." (bad input) or
+ * "NOTLEADER ..." (fencing). Lua compares strings with strcoll(), so versions and ids are compared
+ * byte by byte in aw_bytecmp instead. */
+#ifndef AW_WORKER_STORE_LUA_H
+#define AW_WORKER_STORE_LUA_H
+
+/* Shared helpers, prepended to every audience script. */
+#define AW_LUA_PRELUDE \
+    "local function aw_bytecmp(a, b)\n" \
+    "  if a == b then return 0 end\n" \
+    "  local n = math.min(#a, #b)\n" \
+    "  for i = 1, n do\n" \
+    "    local x, y = string.byte(a, i), string.byte(b, i)\n" \
+    "    if x ~= y then if x < y then return -1 else return 1 end end\n" \
+    "  end\n" \
+    "  if #a < #b then return -1 else return 1 end\n" \
+    "end\n" \
+    /* decimal strings without sign: compare by value, any length */ \
+    "local function aw_numcmp(a, b)\n" \
+    "  a = string.match(a, '^0*(%d+)$') or '0'\n" \
+    "  b = string.match(b, '^0*(%d+)$') or '0'\n" \
+    "  if #a ~= #b then if #a < #b then return -1 else return 1 end end\n" \
+    "  return aw_bytecmp(a, b)\n" \
+    "end\n" \
+    /* (ms, id) against a stored '<ms>|<id>' (or nil = older than everything) */ \
+    "local function aw_vercmp(ms, id, stored)\n" \
+    "  if not stored then return 1 end\n" \
+    "  local sep = string.find(stored, '|', 1, true)\n" \
+    "  if not sep then return 1 end\n" \
+    "  local c = aw_numcmp(ms, string.sub(stored, 1, sep - 1))\n" \
+    "  if c ~= 0 then return c end\n" \
+    "  return aw_bytecmp(id, string.sub(stored, sep + 1))\n" \
+    "end\n" \
+    /* merges the older decoded change p under the newer n (n is modified and returned) */ \
+    "local function aw_merge(p, n)\n" \
+    "  local nact = n.act\n" \
+    "  if nact == 'attribute_update' and p.act ~= nil then n.act = p.act end\n" \
+    "  if nact ~= 'delete' then\n" \
+    "    local a = {}\n" \
+    "    if type(p.attrs) == 'table' then for k, v in pairs(p.attrs) do a[k] = v end end\n" \
+    "    if type(n.attrs) == 'table' then for k, v in pairs(n.attrs) do a[k] = v end end\n" \
+    "    n.attrs = a\n" \
+    "  end\n" \
+    "  if type(p.consent) == 'table' then\n" \
+    "    local c = {}\n" \
+    "    for k, v in pairs(p.consent) do c[k] = v end\n" \
+    "    if type(n.consent) == 'table' then for k, v in pairs(n.consent) do c[k] = v end end\n" \
+    "    if next(c) ~= nil then n.consent = c end\n" \
+    "  end\n" \
+    "  if n.name == nil then n.name = p.name end\n" \
+    "  if n.list == nil then n.list = p.list end\n" \
+    "  return n\n" \
+    "end\n" \
+    /* due score of the audience: -1 = nothing to do, 0 = now, else unix ms */ \
+    "local function aw_due(pending, meta, inflight, now, maxq, maxage)\n" \
+    "  if redis.call('EXISTS', inflight) == 1 then return 0 end\n" \
+    "  local n = redis.call('HLEN', pending)\n" \
+    "  if n == 0 then return -1 end\n" \
+    "  local m = redis.call('HMGET', meta, 'last_upload_ms', 'first_pending_ms', 'drain')\n" \
+    "  if n >= maxq or m[3] then return 0 end\n" \
+    "  local base = tonumber(m[1] or m[2]) or now\n" \
+    "  return base + maxage\n" \
+    "end\n" \
+    "local function aw_seq(meta, bump)\n" \
+    "  if bump then return redis.call('HINCRBY', meta, 'due_seq', 1) end\n" \
+    "  return tonumber(redis.call('HGET', meta, 'due_seq') or '0')\n" \
+    "end\n"
+
+/* Apply one change.
+ * KEYS: 1 pending, 2 ver, 3 meta, 4 inflight.
+ * ARGV: 1 encoded change, 2 email, 3 version ms, 4 lower-case event id, 5 now ms, 6 max queue,
+ *       7 max age ms, 8 account id, 9 audience id, 10 audience name or '', 11 list id or ''.
+ * Returns {status, pending count, due score, due seq}; status applied|stale|disabled. */
+#define AW_LUA_APPLY \
+    AW_LUA_PRELUDE \
+    "local pending, ver, meta, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n" \
+    "local enc, email, ts, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n" \
+    "local now, maxq, maxage = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])\n" \
+    "if not string.match(ts, '^%d+$') or email == '' or not now or not maxq or not maxage then\n" \
+    "  return redis.error_reply('INVALID apply arguments')\n" \
+    "end\n" \
+    "local function reply(status, bump)\n" \
+    "  local s = aw_seq(meta, bump)\n" \
+    "  return {status, redis.call('HLEN', pending), aw_due(pending, meta, inflight, now, maxq, maxage), s}\n" \
+    "end\n" \
+    "local m = redis.call('HMGET', meta, 'state', 'disabled_version', 'cfg_version')\n" \
+    "if m[1] == 'disabled' and aw_numcmp(m[2] or '0', ts) >= 0 then return reply('disabled', false) end\n" \
+    "if aw_vercmp(ts, id, redis.call('HGET', ver, email)) <= 0 then return reply('stale', false) end\n" \
+    "local ok, nn = pcall(cjson.decode, enc)\n" \
+    "if not ok or type(nn) ~= 'table' then return redis.error_reply('INVALID change encoding') end\n" \
+    "local out = enc\n" \
+    "local cur = redis.call('HGET', pending, email)\n" \
+    "if cur then\n" \
+    "  local okp, p = pcall(cjson.decode, cur)\n" \
+    "  if okp and type(p) == 'table' then out = cjson.encode(aw_merge(p, nn)) end\n" \
+    "elseif redis.call('HLEN', pending) == 0 then\n" \
+    "  redis.call('HSET', meta, 'first_pending_ms', ARGV[5])\n" \
+    "end\n" \
+    "redis.call('HSET', ver, email, ts .. '|' .. id)\n" \
+    "redis.call('HSET', pending, email, out)\n" \
+    "redis.call('HSET', meta, 'account_id', ARGV[8], 'audience_id', ARGV[9])\n" \
+    "if m[1] ~= 'active' then redis.call('HSET', meta, 'state', 'active') end\n" \
+    "if (ARGV[10] ~= '' or ARGV[11] ~= '') and aw_vercmp(ts, id, m[3] or false) > 0 then\n" \
+    "  redis.call('HSET', meta, 'cfg_version', ts .. '|' .. id)\n" \
+    "  if ARGV[10] ~= '' then redis.call('HSET', meta, 'name', ARGV[10]) end\n" \
+    "  if ARGV[11] ~= '' then redis.call('HSET', meta, 'list_id', ARGV[11]) end\n" \
+    "end\n" \
+    "return reply('applied', true)\n"
+
+/* Audience subscription add/update (upsert) or remove.
+ * KEYS: 1 pending, 2 meta, 3 inflight.
+ * ARGV: 1 'upsert'|'remove', 2 version ms, 3 lower-case event id, 4 now ms, 5 max queue,
+ *       6 max age ms, 7 account id, 8 audience id, 9 name or '', 10 list id or ''.
+ * Returns {status, pending count, due score, due seq}; status applied|stale. */
+#define AW_LUA_AUDIENCE \
+    AW_LUA_PRELUDE \
+    "local pending, meta, inflight = KEYS[1], KEYS[2], KEYS[3]\n" \
+    "local op, ts, id = ARGV[1], ARGV[2], ARGV[3]\n" \
+    "local now, maxq, maxage = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n" \
+    "if (op ~= 'upsert' and op ~= 'remove') or not string.match(ts, '^%d+$') or not now\n" \
+    "   or not maxq or not maxage then\n" \
+    "  return redis.error_reply('INVALID audience arguments')\n" \
+    "end\n" \
+    "local function reply(status, bump)\n" \
+    "  local s = aw_seq(meta, bump)\n" \
+    "  return {status, redis.call('HLEN', pending), aw_due(pending, meta, inflight, now, maxq, maxage), s}\n" \
+    "end\n" \
+    "local m = redis.call('HMGET', meta, 'sub_version', 'cfg_version')\n" \
+    "if aw_vercmp(ts, id, m[1] or false) <= 0 then return reply('stale', false) end\n" \
+    "redis.call('HSET', meta, 'sub_version', ts .. '|' .. id, 'account_id', ARGV[7], 'audience_id', ARGV[8])\n" \
+    "if op == 'remove' then\n" \
+    "  redis.call('HSET', meta, 'state', 'disabled', 'disabled_version', ts)\n" \
+    "  redis.call('DEL', pending, inflight)\n" \
+    "  redis.call('HDEL', meta, 'first_pending_ms', 'drain', 'batch_id', 'batch_epoch', 'batch_started_ms')\n" \
+    "  return reply('applied', true)\n" \
+    "end\n" \
+    /* newer than every remove (each remove set sub_version), so it re-enables */ \
+    "redis.call('HSET', meta, 'state', 'active')\n" \
+    "if aw_vercmp(ts, id, m[2] or false) > 0 then\n" \
+    "  redis.call('HSET', meta, 'cfg_version', ts .. '|' .. id)\n" \
+    "  if ARGV[9] ~= '' then redis.call('HSET', meta, 'name', ARGV[9]) end\n" \
+    "  if ARGV[10] ~= '' then redis.call('HSET', meta, 'list_id', ARGV[10])\n" \
+    "  else redis.call('HDEL', meta, 'list_id') end\n" \
+    "end\n" \
+    "return reply('applied', false)\n"
+
+/* Due index update, ordered by the audience's due sequence so late or duplicate writers never
+ * overwrite a newer state's score. KEYS: 1 aw:due, 2 {aw:due}:seq. ARGV: 1 member "A:U",
+ * 2 score (-1 = remove), 3 seq. Returns 1 when written, 0 when an equal-or-newer seq was there. */
+#define AW_LUA_DUE \
+    "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n" \
+    "local seq, score = tonumber(ARGV[3]), tonumber(ARGV[2])\n" \
+    "if not seq or not score then return redis.error_reply('INVALID due arguments') end\n" \
+    "if seq < cur then return 0 end\n" \
+    "redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])\n" \
+    "if score < 0 then redis.call('ZREM', KEYS[1], ARGV[1])\n" \
+    "else redis.call('ZADD', KEYS[1], score, ARGV[1]) end\n" \
+    "return 1\n"
+
+#endif
