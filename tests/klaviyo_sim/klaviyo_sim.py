@@ -239,6 +239,32 @@ def invalid(detail, pointer=None, parameter=None):
     return ApiError(400, "invalid", "Invalid input.", detail, pointer=pointer, parameter=parameter)
 
 
+COUNT_LIMITS = {  # op -> (path to the array, max, message); checked before the (costly) schema pass
+    "bulk_import_profiles": (("data", "attributes", "profiles", "data"), IMPORT_MAX_PROFILES,
+                             "Accepts up to %d profiles per request."),
+    "add_profiles_to_list": (("data",), RELATIONSHIP_MAX_IDS, "This endpoint accepts a maximum of %d profiles per call."),
+    "remove_profiles_from_list": (("data",), RELATIONSHIP_MAX_IDS, "This endpoint accepts a maximum of %d profiles per call."),
+    "bulk_subscribe_profiles": (("data", "attributes", "profiles", "data"), SUBSCRIBE_MAX,
+                                "Maximum number of profiles per call: %d."),
+    "bulk_unsubscribe_profiles": (("data", "attributes", "profiles", "data"), UNSUBSCRIBE_MAX,
+                                  "Maximum number of profiles per call: %d."),
+}
+
+
+def precheck_counts(op, body):
+    spec = COUNT_LIMITS.get(op.op_id)
+    if not spec:
+        return
+    path, limit, msg = spec
+    node = body
+    for part in path:
+        if not isinstance(node, dict):
+            return
+        node = node.get(part)
+    if isinstance(node, list) and len(node) > limit:
+        raise invalid(msg % limit, pointer="/" + "/".join(path))
+
+
 def schema_errors(validator, body):
     """Spec validation of a request body -> list of Klaviyo error entries (values never echoed,
     so no personal data leaks into worker logs)."""
@@ -421,6 +447,7 @@ class Sim:
         self.recent = []         # last 200 requests (no secrets, no bodies)
         self.response_violations = []
         self.generation += 1
+        self.epoch = time.monotonic()   # rate-limit windows are aligned to the last reset
 
     def reset(self, config_too=False):
         with self.lock:
@@ -448,7 +475,7 @@ class Sim:
             limits[name] = (int(n), limits.get(name, (0, {"burst": 1.0, "steady": 60.0, "daily": 86400.0}[name]))[1])
         if not cfg.get("rate_limits", True) or not limits:
             return True, {}
-        now = time.monotonic()
+        now = time.monotonic() - self.epoch
         ts = float(cfg.get("time_scale", 1.0)) or 1.0
         scale = float(cfg.get("rate_limit_scale", 1.0))
         state = []
@@ -587,11 +614,13 @@ class Sim:
 
     def add_members(self, lst, pids):
         have = set(lst["members"])
+        t = now_iso()
         for pid in pids:
             if pid not in have:
                 lst["members"].append(pid)
+                lst["joined"][pid] = t
                 have.add(pid)
-        lst["updated"] = now_iso()
+        lst["updated"] = t
 
     # -- jobs --------------------------------------------------------------------------------
     def enqueue_job(self, job):
@@ -700,6 +729,7 @@ class Sim:
                             "list_id": lst["id"] if lst else None}
                 if lst and p["id"] in lst["members"]:
                     lst["members"].remove(p["id"])
+                    lst["joined"].pop(p["id"], None)
                 job["completed_count"] += 1
             job["status"] = "complete"
 
@@ -749,7 +779,7 @@ def subscriptions_view(p):
     return out
 
 
-def profile_resource(base, p, with_subs=False):
+def profile_resource(base, p, with_subs=False, extra=None):
     attrs = {k: p[k] for k in ("email", "phone_number", "external_id", "first_name", "last_name",
                                "organization", "locale", "title", "image", "created", "updated",
                                "last_event_date")}
@@ -757,6 +787,7 @@ def profile_resource(base, p, with_subs=False):
     attrs["properties"] = p["properties"]
     if with_subs:
         attrs["subscriptions"] = subscriptions_view(p)
+    attrs.update(extra or {})
     return {"type": "profile", "id": p["id"], "attributes": attrs,
             "links": {"self": "%s/api/profiles/%s/" % (base, p["id"])}}
 
@@ -1034,6 +1065,7 @@ class Handler(BaseHTTPRequestHandler):
                     body = json.loads(raw)
                 except (ValueError, UnicodeDecodeError):
                     raise invalid("The request body is not valid JSON.", pointer="/")
+                precheck_counts(op, body)
                 errs = schema_errors(op.body_validator, body)
                 if errs:
                     e = ApiError(400, "invalid", "Invalid input.", "")
@@ -1104,7 +1136,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.sim.lock:
             t = now_iso()
             lst = {"id": self.sim.new_id("list"), "name": a["name"], "created": t, "updated": t,
-                   "opt_in_process": a.get("opt_in_process") or "single_opt_in", "members": []}
+                   "opt_in_process": a.get("opt_in_process") or "single_opt_in", "members": [], "joined": {}}
             self.sim.lists[lst["id"]] = lst
             return 201, {"data": list_resource(self._base(), lst),
                          "links": {"self": "%s/api/lists/%s/" % (self._base(), lst["id"])}}
@@ -1130,7 +1162,9 @@ class Handler(BaseHTTPRequestHandler):
         subs = "subscriptions" in query.get("additional-fields[profile]", "")
         with self.sim.lock:
             page, links = paginate(self._base(), path, query, op, self._members(op, params, query))
-            return 200, {"data": [profile_resource(self._base(), p, subs) for p in page], "links": links}
+            lst = self.sim.lists[params["id"]]
+            return 200, {"data": [profile_resource(self._base(), p, subs, {"joined_group_at": lst["joined"].get(p["id"])})
+                                  for p in page], "links": links}
 
     def _relationship_ids(self, body):
         data = body["data"]
@@ -1158,6 +1192,8 @@ class Handler(BaseHTTPRequestHandler):
             lst = self._list_or_404(params["id"])
             drop = set(ids)   # unknown ids and non-members are ignored: removal is idempotent
             lst["members"] = [m for m in lst["members"] if m not in drop]
+            for m in drop:
+                lst["joined"].pop(m, None)
             lst["updated"] = now_iso()
             return 204, None
 
