@@ -1,0 +1,277 @@
+#include "worker/ingest.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/backoff.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "worker/account.h"
+#include "worker/change.h"
+#include "worker/consumer.h"
+#include "worker/deadletter.h"
+#include "worker/event.h"
+#include "worker/map.h"
+#include "worker/metrics.h"
+#include "worker/store.h"
+
+/* What one record produced in the current batch. */
+struct rec {
+    size_t first_op; /* its operations are [first_op, first_op + n_ops) of the store batch */
+    size_t n_ops;
+    size_t n_dlq; /* dead-letter records produced for it */
+    bool failed;  /* transient failure while preparing it: not done */
+};
+
+struct aw_ingest {
+    struct aw_ingest_config cfg;
+    struct aw_consumer_msg *msgs;
+    struct rec *recs;
+    struct aw_store_batch *batch;
+    struct aw_backoff backoff;
+};
+
+struct aw_ingest *aw_ingest_new(const struct aw_ingest_config *cfg)
+{
+    struct aw_ingest *ing = aw_calloc(1, sizeof *ing);
+    ing->cfg = *cfg;
+    if (ing->cfg.batch_max == 0)
+        ing->cfg.batch_max = 500;
+    if (ing->cfg.poll_timeout_ms <= 0 || ing->cfg.poll_timeout_ms > 200)
+        ing->cfg.poll_timeout_ms = 200;
+    if (ing->cfg.dlq_timeout_ms <= 0)
+        ing->cfg.dlq_timeout_ms = 10000;
+    ing->msgs = aw_calloc(ing->cfg.batch_max, sizeof *ing->msgs);
+    ing->recs = aw_calloc(ing->cfg.batch_max, sizeof *ing->recs);
+    ing->batch = aw_store_batch_new();
+    aw_backoff_init(&ing->backoff, cfg->backoff_base_ms ? cfg->backoff_base_ms : 100,
+                    cfg->backoff_max_ms ? cfg->backoff_max_ms : 10000,
+                    aw_clock_unix_ms() ^ (uint64_t)(uintptr_t)ing);
+    return ing;
+}
+
+void aw_ingest_free(struct aw_ingest *ing)
+{
+    if (!ing)
+        return;
+    aw_store_batch_free(ing->batch);
+    free(ing->msgs);
+    free(ing->recs);
+    free(ing);
+}
+
+static void dead_letter(struct aw_ingest *ing, const struct aw_consumer_msg *m, struct rec *r,
+                        const char *body, size_t len, const char *reason, const char *stage)
+{
+    if (aw_consumer_dlq_produce(ing->cfg.consumer, m, body, len, reason, stage) != AW_OK) {
+        r->failed = true; /* cannot record why: keep the record unstored, retry later */
+        return;
+    }
+    r->n_dlq++;
+    aw_metrics_add(AW_M_DEAD_LETTERS, 1);
+    aw_metrics_reason("dead_letters", stage, reason);
+    AW_LOG_WARN("ingest", "dead-lettered",
+                "stage=%s reason=%s topic=%s partition=%" PRId32 " offset=%" PRId64, stage, reason,
+                m->topic, m->partition, m->offset);
+}
+
+static void prepare_subscription(struct aw_ingest *ing, const struct aw_consumer_msg *m,
+                                 struct rec *r, const struct aw_event *ev)
+{
+    enum aw_err err;
+    const struct aw_event_audience *a = &ev->subscription;
+    if (ev->sub_action == AW_EVENT_SUB_REMOVE) {
+        err = aw_store_batch_add_remove(ing->batch, ev->account_id, a->audience_id,
+                                        ev->timestamp_ms, ev->id, NULL);
+    } else {
+        struct aw_account_connection conn;
+        char detail[160];
+        if (aw_account_connection_parse(a->settings, a->n_settings, &conn, detail, sizeof detail) !=
+            AW_OK) {
+            dead_letter(ing, m, r, NULL, 0, AW_ACCOUNT_INVALID_CONNECTION, "decode");
+            return;
+        }
+        err =
+            aw_store_batch_add_upsert(ing->batch, ev->account_id, a->audience_id, a->audience_name,
+                                      conn.list_id, ev->timestamp_ms, ev->id, NULL);
+        aw_account_connection_clear(&conn);
+    }
+    if (err != AW_OK) {
+        dead_letter(ing, m, r, NULL, 0, "invalid_ids", "decode");
+        return;
+    }
+    r->n_ops++;
+}
+
+static void prepare_membership(struct aw_ingest *ing, const struct aw_consumer_msg *m,
+                               struct rec *r, const struct aw_event *ev)
+{
+    struct aw_account acct;
+    struct aw_map_result res;
+    aw_account_resolve(ing->cfg.accounts, ev->account_id, ev->account_settings,
+                       ev->n_account_settings, &acct); /* a problem is reported by map */
+    enum aw_err err = aw_map_event(ev, &acct, &res);
+    aw_account_clear(&acct);
+    if (err == AW_ERR_INTERNAL) {
+        r->failed = true; /* the phone library failed: not the record's fault, retry */
+        aw_map_result_clear(&res);
+        return;
+    }
+    for (size_t i = 0; i < res.n_changes; i++) {
+        if (aw_store_batch_add_apply(ing->batch, &res.changes[i], NULL) == AW_OK) {
+            r->n_ops++;
+            continue;
+        }
+        char *env = NULL;
+        if (aw_deadletter_change(&res.changes[i], "map", "invalid_ids", NULL, NULL, NULL, &env) ==
+            AW_OK)
+            dead_letter(ing, m, r, env, strlen(env), "invalid_ids", "map");
+        else
+            dead_letter(ing, m, r, NULL, 0, "invalid_ids", "map");
+        free(env);
+    }
+    for (size_t i = 0; i < res.n_rejects; i++) {
+        const struct aw_map_reject *rj = &res.rejects[i];
+        char *env = NULL;
+        if (aw_deadletter_profile(m->payload, m->len, rj->profile_index, rj->audience_id,
+                                  rj->reason, rj->detail, &env) != AW_OK) {
+            r->failed = true; /* cannot happen for a decoded payload; never drop silently */
+            continue;
+        }
+        dead_letter(ing, m, r, env, strlen(env), rj->reason, "map");
+        free(env);
+    }
+    aw_map_result_clear(&res);
+}
+
+static void prepare(struct aw_ingest *ing, const struct aw_consumer_msg *m, struct rec *r)
+{
+    struct aw_event ev;
+    enum aw_event_reason reason = AW_EVENT_OK;
+    char detail[256];
+    memset(&ev, 0, sizeof ev);
+    r->first_op = aw_store_batch_count(ing->batch);
+    if (aw_event_decode(m->payload, m->len, &ev, &reason, detail, sizeof detail) != AW_OK) {
+        char q[300];
+        AW_LOG_DEBUG("ingest", "invalid record", "reason=%s at=%s", aw_event_reason_str(reason),
+                     aw_log_quote(q, sizeof q, detail));
+        dead_letter(ing, m, r, NULL, 0, aw_event_reason_str(reason), "decode");
+        aw_event_clear(&ev);
+        return;
+    }
+    if (ev.type == AW_EVENT_SUBSCRIPTION)
+        prepare_subscription(ing, m, r, &ev);
+    else
+        prepare_membership(ing, m, r, &ev);
+    aw_event_clear(&ev);
+}
+
+/* True when everything the record produced was acknowledged (or permanently refused). */
+static bool rec_done(const struct aw_ingest *ing, const struct rec *r)
+{
+    if (r->failed)
+        return false;
+    for (size_t k = r->first_op; k < r->first_op + r->n_ops; k++) {
+        const struct aw_store_result *res = aw_store_batch_result(ing->batch, k);
+        if (res->err == AW_OK)
+            continue;
+        if (res->err == AW_ERR_INVALID) {
+            /* Refused by the script for its data: permanent. Counted and logged, never retried
+             * forever (ids were validated before, so this is not expected). */
+            aw_metrics_reason("store_refused", "aggregate", "invalid");
+            AW_LOG_ERROR("ingest", "store refused an operation", "op=%zu", k);
+            continue;
+        }
+        return false;
+    }
+    return true;
+}
+
+enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
+{
+    size_t n = aw_consumer_poll(ing->cfg.consumer, ing->msgs, ing->cfg.batch_max,
+                                ing->cfg.poll_timeout_ms);
+    *n_polled = n;
+    aw_metrics_set(AW_M_PARTITIONS_ASSIGNED, aw_consumer_assigned_count(ing->cfg.consumer));
+    if (n == 0)
+        return AW_OK;
+    aw_metrics_add(AW_M_RECORDS_CONSUMED, n);
+    aw_store_batch_reset(ing->batch);
+    for (size_t i = 0; i < n; i++) {
+        memset(&ing->recs[i], 0, sizeof ing->recs[i]);
+        prepare(ing, &ing->msgs[i], &ing->recs[i]);
+    }
+
+    enum aw_err serr = AW_OK;
+    if (aw_store_batch_count(ing->batch) > 0) {
+        serr = aw_store_batch_exec(ing->cfg.store, ing->batch, aw_clock_unix_ms());
+        aw_metrics_set(AW_M_STORE_UP, serr == AW_OK);
+        if (serr != AW_OK) {
+            aw_metrics_add(AW_M_STORE_ERRORS, 1);
+            AW_LOG_WARN("ingest", "store batch failed", "err=%s detail=%s", aw_err_str(serr),
+                        aw_store_errstr(ing->cfg.store));
+        }
+    }
+    enum aw_err derr = aw_consumer_dlq_wait(ing->cfg.consumer, ing->cfg.dlq_timeout_ms);
+
+    /* Per partition, records are in offset order: store the done prefix, rewind at the first
+     * record not done and skip the rest of that partition in this batch. */
+    bool rewound = false;
+    bool *skip = aw_calloc(n, sizeof *skip);
+    for (size_t i = 0; i < n; i++) {
+        if (skip[i])
+            continue;
+        const struct aw_consumer_msg *m = &ing->msgs[i];
+        struct rec *r = &ing->recs[i];
+        bool done = rec_done(ing, r) && !(r->n_dlq > 0 && derr != AW_OK);
+        if (done && aw_consumer_store(ing->cfg.consumer, m) == AW_OK) {
+            aw_metrics_add(AW_M_RECORDS_DONE, 1);
+            for (size_t k = r->first_op; k < r->first_op + r->n_ops; k++) {
+                const struct aw_store_result *res = aw_store_batch_result(ing->batch, k);
+                if (res->err == AW_OK && res->status == AW_STORE_APPLIED)
+                    aw_metrics_add(AW_M_CHANGES_APPLIED, 1);
+                else if (res->err == AW_OK)
+                    aw_metrics_add(AW_M_CHANGES_STALE, 1);
+            }
+            continue;
+        }
+        if (done)
+            continue; /* partition revoked meanwhile: its new owner re-reads it */
+        aw_consumer_rewind(ing->cfg.consumer, m);
+        rewound = true;
+        size_t skipped = 0;
+        for (size_t j = i; j < n; j++) {
+            if (ing->msgs[j].partition == m->partition &&
+                strcmp(ing->msgs[j].topic, m->topic) == 0) {
+                skip[j] = true;
+                skipped++;
+            }
+        }
+        aw_metrics_add(AW_M_RECORDS_REWOUND, skipped);
+    }
+    free(skip);
+    aw_consumer_release(ing->cfg.consumer);
+    return rewound ? AW_ERR_IO : AW_OK;
+}
+
+enum aw_err aw_ingest_run(struct aw_ingest *ing, const volatile int *stop)
+{
+    while (!*stop) {
+        if (aw_consumer_is_fatal(ing->cfg.consumer))
+            return AW_ERR_FATAL;
+        size_t n = 0;
+        enum aw_err err = aw_ingest_step(ing, &n);
+        if (err == AW_OK) {
+            aw_backoff_reset(&ing->backoff);
+            continue;
+        }
+        uint64_t wait = aw_backoff_next_ms(&ing->backoff);
+        AW_LOG_WARN("ingest", "transient failure, backing off", "wait_ms=%" PRIu64, wait);
+        aw_clock_sleep_ms(wait, stop);
+    }
+    return AW_OK;
+}
