@@ -1,0 +1,401 @@
+# shellcheck shell=bash
+# lib.sh -- shared helpers for the bash integration tests and scripts/stack.sh.
+#
+# Source it from a test that runs under `set -euo pipefail`:
+#     source "$(dirname "$0")/lib.sh"
+# Sourcing creates a private work dir ($AW_TEST_DIR) and installs an EXIT trap that kills every
+# service started through this library (whole process groups) and removes the work dir, also when
+# the test fails or is interrupted. A background reaper does the same if the test shell itself is
+# killed with SIGKILL (e.g. by a ctest timeout), so no redis-server or broker outlives a test.
+#
+# Services run on 127.0.0.1 only, on ports the kernel hands out. Every wait is bounded. A missing
+# tool or binary is a failure, never a skip (STYLE.md §9).
+#
+# Public functions (all return 0 on success; the "|| fail" pattern is safe under set -e):
+#   fail MSG...                    print "FAIL: MSG" to stderr and exit 1 (cleanup still runs)
+#   note MSG...                    progress line on stderr
+#   require_cmd NAME|PATH...       fail unless each command is on PATH / each path is executable
+#   require_built NAME...          fail unless $AW_BUILD_DIR/tests/NAME (or $AW_BUILD_DIR/NAME) exists
+#   aw_bin NAME                    print the path of a built binary (tests/NAME, then NAME)
+#   free_port                      print a free TCP port on 127.0.0.1 (kernel-chosen)
+#   wait_until CMD TIMEOUT_S       eval CMD every 0.1 s until it succeeds; 1 on timeout
+#   on_exit CMD                    run CMD (eval) during cleanup, before services are killed
+#   start_service NAME CMD...      run CMD in its own process group, stdout+stderr to
+#                                  $AW_TEST_DIR/NAME.log; exports nothing, records the pid
+#   service_pid NAME               print the pid of a running service
+#   service_is_running NAME        0 while the service's main process is alive
+#   stop_service NAME [SIG] [TIMEOUT_S]
+#                                  send SIG (default TERM) to the group, wait up to TIMEOUT_S (10)
+#                                  for the main process, SIGKILL the group after that; returns the
+#                                  main process's exit status (128+n when killed by signal n)
+#   kill9_service NAME             SIGKILL the whole group at once and reap it (fault tests)
+#   start_redis [ARGS...]          redis-server on a free port, data in $AW_TEST_DIR/redis, no RDB
+#                                  snapshots, appendonly $AW_REDIS_APPENDONLY (default "no"); ARGS are
+#                                  appended (so they win), e.g. --appendonly yes --appendfsync always.
+#                                  Waits for PING. Exports AW_TEST_REDIS_PORT, AW_TEST_REDIS_URL
+#   stop_redis                     graceful stop (SIGTERM: redis flushes the AOF), returns its status
+#   kill9_redis                    SIGKILL redis (no flush); restart_redis brings it back
+#   restart_redis                  stop if running, start again: same port, same dir, same args
+#   redis_cmd ARGS...              redis-cli against the test redis (raw output)
+#   start_devbroker [ARGS...]      $AW_BUILD_DIR/tests/aw_devbroker ARGS (e.g. --brokers 2
+#                                  --topic events:3); waits for its bootstrap file; exports
+#                                  AW_TEST_BROKERS (the bootstrap list)
+#   stop_devbroker                 SIGTERM, returns the broker's exit status (0 when clean)
+#   produce_file TOPIC FILE [KCAT_ARGS...]
+#                                  one record per non-empty line; "key<TAB>value" sets the key
+#                                  (first TAB splits; a line without TAB has a null key); extra args
+#                                  go to kcat, e.g. -H name=value for headers. Waits for delivery.
+#   consume_topic TOPIC COUNT TIMEOUT_S [KCAT_ARGS...]
+#                                  wait until TOPIC holds at least COUNT records (from the
+#                                  beginning), then print every record in it, one JSON object per
+#                                  line as kcat -J writes it: {"topic","partition","offset","tstype",
+#                                  "ts","broker","headers":[name,value,...],"key","payload"}
+#                                  (key/payload null when absent). 1 on timeout (with a message).
+#   records_kv                     filter: JSON lines on stdin -> "key<TAB>payload" lines (null -> "")
+#   records_header NAME            filter: JSON lines -> the value of header NAME per record ("" if none)
+#
+# Environment: AW_SOURCE_DIR, AW_BUILD_DIR (set by ctest; default build/release under the source
+# root), AW_KEEP_TEST_DIR=1 keeps the work dir for inspection.
+
+if [ -n "${AW_LIB_SH_LOADED:-}" ]; then
+    return 0
+fi
+AW_LIB_SH_LOADED=1
+
+AW_SOURCE_DIR=${AW_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+AW_BUILD_DIR=${AW_BUILD_DIR:-$AW_SOURCE_DIR/build/release}
+export AW_SOURCE_DIR AW_BUILD_DIR
+
+declare -gA AW_SVC_PID=()  # name -> pid (== process group id)
+declare -gA AW_SVC_CMD=()  # name -> command, for messages
+declare -ga AW_EXIT_HOOKS=()
+AW_REDIS_ARGS=()
+AW_REDIS_PORT_FIXED=""
+
+note() {
+    printf '# %s %s\n' "$(date +%H:%M:%S)" "$*" >&2
+}
+
+fail() {
+    printf 'FAIL: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---- work dir, cleanup, reaper -------------------------------------------------------------
+
+AW_TEST_NAME=${AW_TEST_NAME:-$(basename "${0:-aw}" .sh)}
+AW_TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/aw-${AW_TEST_NAME}.XXXXXX") || {
+    echo "FAIL: cannot create a work dir under ${TMPDIR:-/tmp}" >&2
+    exit 1
+}
+export AW_TEST_DIR
+: >"$AW_TEST_DIR/.pgids"
+
+# Kills every recorded process group once the test shell is gone, whatever killed it. It runs in
+# its own session with no inherited stdout/stderr, so it never keeps ctest's pipes open.
+_aw_start_reaper() {
+    setsid bash -c '
+        shell=$1 dir=$2
+        while kill -0 "$shell" 2>/dev/null; do sleep 1; done
+        if [ -f "$dir/.pgids" ]; then
+            while read -r g; do [ -n "$g" ] && kill -KILL -- "-$g" 2>/dev/null; done <"$dir/.pgids"
+        fi
+        [ -f "$dir/.keep" ] || rm -rf -- "$dir"
+    ' aw-reaper "$$" "$AW_TEST_DIR" </dev/null >/dev/null 2>&1 &
+    AW_REAPER_PID=$!
+}
+
+on_exit() {
+    AW_EXIT_HOOKS+=("$1")
+}
+
+_aw_cleanup() {
+    local rc=$? name pid deadline h
+    trap - EXIT INT TERM
+    set +e
+    for h in "${AW_EXIT_HOOKS[@]}"; do
+        eval "$h"
+    done
+    # Show the end of each service log when the test failed: CI output is all we get.
+    if [ "$rc" -ne 0 ]; then
+        for name in "${!AW_SVC_CMD[@]}"; do
+            if [ -s "$AW_TEST_DIR/$name.log" ]; then
+                printf -- '--- last lines of %s.log ---\n' "$name" >&2
+                tail -n 25 "$AW_TEST_DIR/$name.log" >&2
+            fi
+        done
+    fi
+    for name in "${!AW_SVC_PID[@]}"; do
+        kill -TERM -- "-${AW_SVC_PID[$name]}" 2>/dev/null
+    done
+    deadline=$((SECONDS + 5))
+    for name in "${!AW_SVC_PID[@]}"; do
+        pid=${AW_SVC_PID[$name]}
+        while _aw_pid_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
+            sleep 0.1
+        done
+        kill -KILL -- "-$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    if [ -n "${AW_REAPER_PID:-}" ]; then
+        kill -KILL "$AW_REAPER_PID" 2>/dev/null
+        wait "$AW_REAPER_PID" 2>/dev/null
+    fi
+    if [ "${AW_KEEP_TEST_DIR:-0}" = 1 ]; then
+        note "work dir kept: $AW_TEST_DIR"
+    else
+        rm -rf -- "$AW_TEST_DIR"
+    fi
+    exit "$rc"
+}
+
+trap _aw_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+[ "${AW_KEEP_TEST_DIR:-0}" = 1 ] && : >"$AW_TEST_DIR/.keep"
+_aw_start_reaper
+
+# ---- small utilities -------------------------------------------------------------------------
+
+require_cmd() {
+    local c
+    for c in "$@"; do
+        if [[ $c == */* ]]; then
+            [ -x "$c" ] || fail "required binary missing or not executable: $c (build it first)"
+        else
+            command -v "$c" >/dev/null 2>&1 ||
+                fail "required command missing: $c (run scripts/install-deps.sh)"
+        fi
+    done
+}
+
+aw_bin() {
+    if [ -x "$AW_BUILD_DIR/tests/$1" ]; then
+        printf '%s\n' "$AW_BUILD_DIR/tests/$1"
+    else
+        printf '%s\n' "$AW_BUILD_DIR/$1"
+    fi
+}
+
+require_built() {
+    local b
+    for b in "$@"; do
+        require_cmd "$(aw_bin "$b")"
+    done
+}
+
+free_port() {
+    python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+wait_until() {
+    local cmd=$1 timeout_s=$2
+    local deadline
+    deadline=$(($(date +%s%N) / 1000000 + timeout_s * 1000))
+    while :; do
+        if eval "$cmd" >/dev/null 2>&1; then
+            return 0
+        fi
+        if [ $(($(date +%s%N) / 1000000)) -ge "$deadline" ]; then
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# ---- generic services ------------------------------------------------------------------------
+
+# True while pid exists and is not a zombie (a zombie child still answers kill -0).
+_aw_pid_alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ -n "$stat" ] && [ "${stat%% *}" != Z ]
+}
+
+start_service() {
+    local name=$1
+    shift
+    [ -z "${AW_SVC_PID[$name]:-}" ] || fail "service $name already started"
+    # A background job of a non-interactive shell is not a group leader, so setsid does not fork:
+    # $! is the service itself and its pid is the new process group id.
+    setsid "$@" </dev/null >>"$AW_TEST_DIR/$name.log" 2>&1 &
+    local pid=$!
+    AW_SVC_PID[$name]=$pid
+    AW_SVC_CMD[$name]="$*"
+    echo "$pid" >>"$AW_TEST_DIR/.pgids"
+}
+
+service_pid() {
+    [ -n "${AW_SVC_PID[$1]:-}" ] || return 1
+    printf '%s\n' "${AW_SVC_PID[$1]}"
+}
+
+service_is_running() {
+    [ -n "${AW_SVC_PID[$1]:-}" ] && _aw_pid_alive "${AW_SVC_PID[$1]}"
+}
+
+# Reaps a finished service and forgets it; prints nothing, returns its exit status.
+_aw_reap() {
+    local name=$1 pid=${AW_SVC_PID[$1]} rc=0
+    wait "$pid" 2>/dev/null || rc=$?
+    unset "AW_SVC_PID[$name]"
+    return "$rc"
+}
+
+stop_service() {
+    local name=$1 sig=${2:-TERM} timeout_s=${3:-10}
+    local pid=${AW_SVC_PID[$name]:-}
+    [ -n "$pid" ] || fail "stop_service: unknown service $name"
+    kill "-$sig" -- "-$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + timeout_s))
+    while _aw_pid_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 0.05
+    done
+    if _aw_pid_alive "$pid"; then
+        note "$name did not stop within ${timeout_s}s after SIG$sig; killing it"
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    _aw_reap "$name"
+}
+
+kill9_service() {
+    local name=$1 pid=${AW_SVC_PID[$1]:-}
+    [ -n "$pid" ] || fail "kill9_service: unknown service $name"
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    _aw_reap "$name" || true
+}
+
+# ---- redis -----------------------------------------------------------------------------------
+
+redis_cmd() {
+    redis-cli -h 127.0.0.1 -p "$AW_TEST_REDIS_PORT" "$@"
+}
+
+_aw_redis_launch() {
+    mkdir -p "$AW_TEST_DIR/redis"
+    start_service redis redis-server --bind 127.0.0.1 --port "$AW_TEST_REDIS_PORT" \
+        --dir "$AW_TEST_DIR/redis" --daemonize no --save "" \
+        --appendonly "${AW_REDIS_APPENDONLY:-no}" "${AW_REDIS_ARGS[@]}"
+    local deadline=$((SECONDS + 10))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if [ "$(redis_cmd ping 2>/dev/null)" = PONG ]; then
+            return 0
+        fi
+        service_is_running redis || fail "redis-server exited at start (see $AW_TEST_DIR/redis.log)"
+        sleep 0.05
+    done
+    fail "redis-server did not answer PING on port $AW_TEST_REDIS_PORT within 10s"
+}
+
+start_redis() {
+    require_cmd redis-server redis-cli
+    AW_REDIS_ARGS=("$@")
+    AW_TEST_REDIS_PORT=$(free_port)
+    AW_TEST_REDIS_URL="redis://127.0.0.1:$AW_TEST_REDIS_PORT/0"
+    export AW_TEST_REDIS_PORT AW_TEST_REDIS_URL
+    _aw_redis_launch
+    note "redis on 127.0.0.1:$AW_TEST_REDIS_PORT"
+}
+
+stop_redis() {
+    stop_service redis TERM 10
+}
+
+kill9_redis() {
+    kill9_service redis
+}
+
+restart_redis() {
+    [ -n "${AW_TEST_REDIS_PORT:-}" ] || fail "restart_redis: start_redis was never called"
+    if [ -n "${AW_SVC_PID[redis]:-}" ]; then
+        stop_redis || note "redis exited with status $? while stopping for restart"
+    fi
+    _aw_redis_launch
+    note "redis restarted on 127.0.0.1:$AW_TEST_REDIS_PORT"
+}
+
+# ---- dev broker and kcat ---------------------------------------------------------------------
+
+start_devbroker() {
+    local bin
+    bin=$(aw_bin aw_devbroker)
+    require_cmd "$bin" kcat
+    local boot="$AW_TEST_DIR/devbroker.bootstrap"
+    rm -f "$boot"
+    start_service devbroker "$bin" --bootstrap-file "$boot" "$@"
+    local deadline=$((SECONDS + 10))
+    while [ ! -s "$boot" ]; do
+        service_is_running devbroker ||
+            fail "aw_devbroker exited at start (see $AW_TEST_DIR/devbroker.log)"
+        [ "$SECONDS" -lt "$deadline" ] || fail "aw_devbroker wrote no bootstrap file within 10s"
+        sleep 0.05
+    done
+    AW_TEST_BROKERS=$(head -n 1 "$boot")
+    export AW_TEST_BROKERS
+    note "dev broker at $AW_TEST_BROKERS"
+}
+
+stop_devbroker() {
+    stop_service devbroker TERM 10
+}
+
+produce_file() {
+    local topic=$1 file=$2
+    shift 2
+    [ -n "${AW_TEST_BROKERS:-}" ] || fail "produce_file: no broker (call start_devbroker)"
+    [ -r "$file" ] || fail "produce_file: cannot read $file"
+    # kcat waits for delivery reports before exiting and exits non-zero when one failed.
+    # (A file named on kcat's command line would become one single record: use stdin.)
+    timeout 30 kcat -b "$AW_TEST_BROKERS" -t "$topic" -P -K $'\t' \
+        -X message.timeout.ms=10000 "$@" <"$file"
+}
+
+consume_topic() {
+    local topic=$1 count=$2 timeout_s=$3
+    shift 3
+    [ -n "${AW_TEST_BROKERS:-}" ] || fail "consume_topic: no broker (call start_devbroker)"
+    local out="$AW_TEST_DIR/.consume.$$.$RANDOM" n=0
+    local deadline=$((SECONDS + timeout_s))
+    while :; do
+        # -e: stop at the end of every partition, so each pass is a snapshot of the topic.
+        if timeout 15 kcat -b "$AW_TEST_BROKERS" -t "$topic" -C -o beginning -e -J -q "$@" \
+            >"$out" 2>"$out.err"; then
+            n=$(wc -l <"$out")
+            if [ "$n" -ge "$count" ]; then
+                cat "$out"
+                rm -f "$out" "$out.err"
+                return 0
+            fi
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "consume_topic: $topic has $n record(s), wanted $count, after ${timeout_s}s" >&2
+            [ -s "$out.err" ] && tail -n 5 "$out.err" >&2
+            rm -f "$out" "$out.err"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+records_kv() {
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    if line.strip():
+        r = json.loads(line)
+        print("%s\t%s" % (r.get("key") or "", r.get("payload") or ""))'
+}
+
+records_header() {
+    python3 -c 'import json, sys
+name = sys.argv[1]
+for line in sys.stdin:
+    if line.strip():
+        h = json.loads(line).get("headers") or []
+        vals = [h[i + 1] for i in range(0, len(h) - 1, 2) if h[i] == name]
+        print(vals[0] if vals else "")' "$1"
+}
