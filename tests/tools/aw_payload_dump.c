@@ -1,0 +1,126 @@
+/* aw_payload_dump.c -- prints one Klaviyo request body of every kind payload.c builds, for
+ * tests/unit/test_payload_openapi.py (validation against the OpenAPI spec) and the fixtures in
+ * tests/data/payloads/. Output: one JSON line per body,
+ *   {"kind":"<name>","method":"post","path":"/api/...","body":<body>}
+ * Exit status 0 when every builder succeeded. Fictional data only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/mem.h"
+#include "worker/change.h"
+#include "worker/payload.h"
+
+static void attr(struct aw_change *c, const char *path, const char *value_json)
+{
+    c->attrs = aw_realloc(c->attrs, (c->n_attrs + 1) * sizeof *c->attrs);
+    c->attrs[c->n_attrs].path = aw_strdup(path);
+    c->attrs[c->n_attrs].value_json = value_json ? aw_strdup(value_json) : NULL;
+    c->n_attrs++;
+}
+
+static void consent(struct aw_change *c, enum aw_change_channel ch, bool sub, uint64_t at_ms)
+{
+    c->consents = aw_realloc(c->consents, (c->n_consents + 1) * sizeof *c->consents);
+    c->consents[c->n_consents] = (struct aw_change_consent){ch, sub, at_ms != 0, at_ms};
+    c->n_consents++;
+}
+
+static void base(struct aw_change *c, const char *email, const char *phone)
+{
+    memset(c, 0, sizeof *c);
+    c->account_id = aw_strdup("1001");
+    c->audience_id = aw_strdup("2002");
+    c->audience_name = aw_strdup("Newsletter");
+    c->event_id = aw_strdup("evt-1");
+    c->version_ms = 1700000000000ull;
+    c->action = AW_CHANGE_ADD;
+    c->email = aw_strdup(email);
+    c->phone_e164 = phone ? aw_strdup(phone) : NULL;
+}
+
+static int failures;
+
+static void emit(const char *kind, const char *method, const char *path, enum aw_err err,
+                 char *body)
+{
+    if (err != AW_OK || !body) {
+        fprintf(stderr, "aw_payload_dump: %s: %s\n", kind, aw_err_str(err));
+        failures++;
+        free(body);
+        return;
+    }
+    printf("{\"kind\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"body\":%s}\n", kind, method, path,
+           body);
+    free(body);
+}
+
+int main(void)
+{
+    struct aw_change c[4];
+    /* a rich profile: every standard field, numbers in string fields, lat/long, properties of
+     * every JSON type, property and field unsets, text that needs escaping */
+    base(&c[0], "o'brien+\"vip\"@example.com", "+14155550100");
+    c[0].external_id = aw_strdup("cust-42");
+    attr(&c[0], "first_name", "\"Ann \\\"A\\\" \\\\ B\"");
+    attr(&c[0], "image", "\"https://example.com/a.png\"");
+    attr(&c[0], "last_name", NULL);
+    attr(&c[0], "location.city", "\"K\xc3\xb6ln\"");
+    attr(&c[0], "location.country", "\"DE\"");
+    attr(&c[0], "location.latitude", "50.94");
+    attr(&c[0], "location.longitude", "\"6.96\"");
+    attr(&c[0], "location.zip", "50667");
+    attr(&c[0], "organization", "{\"a\":1}");
+    attr(&c[0], "properties.gone", NULL);
+    attr(&c[0], "properties.list", "[\"a\",\"b\"]");
+    attr(&c[0], "properties.n", "12.5");
+    attr(&c[0], "properties.nested.dot", "{\"k\":[true,null]}");
+    attr(&c[0], "properties.ok", "true");
+    attr(&c[0], "title", "\"Dr\"");
+    consent(&c[0], AW_CHANNEL_EMAIL, true, 1699990000123ull);
+    consent(&c[0], AW_CHANNEL_SMS, true, 0);
+    c[0].custom_source = aw_strdup("mParticle \"web\"");
+
+    base(&c[1], "b@example.org", NULL);
+    attr(&c[1], "properties.only_unset", NULL);
+    consent(&c[1], AW_CHANNEL_EMAIL, false, 0);
+    c[1].custom_source = aw_strdup("mParticle \"web\"");
+
+    base(&c[2], "c@example.net", "+447700900123");
+    consent(&c[2], AW_CHANNEL_SMS, false, 0);
+    consent(&c[2], AW_CHANNEL_EMAIL, false, 0);
+
+    const struct aw_change *all[3] = {&c[0], &c[1], &c[2]};
+    char *body = NULL;
+    size_t used = 0;
+    enum aw_err err;
+
+    err = aw_payload_build_import(all, 3, "Y6nRLr", 0, 0, &body, &used);
+    emit("import_with_list", "post", "/api/profile-bulk-import-jobs",
+         used == 3 ? err : AW_ERR_INTERNAL, body);
+    err = aw_payload_build_import(all, 3, NULL, 0, 0, &body, &used);
+    emit("import_without_list", "post", "/api/profile-bulk-import-jobs",
+         used == 3 ? err : AW_ERR_INTERNAL, body);
+    err = aw_payload_build_profile_import(&c[0], &body);
+    emit("profile_import_clear", "post", "/api/profile-import", err, body);
+
+    const struct aw_change *subs[1] = {&c[0]};
+    err = aw_payload_build_subscribe(subs, 1, 0, &body, &used);
+    emit("subscribe", "post", "/api/profile-subscription-bulk-create-jobs", err, body);
+    const struct aw_change *unsubs[2] = {&c[1], &c[2]};
+    err = aw_payload_build_unsubscribe(unsubs, 2, 0, &body, &used);
+    emit("unsubscribe", "post", "/api/profile-subscription-bulk-delete-jobs",
+         used == 2 ? err : AW_ERR_INTERNAL, body);
+
+    const char *ids[3] = {"01H0000000000000000000000A", "01H0000000000000000000000B", "x\"y"};
+    err = aw_payload_build_list_members(ids, 3, 0, &body, &used);
+    emit("list_members_add", "post", "/api/lists/{id}/relationships/profiles", err, body);
+    err = aw_payload_build_list_members(ids, 2, 0, &body, &used);
+    emit("list_members_remove", "delete", "/api/lists/{id}/relationships/profiles", err, body);
+    err = aw_payload_build_create_list("Audience \"VIP\" \\ 2024 \xe2\x9c\x93", &body);
+    emit("create_list", "post", "/api/lists", err, body);
+
+    for (size_t i = 0; i < 3; i++)
+        aw_change_clear(&c[i]);
+    return failures ? 1 : 0;
+}

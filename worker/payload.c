@@ -1,0 +1,1114 @@
+/* payload.c -- Klaviyo request bodies and response parsing (see payload.h).
+ *
+ * Batch bodies are assembled as text: a fixed prefix, the items (each serialised by jansson on
+ * its own) joined by commas, and a fixed suffix. That way the exact byte size is known while
+ * filling a batch, so the builder can stop just before a limit instead of dumping and retrying.
+ * jansson keeps object members in insertion order, so bodies are deterministic. */
+#include "worker/payload.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/mem.h"
+#include "worker/change.h"
+
+#define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
+
+/* ---------------------------------------------------------------------------------------- */
+/* small helpers */
+
+static size_t clamp_limit(size_t requested, size_t endpoint_max)
+{
+    return (requested == 0 || requested > endpoint_max) ? endpoint_max : requested;
+}
+
+static bool utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned char c = *p;
+        size_t n;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 2;
+        else if (c >= 0xE0 && c <= 0xEF)
+            n = 3;
+        else if (c >= 0xF0 && c <= 0xF4)
+            n = 4;
+        else
+            return false;
+        for (size_t i = 1; i < n; i++)
+            if ((p[i] & 0xC0) != 0x80)
+                return false; /* also stops at the NUL terminator */
+        if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] >= 0xA0) ||
+            (c == 0xF0 && p[1] < 0x90) || (c == 0xF4 && p[1] >= 0x90))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+/* json_string for text we checked; NULL means bad UTF-8 (callers map it to AW_ERR_INVALID). */
+static json_t *jstr(const char *s)
+{
+    if (!s || !utf8_valid(s))
+        return NULL;
+    return json_string(s);
+}
+
+/* Serialises v (stolen) compactly; NULL when v is NULL or on allocation failure. */
+static char *dump_take(json_t *v)
+{
+    if (!v)
+        return NULL;
+    char *s = json_dumps(v, DUMP_FLAGS);
+    json_decref(v);
+    return s;
+}
+
+/* Serialises v (stolen) with the shortest real precision that reproduces it: 15 significant
+ * digits give back what a sender typed (50.94, not 50.939999999999998) and are used whenever
+ * they round-trip; otherwise the exact 17. */
+static char *dump_exact_take(json_t *v)
+{
+    if (!v)
+        return NULL;
+    char *s = json_dumps(v, DUMP_FLAGS | JSON_REAL_PRECISION(15));
+    if (s) {
+        json_error_t jerr;
+        json_t *back = json_loads(s, JSON_DECODE_ANY, &jerr);
+        bool same = back && json_equal(back, v);
+        json_decref(back);
+        if (!same) {
+            free(s);
+            s = json_dumps(v, DUMP_FLAGS);
+        }
+    }
+    json_decref(v);
+    return s;
+}
+
+/* Appends s as a JSON string literal. AW_ERR_INVALID when s is NULL or not UTF-8. */
+static enum aw_err append_json_str(struct aw_buf *b, const char *s)
+{
+    json_t *js = jstr(s);
+    if (!js)
+        return AW_ERR_INVALID;
+    char *txt = dump_take(js);
+    if (!txt)
+        return AW_ERR_FATAL;
+    (void)aw_buf_append_str(b, txt);
+    free(txt);
+    return AW_OK;
+}
+
+/* Item serialiser of a batch: writes the item's JSON text to *text (free()). */
+typedef enum aw_err (*item_fn)(const void *item, char **text);
+
+/* The shared batch loop (see the contract in payload.h). items[i] is passed to fn. */
+static enum aw_err build_batch(const char *prefix, const char *suffix, const void *const *items,
+                               size_t n, item_fn fn, size_t max_items, size_t max_bytes,
+                               size_t max_item_bytes, char **out, size_t *consumed)
+{
+    *out = NULL;
+    *consumed = 0;
+    if (n == 0 || !items)
+        return AW_ERR_INVALID;
+    struct aw_buf b;
+    aw_buf_init(&b, 0);
+    (void)aw_buf_append_str(&b, prefix);
+    size_t suffix_len = strlen(suffix);
+    size_t taken = 0;
+    enum aw_err err = AW_OK;
+    for (size_t i = 0; i < n && taken < max_items; i++) {
+        char *text = NULL;
+        err = items[i] ? fn(items[i], &text) : AW_ERR_INVALID;
+        if (err != AW_OK) {
+            free(text);
+            break;
+        }
+        size_t tlen = strlen(text);
+        size_t need = b.len + (taken ? 1 : 0) + tlen + suffix_len;
+        if ((max_item_bytes && tlen > max_item_bytes) || need > max_bytes) {
+            free(text);
+            err = AW_ERR_INVALID;
+            break;
+        }
+        if (taken)
+            (void)aw_buf_append(&b, ",", 1);
+        (void)aw_buf_append(&b, text, tlen);
+        free(text);
+        taken++;
+    }
+    if (taken == 0 || err == AW_ERR_FATAL) {
+        aw_buf_free(&b);
+        return err == AW_OK ? AW_ERR_INVALID : err;
+    }
+    (void)aw_buf_append_str(&b, suffix);
+    *out = aw_buf_take(&b);
+    *consumed = taken;
+    return AW_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* profile attributes */
+
+enum field_kind { F_STRING, F_STRING_OR_NUMBER };
+
+struct field {
+    const char *path;     /* aw_change_attr.path */
+    const char *key;      /* key inside attributes (or inside location) */
+    bool in_location;
+    enum field_kind kind;
+};
+
+/* Writable profile fields of ProfileUpsertQueryResourceObject (spec) that map.c produces. */
+static const struct field FIELDS[] = {
+    {"first_name", "first_name", false, F_STRING},
+    {"last_name", "last_name", false, F_STRING},
+    {"organization", "organization", false, F_STRING},
+    {"title", "title", false, F_STRING},
+    {"image", "image", false, F_STRING},
+    {"locale", "locale", false, F_STRING},
+    {"location.address1", "address1", true, F_STRING},
+    {"location.address2", "address2", true, F_STRING},
+    {"location.city", "city", true, F_STRING},
+    {"location.country", "country", true, F_STRING},
+    {"location.latitude", "latitude", true, F_STRING_OR_NUMBER},
+    {"location.longitude", "longitude", true, F_STRING_OR_NUMBER},
+    {"location.region", "region", true, F_STRING},
+    {"location.zip", "zip", true, F_STRING},
+    {"location.timezone", "timezone", true, F_STRING},
+    {"location.ip", "ip", true, F_STRING},
+};
+
+#define PROPERTIES_PREFIX "properties."
+
+static const struct field *find_field(const char *path)
+{
+    for (size_t i = 0; i < sizeof FIELDS / sizeof FIELDS[0]; i++)
+        if (strcmp(FIELDS[i].path, path) == 0)
+            return &FIELDS[i];
+    return NULL;
+}
+
+static const char *property_name(const char *path)
+{
+    size_t n = strlen(PROPERTIES_PREFIX);
+    if (strncmp(path, PROPERTIES_PREFIX, n) != 0 || path[n] == '\0')
+        return NULL;
+    return path + n;
+}
+
+/* Parses an attribute's value_json. *is_unset for NULL text or JSON null. */
+static enum aw_err load_value(const char *value_json, json_t **out, bool *is_unset)
+{
+    *out = NULL;
+    *is_unset = false;
+    if (!value_json) {
+        *is_unset = true;
+        return AW_OK;
+    }
+    json_error_t jerr;
+    json_t *v = json_loads(value_json, JSON_DECODE_ANY, &jerr);
+    if (!v)
+        return AW_ERR_INVALID;
+    if (json_is_null(v)) {
+        json_decref(v);
+        *is_unset = true;
+        return AW_OK;
+    }
+    *out = v;
+    return AW_OK;
+}
+
+/* Coerces v (stolen) to the field's schema type: strings stay, numbers stay where allowed,
+ * anything else is sent as its JSON text (a string field cannot take 42 or [..]). */
+static json_t *coerce(json_t *v, enum field_kind kind)
+{
+    if (json_is_string(v))
+        return v;
+    if (kind == F_STRING_OR_NUMBER && json_is_number(v))
+        return v;
+    char *txt = dump_exact_take(v);
+    if (!txt)
+        return NULL;
+    json_t *s = json_string(txt);
+    free(txt);
+    return s;
+}
+
+static json_t *get_or_add_object(json_t *parent, const char *key)
+{
+    json_t *o = json_object_get(parent, key);
+    if (o)
+        return o;
+    o = json_object();
+    if (!o || json_object_set_new(parent, key, o) != 0)
+        return NULL;
+    return o;
+}
+
+/* Profile object for the bulk import. */
+static enum aw_err import_profile(const void *item, char **text)
+{
+    const struct aw_change *c = item;
+    *text = NULL;
+    if (!c->email || !c->email[0])
+        return AW_ERR_INVALID;
+    json_t *prof = json_object();
+    json_t *attrs = json_object();
+    json_t *unset = json_array();
+    if (!prof || !attrs || !unset) {
+        json_decref(prof);
+        json_decref(attrs);
+        json_decref(unset);
+        return AW_ERR_FATAL;
+    }
+    enum aw_err err = AW_OK;
+    json_object_set_new(prof, "type", json_string("profile"));
+    json_object_set_new(prof, "attributes", attrs);
+    json_t *s = jstr(c->email);
+    if (!s || json_object_set_new(attrs, "email", s) != 0)
+        err = AW_ERR_INVALID;
+    if (err == AW_OK && c->phone_e164) {
+        s = jstr(c->phone_e164);
+        if (!s || json_object_set_new(attrs, "phone_number", s) != 0)
+            err = AW_ERR_INVALID;
+    }
+    if (err == AW_OK && c->external_id) {
+        s = jstr(c->external_id);
+        if (!s || json_object_set_new(attrs, "external_id", s) != 0)
+            err = AW_ERR_INVALID;
+    }
+    for (size_t i = 0; err == AW_OK && i < c->n_attrs; i++) {
+        const struct aw_change_attr *a = &c->attrs[i];
+        if (!a->path || !utf8_valid(a->path)) {
+            err = AW_ERR_INVALID;
+            break;
+        }
+        json_t *v = NULL;
+        bool is_unset = false;
+        err = load_value(a->value_json, &v, &is_unset);
+        if (err != AW_OK)
+            break;
+        const struct field *f = find_field(a->path);
+        const char *prop = f ? NULL : property_name(a->path);
+        if (!f && !prop) {
+            json_decref(v);
+            err = AW_ERR_INVALID; /* map.c produced a path Klaviyo has no field for */
+            break;
+        }
+        if (is_unset) {
+            /* properties: patch unset; standard fields: aw_payload_build_profile_import */
+            if (prop && json_array_append_new(unset, json_string(prop)) != 0)
+                err = AW_ERR_FATAL;
+            continue;
+        }
+        json_t *parent = attrs;
+        const char *key = prop;
+        if (f) {
+            v = coerce(v, f->kind);
+            key = f->key;
+            parent = f->in_location ? get_or_add_object(attrs, "location") : attrs;
+        } else {
+            parent = get_or_add_object(attrs, "properties");
+        }
+        if (!v || !parent) {
+            json_decref(v);
+            err = AW_ERR_FATAL;
+            break;
+        }
+        if (json_object_set_new(parent, key, v) != 0)
+            err = AW_ERR_FATAL;
+    }
+    if (err == AW_OK && json_array_size(unset) > 0) {
+        json_t *meta = json_pack("{s:{s:O}}", "patch_properties", "unset", unset);
+        if (!meta || json_object_set_new(prof, "meta", meta) != 0)
+            err = AW_ERR_FATAL;
+    }
+    json_decref(unset);
+    if (err != AW_OK) {
+        json_decref(prof);
+        return err;
+    }
+    *text = dump_exact_take(prof);
+    return *text ? AW_OK : AW_ERR_FATAL;
+}
+
+enum aw_err aw_payload_build_import(const struct aw_change *const *changes, size_t n,
+                                    const char *list_id, size_t max_items, size_t max_bytes,
+                                    char **out, size_t *consumed)
+{
+    AW_ASSERT(out != NULL && consumed != NULL);
+    *out = NULL;
+    *consumed = 0;
+    struct aw_buf suffix;
+    aw_buf_init(&suffix, 0);
+    (void)aw_buf_append_str(&suffix, "]}}");
+    if (list_id) {
+        if (!list_id[0]) {
+            aw_buf_free(&suffix);
+            return AW_ERR_INVALID;
+        }
+        (void)aw_buf_append_str(&suffix, ",\"relationships\":{\"lists\":{\"data\":[{\"type\":"
+                                         "\"list\",\"id\":");
+        enum aw_err err = append_json_str(&suffix, list_id);
+        if (err != AW_OK) {
+            aw_buf_free(&suffix);
+            return err;
+        }
+        (void)aw_buf_append_str(&suffix, "}]}}");
+    }
+    (void)aw_buf_append_str(&suffix, "}}");
+    enum aw_err err = build_batch(
+        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"attributes\":{\"profiles\":{\"data\":[",
+        suffix.data, (const void *const *)changes, n, import_profile,
+        clamp_limit(max_items, AW_PAYLOAD_IMPORT_MAX_PROFILES),
+        clamp_limit(max_bytes, AW_PAYLOAD_IMPORT_MAX_BYTES), AW_PAYLOAD_IMPORT_MAX_PROFILE_BYTES,
+        out, consumed);
+    aw_buf_free(&suffix);
+    return err;
+}
+
+bool aw_payload_needs_profile_import(const struct aw_change *c)
+{
+    if (!c)
+        return false;
+    for (size_t i = 0; i < c->n_attrs; i++) {
+        const struct aw_change_attr *a = &c->attrs[i];
+        if (!a->path || !find_field(a->path))
+            continue;
+        json_t *v = NULL;
+        bool is_unset = false;
+        if (load_value(a->value_json, &v, &is_unset) == AW_OK && is_unset)
+            return true;
+        json_decref(v);
+    }
+    return false;
+}
+
+enum aw_err aw_payload_build_profile_import(const struct aw_change *c, char **out)
+{
+    AW_ASSERT(out != NULL);
+    *out = NULL;
+    if (!c || !c->email || !c->email[0])
+        return AW_ERR_INVALID;
+    json_t *email = jstr(c->email);
+    if (!email)
+        return AW_ERR_INVALID;
+    json_t *attrs = json_object();
+    if (!attrs) {
+        json_decref(email);
+        return AW_ERR_FATAL;
+    }
+    json_object_set_new(attrs, "email", email);
+    size_t cleared = 0;
+    enum aw_err err = AW_OK;
+    for (size_t i = 0; err == AW_OK && i < c->n_attrs; i++) {
+        const struct aw_change_attr *a = &c->attrs[i];
+        const struct field *f = a->path ? find_field(a->path) : NULL;
+        if (!f)
+            continue;
+        json_t *v = NULL;
+        bool is_unset = false;
+        err = load_value(a->value_json, &v, &is_unset);
+        json_decref(v);
+        if (err != AW_OK || !is_unset)
+            continue;
+        json_t *parent = f->in_location ? get_or_add_object(attrs, "location") : attrs;
+        if (!parent || json_object_set_new(parent, f->key, json_null()) != 0)
+            err = AW_ERR_FATAL;
+        cleared++;
+    }
+    if (err == AW_OK && cleared == 0)
+        err = AW_ERR_INVALID;
+    if (err != AW_OK) {
+        json_decref(attrs);
+        return err;
+    }
+    json_t *doc = json_pack("{s:{s:s,s:o}}", "data", "type", "profile", "attributes", attrs);
+    char *txt = dump_take(doc);
+    if (!txt)
+        return AW_ERR_FATAL;
+    if (strlen(txt) > AW_PAYLOAD_PROFILE_IMPORT_MAX_BYTES) {
+        free(txt);
+        return AW_ERR_INVALID;
+    }
+    *out = txt;
+    return AW_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* subscriptions */
+
+static bool consent_sendable(const struct aw_change *c, const struct aw_change_consent *cs)
+{
+    if (cs->channel == AW_CHANNEL_EMAIL)
+        return c->email && c->email[0];
+    if (cs->channel == AW_CHANNEL_SMS)
+        return c->phone_e164 && c->phone_e164[0];
+    return false;
+}
+
+static bool has_consent(const struct aw_change *c, bool subscribe)
+{
+    if (!c || !c->consents)
+        return false;
+    for (size_t i = 0; i < c->n_consents; i++)
+        if (c->consents[i].subscribe == subscribe && consent_sendable(c, &c->consents[i]))
+            return true;
+    return false;
+}
+
+bool aw_payload_has_subscribe(const struct aw_change *c)
+{
+    return has_consent(c, true);
+}
+
+bool aw_payload_has_unsubscribe(const struct aw_change *c)
+{
+    return has_consent(c, false);
+}
+
+/* RFC 3339 UTC with milliseconds: 2023-11-14T22:13:20.123Z. */
+static bool format_rfc3339_ms(uint64_t unix_ms, char *buf, size_t len)
+{
+    if (unix_ms > 253402300799999ull) /* 9999-12-31T23:59:59.999Z */
+        return false;
+    time_t secs = (time_t)(unix_ms / 1000u);
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm))
+        return false;
+    int n = snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (unsigned)(unix_ms % 1000u));
+    return n > 0 && (size_t)n < len;
+}
+
+/* Profile object of a subscription job: identifiers and subscriptions.<channel>.marketing. */
+static enum aw_err subscription_profile(const struct aw_change *c, bool subscribe, char **text)
+{
+    *text = NULL;
+    json_t *subs = json_object();
+    if (!subs)
+        return AW_ERR_FATAL;
+    bool sms = false;
+    enum aw_err err = AW_OK;
+    for (size_t i = 0; err == AW_OK && i < c->n_consents; i++) {
+        const struct aw_change_consent *cs = &c->consents[i];
+        if (cs->subscribe != subscribe || !consent_sendable(c, cs))
+            continue;
+        json_t *marketing;
+        if (subscribe) {
+            char at[40];
+            uint64_t ms = cs->has_consented_at ? cs->consented_at_unix_ms : c->version_ms;
+            if (!format_rfc3339_ms(ms, at, sizeof at)) {
+                err = AW_ERR_INVALID;
+                break;
+            }
+            marketing = json_pack("{s:s,s:s}", "consent", "SUBSCRIBED", "consented_at", at);
+        } else {
+            marketing = json_pack("{s:s}", "consent", "UNSUBSCRIBED");
+        }
+        json_t *chan = marketing ? json_pack("{s:o}", "marketing", marketing) : NULL;
+        if (!chan ||
+            json_object_set_new(subs, aw_change_channel_str(cs->channel), chan) != 0)
+            err = AW_ERR_FATAL;
+        if (cs->channel == AW_CHANNEL_SMS)
+            sms = true;
+    }
+    if (err == AW_OK && json_object_size(subs) == 0)
+        err = AW_ERR_INVALID; /* nothing sendable in this direction */
+    json_t *email = err == AW_OK ? jstr(c->email) : NULL;
+    if (err == AW_OK && !email)
+        err = AW_ERR_INVALID;
+    json_t *phone = NULL;
+    if (err == AW_OK && sms) {
+        phone = jstr(c->phone_e164);
+        if (!phone)
+            err = AW_ERR_INVALID;
+    }
+    if (err != AW_OK) {
+        json_decref(subs);
+        json_decref(email);
+        return err;
+    }
+    json_t *attrs = json_object();
+    if (!attrs) {
+        json_decref(subs);
+        json_decref(email);
+        json_decref(phone);
+        return AW_ERR_FATAL;
+    }
+    json_object_set_new(attrs, "email", email);
+    if (phone)
+        json_object_set_new(attrs, "phone_number", phone);
+    json_object_set_new(attrs, "subscriptions", subs);
+    *text = dump_take(json_pack("{s:s,s:o}", "type", "profile", "attributes", attrs));
+    return *text ? AW_OK : AW_ERR_FATAL;
+}
+
+static enum aw_err subscribe_profile(const void *item, char **text)
+{
+    return subscription_profile(item, true, text);
+}
+
+static enum aw_err unsubscribe_profile(const void *item, char **text)
+{
+    return subscription_profile(item, false, text);
+}
+
+static bool same_source(const char *a, const char *b)
+{
+    return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
+enum aw_err aw_payload_build_subscribe(const struct aw_change *const *changes, size_t n,
+                                       size_t max_items, char **out, size_t *consumed)
+{
+    AW_ASSERT(out != NULL && consumed != NULL);
+    *out = NULL;
+    *consumed = 0;
+    if (n == 0 || !changes || !changes[0])
+        return AW_ERR_INVALID;
+    const char *source = changes[0]->custom_source;
+    size_t run = 1;
+    while (run < n && changes[run] && same_source(changes[run]->custom_source, source))
+        run++;
+    struct aw_buf prefix;
+    aw_buf_init(&prefix, 0);
+    (void)aw_buf_append_str(&prefix, "{\"data\":{\"type\":\"profile-subscription-bulk-create-job\","
+                                     "\"attributes\":{");
+    if (source) {
+        (void)aw_buf_append_str(&prefix, "\"custom_source\":");
+        enum aw_err err = append_json_str(&prefix, source);
+        if (err != AW_OK) {
+            aw_buf_free(&prefix);
+            return err;
+        }
+        (void)aw_buf_append(&prefix, ",", 1);
+    }
+    (void)aw_buf_append_str(&prefix, "\"historical_import\":true,\"profiles\":{\"data\":[");
+    enum aw_err err = build_batch(prefix.data, "]}}}}", (const void *const *)changes, run,
+                                  subscribe_profile,
+                                  clamp_limit(max_items, AW_PAYLOAD_SUBSCRIBE_MAX_PROFILES),
+                                  (size_t)-1, 0, out, consumed);
+    aw_buf_free(&prefix);
+    return err;
+}
+
+enum aw_err aw_payload_build_unsubscribe(const struct aw_change *const *changes, size_t n,
+                                         size_t max_items, char **out, size_t *consumed)
+{
+    AW_ASSERT(out != NULL && consumed != NULL);
+    return build_batch("{\"data\":{\"type\":\"profile-subscription-bulk-delete-job\","
+                       "\"attributes\":{\"profiles\":{\"data\":[",
+                       "]}}}}", (const void *const *)changes, n, unsubscribe_profile,
+                       clamp_limit(max_items, AW_PAYLOAD_UNSUBSCRIBE_MAX_PROFILES), (size_t)-1, 0,
+                       out, consumed);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* lists */
+
+static enum aw_err member_item(const void *item, char **text)
+{
+    const char *id = item;
+    *text = NULL;
+    if (!id[0])
+        return AW_ERR_INVALID;
+    json_t *s = jstr(id);
+    if (!s)
+        return AW_ERR_INVALID;
+    *text = dump_take(json_pack("{s:s,s:o}", "type", "profile", "id", s));
+    return *text ? AW_OK : AW_ERR_FATAL;
+}
+
+enum aw_err aw_payload_build_list_members(const char *const *profile_ids, size_t n,
+                                          size_t max_items, char **out, size_t *consumed)
+{
+    AW_ASSERT(out != NULL && consumed != NULL);
+    return build_batch("{\"data\":[", "]}", (const void *const *)profile_ids, n, member_item,
+                       clamp_limit(max_items, AW_PAYLOAD_LIST_MEMBERS_MAX), (size_t)-1, 0, out,
+                       consumed);
+}
+
+enum aw_err aw_payload_build_create_list(const char *name, char **out)
+{
+    AW_ASSERT(out != NULL);
+    *out = NULL;
+    if (!name || !name[0])
+        return AW_ERR_INVALID;
+    json_t *s = jstr(name);
+    if (!s)
+        return AW_ERR_INVALID;
+    *out = dump_take(json_pack("{s:{s:s,s:{s:o}}}", "data", "type", "list", "attributes", "name", s));
+    return *out ? AW_OK : AW_ERR_FATAL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* filters */
+
+/* Klaviyo filter string literal: "..." with \ and " backslash-escaped. Control characters
+ * have no documented escape, so they are refused. */
+static enum aw_err filter_quote(const char *s, char **text)
+{
+    *text = NULL;
+    if (!s || !s[0] || !utf8_valid(s))
+        return AW_ERR_INVALID;
+    struct aw_buf b;
+    aw_buf_init(&b, 0);
+    (void)aw_buf_append(&b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7F) {
+            aw_buf_free(&b);
+            return AW_ERR_INVALID;
+        }
+        if (*p == '"' || *p == '\\')
+            (void)aw_buf_append(&b, "\\", 1);
+        (void)aw_buf_append(&b, p, 1);
+    }
+    (void)aw_buf_append(&b, "\"", 1);
+    *text = aw_buf_take(&b);
+    return AW_OK;
+}
+
+static enum aw_err filter_item(const void *item, char **text)
+{
+    return filter_quote(item, text);
+}
+
+enum aw_err aw_payload_build_email_filter(const char *const *emails, size_t n, size_t max_items,
+                                          size_t max_bytes, char **out, size_t *consumed)
+{
+    AW_ASSERT(out != NULL && consumed != NULL);
+    return build_batch("any(email,[", "])", (const void *const *)emails, n, filter_item,
+                       clamp_limit(max_items, AW_PAYLOAD_FILTER_MAX_VALUES),
+                       max_bytes ? max_bytes : (size_t)-1, 0, out, consumed);
+}
+
+enum aw_err aw_payload_build_list_name_filter(const char *name, char **out)
+{
+    AW_ASSERT(out != NULL);
+    *out = NULL;
+    char *q = NULL;
+    enum aw_err err = filter_quote(name, &q);
+    if (err != AW_OK)
+        return err;
+    struct aw_buf b;
+    aw_buf_init(&b, 0);
+    (void)aw_buf_appendf(&b, "equals(name,%s)", q);
+    free(q);
+    *out = aw_buf_take(&b);
+    return AW_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* response parsing */
+
+static json_t *load_doc(const char *body, size_t len)
+{
+    if (!body)
+        return NULL;
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc && !json_is_object(doc)) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+/* Owned copy of a string member, or of dflt (NULL allowed) when absent/null; false when the
+ * member exists with another type. */
+static bool take_str(json_t *obj, const char *key, const char *dflt, char **dst)
+{
+    json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+    *dst = NULL;
+    if (!v || json_is_null(v)) {
+        *dst = dflt ? aw_strdup(dflt) : NULL;
+        return true;
+    }
+    if (!json_is_string(v))
+        return false;
+    /* jansson strings may hold U+0000; a C string would silently truncate it */
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return false;
+    *dst = aw_strdup(json_string_value(v));
+    return true;
+}
+
+static bool take_count(json_t *obj, const char *key, bool required, int64_t *dst)
+{
+    json_t *v = json_object_get(obj, key);
+    *dst = 0;
+    if (!v || json_is_null(v))
+        return !required;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return false;
+    *dst = (int64_t)json_integer_value(v);
+    return true;
+}
+
+static const char *const JOB_STATUS[] = {"queued", "processing", "complete", "cancelled"};
+
+const char *aw_payload_job_status_str(enum aw_payload_job_status status)
+{
+    if ((size_t)status < sizeof JOB_STATUS / sizeof JOB_STATUS[0])
+        return JOB_STATUS[status];
+    return "unknown";
+}
+
+bool aw_payload_job_is_done(enum aw_payload_job_status status)
+{
+    return status == AW_PAYLOAD_JOB_COMPLETE || status == AW_PAYLOAD_JOB_CANCELLED;
+}
+
+void aw_payload_import_job_clear(struct aw_payload_import_job *job)
+{
+    if (!job)
+        return;
+    free(job->id);
+    memset(job, 0, sizeof *job);
+}
+
+enum aw_err aw_payload_parse_import_job(const char *body, size_t len,
+                                        struct aw_payload_import_job *out)
+{
+    AW_ASSERT(out != NULL);
+    memset(out, 0, sizeof *out);
+    json_t *doc = load_doc(body, len);
+    json_t *data = json_object_get(doc, "data");
+    json_t *attrs = json_object_get(data, "attributes");
+    json_t *type = json_object_get(data, "type");
+    const char *status = json_string_value(json_object_get(attrs, "status"));
+    bool ok = json_is_object(attrs) && json_is_string(type) &&
+              strcmp(json_string_value(type), "profile-bulk-import-job") == 0 && status;
+    ok = ok && take_str(data, "id", NULL, &out->id) && out->id && out->id[0];
+    if (ok) {
+        size_t k = 0;
+        while (k < sizeof JOB_STATUS / sizeof JOB_STATUS[0] && strcmp(JOB_STATUS[k], status) != 0)
+            k++;
+        ok = k < sizeof JOB_STATUS / sizeof JOB_STATUS[0];
+        out->status = (enum aw_payload_job_status)k;
+    }
+    ok = ok && take_count(attrs, "total_count", true, &out->total_count) &&
+         take_count(attrs, "completed_count", false, &out->completed_count) &&
+         take_count(attrs, "failed_count", false, &out->failed_count);
+    json_decref(doc);
+    if (!ok) {
+        aw_payload_import_job_clear(out);
+        return AW_ERR_PROTOCOL;
+    }
+    return AW_OK;
+}
+
+bool aw_payload_pointer_index(const char *pointer, size_t *index)
+{
+    static const char *const prefixes[] = {"/data/attributes/profiles/data/", "/data/"};
+    if (!pointer)
+        return false;
+    for (size_t k = 0; k < 2; k++) {
+        size_t plen = strlen(prefixes[k]);
+        if (strncmp(pointer, prefixes[k], plen) != 0)
+            continue;
+        const char *p = pointer + plen;
+        if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9'))
+            continue;
+        size_t v = 0;
+        bool overflow = false;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            size_t d = (size_t)(*p - '0');
+            if (v > ((size_t)-1 - d) / 10)
+                overflow = true;
+            else
+                v = v * 10 + d;
+        }
+        if (overflow || (*p != '\0' && *p != '/'))
+            continue;
+        if (index)
+            *index = v;
+        return true;
+    }
+    return false;
+}
+
+static int hexdig(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into a new string; NULL on a bad escape or an encoded NUL. */
+static char *pct_decode(const char *s, size_t n)
+{
+    char *d = aw_malloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            d[o++] = s[i];
+            continue;
+        }
+        int hi = i + 2 < n ? hexdig(s[i + 1]) : -1;
+        int lo = i + 2 < n ? hexdig(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            free(d);
+            return NULL;
+        }
+        d[o++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    d[o] = '\0';
+    return d;
+}
+
+char *aw_payload_cursor_from_url(const char *url)
+{
+    if (!url)
+        return NULL;
+    const char *q = strchr(url, '?');
+    if (!q)
+        return NULL;
+    const char *end = strchr(q, '#');
+    if (!end)
+        end = q + strlen(q);
+    const char *p = q + 1;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        if (eq) {
+            char *name = pct_decode(p, (size_t)(eq - p));
+            bool match = name && strcmp(name, "page[cursor]") == 0;
+            free(name);
+            if (match) {
+                char *v = pct_decode(eq + 1, (size_t)(pe - eq - 1));
+                if (v && !v[0]) {
+                    free(v);
+                    v = NULL;
+                }
+                return v;
+            }
+        }
+        p = pe + 1;
+    }
+    return NULL;
+}
+
+static bool take_next_cursor(json_t *doc, char **dst)
+{
+    *dst = NULL;
+    json_t *links = json_object_get(doc, "links");
+    if (!links || json_is_null(links))
+        return true;
+    if (!json_is_object(links))
+        return false;
+    json_t *next = json_object_get(links, "next");
+    if (!next || json_is_null(next))
+        return true;
+    if (!json_is_string(next))
+        return false;
+    *dst = aw_payload_cursor_from_url(json_string_value(next));
+    return true;
+}
+
+void aw_payload_errors_clear(struct aw_payload_errors *errs)
+{
+    if (!errs)
+        return;
+    for (size_t i = 0; i < errs->n; i++) {
+        struct aw_payload_error *e = &errs->items[i];
+        free(e->id);
+        free(e->code);
+        free(e->title);
+        free(e->detail);
+        free(e->pointer);
+        free(e->email);
+    }
+    free(errs->items);
+    free(errs->next_cursor);
+    memset(errs, 0, sizeof *errs);
+}
+
+/* Fills e from an object holding code/title/detail/source (+ status for error documents). */
+static bool fill_error(json_t *fields, struct aw_payload_error *e)
+{
+    if (!json_is_object(fields))
+        return false;
+    if (!take_str(fields, "code", "", &e->code) || !take_str(fields, "title", "", &e->title) ||
+        !take_str(fields, "detail", "", &e->detail))
+        return false;
+    json_t *status = json_object_get(fields, "status");
+    if (json_is_integer(status)) {
+        json_int_t v = json_integer_value(status);
+        e->status = (v >= 100 && v <= 599) ? (int)v : 0;
+    } else if (json_is_string(status)) {
+        const char *s = json_string_value(status);
+        char *endp = NULL;
+        errno = 0;
+        long v = strtol(s, &endp, 10);
+        e->status = (errno == 0 && endp != s && *endp == '\0' && v >= 100 && v <= 599) ? (int)v : 0;
+    } else if (status && !json_is_null(status)) {
+        return false;
+    }
+    json_t *source = json_object_get(fields, "source");
+    if (source && !json_is_null(source)) {
+        if (!json_is_object(source) || !take_str(source, "pointer", NULL, &e->pointer))
+            return false;
+        e->has_index = aw_payload_pointer_index(e->pointer, &e->index);
+    }
+    return true;
+}
+
+static bool take_original_email(json_t *attrs, char **dst)
+{
+    *dst = NULL;
+    json_t *orig = json_object_get(attrs, "original_payload");
+    if (!json_is_object(orig))
+        return true;
+    json_t *inner = json_object_get(orig, "attributes"); /* a profile resource object */
+    json_t *holder = json_is_object(inner) ? inner : orig;
+    /* an email of another type is not a reason to drop the whole page */
+    if (!json_is_string(json_object_get(holder, "email")))
+        return true;
+    return take_str(holder, "email", NULL, dst);
+}
+
+static enum aw_err parse_errors(json_t *doc, json_t *arr, bool import_errors,
+                                struct aw_payload_errors *out)
+{
+    if (!json_is_array(arr))
+        return AW_ERR_PROTOCOL;
+    size_t n = json_array_size(arr);
+    if (n)
+        out->items = aw_calloc(n, sizeof *out->items);
+    for (size_t i = 0; i < n; i++) {
+        json_t *el = json_array_get(arr, i);
+        struct aw_payload_error *e = &out->items[i];
+        out->n = i + 1; /* owned from here, so clear frees partial entries */
+        if (!json_is_object(el) || !take_str(el, "id", "", &e->id))
+            return AW_ERR_PROTOCOL;
+        json_t *fields = import_errors ? json_object_get(el, "attributes") : el;
+        if (!fill_error(fields, e))
+            return AW_ERR_PROTOCOL;
+        if (import_errors && !take_original_email(fields, &e->email))
+            return AW_ERR_PROTOCOL;
+    }
+    if (import_errors && !take_next_cursor(doc, &out->next_cursor))
+        return AW_ERR_PROTOCOL;
+    return AW_OK;
+}
+
+enum aw_err aw_payload_parse_import_errors(const char *body, size_t len,
+                                           struct aw_payload_errors *out)
+{
+    AW_ASSERT(out != NULL);
+    memset(out, 0, sizeof *out);
+    json_t *doc = load_doc(body, len);
+    enum aw_err err = doc ? parse_errors(doc, json_object_get(doc, "data"), true, out)
+                          : AW_ERR_PROTOCOL;
+    json_decref(doc);
+    if (err != AW_OK)
+        aw_payload_errors_clear(out);
+    return err;
+}
+
+enum aw_err aw_payload_parse_error_doc(const char *body, size_t len, struct aw_payload_errors *out)
+{
+    AW_ASSERT(out != NULL);
+    memset(out, 0, sizeof *out);
+    json_t *doc = load_doc(body, len);
+    enum aw_err err = doc ? parse_errors(doc, json_object_get(doc, "errors"), false, out)
+                          : AW_ERR_PROTOCOL;
+    json_decref(doc);
+    if (err != AW_OK)
+        aw_payload_errors_clear(out);
+    return err;
+}
+
+void aw_payload_page_clear(struct aw_payload_page *page)
+{
+    if (!page)
+        return;
+    for (size_t i = 0; i < page->n; i++) {
+        free(page->items[i].id);
+        free(page->items[i].value);
+    }
+    free(page->items);
+    free(page->next_cursor);
+    memset(page, 0, sizeof *page);
+}
+
+static enum aw_err parse_page(const char *body, size_t len, const char *type,
+                              const char *value_key, struct aw_payload_page *out)
+{
+    AW_ASSERT(out != NULL);
+    memset(out, 0, sizeof *out);
+    json_t *doc = load_doc(body, len);
+    json_t *data = json_object_get(doc, "data");
+    bool ok = json_is_array(data);
+    size_t n = ok ? json_array_size(data) : 0;
+    if (n)
+        out->items = aw_calloc(n, sizeof *out->items);
+    for (size_t i = 0; ok && i < n; i++) {
+        json_t *el = json_array_get(data, i);
+        json_t *t = json_object_get(el, "type");
+        struct aw_payload_pair *pr = &out->items[i];
+        out->n = i + 1;
+        ok = json_is_string(t) && strcmp(json_string_value(t), type) == 0 &&
+             take_str(el, "id", NULL, &pr->id) && pr->id && pr->id[0];
+        json_t *attrs = ok ? json_object_get(el, "attributes") : NULL;
+        ok = ok && (!attrs || json_is_object(attrs)) &&
+             (!attrs || take_str(attrs, value_key, NULL, &pr->value));
+    }
+    ok = ok && take_next_cursor(doc, &out->next_cursor);
+    json_decref(doc);
+    if (!ok) {
+        aw_payload_page_clear(out);
+        return AW_ERR_PROTOCOL;
+    }
+    return AW_OK;
+}
+
+enum aw_err aw_payload_parse_profiles_page(const char *body, size_t len,
+                                           struct aw_payload_page *out)
+{
+    return parse_page(body, len, "profile", "email", out);
+}
+
+enum aw_err aw_payload_parse_lists_page(const char *body, size_t len, struct aw_payload_page *out)
+{
+    return parse_page(body, len, "list", "name", out);
+}
+
+enum aw_err aw_payload_parse_resource_id(const char *body, size_t len, const char *type,
+                                         char **id_out)
+{
+    AW_ASSERT(id_out != NULL && type != NULL);
+    *id_out = NULL;
+    json_t *doc = load_doc(body, len);
+    json_t *data = json_object_get(doc, "data");
+    json_t *t = json_object_get(data, "type");
+    bool ok = json_is_string(t) && strcmp(json_string_value(t), type) == 0 &&
+              take_str(data, "id", NULL, id_out) && *id_out && (*id_out)[0];
+    json_decref(doc);
+    if (!ok) {
+        free(*id_out);
+        *id_out = NULL;
+        return AW_ERR_PROTOCOL;
+    }
+    return AW_OK;
+}

@@ -1,0 +1,224 @@
+/* payload.h -- Klaviyo request bodies and response parsing (revision 2026-07-15, JSON:API).
+ * Pure: no I/O, no global state; every function may run on any thread (the flusher uses it).
+ * Bodies are built from struct aw_change (worker/change.h); the mapping rules are DESIGN.md §3
+ * and schemas/klaviyo-outbound.md. Every body kind validates against the requestBody schema of
+ * its operation in Klaviyo's OpenAPI spec (tests/unit/test_payload_openapi.py).
+ *
+ * Batch builders share one contract: they take the items from the front of the input, stop
+ * before the first item that would break the endpoint's count or byte limit (or the caller's
+ * smaller one), and report in *consumed how many items the body holds (body item i = input
+ * item i). A stopped batch is not an error. When the FIRST item alone cannot be sent (too big
+ * on its own, or not sendable by that endpoint), they return AW_ERR_INVALID with *consumed = 0
+ * and *out = NULL: that item is permanently bad and should be dead-lettered. */
+#ifndef AW_WORKER_PAYLOAD_H
+#define AW_WORKER_PAYLOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct aw_change;
+
+/* ---- Revision and endpoint limits (from the operation descriptions in the spec) ---------- */
+
+#define AW_KLAVIYO_API_REVISION "2026-07-15"
+
+/* POST /api/profile-bulk-import-jobs: "Accepts up to 10,000 profiles per request. The maximum
+ * allowed payload size is 5MB. The maximum allowed payload size per-profile is 100KB." MB/KB
+ * are taken as decimal units (the smaller reading), so we stay under either. */
+#define AW_PAYLOAD_IMPORT_MAX_PROFILES 10000u
+#define AW_PAYLOAD_IMPORT_MAX_BYTES 5000000u
+#define AW_PAYLOAD_IMPORT_MAX_PROFILE_BYTES 100000u
+/* POST/DELETE /api/lists/{id}/relationships/profiles: "a maximum of 1000 profiles per call". */
+#define AW_PAYLOAD_LIST_MEMBERS_MAX 1000u
+/* POST /api/profile-subscription-bulk-create-jobs: "Maximum number of profiles ...: 1000". */
+#define AW_PAYLOAD_SUBSCRIBE_MAX_PROFILES 1000u
+/* POST /api/profile-subscription-bulk-delete-jobs: "Maximum number of profiles per call: 100". */
+#define AW_PAYLOAD_UNSUBSCRIBE_MAX_PROFILES 100u
+/* POST /api/profile-import (Create or Update Profile): "maximum allowed payload size is 100KB". */
+#define AW_PAYLOAD_PROFILE_IMPORT_MAX_BYTES 100000u
+/* GET /api/profiles filter any(email,[...]): values per call (DESIGN.md §5; not stated in the
+ * spec). Equal to the page[size] maximum (100) of GET /api/profiles, so one page answers it. */
+#define AW_PAYLOAD_FILTER_MAX_VALUES 100u
+/* page[size] maxima from the spec: GET /api/profiles and import-errors 100, GET /api/lists 10. */
+#define AW_PAYLOAD_PROFILES_PAGE_MAX 100u
+#define AW_PAYLOAD_IMPORT_ERRORS_PAGE_MAX 100u
+#define AW_PAYLOAD_LISTS_PAGE_MAX 10u
+
+/* x-klaviyo-ratelimit of each operation: burst per second, steady per minute (daily if any). */
+#define AW_KLAVIYO_RL_IMPORT_JOB_BURST_S 10u      /* bulk import create, get job, import-errors */
+#define AW_KLAVIYO_RL_IMPORT_JOB_STEADY_M 150u
+#define AW_KLAVIYO_RL_LIST_MEMBERS_BURST_S 10u    /* add/remove profiles to/from a list */
+#define AW_KLAVIYO_RL_LIST_MEMBERS_STEADY_M 150u
+#define AW_KLAVIYO_RL_SUBSCRIPTION_BURST_S 75u    /* bulk subscribe and bulk unsubscribe jobs */
+#define AW_KLAVIYO_RL_SUBSCRIPTION_STEADY_M 750u
+#define AW_KLAVIYO_RL_CREATE_LIST_BURST_S 10u     /* POST /api/lists */
+#define AW_KLAVIYO_RL_CREATE_LIST_STEADY_M 150u
+#define AW_KLAVIYO_RL_CREATE_LIST_DAILY 150u
+#define AW_KLAVIYO_RL_GET_PROFILES_BURST_S 75u    /* GET /api/profiles (no predictive fields) */
+#define AW_KLAVIYO_RL_GET_PROFILES_STEADY_M 750u
+#define AW_KLAVIYO_RL_GET_LISTS_BURST_S 75u       /* GET /api/lists */
+#define AW_KLAVIYO_RL_GET_LISTS_STEADY_M 750u
+#define AW_KLAVIYO_RL_PROFILE_IMPORT_BURST_S 75u  /* POST /api/profile-import */
+#define AW_KLAVIYO_RL_PROFILE_IMPORT_STEADY_M 750u
+
+/* ---- Request bodies ------------------------------------------------------------------------
+ * All builders write a caller-owned NUL-terminated compact JSON body into *out (free()), or NULL
+ * on error. max_items / max_bytes: 0 = the endpoint maximum; larger values are clamped to it. */
+
+/* POST /api/profile-bulk-import-jobs. One profile per change (add or attribute_update): email,
+ * phone_number, external_id, mapped attributes (first_name, location.*, ...; non-string values
+ * of string fields are sent as their JSON text), `properties`, and property deletes as
+ * meta.patch_properties.unset. list_id non-NULL adds the `lists` relationship (adds), NULL
+ * omits it (attribute updates: membership unchanged). Deletes of non-property attributes cannot
+ * be expressed here (the bulk job ignores nulls): see aw_payload_needs_profile_import.
+ * Errors: AW_ERR_INVALID as in the batch contract (unknown attribute path, value that is not
+ * JSON, profile over 100 KB, text that is not UTF-8). */
+enum aw_err aw_payload_build_import(const struct aw_change *const *changes, size_t n,
+                                    const char *list_id, size_t max_items, size_t max_bytes,
+                                    char **out, size_t *consumed);
+
+/* True when *c unsets an attribute that is not under `properties.` (first_name, location.city,
+ * ...). The bulk import cannot clear those; send aw_payload_build_profile_import for c too. */
+bool aw_payload_needs_profile_import(const struct aw_change *c);
+
+/* POST /api/profile-import (Create or Update Profile; null clears a field). Body holds the email
+ * and, set to null, every non-property attribute *c unsets (nothing else, so it commutes with
+ * the bulk import of the same change). AW_ERR_INVALID when c unsets no such attribute, or the
+ * body would exceed AW_PAYLOAD_PROFILE_IMPORT_MAX_BYTES. */
+enum aw_err aw_payload_build_profile_import(const struct aw_change *c, char **out);
+
+/* True when *c has a consent with subscribe=true that can be sent (SMS needs phone_e164). */
+bool aw_payload_has_subscribe(const struct aw_change *c);
+/* True when *c has a consent with subscribe=false that can be sent (SMS needs phone_e164). */
+bool aw_payload_has_unsubscribe(const struct aw_change *c);
+
+/* POST /api/profile-subscription-bulk-create-jobs: historical_import true, per profile email
+ * and/or sms marketing SUBSCRIBED with consented_at (the consent timestamp, else the change's
+ * version_ms: a historical import requires one), custom_source = the changes' custom_source
+ * (omitted when NULL). Never a list relationship: consent never changes list membership.
+ * A job carries one custom_source, so the batch also stops before the first change whose
+ * custom_source differs from the first change's. Errors: AW_ERR_INVALID per the batch contract
+ * (a change without a sendable subscribe consent, bad UTF-8). */
+enum aw_err aw_payload_build_subscribe(const struct aw_change *const *changes, size_t n,
+                                       size_t max_items, char **out, size_t *consumed);
+
+/* POST /api/profile-subscription-bulk-delete-jobs: email and/or sms marketing UNSUBSCRIBED,
+ * no list relationship. Errors as aw_payload_build_subscribe (unsubscribe consents). */
+enum aw_err aw_payload_build_unsubscribe(const struct aw_change *const *changes, size_t n,
+                                         size_t max_items, char **out, size_t *consumed);
+
+/* POST and DELETE /api/lists/{id}/relationships/profiles (same body): {"data":[{"type":
+ * "profile","id":...},...]} from Klaviyo profile ids (borrowed). AW_ERR_INVALID per the batch
+ * contract (NULL/empty id, not UTF-8). */
+enum aw_err aw_payload_build_list_members(const char *const *profile_ids, size_t n,
+                                          size_t max_items, char **out, size_t *consumed);
+
+/* POST /api/lists: {"data":{"type":"list","attributes":{"name":name}}}. AW_ERR_INVALID when the
+ * name is NULL, empty or not UTF-8. */
+enum aw_err aw_payload_build_create_list(const char *name, char **out);
+
+/* Filter for GET /api/profiles: any(email,["a","b",...]) -- values double-quoted, `\` and `"`
+ * backslash-escaped. The caller percent-encodes the whole value into the query string.
+ * max_items 0 = AW_PAYLOAD_FILTER_MAX_VALUES; max_bytes 0 = no byte limit (else the filter
+ * text length, to bound the URL). Batch contract; AW_ERR_INVALID for an empty/NULL email, a
+ * control character or bad UTF-8. */
+enum aw_err aw_payload_build_email_filter(const char *const *emails, size_t n, size_t max_items,
+                                          size_t max_bytes, char **out, size_t *consumed);
+
+/* Filter for GET /api/lists: equals(name,"<name>") with the same quoting. AW_ERR_INVALID for a
+ * NULL/empty name, a control character or bad UTF-8. */
+enum aw_err aw_payload_build_list_name_filter(const char *name, char **out);
+
+/* ---- Response parsers ----------------------------------------------------------------------
+ * Parsers take len bytes (need not be NUL-terminated) and fill a caller-provided struct
+ * (overwritten; release with its _clear, safe on a zeroed or cleared struct). They return
+ * AW_ERR_PROTOCOL when the body is not the document they expect (on error the struct is left
+ * cleared). Strings are owned copies; emails and `detail` are personal / free text: never log. */
+
+enum aw_payload_job_status {
+    AW_PAYLOAD_JOB_QUEUED = 0,
+    AW_PAYLOAD_JOB_PROCESSING,
+    AW_PAYLOAD_JOB_COMPLETE,
+    AW_PAYLOAD_JOB_CANCELLED
+};
+
+struct aw_payload_import_job {
+    char *id;                          /* owned job id */
+    enum aw_payload_job_status status;
+    int64_t total_count;
+    int64_t completed_count;           /* 0 when absent or null */
+    int64_t failed_count;              /* 0 when absent or null */
+};
+
+/* Bulk import job document (POST 202 / GET /api/profile-bulk-import-jobs/{id} 200). */
+enum aw_err aw_payload_parse_import_job(const char *body, size_t len,
+                                        struct aw_payload_import_job *out);
+void aw_payload_import_job_clear(struct aw_payload_import_job *job);
+/* True when the job will not change any more (complete or cancelled). */
+bool aw_payload_job_is_done(enum aw_payload_job_status status);
+/* Stable lower-case name, as Klaviyo spells it ("queued", ...). */
+const char *aw_payload_job_status_str(enum aw_payload_job_status status);
+
+/* One entry of an errors list: a JSON:API error object or an import-error resource. */
+struct aw_payload_error {
+    char *id;           /* owned; "" when absent */
+    int status;         /* HTTP status from the error object, 0 when absent (import errors) */
+    char *code;         /* owned; "" when absent */
+    char *title;        /* owned; "" when absent */
+    char *detail;       /* owned; "" when absent -- free text, may quote input: never log */
+    char *pointer;      /* owned source.pointer; NULL when absent */
+    bool has_index;     /* pointer names a record: /data/attributes/profiles/data/<n>/... */
+    size_t index;       /* that record's position in the request body, when has_index */
+    char *email;        /* owned email of the failing record (import errors' original_payload),
+                           NULL when absent -- personal data: never log */
+};
+
+struct aw_payload_errors {
+    struct aw_payload_error *items; /* owned array */
+    size_t n;
+    char *next_cursor;  /* owned page[cursor] of links.next (import-errors pages), or NULL */
+};
+
+/* GET /api/profile-bulk-import-jobs/{id}/import-errors page. */
+enum aw_err aw_payload_parse_import_errors(const char *body, size_t len,
+                                           struct aw_payload_errors *out);
+/* Klaviyo error document {"errors":[{id,status,code,title,detail,source{pointer}}]}. */
+enum aw_err aw_payload_parse_error_doc(const char *body, size_t len, struct aw_payload_errors *out);
+void aw_payload_errors_clear(struct aw_payload_errors *errs);
+
+/* Record index named by a JSON pointer into a request body: "/data/attributes/profiles/data/<n>"
+ * (jobs) or "/data/<n>" (relationship bodies), optionally followed by "/...". Pure. */
+bool aw_payload_pointer_index(const char *pointer, size_t *index);
+
+/* (id, value) of one resource on a page. */
+struct aw_payload_pair {
+    char *id;    /* owned resource id */
+    char *value; /* owned: profile email / list name; NULL when absent or null */
+};
+
+struct aw_payload_page {
+    struct aw_payload_pair *items; /* owned array */
+    size_t n;
+    char *next_cursor;             /* owned page[cursor] of links.next, or NULL on the last page */
+};
+
+/* GET /api/profiles page: (id, attributes.email). */
+enum aw_err aw_payload_parse_profiles_page(const char *body, size_t len,
+                                           struct aw_payload_page *out);
+/* GET /api/lists page: (id, attributes.name). */
+enum aw_err aw_payload_parse_lists_page(const char *body, size_t len, struct aw_payload_page *out);
+void aw_payload_page_clear(struct aw_payload_page *page);
+
+/* data.id of a single-resource document whose data.type is `type` ("list" for POST /api/lists,
+ * "profile" for POST /api/profile-import). *id_out is caller-owned; AW_ERR_PROTOCOL otherwise. */
+enum aw_err aw_payload_parse_resource_id(const char *body, size_t len, const char *type,
+                                         char **id_out);
+
+/* page[cursor] value of a links.next URL (percent-decoded), caller-owned; NULL when the URL has
+ * none. Pure. */
+char *aw_payload_cursor_from_url(const char *url);
+
+#endif
