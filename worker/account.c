@@ -336,6 +336,21 @@ static const char *default_getenv(const char *name, void *ctx)
     return getenv(name);
 }
 
+/* A relative apiKeyFile is read relative to the config file's directory (a mounted secret
+ * usually sits beside the config); caller-owned result. */
+static char *resolve_relative(const char *config_path, const char *file)
+{
+    const char *slash = strrchr(config_path, '/');
+    if (file[0] == '/' || !slash)
+        return aw_strdup(file);
+    size_t dir_len = (size_t)(slash - config_path) + 1;
+    size_t n = strlen(file);
+    char *out = aw_malloc(dir_len + n + 1);
+    memcpy(out, config_path, dir_len);
+    memcpy(out + dir_len, file, n + 1);
+    return out;
+}
+
 /* Parses one account object into *e; problems go to pr. */
 static void parse_account(const char *path, const char *account_id, json_t *obj,
                           aw_account_getenv_fn getenv_fn, void *ctx, struct config_entry *e,
@@ -405,7 +420,10 @@ static void parse_account(const char *path, const char *account_id, json_t *obj,
                 }
                 size_t len = 0;
                 const char *why = NULL;
-                char *content = read_small_file(s, AW_ACCOUNT_KEY_FILE_MAX_BYTES, &len, &why);
+                char *key_path = resolve_relative(path, s);
+                char *content = read_small_file(key_path, AW_ACCOUNT_KEY_FILE_MAX_BYTES, &len,
+                                                &why);
+                free(key_path);
                 if (!content) {
                     problem_add(pr, "%s: /%s/%s: cannot read key file %s: %s", path, ptr, kp, s,
                                 why);

@@ -36,8 +36,8 @@ struct aw_account_config;
 
 /* Reads and validates the config file at path: a JSON object keyed by account id, each value an
  * object with optional keys `apiKey` | `apiKeyEnv` (name of an environment variable, read now
- * through getenv_fn) | `apiKeyFile` (path of a file holding the key; trailing whitespace and
- * newlines are trimmed) -- at most one of the three -- `alternateIdentifier`, `phoneIdentifier`.
+ * through getenv_fn) | `apiKeyFile` (path of a file holding the key, relative paths from the config
+ * file's directory; surrounding whitespace and newlines are trimmed) -- at most one of the three -- `alternateIdentifier`, `phoneIdentifier`.
  * Values are validated as in aw_account_resolve. Unknown keys are errors (typo guard).
  * On AW_OK *out is caller-owned (aw_account_config_free). On AW_ERR_CONFIG *out is NULL and
  * errbuf receives every problem found, one per line, as `<path>: <json pointer>: <problem>`
