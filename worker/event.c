@@ -301,11 +301,11 @@ static bool take_settings(struct dec *d, const json_t *obj, const char *prefix, 
     json_t *val;
     json_object_foreach(map, key, val) {
         size_t at = pos++;
-        if (json_is_null(val))
-            continue;
         if (strlen(key) > AW_EVENT_MAX_STRING)
             return fail(d, AW_EVENT_OVERSIZE, "%s%s%s{%zu}", prefix, prefix[0] ? "." : "", field,
                         at);
+        if (json_is_null(val))
+            continue;
         char *text;
         if (json_is_string(val)) {
             text = aw_strndup(json_string_value(val), json_string_length(val));
@@ -533,12 +533,12 @@ static bool decode_consent_state(struct dec *d, const json_t *profile, const cha
         json_object_foreach(maps[r], key, val) {
             char path[PATH_LEN];
             path_fmt(path, sizeof path, "%s.%s{%zu}", cs_path, regimes[r], pos++);
-            if (json_is_null(val))
-                continue;
             if (key[0] == '\0')
                 return fail(d, AW_EVENT_BAD_VALUE, "%s", path);
             if (strlen(key) > AW_EVENT_MAX_STRING)
                 return fail(d, AW_EVENT_OVERSIZE, "%s", path);
+            if (json_is_null(val))
+                continue;
             struct aw_event_consent *c = &out->consents[kept++];
             c->purpose = aw_strdup(key);
             c->is_ccpa = r == 1;
