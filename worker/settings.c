@@ -907,12 +907,15 @@ static void load_var(struct ctx *cx, const struct var *v, const char *raw,
         if (v->apply)
             v->apply(cx, v, eff);
         break;
-    case K_INT:
-        if (!parse_u64(eff, &n)) {
-            if (is_digit(*eff))
-                problem(cx, v, "%s is too large", quoted(q, v, eff));
-            else
-                problem(cx, v, "%s is not a whole number", quoted(q, v, eff));
+    case K_INT: {
+        const char *end = NULL;
+        if (!parse_u64_prefix(eff, &n, &end)) {
+            problem(cx, v, "%s is %s", quoted(q, v, eff),
+                    is_digit(*eff) ? "too large" : "not a whole number");
+            break;
+        }
+        if (*end != '\0') {
+            problem(cx, v, "%s is not a whole number", quoted(q, v, eff));
             break;
         }
         if (n < v->min || n > v->max) {
@@ -922,6 +925,7 @@ static void load_var(struct ctx *cx, const struct var *v, const char *raw,
         }
         *(uint64_t *)(void *)((char *)cx->s + v->off) = n;
         break;
+    }
     case K_DURATION:
         if (!parse_duration(cx, v, eff, &n))
             break;
