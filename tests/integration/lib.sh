@@ -51,6 +51,11 @@
 #                                  line as kcat -J writes it: {"topic","partition","offset","tstype",
 #                                  "ts","broker","headers":[name,value,...],"key","payload"}
 #                                  (key/payload null when absent). 1 on timeout (with a message).
+#   start_klaviyo_sim [ARGS...]    tests/klaviyo_sim/klaviyo_sim.py on a free 127.0.0.1 port (its
+#                                  documented CLI: --port 0 --port-file; ARGS appended, e.g.
+#                                  --job-delay 0.2); waits for the port file; exports
+#                                  AW_TEST_KLAVIYO_PORT, AW_TEST_KLAVIYO_URL (http://127.0.0.1:PORT)
+#   stop_klaviyo_sim               SIGTERM, returns the simulator's exit status
 #   records_kv                     filter: JSON lines on stdin -> "key<TAB>payload" lines (null -> "")
 #   records_header NAME            filter: JSON lines -> the value of header NAME per record ("" if none)
 #
@@ -381,6 +386,34 @@ consume_topic() {
         sleep 0.2
     done
 }
+
+# ---- Klaviyo simulator (tests/klaviyo_sim/, owned by its own module) -------------------------
+
+start_klaviyo_sim() {
+    require_cmd python3
+    local sim="$AW_SOURCE_DIR/tests/klaviyo_sim/klaviyo_sim.py"
+    [ -f "$sim" ] || fail "Klaviyo simulator missing: $sim"
+    local pf="$AW_TEST_DIR/klaviyo_sim.port"
+    rm -f "$pf"
+    start_service klaviyo_sim python3 "$sim" --host 127.0.0.1 --port 0 --port-file "$pf" "$@"
+    local deadline=$((SECONDS + 15))
+    while [ ! -s "$pf" ]; do
+        service_is_running klaviyo_sim ||
+            fail "Klaviyo simulator exited at start (see $AW_TEST_DIR/klaviyo_sim.log)"
+        [ "$SECONDS" -lt "$deadline" ] || fail "Klaviyo simulator wrote no port file within 15s"
+        sleep 0.05
+    done
+    AW_TEST_KLAVIYO_PORT=$(head -n 1 "$pf")
+    AW_TEST_KLAVIYO_URL="http://127.0.0.1:$AW_TEST_KLAVIYO_PORT"
+    export AW_TEST_KLAVIYO_PORT AW_TEST_KLAVIYO_URL
+    note "Klaviyo simulator at $AW_TEST_KLAVIYO_URL"
+}
+
+stop_klaviyo_sim() {
+    stop_service klaviyo_sim TERM 10
+}
+
+# ---- record filters --------------------------------------------------------------------------
 
 records_kv() {
     python3 -c 'import json, sys
