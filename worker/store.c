@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "worker/change.h"
@@ -21,14 +22,19 @@
 #define EMAIL_MAX 512
 #define OP_MAX_STR 16      /* KEYS + ARGV of one script call */
 
-enum script { SCRIPT_APPLY = 0, SCRIPT_AUDIENCE, SCRIPT_DUE, SCRIPT_COUNT };
+enum script { SCRIPT_APPLY = 0, SCRIPT_AUDIENCE, SCRIPT_DUE, SCRIPT_LEASE, SCRIPT_FLUSH, SCRIPT_COUNT };
 
-static const char *const script_src[SCRIPT_COUNT] = {AW_LUA_APPLY, AW_LUA_AUDIENCE, AW_LUA_DUE};
-static const char *const script_name[SCRIPT_COUNT] = {"apply", "audience", "due"};
+static const char *const script_src[SCRIPT_COUNT] = {AW_LUA_APPLY, AW_LUA_AUDIENCE, AW_LUA_DUE,
+                                                      AW_LUA_LEASE, AW_LUA_FLUSH};
+static const bool script_prelude[SCRIPT_COUNT] = {true, true, false, false, true};
+static const char *const script_name[SCRIPT_COUNT] = {"apply", "audience", "due", "lease",
+                                                       "flush"};
 
 #define DUE_KEY "aw:due"
 #define DUE_SEQ_KEY "{aw:due}:seq" /* same slot as "aw:due": hash tag = the whole name */
 #define AUDIENCES_KEY "aw:audiences"
+#define LEASE_KEY "aw:{leader}:lease"
+#define EPOCH_KEY "aw:{leader}:epoch"
 
 struct aw_store {
     struct aw_store_url url;
@@ -288,10 +294,16 @@ static enum aw_err command(struct aw_store *s, int argc, const char **argv, cons
 static enum aw_err load_scripts(struct aw_store *s)
 {
     for (int i = 0; i < SCRIPT_COUNT; i++) {
-        const char *argv[3] = {"SCRIPT", "LOAD", script_src[i]};
-        size_t lens[3] = {6, 4, strlen(script_src[i])};
+        struct aw_buf src;
+        aw_buf_init(&src, 0);
+        if (script_prelude[i])
+            (void)aw_buf_append_str(&src, AW_LUA_PRELUDE);
+        (void)aw_buf_append_str(&src, script_src[i]);
+        const char *argv[3] = {"SCRIPT", "LOAD", src.data};
+        size_t lens[3] = {6, 4, src.len};
         redisReply *r;
         enum aw_err e = command(s, 3, argv, lens, "SCRIPT LOAD", &r);
+        aw_buf_free(&src);
         if (e != AW_OK) {
             AW_LOG_ERROR(MOD, "script load failed", "script=%s err=%s", script_name[i],
                          aw_err_str(e));
@@ -1067,4 +1079,247 @@ enum aw_err aw_store_due_score(struct aw_store *s, const char *account_id, const
     }
     freeReplyObject(r);
     return e;
+}
+
+/* ---- Lease and flush batches ---------------------------------------------------------------- */
+
+/* One EVALSHA (argv without the EVALSHA/sha/numkeys prefix), reloading scripts once on NOSCRIPT.
+ * Error replies are converted; *out is the reply on AW_OK. */
+static enum aw_err eval_script(struct aw_store *s, enum script sc, int nkeys, int argc,
+                               const char **args, redisReply **out)
+{
+    const char *argv[20];
+    size_t lens[20];
+    char nk[8];
+    AW_ASSERT(argc + 3 <= 20);
+    *out = NULL;
+    enum aw_err e = ensure_connected(s);
+    if (e != AW_OK)
+        return e == AW_ERR_CONFIG ? AW_ERR_IO : e;
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        argv[0] = "EVALSHA";
+        argv[1] = s->sha[sc];
+        argv[2] = nk;
+        for (int i = 0; i < argc; i++)
+            argv[3 + i] = args[i];
+        for (int i = 0; i < argc + 3; i++)
+            lens[i] = strlen(argv[i]);
+        redisReply *r = redisCommandArgv(s->c, argc + 3, argv, lens);
+        if (!r || s->c->err) {
+            if (r)
+                freeReplyObject(r);
+            return drop(s, script_name[sc]);
+        }
+        if (is_noscript(r)) {
+            freeReplyObject(r);
+            AW_LOG_WARN(MOD, "scripts missing on server, reloading", "script=%s", script_name[sc]);
+            e = load_scripts(s);
+            if (e != AW_OK)
+                return e == AW_ERR_IO ? e : drop(s, "script reload");
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            e = reply_err(s, r, script_name[sc]);
+            freeReplyObject(r);
+            return e;
+        }
+        *out = r;
+        return AW_OK;
+    }
+    errf(s, "%s: NOSCRIPT after reload", script_name[sc]);
+    return AW_ERR_IO;
+}
+
+static enum aw_err lease_op(struct aw_store *s, const char *op, const char *token,
+                            uint64_t ttl_ms, bool *held, uint64_t *epoch)
+{
+    if (held)
+        *held = false;
+    if (!token || !token[0] || strlen(token) > 256)
+        return AW_ERR_INVALID;
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%" PRIu64, ttl_ms ? ttl_ms : 1);
+    const char *args[5] = {LEASE_KEY, EPOCH_KEY, op, token, ttl};
+    redisReply *r;
+    enum aw_err e = eval_script(s, SCRIPT_LEASE, 2, 5, args, &r);
+    if (e != AW_OK)
+        return e;
+    int64_t h, ep;
+    if (r->type != REDIS_REPLY_ARRAY || !int_elem(r, 0, &h) || !int_elem(r, 1, &ep) || ep < 0) {
+        freeReplyObject(r);
+        errf(s, "lease: unexpected reply shape");
+        return AW_ERR_PROTOCOL;
+    }
+    freeReplyObject(r);
+    if (held)
+        *held = h == 1;
+    if (epoch)
+        *epoch = (uint64_t)ep;
+    return AW_OK;
+}
+
+enum aw_err aw_store_lease_acquire(struct aw_store *s, const char *token, uint64_t ttl_ms,
+                                   bool *held, uint64_t *epoch)
+{
+    return lease_op(s, "acquire", token, ttl_ms, held, epoch);
+}
+
+enum aw_err aw_store_lease_renew(struct aw_store *s, const char *token, uint64_t ttl_ms,
+                                 bool *held, uint64_t *epoch)
+{
+    return lease_op(s, "renew", token, ttl_ms, held, epoch);
+}
+
+enum aw_err aw_store_lease_release(struct aw_store *s, const char *token)
+{
+    return lease_op(s, "release", token, 1, NULL, NULL);
+}
+
+void aw_store_taken_clear(struct aw_store_taken *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->emails[i]);
+        free(t->changes[i]);
+    }
+    free(t->emails);
+    free(t->changes);
+    free(t->batch_id);
+    memset(t, 0, sizeof *t);
+}
+
+/* Writes the due score of one audience (ordered by seq); AW_OK when acknowledged. */
+static enum aw_err due_write(struct aw_store *s, const char *member, int64_t score, int64_t seq)
+{
+    char sc[24], sq[24];
+    snprintf(sc, sizeof sc, "%" PRId64, score);
+    snprintf(sq, sizeof sq, "%" PRId64, seq);
+    const char *args[5] = {DUE_KEY, DUE_SEQ_KEY, member, sc, sq};
+    redisReply *r;
+    enum aw_err e = eval_script(s, SCRIPT_DUE, 2, 5, args, &r);
+    if (e == AW_OK)
+        freeReplyObject(r);
+    return e;
+}
+
+/* Runs the flush script; on success *out is the reply (caller frees), already checked for the
+ * {status, pending, due, seq, batch id, ...} shape, and the due index is updated. */
+static enum aw_err flush_op(struct aw_store *s, const char *op, const char *acct, const char *aud,
+                            uint64_t epoch, const char *batch_id, size_t max_items,
+                            uint64_t now_unix_ms, redisReply **out)
+{
+    *out = NULL;
+    if (!id_ok(acct) || !id_ok(aud) || !batch_id || strlen(batch_id) > 64)
+        return AW_ERR_INVALID;
+    char ep[24], mx[24], now[24], mq[24], ma[24];
+    snprintf(ep, sizeof ep, "%" PRIu64, epoch);
+    snprintf(mx, sizeof mx, "%zu", max_items);
+    snprintf(now, sizeof now, "%" PRIu64, now_unix_ms);
+    snprintf(mq, sizeof mq, "%" PRId64, s->max_queue);
+    snprintf(ma, sizeof ma, "%" PRIu64, s->max_age_ms);
+    char *kp = aud_key(acct, aud, "pending"), *km = aud_key(acct, aud, "meta"),
+         *ki = aud_key(acct, aud, "inflight");
+    const char *args[10] = {kp, km, ki, op, ep, batch_id, mx, now, mq, ma};
+    redisReply *r;
+    enum aw_err e = eval_script(s, SCRIPT_FLUSH, 3, 10, args, &r);
+    free(kp);
+    free(km);
+    free(ki);
+    if (e != AW_OK)
+        return e;
+    int64_t pend, due, seq;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 5 || (r->elements - 5) % 2 != 0 ||
+        r->element[0]->type != REDIS_REPLY_STRING || !int_elem(r, 1, &pend) ||
+        !int_elem(r, 2, &due) || !int_elem(r, 3, &seq) ||
+        r->element[4]->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        errf(s, "flush %s: unexpected reply shape", op);
+        return AW_ERR_PROTOCOL;
+    }
+    char *member = member_of(acct, aud);
+    e = due_write(s, member, due, seq);
+    free(member);
+    if (e != AW_OK) {
+        freeReplyObject(r);
+        return e;
+    }
+    *out = r;
+    return AW_OK;
+}
+
+enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id,
+                                const char *audience_id, uint64_t epoch, size_t max_items,
+                                uint64_t now_unix_ms, struct aw_store_taken *out)
+{
+    memset(out, 0, sizeof *out);
+    if (max_items == 0)
+        return AW_ERR_INVALID;
+    redisReply *r;
+    enum aw_err e = flush_op(s, "take", account_id, audience_id, epoch, "", max_items,
+                             now_unix_ms, &r);
+    if (e != AW_OK)
+        return e;
+    const char *st = r->element[0]->str;
+    if (strcmp(st, "taken") == 0)
+        out->status = AW_STORE_BATCH_TAKEN;
+    else if (strcmp(st, "resumed") == 0)
+        out->status = AW_STORE_BATCH_RESUMED;
+    else
+        out->status = AW_STORE_BATCH_EMPTY;
+    out->pending = (int64_t)r->element[1]->integer;
+    out->due_unix_ms = (int64_t)r->element[2]->integer;
+    out->batch_id = aw_strndup(r->element[4]->str, r->element[4]->len);
+    size_t n = (r->elements - 5) / 2;
+    out->emails = aw_calloc(n ? n : 1, sizeof *out->emails);
+    out->changes = aw_calloc(n ? n : 1, sizeof *out->changes);
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *f = r->element[5 + 2 * i], *v = r->element[6 + 2 * i];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            aw_store_taken_clear(out);
+            errf(s, "flush take: unexpected item type");
+            return AW_ERR_PROTOCOL;
+        }
+        out->emails[i] = aw_strndup(f->str, f->len);
+        out->changes[i] = aw_strndup(v->str, v->len);
+        out->n = i + 1;
+    }
+    freeReplyObject(r);
+    return AW_OK;
+}
+
+static enum aw_err flush_end(struct aw_store *s, const char *op, const char *acct,
+                             const char *aud, uint64_t epoch, const char *batch_id,
+                             uint64_t now_unix_ms, enum aw_store_batch_status *status)
+{
+    if (status)
+        *status = AW_STORE_BATCH_GONE;
+    if (!batch_id || !batch_id[0])
+        return AW_ERR_INVALID;
+    redisReply *r;
+    enum aw_err e = flush_op(s, op, acct, aud, epoch, batch_id, 1, now_unix_ms, &r);
+    if (e != AW_OK)
+        return e;
+    if (status)
+        *status = strcmp(r->element[0]->str, "gone") == 0 ? AW_STORE_BATCH_GONE
+                                                         : AW_STORE_BATCH_DONE;
+    freeReplyObject(r);
+    return AW_OK;
+}
+
+enum aw_err aw_store_flush_ack(struct aw_store *s, const char *account_id, const char *audience_id,
+                               uint64_t epoch, const char *batch_id, uint64_t now_unix_ms,
+                               enum aw_store_batch_status *status)
+{
+    return flush_end(s, "ack", account_id, audience_id, epoch, batch_id, now_unix_ms, status);
+}
+
+enum aw_err aw_store_flush_requeue(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, uint64_t epoch, const char *batch_id,
+                                   uint64_t now_unix_ms, enum aw_store_batch_status *status)
+{
+    return flush_end(s, "requeue", account_id, audience_id, epoch, batch_id, now_unix_ms,
+                     status);
 }

@@ -172,4 +172,64 @@ enum aw_err aw_store_due_list(struct aw_store *s, uint64_t now_unix_ms, size_t m
 enum aw_err aw_store_due_score(struct aw_store *s, const char *account_id, const char *audience_id,
                                int64_t *out);
 
+/* ---- Leader lease and flush batches (DESIGN.md §5) -------------------------------------- */
+
+/* Lease on aw:{leader}:lease. acquire: takes the lease when free (incrementing the fencing epoch)
+ * or extends it when token already holds it (same epoch). renew: extends only when token holds it.
+ * release: deletes only when token holds it. *held tells whether token holds the lease after the
+ * call, *epoch the current fencing epoch (may be NULL). Atomic on the server (one script each).
+ * token: caller's random string (borrowed). AW_ERR_IO on transport failure: the caller's lease
+ * clock decides when the lease counts as lost (leader.c). */
+enum aw_err aw_store_lease_acquire(struct aw_store *s, const char *token, uint64_t ttl_ms,
+                                   bool *held, uint64_t *epoch);
+enum aw_err aw_store_lease_renew(struct aw_store *s, const char *token, uint64_t ttl_ms,
+                                 bool *held, uint64_t *epoch);
+enum aw_err aw_store_lease_release(struct aw_store *s, const char *token);
+
+enum aw_store_batch_status {
+    AW_STORE_BATCH_EMPTY = 0, /* take: nothing pending (audience left the due index) */
+    AW_STORE_BATCH_TAKEN,     /* take: a new in-flight batch */
+    AW_STORE_BATCH_RESUMED,   /* take: the leftover in-flight batch, now stamped with our epoch */
+    AW_STORE_BATCH_DONE,      /* ack/requeue: done */
+    AW_STORE_BATCH_GONE       /* ack/requeue: that batch no longer exists (audience removed, or
+                                 already acked): nothing to do */
+};
+
+/* A batch taken for upload. Owned by the caller; release with aw_store_taken_clear. */
+struct aw_store_taken {
+    enum aw_store_batch_status status;
+    char *batch_id;        /* owned; "<epoch>-<n>", "" when empty */
+    size_t n;              /* entries */
+    char **emails;         /* owned array of owned strings (the users) */
+    char **changes;        /* owned array of owned encoded changes (aw_change_decode) */
+    int64_t pending;       /* still pending after the take */
+    int64_t due_unix_ms;   /* due score after the take (0 while a batch is in flight) */
+};
+
+/* Frees what *t owns and zeroes it. Safe on a zeroed struct. */
+void aw_store_taken_clear(struct aw_store_taken *t);
+
+/* Takes the audience's in-flight batch, or moves up to max_items pending users into a new one.
+ * At most one in-flight batch per audience: changes arriving meanwhile stay pending (merged only
+ * with newer pending changes) and go into the next batch, which the leader starts only after
+ * this one is acked. Fencing: a batch stamped by a newer epoch → AW_ERR_NOT_LEADER; an older
+ * epoch's batch is adopted (re-drive after a leader change). Updates the due index.
+ * *out is overwritten (caller clears). Errors: AW_ERR_IO, AW_ERR_NOT_LEADER, AW_ERR_INVALID,
+ * AW_ERR_PROTOCOL. */
+enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id,
+                                const char *audience_id, uint64_t epoch, size_t max_items,
+                                uint64_t now_unix_ms, struct aw_store_taken *out);
+
+/* Ends an in-flight batch after upload: deletes it, sets last_upload_ms = now and recomputes the
+ * due score (still due while a drain has leftovers). *status DONE or GONE. Errors as take. */
+enum aw_err aw_store_flush_ack(struct aw_store *s, const char *account_id, const char *audience_id,
+                               uint64_t epoch, const char *batch_id, uint64_t now_unix_ms,
+                               enum aw_store_batch_status *status);
+
+/* Gives an in-flight batch back: each entry is merged under the user's newer pending change (if
+ * any) and the batch deleted; last_upload_ms unchanged. *status DONE or GONE. Errors as take. */
+enum aw_err aw_store_flush_requeue(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, uint64_t epoch, const char *batch_id,
+                                   uint64_t now_unix_ms, enum aw_store_batch_status *status);
+
 #endif

@@ -10,7 +10,8 @@
 #ifndef AW_WORKER_STORE_LUA_H
 #define AW_WORKER_STORE_LUA_H
 
-/* Shared helpers, prepended to every audience script. */
+/* Shared helpers, prepended to the apply, audience and flush scripts by store.c (pedantic C
+ * limits string literals to 4095 bytes, so the sources are joined at load time). */
 #define AW_LUA_PRELUDE \
     "local function aw_bytecmp(a, b)\n" \
     "  if a == b then return 0 end\n" \
@@ -78,7 +79,6 @@
  *       7 max age ms, 8 account id, 9 audience id, 10 audience name or '', 11 list id or ''.
  * Returns {status, pending count, due score, due seq}; status applied|stale|disabled. */
 #define AW_LUA_APPLY \
-    AW_LUA_PRELUDE \
     "local pending, ver, meta, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n" \
     "local enc, email, ts, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n" \
     "local now, maxq, maxage = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])\n" \
@@ -119,7 +119,6 @@
  *       6 max age ms, 7 account id, 8 audience id, 9 name or '', 10 list id or ''.
  * Returns {status, pending count, due score, due seq}; status applied|stale. */
 #define AW_LUA_AUDIENCE \
-    AW_LUA_PRELUDE \
     "local pending, meta, inflight = KEYS[1], KEYS[2], KEYS[3]\n" \
     "local op, ts, id = ARGV[1], ARGV[2], ARGV[3]\n" \
     "local now, maxq, maxage = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n" \
@@ -162,5 +161,119 @@
     "if score < 0 then redis.call('ZREM', KEYS[1], ARGV[1])\n" \
     "else redis.call('ZADD', KEYS[1], score, ARGV[1]) end\n" \
     "return 1\n"
+
+/* Leader lease. KEYS: 1 aw:{leader}:lease, 2 aw:{leader}:epoch.
+ * ARGV: 1 'acquire'|'renew'|'release', 2 token, 3 ttl ms.
+ * acquire: set if absent (epoch incremented) or already ours (TTL extended, same epoch);
+ * renew/release: only when the token matches. Returns {held 0|1, epoch}. */
+#define AW_LUA_LEASE \
+    "local op, token, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n" \
+    "if token == '' or not ttl or ttl < 1 then return redis.error_reply('INVALID lease arguments') end\n" \
+    "local cur = redis.call('GET', KEYS[1])\n" \
+    "local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')\n" \
+    "if op == 'acquire' then\n" \
+    "  if not cur then\n" \
+    "    redis.call('SET', KEYS[1], token, 'PX', ttl)\n" \
+    "    return {1, redis.call('INCR', KEYS[2])}\n" \
+    "  end\n" \
+    "  if cur == token then redis.call('PEXPIRE', KEYS[1], ttl) return {1, epoch} end\n" \
+    "  return {0, epoch}\n" \
+    "elseif op == 'renew' then\n" \
+    "  if cur == token then redis.call('PEXPIRE', KEYS[1], ttl) return {1, epoch} end\n" \
+    "  return {0, epoch}\n" \
+    "elseif op == 'release' then\n" \
+    "  if cur == token then redis.call('DEL', KEYS[1]) end\n" \
+    "  return {0, epoch}\n" \
+    "end\n" \
+    "return redis.error_reply('INVALID lease op')\n"
+
+/* Flush batches of one audience.
+ * KEYS: 1 pending, 2 meta, 3 inflight.
+ * ARGV: 1 'take'|'ack'|'requeue', 2 epoch, 3 batch id ('' for take), 4 max items, 5 now ms,
+ *       6 max queue, 7 max age ms.
+ * take: the existing in-flight batch (re-stamped with this epoch: "resumed") or up to max items
+ *   moved from pending into a new in-flight batch ("taken"), or "empty".
+ * ack: deletes the in-flight batch, last_upload_ms = now. requeue: merges the in-flight entries
+ *   back under newer pending ones. Both: "gone" when that batch no longer exists.
+ * A batch stamped by a newer epoch → error NOTLEADER.
+ * Returns {status, pending count, due score, due seq, batch id, field, value, ...}. */
+#define AW_LUA_FLUSH \
+    "local pending, meta, inflight = KEYS[1], KEYS[2], KEYS[3]\n" \
+    "local op, epoch, bid, max = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])\n" \
+    "local now, maxq, maxage = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])\n" \
+    "if not epoch or not max or max < 1 or not now or not maxq or not maxage then\n" \
+    "  return redis.error_reply('INVALID flush arguments')\n" \
+    "end\n" \
+    "local m = redis.call('HMGET', meta, 'batch_id', 'batch_epoch', 'state')\n" \
+    "local function reply(status, bump, id, items)\n" \
+    "  local s = aw_seq(meta, bump)\n" \
+    "  local r = {status, redis.call('HLEN', pending), aw_due(pending, meta, inflight, now, maxq, maxage), s, id or ''}\n" \
+    "  if items then for i = 1, #items do r[#r + 1] = items[i] end end\n" \
+    "  return r\n" \
+    "end\n" \
+    "if m[2] and tonumber(m[2]) > epoch then return redis.error_reply('NOTLEADER batch fenced by a newer epoch') end\n" \
+    "if op == 'take' then\n" \
+    "  if redis.call('EXISTS', inflight) == 1 then\n" \
+    "    redis.call('HSET', meta, 'batch_epoch', ARGV[2])\n" \
+    "    return reply('resumed', false, m[1], redis.call('HGETALL', inflight))\n" \
+    "  end\n" \
+    "  local items, seen, n, cursor = {}, {}, 0, '0'\n" \
+    "  if m[3] ~= 'disabled' then\n" \
+    "    repeat\n" \
+    "      local r = redis.call('HSCAN', pending, cursor, 'COUNT', math.max(max, 10))\n" \
+    "      cursor = r[1]\n" \
+    "      local kv = r[2]\n" \
+    "      for i = 1, #kv, 2 do\n" \
+    "        if n < max and not seen[kv[i]] then\n" \
+    "          seen[kv[i]] = true\n" \
+    "          n = n + 1\n" \
+    "          items[#items + 1] = kv[i]\n" \
+    "          items[#items + 1] = kv[i + 1]\n" \
+    "        end\n" \
+    "      end\n" \
+    "    until cursor == '0' or n >= max\n" \
+    "  end\n" \
+    "  if n == 0 then\n" \
+    "    redis.call('HDEL', meta, 'drain')\n" \
+    "    return reply('empty', true)\n" \
+    "  end\n" \
+    "  for i = 1, #items, 2 do\n" \
+    "    redis.call('HSET', inflight, items[i], items[i + 1])\n" \
+    "    redis.call('HDEL', pending, items[i])\n" \
+    "  end\n" \
+    "  local id = ARGV[2] .. '-' .. redis.call('HINCRBY', meta, 'batch_seq', 1)\n" \
+    "  redis.call('HSET', meta, 'batch_id', id, 'batch_epoch', ARGV[2], 'batch_started_ms', ARGV[5])\n" \
+    /* a due audience is drained completely: leftovers stay due until pending is empty */ \
+    "  if redis.call('HLEN', pending) > 0 then redis.call('HSET', meta, 'drain', '1')\n" \
+    "  else redis.call('HDEL', meta, 'drain') end\n" \
+    "  return reply('taken', true, id, items)\n" \
+    "end\n" \
+    "if op ~= 'ack' and op ~= 'requeue' then return redis.error_reply('INVALID flush op') end\n" \
+    "if m[1] ~= bid or redis.call('EXISTS', inflight) == 0 then return reply('gone', false, bid) end\n" \
+    "if op == 'ack' then\n" \
+    "  redis.call('DEL', inflight)\n" \
+    "  redis.call('HSET', meta, 'last_upload_ms', ARGV[5])\n" \
+    "else\n" \
+    "  local kv = redis.call('HGETALL', inflight)\n" \
+    "  if redis.call('HLEN', pending) == 0 and not redis.call('HGET', meta, 'first_pending_ms') then\n" \
+    "    redis.call('HSET', meta, 'first_pending_ms', ARGV[5])\n" \
+    "  end\n" \
+    "  for i = 1, #kv, 2 do\n" \
+    "    local cur = redis.call('HGET', pending, kv[i])\n" \
+    "    local out = kv[i + 1]\n" \
+    "    if cur then\n" \
+    "      local okp, p = pcall(cjson.decode, kv[i + 1])\n" \
+    "      local okn, nn = pcall(cjson.decode, cur)\n" \
+    "      if okp and okn and type(p) == 'table' and type(nn) == 'table' then\n" \
+    "        out = cjson.encode(aw_merge(p, nn))\n" \
+    "      else out = cur end\n" \
+    "    end\n" \
+    "    redis.call('HSET', pending, kv[i], out)\n" \
+    "  end\n" \
+    "  redis.call('DEL', inflight)\n" \
+    "end\n" \
+    "redis.call('HDEL', meta, 'batch_id', 'batch_epoch', 'batch_started_ms')\n" \
+    "if redis.call('HLEN', pending) == 0 then redis.call('HDEL', meta, 'drain', 'first_pending_ms') end\n" \
+    "return reply(op == 'ack' and 'acked' or 'requeued', true, bid)\n"
 
 #endif

@@ -593,6 +593,150 @@ static void test_pipeline(struct aw_store *s)
     aw_store_batch_free(b);
 }
 
+static void test_lease(struct aw_store *s)
+{
+    bool held = false;
+    uint64_t e1 = 0, e2 = 0, e = 0;
+    AW_CHECK_INT_EQ(aw_store_lease_acquire(s, "tok-a", 60000, &held, &e1), AW_OK);
+    AW_CHECK(held);
+    AW_CHECK(e1 >= 1);
+    AW_CHECK_INT_EQ(aw_store_lease_acquire(s, "tok-a", 60000, &held, &e), AW_OK);
+    AW_CHECK(held);
+    AW_CHECK_INT_EQ(e, e1); /* re-acquire by the holder keeps the epoch */
+    AW_CHECK_INT_EQ(aw_store_lease_acquire(s, "tok-b", 60000, &held, &e), AW_OK);
+    AW_CHECK(!held);
+    AW_CHECK_INT_EQ(aw_store_lease_renew(s, "tok-b", 60000, &held, &e), AW_OK);
+    AW_CHECK(!held);
+    AW_CHECK_INT_EQ(aw_store_lease_release(s, "tok-b"), AW_OK); /* not ours: no effect */
+    AW_CHECK_INT_EQ(aw_store_lease_renew(s, "tok-a", 60000, &held, &e), AW_OK);
+    AW_CHECK(held);
+    AW_CHECK_INT_EQ(aw_store_lease_release(s, "tok-a"), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_lease_renew(s, "tok-a", 60000, &held, &e), AW_OK);
+    AW_CHECK(!held);
+    AW_CHECK_INT_EQ(aw_store_lease_acquire(s, "tok-b", 150, &held, &e2), AW_OK);
+    AW_CHECK(held);
+    AW_CHECK_INT_EQ(e2, e1 + 1);
+    /* expiry: the TTL passes without renew, another candidate takes over with a new epoch */
+    aw_clock_sleep_ms(300, NULL);
+    AW_CHECK_INT_EQ(aw_store_lease_renew(s, "tok-b", 150, &held, &e), AW_OK);
+    AW_CHECK(!held);
+    AW_CHECK_INT_EQ(aw_store_lease_acquire(s, "tok-c", 60000, &held, &e), AW_OK);
+    AW_CHECK(held);
+    AW_CHECK_INT_EQ(e, e2 + 1);
+    AW_CHECK_INT_EQ(aw_store_lease_release(s, "tok-c"), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_lease_acquire(s, "", 1000, &held, &e), AW_ERR_INVALID);
+}
+
+static void test_flush(struct aw_store *s)
+{
+    struct aw_change c, p;
+    struct aw_store_taken t;
+    enum aw_store_batch_status st;
+    bool f;
+    for (int i = 0; i < 7; i++) {
+        char email[32];
+        snprintf(email, sizeof email, "f%d@x.io", i);
+        mk(&c, "7", "70", email, 100, "e", AW_CHANGE_ADD);
+        attr(&c, "first_name", "\"A\"");
+        AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
+    }
+    /* take 3 of 7 */
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 5, 3, T0 + 100, &t), AW_OK);
+    AW_CHECK_INT_EQ(t.status, AW_STORE_BATCH_TAKEN);
+    AW_CHECK_INT_EQ(t.n, 3);
+    AW_CHECK_INT_EQ(t.pending, 4);
+    AW_CHECK_INT_EQ(t.due_unix_ms, 0);
+    AW_CHECK_INT_EQ(pcount(s, "7", "70"), 4);
+    char *bid = aw_strdup(t.batch_id);
+    char *moved = aw_strdup(t.emails[0]);
+    for (size_t i = 0; i < t.n; i++) {
+        struct aw_change d;
+        AW_CHECK_INT_EQ(aw_change_decode(t.changes[i], strlen(t.changes[i]), &d), AW_OK);
+        AW_CHECK_STR_EQ(d.email, t.emails[i]);
+        aw_change_clear(&d);
+    }
+    aw_store_taken_clear(&t);
+    /* a second take returns the same in-flight batch (at most one per audience) */
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 5, 3, T0 + 100, &t), AW_OK);
+    AW_CHECK_INT_EQ(t.status, AW_STORE_BATCH_RESUMED);
+    AW_CHECK_STR_EQ(t.batch_id, bid);
+    AW_CHECK_INT_EQ(t.n, 3);
+    aw_store_taken_clear(&t);
+
+    /* a user in flight changes: the new change waits in pending, alone */
+    mk(&c, "7", "70", moved, 200, "e", AW_CHANGE_ATTRIBUTE_UPDATE);
+    attr(&c, "last_name", "\"B\"");
+    AW_CHECK_INT_EQ(apply(s, &c, T0 + 150, NULL), AW_STORE_APPLIED);
+    AW_CHECK(pending(s, "7", "70", moved, &p));
+    AW_CHECK_INT_EQ(p.action, AW_CHANGE_ATTRIBUTE_UPDATE);
+    AW_CHECK(attr_get(&p, "first_name", &f) == NULL && !f);
+    aw_change_clear(&p);
+    AW_CHECK_INT_EQ(pcount(s, "7", "70"), 5);
+    /* an older redelivery of the in-flight change is still stale */
+    mk(&c, "7", "70", moved, 100, "e", AW_CHANGE_ADD);
+    AW_CHECK_INT_EQ(apply(s, &c, T0 + 150, NULL), AW_STORE_STALE);
+
+    /* fencing: a new leader (epoch 6) adopts the batch; the old one (5) can no longer end it */
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 6, 3, T0 + 200, &t), AW_OK);
+    AW_CHECK_INT_EQ(t.status, AW_STORE_BATCH_RESUMED);
+    aw_store_taken_clear(&t);
+    AW_CHECK_INT_EQ(aw_store_flush_ack(s, "7", "70", 5, bid, T0 + 250, &st), AW_ERR_NOT_LEADER);
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 5, 3, T0 + 250, &t), AW_ERR_NOT_LEADER);
+    aw_store_taken_clear(&t);
+
+    /* ack: in-flight gone, last upload recorded, still due (drain: leftovers pending) */
+    AW_CHECK_INT_EQ(aw_store_flush_ack(s, "7", "70", 6, bid, T0 + 300, &st), AW_OK);
+    AW_CHECK_INT_EQ(st, AW_STORE_BATCH_DONE);
+    check_meta(s, "7", "70", "last_upload_ms", "1700000000300");
+    AW_CHECK_INT_EQ(due(s, "7", "70"), 0);
+    AW_CHECK_INT_EQ(aw_store_flush_ack(s, "7", "70", 6, bid, T0 + 300, &st), AW_OK);
+    AW_CHECK_INT_EQ(st, AW_STORE_BATCH_GONE); /* a repeated ack is harmless */
+    free(bid);
+
+    /* take the rest, then requeue: the batch merges back under newer pending changes */
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 6, 100, T0 + 400, &t), AW_OK);
+    AW_CHECK_INT_EQ(t.status, AW_STORE_BATCH_TAKEN);
+    AW_CHECK_INT_EQ(t.n, 5);
+    AW_CHECK_INT_EQ(t.pending, 0);
+    bid = aw_strdup(t.batch_id);
+    aw_store_taken_clear(&t);
+    mk(&c, "7", "70", moved, 300, "e", AW_CHANGE_ATTRIBUTE_UPDATE);
+    attr(&c, "title", "\"T\"");
+    AW_CHECK_INT_EQ(apply(s, &c, T0 + 450, NULL), AW_STORE_APPLIED);
+    AW_CHECK_INT_EQ(aw_store_flush_requeue(s, "7", "70", 6, bid, T0 + 500, &st), AW_OK);
+    AW_CHECK_INT_EQ(st, AW_STORE_BATCH_DONE);
+    free(bid);
+    AW_CHECK_INT_EQ(pcount(s, "7", "70"), 5);
+    AW_CHECK(pending(s, "7", "70", moved, &p));
+    AW_CHECK_INT_EQ(p.action, AW_CHANGE_ATTRIBUTE_UPDATE);
+    AW_CHECK_STR_EQ(attr_get(&p, "last_name", &f), "\"B\"");
+    AW_CHECK_STR_EQ(attr_get(&p, "title", &f), "\"T\"");
+    AW_CHECK_INT_EQ(p.version_ms, 300);
+    aw_change_clear(&p);
+
+    /* drain completely, ack: nothing pending, the audience leaves the due index */
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 6, 100, T0 + 600, &t), AW_OK);
+    AW_CHECK_INT_EQ(t.n, 5);
+    AW_CHECK_INT_EQ(aw_store_flush_ack(s, "7", "70", 6, t.batch_id, T0 + 700, &st), AW_OK);
+    aw_store_taken_clear(&t);
+    AW_CHECK_INT_EQ(pcount(s, "7", "70"), 0);
+    AW_CHECK_INT_EQ(due(s, "7", "70"), -1);
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 6, 100, T0 + 800, &t), AW_OK);
+    AW_CHECK_INT_EQ(t.status, AW_STORE_BATCH_EMPTY);
+    aw_store_taken_clear(&t);
+    /* the next change after an upload is due max_age after that upload */
+    mk(&c, "7", "70", "new@x.io", 400, "e", AW_CHANGE_ADD);
+    AW_CHECK_INT_EQ(apply(s, &c, T0 + 900, NULL), AW_STORE_APPLIED);
+    AW_CHECK_INT_EQ(due(s, "7", "70"), (int64_t)(T0 + 700 + MAX_AGE_MS));
+    /* a removed audience's in-flight batch is dropped; its ack reports GONE */
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 6, 100, T0 + 1000, &t), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_audience_remove(s, "7", "70", 500, "r", T0 + 1000, NULL), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_flush_ack(s, "7", "70", 6, t.batch_id, T0 + 1100, &st), AW_OK);
+    AW_CHECK_INT_EQ(st, AW_STORE_BATCH_GONE);
+    aw_store_taken_clear(&t);
+    AW_CHECK_INT_EQ(due(s, "7", "70"), -1);
+}
+
 static void test_noscript(struct aw_store *s)
 {
     struct aw_change c;
@@ -606,6 +750,10 @@ static void test_noscript(struct aw_store *s)
     AW_CHECK_INT_EQ(rcli(out, sizeof out, "SCRIPT FLUSH"), 0);
     AW_CHECK_INT_EQ(aw_store_audience_remove(s, "5", "50", 5, "r", T0, NULL), AW_OK);
     AW_CHECK_INT_EQ(pcount(s, "5", "50"), 0);
+    bool held = false;
+    AW_CHECK_INT_EQ(rcli(out, sizeof out, "SCRIPT FLUSH"), 0);
+    AW_CHECK_INT_EQ(aw_store_lease_acquire(s, "tok-n", 1000, &held, NULL), AW_OK);
+    AW_CHECK(held);
 }
 
 static void test_faults(void)
@@ -713,6 +861,8 @@ int main(void)
         test_audience_state(s);
         test_due(s);
         test_pipeline(s);
+        test_lease(s);
+        test_flush(s);
         test_noscript(s);
         aw_store_free(s);
     }
