@@ -143,7 +143,9 @@ up)
     ;;
 down) cmd_down ;;
 env)
-    stack_pid >/dev/null && [ -s "$env_file" ] || die "no stack is up"
+    if ! stack_pid >/dev/null || [ ! -s "$env_file" ]; then
+        die "no stack is up"
+    fi
     cat "$env_file"
     ;;
 status)

@@ -75,7 +75,6 @@ declare -gA AW_SVC_PID=()  # name -> pid (== process group id)
 declare -gA AW_SVC_CMD=()  # name -> command, for messages
 declare -ga AW_EXIT_HOOKS=()
 AW_REDIS_ARGS=()
-AW_REDIS_PORT_FIXED=""
 
 note() {
     printf '# %s %s\n' "$(date +%H:%M:%S)" "$*" >&2
@@ -99,6 +98,7 @@ export AW_TEST_DIR
 # Kills every recorded process group once the test shell is gone, whatever killed it. It runs in
 # its own session with no inherited stdout/stderr, so it never keeps ctest's pipes open.
 _aw_start_reaper() {
+    # shellcheck disable=SC2016 # expanded by the inner shell
     setsid bash -c '
         shell=$1 dir=$2
         while kill -0 "$shell" 2>/dev/null; do sleep 1; done
