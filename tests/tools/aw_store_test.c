@@ -713,6 +713,7 @@ static void test_flush(struct aw_store *s)
     AW_CHECK_STR_EQ(attr_get(&p, "title", &f), "\"T\"");
     AW_CHECK_INT_EQ(p.version_ms, 300);
     aw_change_clear(&p);
+    free(moved);
 
     /* drain completely, ack: nothing pending, the audience leaves the due index */
     AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 6, 100, T0 + 600, &t), AW_OK);
