@@ -141,7 +141,10 @@ size_t aw_store_batch_count(const struct aw_store_batch *b);
  * update per audience pipelined). Returns AW_OK when Redis answered everything (individual ops
  * may still carry AW_ERR_INVALID / AW_ERR_PROTOCOL), AW_ERR_IO when the connection failed
  * (ops not confirmed carry AW_ERR_IO). NOSCRIPT (script cache flushed) → scripts reloaded and
- * the affected ops retried once. Owner thread only. */
+ * the affected ops retried once. Owner thread only.
+ * Order caveat: ops run in pipeline order, but an op that failed transiently (or got NOSCRIPT
+ * while another client reloaded the scripts) is retried after later ops ran; for the same user
+ * the retried older change is then "stale" and dropped, as if it had arrived late. */
 enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b,
                                 uint64_t now_unix_ms);
 
