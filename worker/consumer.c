@@ -338,13 +338,27 @@ enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, const struct aw_consu
         body = src->payload;
         len = src->len;
     }
-    rd_kafka_resp_err_t err;
+    /* The array form: the RD_KAFKA_V_* macros use GNU statement expressions (not C11). */
+    rd_kafka_vu_t vu[5];
+    memset(vu, 0, sizeof vu);
+    vu[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+    vu[0].u.cstr = c->dlq_topic;
+    vu[1].vtype = RD_KAFKA_VTYPE_VALUE;
+    vu[1].u.mem.ptr = (void *)body;
+    vu[1].u.mem.size = len;
+    vu[2].vtype = RD_KAFKA_VTYPE_KEY;
+    vu[2].u.mem.ptr = (void *)src->key;
+    vu[2].u.mem.size = src->key_len;
+    vu[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vu[3].u.i = RD_KAFKA_MSG_F_COPY;
+    vu[4].vtype = RD_KAFKA_VTYPE_HEADERS;
+    vu[4].u.headers = hdrs;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int attempt = 0;; attempt++) {
-        err = rd_kafka_producev(c->dlq, RD_KAFKA_V_TOPIC(c->dlq_topic),
-                                RD_KAFKA_V_VALUE((void *)body, len),
-                                RD_KAFKA_V_KEY((void *)src->key, src->key_len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+        rd_kafka_error_t *e = rd_kafka_produceva(c->dlq, vu, 5);
+        err = e ? rd_kafka_error_code(e) : RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (e)
+            rd_kafka_error_destroy(e);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 50)
             break;
         rd_kafka_poll(c->dlq, 100); /* let deliveries drain the queue */
