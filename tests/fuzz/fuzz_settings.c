@@ -46,15 +46,22 @@ static void check_print(const struct aw_settings *s)
     fclose(f);
     const char *pw = s->redis.password;
     if (pw && strlen(pw) >= 4) {
-        const char *line = strstr(text, "AW_REDIS_URL=");
+        /* The line that starts with the name (another value may contain the same text). */
+        const char *line = strncmp(text, "AW_REDIS_URL=", 13) == 0 ? text
+                                                                   : strstr(text, "\nAW_REDIS_URL=");
         AW_ASSERT(line != NULL);
+        if (*line == '\n')
+            line++;
         const char *eol = strchr(line, '\n');
         char *url = aw_strndup(line, eol ? (size_t)(eol - line) : strlen(line));
         /* Only a coincidence with a non-secret part may show the same characters. */
-        bool coincidence = (s->redis.host && strstr(s->redis.host, pw)) ||
+        /* A password without URL punctuation can only show up inside one token of the line;
+         * skip the ones that may legitimately hold the same characters. */
+        bool coincidence = strpbrk(pw, ":/@?=*[]%") != NULL || strspn(pw, "0123456789") ==
+                           strlen(pw) || strstr("AW_REDIS_URL redis unix db", pw) ||
+                           (s->redis.host && strstr(s->redis.host, pw)) ||
                            (s->redis.username && strstr(s->redis.username, pw)) ||
-                           (s->redis.socket_path && strstr(s->redis.socket_path, pw)) ||
-                           strstr("AW_REDIS_URL=redis://unix://****?db=", pw);
+                           (s->redis.socket_path && strstr(s->redis.socket_path, pw));
         AW_ASSERT(coincidence || strstr(url, pw) == NULL);
         free(url);
     }
