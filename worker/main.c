@@ -9,12 +9,22 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "common/phone/phone.h"
+#include "worker/account.h"
+#include "worker/consumer.h"
+#include "worker/flush.h"
+#include "worker/http.h"
+#include "worker/ingest.h"
+#include "worker/metrics.h"
 #include "worker/settings.h"
+#include "worker/store.h"
 
 #ifndef AW_VERSION
 #define AW_VERSION "0.1.0"
@@ -130,13 +140,133 @@ static int cmd_check_config(void)
     return 0;
 }
 
-/* Runs one replica until stop_requested. Returns the process exit status. */
+/* /status body: read only atomics (HTTP thread). */
+static void status_json(struct aw_buf *out, void *opaque)
+{
+    const struct aw_settings *s = opaque;
+    aw_buf_appendf(out,
+                   "{\"version\":\"%s\",\"instance\":\"%s\",\"leader\":%s,"
+                   "\"partitions_assigned\":%lld,\"store_up\":%s,\"records_consumed\":%lld,"
+                   "\"records_done\":%lld,\"dead_letters\":%lld,\"flushes\":%lld,"
+                   "\"accounts_paused\":%lld}",
+                   AW_VERSION, s->process.instance_id, aw_metrics_get(AW_M_LEADER) ? "true" : "false",
+                   (long long)aw_metrics_get(AW_M_PARTITIONS_ASSIGNED),
+                   aw_metrics_get(AW_M_STORE_UP) ? "true" : "false",
+                   (long long)aw_metrics_get(AW_M_RECORDS_CONSUMED),
+                   (long long)aw_metrics_get(AW_M_RECORDS_DONE),
+                   (long long)aw_metrics_get(AW_M_DEAD_LETTERS),
+                   (long long)aw_metrics_get(AW_M_FLUSHES),
+                   (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED));
+}
+
+static struct aw_store *new_store(const struct aw_settings *s, char *err, size_t errlen)
+{
+    struct aw_store_config sc = {
+        .url = s->redis.url,
+        .connect_timeout_ms = s->redis.connect_timeout_ms,
+        .command_timeout_ms = s->redis.timeout_ms,
+        .flush_max_queue = (int64_t)s->flush.max_queue,
+        .flush_max_age_ms = s->flush.max_age_s * 1000u,
+    };
+    return aw_store_new(&sc, err, errlen);
+}
+
+/* Runs one replica until stop_requested. Returns the process exit status. Teardown order:
+ * stop polling -> join flusher -> (lease released by the flusher) -> consumer close (commits
+ * stored offsets) -> free in reverse creation order. */
 static int cmd_run(const struct aw_settings *s)
 {
-    (void)s;
-    AW_LOG_ERROR("main", "run is not wired in this build", "stop_requested=%d",
-                 (int)stop_requested);
-    return 1;
+    char err[1024];
+    int status = 1;
+    struct aw_account_config *accounts = NULL;
+    struct aw_http *http = NULL;
+    struct aw_store *store = NULL;
+    struct aw_consumer *consumer = NULL;
+    struct aw_ingest *ingest = NULL;
+    struct aw_flusher *flusher = NULL;
+    const char **extra = NULL;
+
+    if (s->process.accounts_file &&
+        aw_account_config_load(s->process.accounts_file, NULL, NULL, &accounts, err,
+                               sizeof err) != AW_OK) {
+        char q[1100];
+        AW_LOG_ERROR("main", "invalid account config file", "problems=%s",
+                     aw_log_quote(q, sizeof q, err));
+        status = AW_SETTINGS_EXIT_CONFIG;
+        goto out;
+    }
+    http = aw_http_new(s->http.host, s->http.port, status_json, (void *)s, err, sizeof err);
+    if (!http) {
+        AW_LOG_ERROR("main", "cannot start http server", "detail=\"%s\"", err);
+        goto out;
+    }
+    store = new_store(s, err, sizeof err);
+    if (!store) {
+        AW_LOG_ERROR("main", "invalid redis settings", "detail=\"%s\"", err);
+        status = AW_SETTINGS_EXIT_CONFIG;
+        goto out;
+    }
+    size_t n_extra = s->kafka.extra.n_entries;
+    extra = aw_calloc(2 * n_extra + 1, sizeof *extra);
+    for (size_t i = 0; i < n_extra; i++) {
+        extra[2 * i] = s->kafka.extra.entries[i].key;
+        extra[2 * i + 1] = s->kafka.extra.entries[i].value;
+    }
+    struct aw_consumer_config cc = {
+        .brokers = s->kafka.brokers,
+        .group = s->kafka.group,
+        .topics = (const char *const *)s->kafka.topics,
+        .n_topics = s->kafka.n_topics,
+        .dlq_topic = s->kafka.dlq_topic,
+        .client_id = s->process.instance_id,
+        .extra = extra,
+        .n_extra = n_extra,
+    };
+    consumer = aw_consumer_new(&cc, err, sizeof err);
+    if (!consumer) {
+        AW_LOG_ERROR("main", "cannot start kafka consumer", "detail=\"%s\"", err);
+        status = AW_SETTINGS_EXIT_CONFIG;
+        goto out;
+    }
+    if (s->leader.enabled) {
+        flusher = aw_flusher_start(s, accounts, &stop_requested, err, sizeof err);
+        if (!flusher) {
+            AW_LOG_ERROR("main", "cannot start flusher", "detail=\"%s\"", err);
+            goto out;
+        }
+    }
+    struct aw_ingest_config ic = {
+        .consumer = consumer,
+        .store = store,
+        .accounts = accounts,
+        .batch_max = (size_t)s->kafka.batch_max,
+        .poll_timeout_ms = 100,
+        .backoff_base_ms = 100,
+        .backoff_max_ms = 5000,
+        .dlq_timeout_ms = 10000,
+    };
+    ingest = aw_ingest_new(&ic);
+    aw_http_set_ready(http, true);
+    AW_LOG_INFO("main", "running", "topics=%zu group=%s leader_candidate=%d http_port=%u",
+                s->kafka.n_topics, s->kafka.group, (int)s->leader.enabled,
+                (unsigned)aw_http_port(http));
+    enum aw_err rc = aw_ingest_run(ingest, (const volatile int *)&stop_requested);
+    aw_http_set_ready(http, false);
+    status = rc == AW_OK ? 0 : 1;
+    AW_LOG_INFO("main", "stopping", "reason=%s", rc == AW_OK ? "signal" : "fatal");
+
+out:
+    stop_requested = 1; /* the flusher stops too when we leave on an error */
+    aw_flusher_join(flusher);
+    aw_ingest_free(ingest);
+    aw_consumer_free(consumer); /* closes: commits stored offsets, leaves the group */
+    free(extra);
+    aw_store_free(store);
+    aw_http_free(http);
+    aw_account_config_free(accounts);
+    if (status == 0)
+        AW_LOG_INFO("main", "stopped", "%s", "");
+    return status;
 }
 
 static int run_replica(void)

@@ -779,6 +779,8 @@ static bool apply_redis_url(struct ctx *cx, const struct var *v, const char *val
         snprintf(masked, sizeof masked, "redis://%s%s:%u/%u", cred, r->host, (unsigned)r->port,
                  (unsigned)db);
     r->url_masked = aw_strdup(masked);
+    free(r->url);
+    r->url = aw_strdup(value);
     return true;
 }
 
@@ -1059,6 +1061,7 @@ void aw_settings_free(struct aw_settings *s)
         free(s->redis.password);
     }
     free(s->redis.url_masked);
+    free(s->redis.url);
     free(s->klaviyo.base_url);
     free(s->klaviyo.revision);
     free(s->klaviyo.ca_file);

@@ -65,6 +65,7 @@ struct aw_settings_redis {
     char *username;          /* ACL user (AUTH user password) or NULL */
     char *password;          /* SECRET: AUTH password or NULL; never log or print it */
     uint32_t db;             /* database index (SELECT) */
+    char *url;               /* SECRET: AW_REDIS_URL as given (store.c parses it); never log it */
     char *url_masked;        /* AW_REDIS_URL with the password replaced by AW_SETTINGS_MASK */
     uint64_t connect_timeout_ms; /* AW_REDIS_CONNECT_TIMEOUT_MS */
     uint64_t timeout_ms;         /* AW_REDIS_TIMEOUT_MS: per command */

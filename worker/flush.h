@@ -1,0 +1,27 @@
+/* flush.h -- the flusher thread: leader lease (leader.c driven through store.c), then for each
+ * due audience an in-flight batch turned into Klaviyo requests (payload.c, klaviyo.c) within
+ * the account's rate limits (ratelimit.c), acked, retried or dead-lettered (DESIGN.md §5).
+ * Owns its own store connection, CURL handle and dead-letter producer (STYLE.md §1). */
+#ifndef AW_WORKER_FLUSH_H
+#define AW_WORKER_FLUSH_H
+
+#include <signal.h>
+#include <stddef.h>
+
+struct aw_settings;
+struct aw_account_config;
+struct aw_flusher;
+
+/* Starts the flusher thread. s and accounts (may be NULL) are borrowed and must outlive the
+ * flusher; stop is the process stop flag (read only). NULL on failure with the reason in errbuf.
+ * Main thread. */
+struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
+                                    const struct aw_account_config *accounts,
+                                    const volatile sig_atomic_t *stop, char *errbuf,
+                                    size_t errlen);
+
+/* Waits for the thread to end (it ends once *stop is set: the current request finishes within
+ * its timeout, the lease is released), then frees. NULL is a no-op. Main thread. */
+void aw_flusher_join(struct aw_flusher *f);
+
+#endif
