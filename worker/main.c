@@ -144,19 +144,18 @@ static int cmd_check_config(void)
 static void status_json(struct aw_buf *out, void *opaque)
 {
     const struct aw_settings *s = opaque;
-    aw_buf_appendf(out,
-                   "{\"version\":\"%s\",\"instance\":\"%s\",\"leader\":%s,"
-                   "\"partitions_assigned\":%lld,\"store_up\":%s,\"records_consumed\":%lld,"
-                   "\"records_done\":%lld,\"dead_letters\":%lld,\"flushes\":%lld,"
-                   "\"accounts_paused\":%lld}",
-                   AW_VERSION, s->process.instance_id, aw_metrics_get(AW_M_LEADER) ? "true" : "false",
-                   (long long)aw_metrics_get(AW_M_PARTITIONS_ASSIGNED),
-                   aw_metrics_get(AW_M_STORE_UP) ? "true" : "false",
-                   (long long)aw_metrics_get(AW_M_RECORDS_CONSUMED),
-                   (long long)aw_metrics_get(AW_M_RECORDS_DONE),
-                   (long long)aw_metrics_get(AW_M_DEAD_LETTERS),
-                   (long long)aw_metrics_get(AW_M_FLUSHES),
-                   (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED));
+    aw_buf_appendf(
+        out,
+        "{\"version\":\"%s\",\"instance\":\"%s\",\"leader\":%s,"
+        "\"partitions_assigned\":%lld,\"store_up\":%s,\"records_consumed\":%lld,"
+        "\"records_done\":%lld,\"dead_letters\":%lld,\"flushes\":%lld,"
+        "\"accounts_paused\":%lld}",
+        AW_VERSION, s->process.instance_id, aw_metrics_get(AW_M_LEADER) ? "true" : "false",
+        (long long)aw_metrics_get(AW_M_PARTITIONS_ASSIGNED),
+        aw_metrics_get(AW_M_STORE_UP) ? "true" : "false",
+        (long long)aw_metrics_get(AW_M_RECORDS_CONSUMED),
+        (long long)aw_metrics_get(AW_M_RECORDS_DONE), (long long)aw_metrics_get(AW_M_DEAD_LETTERS),
+        (long long)aw_metrics_get(AW_M_FLUSHES), (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED));
 }
 
 static struct aw_store *new_store(const struct aw_settings *s, char *err, size_t errlen)
@@ -186,9 +185,8 @@ static int cmd_run(const struct aw_settings *s)
     struct aw_flusher *flusher = NULL;
     const char **extra = NULL;
 
-    if (s->process.accounts_file &&
-        aw_account_config_load(s->process.accounts_file, NULL, NULL, &accounts, err,
-                               sizeof err) != AW_OK) {
+    if (s->process.accounts_file && aw_account_config_load(s->process.accounts_file, NULL, NULL,
+                                                           &accounts, err, sizeof err) != AW_OK) {
         char q[1100];
         AW_LOG_ERROR("main", "invalid account config file", "problems=%s",
                      aw_log_quote(q, sizeof q, err));

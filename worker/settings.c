@@ -18,12 +18,12 @@
 enum kind { K_STRING, K_INT, K_BOOL, K_ENUM, K_DURATION };
 enum unit { U_NONE, U_MS, U_S };
 
-#define F_REQUIRED 1u      /* must be set (for AW_SETTINGS_FOR_RUN) */
-#define F_SECRET 2u        /* value (or part of it) is secret: never echoed in problems */
-#define F_FILE 4u          /* names a readable regular file */
-#define F_DEF_HOSTNAME 8u  /* default is the host name */
+#define F_REQUIRED 1u     /* must be set (for AW_SETTINGS_FOR_RUN) */
+#define F_SECRET 2u       /* value (or part of it) is secret: never echoed in problems */
+#define F_FILE 4u         /* names a readable regular file */
+#define F_DEF_HOSTNAME 8u /* default is the host name */
 #define NO_FIELD ((size_t)-1)
-#define STRING_MAX 4096    /* any string value */
+#define STRING_MAX 4096 /* any string value */
 
 struct ctx;
 struct var;
@@ -36,15 +36,15 @@ typedef void (*show_fn)(const struct aw_settings *s, FILE *out);
 struct var {
     const char *name;
     enum kind kind;
-    const char *def;      /* default as text; NULL: unset by default */
-    uint64_t min, max;    /* K_INT, K_DURATION: inclusive range in the variable's unit */
-    const char *choices;  /* K_ENUM: "a|b|c" */
+    const char *def;     /* default as text; NULL: unset by default */
+    uint64_t min, max;   /* K_INT, K_DURATION: inclusive range in the variable's unit */
+    const char *choices; /* K_ENUM: "a|b|c" */
     unsigned flags;
-    enum unit unit;       /* K_DURATION */
-    size_t off;           /* offsetof(struct aw_settings, field) or NO_FIELD */
+    enum unit unit; /* K_DURATION */
+    size_t off;     /* offsetof(struct aw_settings, field) or NO_FIELD */
     apply_fn apply;
     show_fn show;
-    const char *format;   /* K_STRING: the accepted form, for the table */
+    const char *format; /* K_STRING: the accepted form, for the table */
     const char *meaning;
 };
 
@@ -66,88 +66,208 @@ static void show_log_level(const struct aw_settings *s, FILE *out);
 #define OFF(field) offsetof(struct aw_settings, field)
 
 static const struct var vars[] = {
-    {.name = "AW_KAFKA_BROKERS", .kind = K_STRING, .flags = F_REQUIRED, .off = OFF(kafka.brokers),
-     .apply = apply_brokers, .format = "host:port[,host:port...]",
+    {.name = "AW_KAFKA_BROKERS",
+     .kind = K_STRING,
+     .flags = F_REQUIRED,
+     .off = OFF(kafka.brokers),
+     .apply = apply_brokers,
+     .format = "host:port[,host:port...]",
      .meaning = "Kafka bootstrap brokers (required to run)"},
-    {.name = "AW_KAFKA_TOPICS", .kind = K_STRING, .def = "mparticle.audience", .off = NO_FIELD,
-     .apply = apply_topics, .show = show_topics, .format = "topic[,topic...]",
+    {.name = "AW_KAFKA_TOPICS",
+     .kind = K_STRING,
+     .def = "mparticle.audience",
+     .off = NO_FIELD,
+     .apply = apply_topics,
+     .show = show_topics,
+     .format = "topic[,topic...]",
      .meaning = "input topics (comma-separated) with mParticle audience messages"},
-    {.name = "AW_KAFKA_GROUP", .kind = K_STRING, .def = "aw-worker", .off = OFF(kafka.group),
-     .apply = apply_group, .format = "1-255 printable characters",
+    {.name = "AW_KAFKA_GROUP",
+     .kind = K_STRING,
+     .def = "aw-worker",
+     .off = OFF(kafka.group),
+     .apply = apply_group,
+     .format = "1-255 printable characters",
      .meaning = "Kafka consumer group id, shared by all replicas"},
-    {.name = "AW_KAFKA_DLQ_TOPIC", .kind = K_STRING, .def = "mparticle.audience.dlq",
-     .off = OFF(kafka.dlq_topic), .apply = apply_topic, .format = "topic, not an input topic",
+    {.name = "AW_KAFKA_DLQ_TOPIC",
+     .kind = K_STRING,
+     .def = "mparticle.audience.dlq",
+     .off = OFF(kafka.dlq_topic),
+     .apply = apply_topic,
+     .format = "topic, not an input topic",
      .meaning = "dead-letter topic for records and profiles that cannot be delivered"},
-    {.name = "AW_KAFKA_CONFIG_FILE", .kind = K_STRING, .off = OFF(kafka.config_file),
+    {.name = "AW_KAFKA_CONFIG_FILE",
+     .kind = K_STRING,
+     .off = OFF(kafka.config_file),
      .format = "path",
      .meaning = "optional file of extra librdkafka `key=value` lines (`#` comments), passed "
                 "verbatim; secret values are masked"},
-    {.name = "AW_CONSUMER_BATCH_MAX", .kind = K_INT, .def = "500", .min = 1, .max = 100000,
-     .off = OFF(kafka.batch_max), .meaning = "most Kafka messages aggregated per Redis round trip"},
-    {.name = "AW_REDIS_URL", .kind = K_STRING, .def = "redis://127.0.0.1:6379/0",
-     .flags = F_SECRET, .off = NO_FIELD, .apply = apply_redis_url, .show = show_redis_url,
-     .format = "redis://[[user]:password@]host[:port][/db] or unix://[[user]:password@]/path[?db=N]",
+    {.name = "AW_CONSUMER_BATCH_MAX",
+     .kind = K_INT,
+     .def = "500",
+     .min = 1,
+     .max = 100000,
+     .off = OFF(kafka.batch_max),
+     .meaning = "most Kafka messages aggregated per Redis round trip"},
+    {.name = "AW_REDIS_URL",
+     .kind = K_STRING,
+     .def = "redis://127.0.0.1:6379/0",
+     .flags = F_SECRET,
+     .off = NO_FIELD,
+     .apply = apply_redis_url,
+     .show = show_redis_url,
+     .format =
+         "redis://[[user]:password@]host[:port][/db] or unix://[[user]:password@]/path[?db=N]",
      .meaning = "Redis server; the password is a secret (printed as ****); `%XX` escapes allowed "
                 "in credentials"},
-    {.name = "AW_REDIS_CONNECT_TIMEOUT_MS", .kind = K_DURATION, .unit = U_MS, .def = "2000",
-     .min = 10, .max = 60000, .off = OFF(redis.connect_timeout_ms),
+    {.name = "AW_REDIS_CONNECT_TIMEOUT_MS",
+     .kind = K_DURATION,
+     .unit = U_MS,
+     .def = "2000",
+     .min = 10,
+     .max = 60000,
+     .off = OFF(redis.connect_timeout_ms),
      .meaning = "Redis connect timeout"},
-    {.name = "AW_REDIS_TIMEOUT_MS", .kind = K_DURATION, .unit = U_MS, .def = "2000", .min = 10,
-     .max = 60000, .off = OFF(redis.timeout_ms), .meaning = "Redis command timeout"},
-    {.name = "AW_KLAVIYO_BASE_URL", .kind = K_STRING, .def = "https://a.klaviyo.com",
-     .off = OFF(klaviyo.base_url), .apply = apply_klaviyo_url,
+    {.name = "AW_REDIS_TIMEOUT_MS",
+     .kind = K_DURATION,
+     .unit = U_MS,
+     .def = "2000",
+     .min = 10,
+     .max = 60000,
+     .off = OFF(redis.timeout_ms),
+     .meaning = "Redis command timeout"},
+    {.name = "AW_KLAVIYO_BASE_URL",
+     .kind = K_STRING,
+     .def = "https://a.klaviyo.com",
+     .off = OFF(klaviyo.base_url),
+     .apply = apply_klaviyo_url,
      .format = "https://host[:port][/prefix] (http:// for simulators)",
      .meaning = "Klaviyo API base URL; https always verifies TLS"},
-    {.name = "AW_KLAVIYO_REVISION", .kind = K_STRING, .def = "2026-07-15",
-     .off = OFF(klaviyo.revision), .apply = apply_revision, .format = "YYYY-MM-DD[.suffix]",
+    {.name = "AW_KLAVIYO_REVISION",
+     .kind = K_STRING,
+     .def = "2026-07-15",
+     .off = OFF(klaviyo.revision),
+     .apply = apply_revision,
+     .format = "YYYY-MM-DD[.suffix]",
      .meaning = "Klaviyo API revision header"},
-    {.name = "AW_KLAVIYO_CA_FILE", .kind = K_STRING, .flags = F_FILE, .off = OFF(klaviyo.ca_file),
-     .format = "path", .meaning = "PEM CA bundle for Klaviyo TLS (unset: the system store)"},
-    {.name = "AW_KLAVIYO_CONNECT_TIMEOUT_MS", .kind = K_DURATION, .unit = U_MS, .def = "5000",
-     .min = 100, .max = 60000, .off = OFF(klaviyo.connect_timeout_ms),
+    {.name = "AW_KLAVIYO_CA_FILE",
+     .kind = K_STRING,
+     .flags = F_FILE,
+     .off = OFF(klaviyo.ca_file),
+     .format = "path",
+     .meaning = "PEM CA bundle for Klaviyo TLS (unset: the system store)"},
+    {.name = "AW_KLAVIYO_CONNECT_TIMEOUT_MS",
+     .kind = K_DURATION,
+     .unit = U_MS,
+     .def = "5000",
+     .min = 100,
+     .max = 60000,
+     .off = OFF(klaviyo.connect_timeout_ms),
      .meaning = "Klaviyo connect timeout"},
-    {.name = "AW_KLAVIYO_TIMEOUT_MS", .kind = K_DURATION, .unit = U_MS, .def = "20000",
-     .min = 1000, .max = 300000, .off = OFF(klaviyo.timeout_ms),
+    {.name = "AW_KLAVIYO_TIMEOUT_MS",
+     .kind = K_DURATION,
+     .unit = U_MS,
+     .def = "20000",
+     .min = 1000,
+     .max = 300000,
+     .off = OFF(klaviyo.timeout_ms),
      .meaning = "Klaviyo whole-request timeout (>= connect timeout, <= AW_SHUTDOWN_TIMEOUT_MS)"},
-    {.name = "AW_KLAVIYO_RETRY_BASE_MS", .kind = K_DURATION, .unit = U_MS, .def = "500",
-     .min = 10, .max = 60000, .off = OFF(klaviyo.retry_base_ms),
+    {.name = "AW_KLAVIYO_RETRY_BASE_MS",
+     .kind = K_DURATION,
+     .unit = U_MS,
+     .def = "500",
+     .min = 10,
+     .max = 60000,
+     .off = OFF(klaviyo.retry_base_ms),
      .meaning = "first retry delay after a transient Klaviyo failure"},
-    {.name = "AW_KLAVIYO_RETRY_MAX_MS", .kind = K_DURATION, .unit = U_MS, .def = "60000",
-     .min = 100, .max = 3600000, .off = OFF(klaviyo.retry_max_ms),
+    {.name = "AW_KLAVIYO_RETRY_MAX_MS",
+     .kind = K_DURATION,
+     .unit = U_MS,
+     .def = "60000",
+     .min = 100,
+     .max = 3600000,
+     .off = OFF(klaviyo.retry_max_ms),
      .meaning = "retry delay ceiling (exponential backoff with jitter, >= base)"},
-    {.name = "AW_KLAVIYO_JOB_POLL_MS", .kind = K_DURATION, .unit = U_MS, .def = "2000",
-     .min = 100, .max = 60000, .off = OFF(klaviyo.job_poll_ms),
+    {.name = "AW_KLAVIYO_JOB_POLL_MS",
+     .kind = K_DURATION,
+     .unit = U_MS,
+     .def = "2000",
+     .min = 100,
+     .max = 60000,
+     .off = OFF(klaviyo.job_poll_ms),
      .meaning = "interval between status polls of a Klaviyo bulk job"},
-    {.name = "AW_FLUSH_MAX_QUEUE", .kind = K_INT, .def = "100", .min = 1, .max = 10000000,
+    {.name = "AW_FLUSH_MAX_QUEUE",
+     .kind = K_INT,
+     .def = "100",
+     .min = 1,
+     .max = 10000000,
      .off = OFF(flush.max_queue),
      .meaning = "pending changes that make an audience due for a flush"},
-    {.name = "AW_FLUSH_MAX_AGE_S", .kind = K_DURATION, .unit = U_S, .def = "57600", .min = 1,
-     .max = 2592000, .off = OFF(flush.max_age_s),
+    {.name = "AW_FLUSH_MAX_AGE_S",
+     .kind = K_DURATION,
+     .unit = U_S,
+     .def = "57600",
+     .min = 1,
+     .max = 2592000,
+     .off = OFF(flush.max_age_s),
      .meaning = "seconds since the last upload (or oldest pending change) that make an audience "
                 "due"},
-    {.name = "AW_FLUSH_TICK_MS", .kind = K_DURATION, .unit = U_MS, .def = "1000", .min = 10,
-     .max = 60000, .off = OFF(flush.tick_ms),
+    {.name = "AW_FLUSH_TICK_MS",
+     .kind = K_DURATION,
+     .unit = U_MS,
+     .def = "1000",
+     .min = 10,
+     .max = 60000,
+     .off = OFF(flush.tick_ms),
      .meaning = "flusher loop period (<= AW_LEASE_TTL_MS / 3)"},
-    {.name = "AW_LEADER_ENABLED", .kind = K_BOOL, .def = "true", .off = OFF(leader.enabled),
+    {.name = "AW_LEADER_ENABLED",
+     .kind = K_BOOL,
+     .def = "true",
+     .off = OFF(leader.enabled),
      .meaning = "false: this replica only consumes and never takes the leader lease"},
-    {.name = "AW_LEASE_TTL_MS", .kind = K_DURATION, .unit = U_MS, .def = "15000", .min = 1000,
-     .max = 300000, .off = OFF(leader.lease_ttl_ms),
+    {.name = "AW_LEASE_TTL_MS",
+     .kind = K_DURATION,
+     .unit = U_MS,
+     .def = "15000",
+     .min = 1000,
+     .max = 300000,
+     .off = OFF(leader.lease_ttl_ms),
      .meaning = "leader lease time-to-live in Redis"},
-    {.name = "AW_HTTP_ADDR", .kind = K_STRING, .def = "0.0.0.0:9464", .off = NO_FIELD,
-     .apply = apply_http_addr, .show = show_http_addr, .format = "host:port or [ipv6]:port",
+    {.name = "AW_HTTP_ADDR",
+     .kind = K_STRING,
+     .def = "0.0.0.0:9464",
+     .off = NO_FIELD,
+     .apply = apply_http_addr,
+     .show = show_http_addr,
+     .format = "host:port or [ipv6]:port",
      .meaning = "listen address of /metrics, /healthz, /readyz, /status"},
-    {.name = "AW_LOG_LEVEL", .kind = K_ENUM, .def = "info", .choices = "debug|info|warn|error",
-     .off = NO_FIELD, .apply = apply_log_level, .show = show_log_level,
+    {.name = "AW_LOG_LEVEL",
+     .kind = K_ENUM,
+     .def = "info",
+     .choices = "debug|info|warn|error",
+     .off = NO_FIELD,
+     .apply = apply_log_level,
+     .show = show_log_level,
      .meaning = "minimum level of the logfmt lines on stderr"},
-    {.name = "AW_INSTANCE_ID", .kind = K_STRING, .flags = F_DEF_HOSTNAME,
-     .off = OFF(process.instance_id), .apply = apply_instance_id,
+    {.name = "AW_INSTANCE_ID",
+     .kind = K_STRING,
+     .flags = F_DEF_HOSTNAME,
+     .off = OFF(process.instance_id),
+     .apply = apply_instance_id,
      .format = "1-128 of A-Z a-z 0-9 . _ -",
      .meaning = "name of this replica in the lease, logs and metrics (default: host name)"},
-    {.name = "AW_CONFIG_FILE", .kind = K_STRING, .flags = F_FILE,
-     .off = OFF(process.accounts_file), .format = "path",
+    {.name = "AW_CONFIG_FILE",
+     .kind = K_STRING,
+     .flags = F_FILE,
+     .off = OFF(process.accounts_file),
+     .format = "path",
      .meaning = "optional per-account JSON settings file, keyed by account id"},
-    {.name = "AW_SHUTDOWN_TIMEOUT_MS", .kind = K_DURATION, .unit = U_MS, .def = "25000",
-     .min = 1000, .max = 600000, .off = OFF(process.shutdown_timeout_ms),
+    {.name = "AW_SHUTDOWN_TIMEOUT_MS",
+     .kind = K_DURATION,
+     .unit = U_MS,
+     .def = "25000",
+     .min = 1000,
+     .max = 600000,
+     .off = OFF(process.shutdown_timeout_ms),
      .meaning = "drain budget after SIGTERM (the pod grace period must exceed it)"},
 };
 
@@ -491,8 +611,7 @@ static bool apply_group(struct ctx *cx, const struct var *v, const char *value)
     for (size_t i = 0; ok && i < len; i++)
         ok = value[i] > 0x20 && value[i] < 0x7f;
     if (!ok)
-        problem(cx, v, "%s must be 1-255 printable characters without blanks",
-                quoted(q, v, value));
+        problem(cx, v, "%s must be 1-255 printable characters without blanks", quoted(q, v, value));
     return ok;
 }
 
@@ -1020,7 +1139,8 @@ static void load_kafka_file(struct ctx *cx)
 }
 
 enum aw_err aw_settings_load(struct aw_settings *out, aw_settings_getenv_fn get, void *ctx,
-                             enum aw_settings_purpose purpose, struct aw_settings_problems *problems)
+                             enum aw_settings_purpose purpose,
+                             struct aw_settings_problems *problems)
 {
     AW_ASSERT(out != NULL && get != NULL && problems != NULL);
     memset(out, 0, sizeof *out);
@@ -1077,8 +1197,9 @@ void aw_settings_free(struct aw_settings *s)
 
 bool aw_settings_kafka_key_is_secret(const char *key)
 {
-    static const char *const parts[] = {"password", "secret", "jaas", "token", "credential",
-                                        "key.pem", "oauthbearer.config", "private"};
+    static const char *const parts[] = {
+        "password",           "secret", "jaas", "token", "credential", "key.pem",
+        "oauthbearer.config", "private"};
     size_t klen = strlen(key);
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         size_t plen = strlen(parts[i]);

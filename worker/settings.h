@@ -39,44 +39,44 @@ typedef const char *(*aw_settings_getenv_fn)(const char *name, void *ctx);
 const char *aw_settings_getenv_process(const char *name, void *ctx);
 
 enum aw_settings_purpose {
-    AW_SETTINGS_FOR_RUN,  /* running a replica or checking its configuration: required vars needed */
+    AW_SETTINGS_FOR_RUN, /* running a replica or checking its configuration: required vars needed */
     AW_SETTINGS_FOR_ADMIN /* admin tools: required vars may be missing (their fields stay NULL) */
 };
 
 /* AW_KAFKA_*, AW_CONSUMER_*: consumer.c. */
 struct aw_settings_kafka {
-    char *brokers;           /* AW_KAFKA_BROKERS, bootstrap list as given; NULL only FOR_ADMIN */
-    char **topics;           /* AW_KAFKA_TOPICS split on ',', n_topics >= 1, distinct, valid names */
+    char *brokers; /* AW_KAFKA_BROKERS, bootstrap list as given; NULL only FOR_ADMIN */
+    char **topics; /* AW_KAFKA_TOPICS split on ',', n_topics >= 1, distinct, valid names */
     size_t n_topics;
-    char *group;             /* AW_KAFKA_GROUP, consumer group id */
-    char *dlq_topic;         /* AW_KAFKA_DLQ_TOPIC, never one of topics */
-    char *config_file;       /* AW_KAFKA_CONFIG_FILE or NULL */
-    struct aw_config extra;  /* its key=value lines, to pass verbatim to librdkafka (values may be
-                                secrets: never log them; aw_settings_print masks them) */
-    uint64_t batch_max;      /* AW_CONSUMER_BATCH_MAX: messages per Redis round trip */
+    char *group;            /* AW_KAFKA_GROUP, consumer group id */
+    char *dlq_topic;        /* AW_KAFKA_DLQ_TOPIC, never one of topics */
+    char *config_file;      /* AW_KAFKA_CONFIG_FILE or NULL */
+    struct aw_config extra; /* its key=value lines, to pass verbatim to librdkafka (values may be
+                               secrets: never log them; aw_settings_print masks them) */
+    uint64_t batch_max;     /* AW_CONSUMER_BATCH_MAX: messages per Redis round trip */
 };
 
 /* AW_REDIS_*: store.c. */
 struct aw_settings_redis {
-    bool is_unix;            /* unix:// URL: connect to socket_path instead of host:port */
-    char *host;              /* TCP host name or address (IPv6 without brackets); NULL if is_unix */
-    uint16_t port;           /* TCP port (default 6379); 0 if is_unix */
-    char *socket_path;       /* unix socket path; NULL unless is_unix */
-    char *username;          /* ACL user (AUTH user password) or NULL */
-    char *password;          /* SECRET: AUTH password or NULL; never log or print it */
-    uint32_t db;             /* database index (SELECT) */
-    char *url;               /* SECRET: AW_REDIS_URL as given (store.c parses it); never log it */
-    char *url_masked;        /* AW_REDIS_URL with the password replaced by AW_SETTINGS_MASK */
+    bool is_unix;      /* unix:// URL: connect to socket_path instead of host:port */
+    char *host;        /* TCP host name or address (IPv6 without brackets); NULL if is_unix */
+    uint16_t port;     /* TCP port (default 6379); 0 if is_unix */
+    char *socket_path; /* unix socket path; NULL unless is_unix */
+    char *username;    /* ACL user (AUTH user password) or NULL */
+    char *password;    /* SECRET: AUTH password or NULL; never log or print it */
+    uint32_t db;       /* database index (SELECT) */
+    char *url;         /* SECRET: AW_REDIS_URL as given (store.c parses it); never log it */
+    char *url_masked;  /* AW_REDIS_URL with the password replaced by AW_SETTINGS_MASK */
     uint64_t connect_timeout_ms; /* AW_REDIS_CONNECT_TIMEOUT_MS */
     uint64_t timeout_ms;         /* AW_REDIS_TIMEOUT_MS: per command */
 };
 
 /* AW_KLAVIYO_*: klaviyo.c. */
 struct aw_settings_klaviyo {
-    char *base_url;          /* AW_KLAVIYO_BASE_URL, scheme+host[:port][/prefix], no trailing '/' */
-    bool is_tls;             /* https:// (TLS always verified) */
-    char *revision;          /* AW_KLAVIYO_REVISION, sent as the `revision` header */
-    char *ca_file;           /* AW_KLAVIYO_CA_FILE (PEM bundle) or NULL for the system store */
+    char *base_url; /* AW_KLAVIYO_BASE_URL, scheme+host[:port][/prefix], no trailing '/' */
+    bool is_tls;    /* https:// (TLS always verified) */
+    char *revision; /* AW_KLAVIYO_REVISION, sent as the `revision` header */
+    char *ca_file;  /* AW_KLAVIYO_CA_FILE (PEM bundle) or NULL for the system store */
     uint64_t connect_timeout_ms; /* AW_KLAVIYO_CONNECT_TIMEOUT_MS */
     uint64_t timeout_ms;         /* AW_KLAVIYO_TIMEOUT_MS: whole request, >= connect timeout */
     uint64_t retry_base_ms;      /* AW_KLAVIYO_RETRY_BASE_MS: first backoff step */
@@ -86,21 +86,21 @@ struct aw_settings_klaviyo {
 
 /* AW_FLUSH_*: flush.c and the due index. */
 struct aw_settings_flush {
-    uint64_t max_queue;      /* AW_FLUSH_MAX_QUEUE: pending changes that make an audience due */
-    uint64_t max_age_s;      /* AW_FLUSH_MAX_AGE_S: age (s) that makes an audience due */
-    uint64_t tick_ms;        /* AW_FLUSH_TICK_MS: flusher loop period, <= lease TTL / 3 */
+    uint64_t max_queue; /* AW_FLUSH_MAX_QUEUE: pending changes that make an audience due */
+    uint64_t max_age_s; /* AW_FLUSH_MAX_AGE_S: age (s) that makes an audience due */
+    uint64_t tick_ms;   /* AW_FLUSH_TICK_MS: flusher loop period, <= lease TTL / 3 */
 };
 
 /* AW_LEADER_*, AW_LEASE_*: leader.c. */
 struct aw_settings_leader {
-    bool enabled;            /* AW_LEADER_ENABLED: false = consumer-only replica */
-    uint64_t lease_ttl_ms;   /* AW_LEASE_TTL_MS */
+    bool enabled;          /* AW_LEADER_ENABLED: false = consumer-only replica */
+    uint64_t lease_ttl_ms; /* AW_LEASE_TTL_MS */
 };
 
 /* AW_HTTP_ADDR: the metrics/health server. */
 struct aw_settings_http {
-    char *host;              /* bind address (IPv6 without brackets) */
-    uint16_t port;           /* 1..65535 */
+    char *host;    /* bind address (IPv6 without brackets) */
+    uint16_t port; /* 1..65535 */
 };
 
 /* AW_LOG_LEVEL. */
@@ -110,8 +110,8 @@ struct aw_settings_log {
 
 /* Process-wide: main.c and the account configuration loader. */
 struct aw_settings_process {
-    char *instance_id;           /* AW_INSTANCE_ID (default: host name), in lease and metrics */
-    char *accounts_file;         /* AW_CONFIG_FILE (per-account JSON) or NULL; parsed elsewhere */
+    char *instance_id;            /* AW_INSTANCE_ID (default: host name), in lease and metrics */
+    char *accounts_file;          /* AW_CONFIG_FILE (per-account JSON) or NULL; parsed elsewhere */
     uint64_t shutdown_timeout_ms; /* AW_SHUTDOWN_TIMEOUT_MS: drain budget after SIGTERM */
 };
 
@@ -141,7 +141,8 @@ struct aw_settings_problems {
  * appended to problems (caller-owned: aw_settings_problems_free) and *out is left zeroed, owning
  * nothing. problems must be zero-initialised or previously freed. Main thread. */
 enum aw_err aw_settings_load(struct aw_settings *out, aw_settings_getenv_fn get, void *ctx,
-                             enum aw_settings_purpose purpose, struct aw_settings_problems *problems);
+                             enum aw_settings_purpose purpose,
+                             struct aw_settings_problems *problems);
 
 /* Releases everything s owns and zeroes it. NULL is a no-op. */
 void aw_settings_free(struct aw_settings *s);

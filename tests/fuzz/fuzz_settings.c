@@ -47,8 +47,8 @@ static void check_print(const struct aw_settings *s)
     const char *pw = s->redis.password;
     if (pw && strlen(pw) >= 4) {
         /* The line that starts with the name (another value may contain the same text). */
-        const char *line = strncmp(text, "AW_REDIS_URL=", 13) == 0 ? text
-                                                                   : strstr(text, "\nAW_REDIS_URL=");
+        const char *line =
+            strncmp(text, "AW_REDIS_URL=", 13) == 0 ? text : strstr(text, "\nAW_REDIS_URL=");
         AW_ASSERT(line != NULL);
         if (*line == '\n')
             line++;
@@ -57,8 +57,9 @@ static void check_print(const struct aw_settings *s)
         /* Only a coincidence with a non-secret part may show the same characters. */
         /* A password without URL punctuation can only show up inside one token of the line;
          * skip the ones that may legitimately hold the same characters. */
-        bool coincidence = strpbrk(pw, ":/@?=*[]%") != NULL || strspn(pw, "0123456789") ==
-                           strlen(pw) || strstr("AW_REDIS_URL redis unix db", pw) ||
+        bool coincidence = strpbrk(pw, ":/@?=*[]%") != NULL ||
+                           strspn(pw, "0123456789") == strlen(pw) ||
+                           strstr("AW_REDIS_URL redis unix db", pw) ||
                            (s->redis.host && strstr(s->redis.host, pw)) ||
                            (s->redis.username && strstr(s->redis.username, pw)) ||
                            (s->redis.socket_path && strstr(s->redis.socket_path, pw));
@@ -91,8 +92,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int purpose = 0; purpose < 2; purpose++) {
         struct aw_settings s;
         struct aw_settings_problems probs = {0};
-        enum aw_err rc = aw_settings_load(&s, fuzz_get, &e, (enum aw_settings_purpose)purpose,
-                                          &probs);
+        enum aw_err rc =
+            aw_settings_load(&s, fuzz_get, &e, (enum aw_settings_purpose)purpose, &probs);
         AW_ASSERT((rc == AW_OK) == (probs.n == 0));
         if (rc == AW_OK) {
             check_print(&s);

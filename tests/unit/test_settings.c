@@ -90,8 +90,7 @@ static void expect_one_problem(const char *name, const char *value, const char *
     AW_CHECK_MSG(rc == AW_ERR_CONFIG, "line %d: %s=%s accepted", line, name, value);
     AW_CHECK_MSG(p.n == 1, "line %d: %s=%s gave %zu problems", line, name, value, p.n);
     if (p.n >= 1) {
-        AW_CHECK_MSG(strncmp(p.items[0], name, strlen(name)) == 0, "line %d: %s", line,
-                     p.items[0]);
+        AW_CHECK_MSG(strncmp(p.items[0], name, strlen(name)) == 0, "line %d: %s", line, p.items[0]);
         AW_CHECK_MSG(want == NULL || strstr(p.items[0], want) != NULL,
                      "line %d: \"%s\" lacks \"%s\"", line, p.items[0], want);
     }
@@ -383,9 +382,9 @@ static void test_all_problems_together(void)
     AW_CHECK_INT_EQ(aw_settings_load(&s, env_get, &e, AW_SETTINGS_FOR_RUN, &p), AW_ERR_CONFIG);
     AW_CHECK_INT_EQ(p.n, 9);
     static const char *const names[] = {
-        "AW_KAFKA_BROKERS:", "AW_FLUSH_MAX_QUEUE:", "AW_FLUSH_MAX_AGE_S:", "AW_LOG_LEVEL:",
-        "AW_HTTP_ADDR:", "AW_REDIS_URL:", "AW_KLAVIYO_BASE_URL:", "AW_LEADER_ENABLED:",
-        "AW_KAFKA_DLQ_TOPIC:"};
+        "AW_KAFKA_BROKERS:",    "AW_FLUSH_MAX_QUEUE:", "AW_FLUSH_MAX_AGE_S:",
+        "AW_LOG_LEVEL:",        "AW_HTTP_ADDR:",       "AW_REDIS_URL:",
+        "AW_KLAVIYO_BASE_URL:", "AW_LEADER_ENABLED:",  "AW_KAFKA_DLQ_TOPIC:"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         AW_CHECK_MSG(any_contains(&p, names[i]), "%s not reported", names[i]);
     aw_settings_problems_free(&p);
@@ -450,9 +449,15 @@ static void test_redis_urls(void)
     }
     /* A password never appears in a problem, whatever else is wrong with the URL. */
     static const char *const bad[] = {
-        "redis://:TopSecret1@h:99999/0", "redis://:TopSecret1@h/x",   "redis://:TopSecret1@/0",
-        "rediss://:TopSecret1@h",        "TopSecret1",                "redis://TopSecret1@h",
-        "redis://:TopSecret1%zz@h",      "redis://:TopSecret1@h?x=y", "redis://:TopSecret1@h#f",
+        "redis://:TopSecret1@h:99999/0",
+        "redis://:TopSecret1@h/x",
+        "redis://:TopSecret1@/0",
+        "rediss://:TopSecret1@h",
+        "TopSecret1",
+        "redis://TopSecret1@h",
+        "redis://:TopSecret1%zz@h",
+        "redis://:TopSecret1@h?x=y",
+        "redis://:TopSecret1@h#f",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         env_set(&e, "AW_REDIS_URL", bad[i]);
