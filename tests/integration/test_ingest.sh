@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# test_ingest.sh -- issue "Ingest", done-when: a mixed stream of valid and invalid messages
+# goes through the dev broker into Redis while the worker is killed (-9) and restarted and
+# Redis is killed (-9) and restarted underneath it; the final pending state and the dead-letter
+# topic must equal exactly what an independent model of the input says (tests/integration/
+# ingest_model.py), i.e. what an uninterrupted run produces.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+require_built aw-worker aw_devbroker
+require_cmd kcat redis-cli python3
+model="$AW_SOURCE_DIR/tests/integration/ingest_model.py"
+worker=$(aw_bin aw-worker)
+
+python3 "$model" gen "$AW_TEST_DIR" "${AW_TEST_SEED:-20261128}"
+# appendfsync always: a write Redis acknowledged survives its kill -9 (production runs AOF too).
+start_redis --appendonly yes --appendfsync always
+start_devbroker --brokers 2 --topic mparticle.audience:4 --topic mparticle.audience.dlq:1
+
+cat >"$AW_TEST_DIR/kafka.conf" <<CONF
+# The mock cluster keeps a departed member's group slot for its session timeout.
+session.timeout.ms=6000
+CONF
+
+start_worker() {
+    local name=$1
+    start_service "$name" env AW_KAFKA_BROKERS="$AW_TEST_BROKERS" AW_REDIS_URL="$AW_TEST_REDIS_URL" \
+        AW_KAFKA_CONFIG_FILE="$AW_TEST_DIR/kafka.conf" AW_LEADER_ENABLED=false \
+        AW_HTTP_ADDR="127.0.0.1:$(free_port)" AW_INSTANCE_ID="$name" AW_CONSUMER_BATCH_MAX=50 \
+        AW_REDIS_TIMEOUT_MS=1000 AW_REDIS_CONNECT_TIMEOUT_MS=500 AW_LOG_LEVEL=info "$worker" run
+}
+
+pending_total() {
+    local t=0 n
+    for aud in 11 12 13; do
+        n=$(redis_cmd HLEN "aw:{1001:$aud}:pending" 2>/dev/null || echo 0)
+        t=$((t + ${n:-0}))
+    done
+    echo "$t"
+}
+
+produce_file mparticle.audience "$AW_TEST_DIR/part1.tsv"
+start_worker worker1
+wait_until '[ "$(pending_total)" -gt 20 ]' 60 || fail "worker1 applied nothing (see worker1.log)"
+note "worker1 is applying ($(pending_total) pending); kill -9"
+kill9_service worker1
+
+produce_file mparticle.audience "$AW_TEST_DIR/part2.tsv"
+start_worker worker2
+# The mock broker holds worker1's group slot until its session times out (6 s).
+wait_until "grep -q 'partitions assigned' '$AW_TEST_DIR/worker2.log'" 30 ||
+    fail "worker2 got no partitions"
+note "kill -9 redis under worker2, produce more, then restart redis"
+kill9_redis
+produce_file mparticle.audience "$AW_TEST_DIR/part3.tsv"
+wait_until "grep -q 'transient failure, backing off' '$AW_TEST_DIR/worker2.log'" 20 ||
+    fail "worker2 did not notice the Redis outage"
+sleep 2
+restart_redis
+service_is_running worker2 || fail "worker2 died while Redis was down (see worker2.log)"
+
+expected="$AW_TEST_DIR/expected.json"
+if ! wait_until "python3 '$model' check-redis '$expected' $AW_TEST_REDIS_PORT" 90; then
+    python3 "$model" check-redis "$expected" "$AW_TEST_REDIS_PORT" -v || true
+    tail -n 20 "$AW_TEST_DIR/worker2.log" >&2
+    fail "pending state differs from the model"
+fi
+note "pending state equals the model"
+
+ndlq=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['dlq']))" "$expected")
+consume_topic mparticle.audience.dlq "$ndlq" 60 >"$AW_TEST_DIR/dlq.jsonl" ||
+    fail "dead-letter topic has fewer than $ndlq records"
+python3 "$model" check-dlq "$expected" "$AW_TEST_DIR/dlq.jsonl" -v ||
+    fail "dead-letter records differ from the model"
+note "dead-letter topic holds exactly the $ndlq bad records/profiles (with reasons and source headers)"
+
+if grep -E '@example\.com|pk_test_ingest' "$AW_TEST_DIR"/worker*.log; then
+    fail "personal data or an API key reached the logs"
+fi
+
+stop_service worker2 TERM 20 || fail "worker2 did not exit 0 on SIGTERM"
+grep -q 'msg="stopped"' "$AW_TEST_DIR/worker2.log" || fail "worker2 did not drain cleanly"
+echo "test_ingest: PASS"
