@@ -133,7 +133,23 @@ static int cmd_check_config(void)
     report_unknown_vars(false);
     if (!load_settings(&s, false))
         return AW_SETTINGS_EXIT_CONFIG;
+    /* The per-account file is part of the configuration: check it the way run loads it. */
+    size_t n_accounts = 0;
+    if (s.process.accounts_file) {
+        struct aw_account_config *accounts = NULL;
+        char err[4096];
+        if (aw_account_config_load(s.process.accounts_file, aw_settings_getenv_process, NULL,
+                                   &accounts, err, sizeof err) != AW_OK) {
+            fprintf(stderr, "aw-worker: AW_CONFIG_FILE: %s\n", err);
+            aw_settings_free(&s);
+            return AW_SETTINGS_EXIT_CONFIG;
+        }
+        n_accounts = aw_account_config_count(accounts);
+        aw_account_config_free(accounts);
+    }
     enum aw_err rc = aw_settings_print(&s, stdout);
+    if (s.process.accounts_file)
+        printf("accounts.configured=%zu\n", n_accounts);
     aw_settings_free(&s);
     if (rc != AW_OK || fflush(stdout) != 0)
         return 1;
