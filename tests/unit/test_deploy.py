@@ -257,5 +257,41 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(self.pod["securityContext"]["runAsUser"], 10001)
 
 
+class CheckConfigCommandTest(unittest.TestCase):
+    """aw-worker's admin commands: exit codes and masking as the deploy tooling relies on them."""
+
+    def run_worker(self, args, extra_env):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AW_")}
+        env.update(extra_env)
+        return subprocess.run([WORKER] + args, env=env, capture_output=True, text=True, timeout=30)
+
+    def test_problems_exit_78_without_secrets(self):
+        proc = self.run_worker(["--check-config"], {
+            "AW_REDIS_URL": "redis://:Sup3rSecretPw@redis:99999/0",
+            "AW_FLUSH_MAX_QUEUE": "0", "AW_LOG_LEVEL": "chatty"})
+        self.assertEqual(proc.returncode, 78)
+        for name in ("AW_KAFKA_BROKERS:", "AW_REDIS_URL:", "AW_FLUSH_MAX_QUEUE:", "AW_LOG_LEVEL:"):
+            self.assertIn(name, proc.stderr)
+        self.assertIn("4 configuration problems", proc.stderr)
+        self.assertNotIn("Sup3rSecretPw", proc.stderr + proc.stdout)
+
+    def test_valid_prints_masked(self):
+        proc = self.run_worker(["--check-config"], {
+            "AW_KAFKA_BROKERS": "k:9092", "AW_REDIS_URL": "redis://:Sup3rSecretPw@redis:6379/1",
+            "AW_FLUSH_MAX_QUEUE": "250", "AW_TYPO_VARIABLE": "1"})
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("AW_REDIS_URL=redis://:****@redis:6379/1\n", proc.stdout)
+        self.assertIn("AW_FLUSH_MAX_QUEUE=250\n", proc.stdout)
+        self.assertNotIn("Sup3rSecretPw", proc.stderr + proc.stdout)
+        self.assertIn("AW_TYPO_VARIABLE is not a known variable", proc.stderr)
+
+    def test_help_version_usage(self):
+        self.assertEqual(self.run_worker(["--version"], {}).returncode, 0)
+        helped = self.run_worker(["--help"], {})
+        self.assertEqual(helped.returncode, 0)
+        self.assertIn("AW_FLUSH_MAX_AGE_S", helped.stdout)
+        self.assertEqual(self.run_worker(["--bogus"], {}).returncode, 64)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
