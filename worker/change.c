@@ -91,8 +91,8 @@ static int lower_ascii(int ch)
     return (ch >= 'A' && ch <= 'Z') ? ch - 'A' + 'a' : ch;
 }
 
-int aw_change_version_cmp(uint64_t a_version_ms, const char *a_event_id,
-                          uint64_t b_version_ms, const char *b_event_id)
+int aw_change_version_cmp(uint64_t a_version_ms, const char *a_event_id, uint64_t b_version_ms,
+                          const char *b_event_id)
 {
     if (a_version_ms != b_version_ms)
         return a_version_ms < b_version_ms ? -1 : 1;
@@ -227,8 +227,7 @@ static size_t utf8_seq_len(const unsigned char *p, const unsigned char *end)
         return 3;
     }
     if (c >= 0xF0 && c <= 0xF4) {
-        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
-            (p[3] & 0xC0) != 0x80)
+        if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
             return 0;
         if (c == 0xF0 && p[1] < 0x90)
             return 0; /* overlong */
@@ -289,16 +288,34 @@ static bool jr_string(struct jr *j, struct aw_buf *out, bool reject_nul)
             unsigned char e = *j->p++;
             const char *simple = NULL;
             switch (e) {
-            case '"': simple = "\""; break;
-            case '\\': simple = "\\"; break;
-            case '/': simple = "/"; break;
-            case 'b': simple = "\b"; break;
-            case 'f': simple = "\f"; break;
-            case 'n': simple = "\n"; break;
-            case 'r': simple = "\r"; break;
-            case 't': simple = "\t"; break;
-            case 'u': break;
-            default: return false;
+            case '"':
+                simple = "\"";
+                break;
+            case '\\':
+                simple = "\\";
+                break;
+            case '/':
+                simple = "/";
+                break;
+            case 'b':
+                simple = "\b";
+                break;
+            case 'f':
+                simple = "\f";
+                break;
+            case 'n':
+                simple = "\n";
+                break;
+            case 'r':
+                simple = "\r";
+                break;
+            case 't':
+                simple = "\t";
+                break;
+            case 'u':
+                break;
+            default:
+                return false;
             }
             if (simple) {
                 if (out)
@@ -774,9 +791,20 @@ static bool rd_consent(struct jr *j, struct aw_change *c)
 }
 
 enum {
-    K_V = 1u << 0, K_ACCT = 1u << 1, K_AUD = 1u << 2, K_NAME = 1u << 3, K_LIST = 1u << 4,
-    K_ID = 1u << 5, K_TS = 1u << 6, K_ACT = 1u << 7, K_EMAIL = 1u << 8, K_PHONE = 1u << 9,
-    K_XID = 1u << 10, K_ATTRS = 1u << 11, K_CONSENT = 1u << 12, K_SRC = 1u << 13,
+    K_V = 1u << 0,
+    K_ACCT = 1u << 1,
+    K_AUD = 1u << 2,
+    K_NAME = 1u << 3,
+    K_LIST = 1u << 4,
+    K_ID = 1u << 5,
+    K_TS = 1u << 6,
+    K_ACT = 1u << 7,
+    K_EMAIL = 1u << 8,
+    K_PHONE = 1u << 9,
+    K_XID = 1u << 10,
+    K_ATTRS = 1u << 11,
+    K_CONSENT = 1u << 12,
+    K_SRC = 1u << 13,
     K_DROPS = 1u << 14
 };
 #define K_REQUIRED (K_V | K_ACCT | K_AUD | K_ID | K_TS | K_ACT | K_EMAIL | K_ATTRS | K_DROPS)
@@ -785,10 +813,21 @@ static const struct {
     const char *name;
     unsigned bit;
 } KEYS[] = {
-    {"v", K_V},         {"acct", K_ACCT},   {"aud", K_AUD},       {"name", K_NAME},
-    {"list", K_LIST},   {"id", K_ID},       {"ts", K_TS},         {"act", K_ACT},
-    {"email", K_EMAIL}, {"phone", K_PHONE}, {"xid", K_XID},       {"attrs", K_ATTRS},
-    {"consent", K_CONSENT}, {"src", K_SRC}, {"drops", K_DROPS},
+    {"v", K_V},
+    {"acct", K_ACCT},
+    {"aud", K_AUD},
+    {"name", K_NAME},
+    {"list", K_LIST},
+    {"id", K_ID},
+    {"ts", K_TS},
+    {"act", K_ACT},
+    {"email", K_EMAIL},
+    {"phone", K_PHONE},
+    {"xid", K_XID},
+    {"attrs", K_ATTRS},
+    {"consent", K_CONSENT},
+    {"src", K_SRC},
+    {"drops", K_DROPS},
 };
 
 static bool rd_member(struct jr *j, unsigned bit, struct aw_change *c)

@@ -163,8 +163,8 @@ static enum aw_err build_batch(const char *prefix, const char *suffix, const voi
 enum field_kind { F_STRING, F_STRING_OR_NUMBER };
 
 struct field {
-    const char *path;     /* aw_change_attr.path */
-    const char *key;      /* key inside attributes (or inside location) */
+    const char *path; /* aw_change_attr.path */
+    const char *key;  /* key inside attributes (or inside location) */
     bool in_location;
     enum field_kind kind;
 };
@@ -487,9 +487,9 @@ static bool format_rfc3339_ms(uint64_t unix_ms, char *buf, size_t len)
     struct tm tm;
     if (!gmtime_r(&secs, &tm))
         return false;
-    int n = snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (unsigned)(unix_ms % 1000u));
+    int n =
+        snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(unix_ms % 1000u));
     return n > 0 && (size_t)n < len;
 }
 
@@ -519,8 +519,7 @@ static enum aw_err subscription_profile(const struct aw_change *c, bool subscrib
             marketing = json_pack("{s:s}", "consent", "UNSUBSCRIBED");
         }
         json_t *chan = marketing ? json_pack("{s:o}", "marketing", marketing) : NULL;
-        if (!chan ||
-            json_object_set_new(subs, aw_change_channel_str(cs->channel), chan) != 0)
+        if (!chan || json_object_set_new(subs, aw_change_channel_str(cs->channel), chan) != 0)
             err = AW_ERR_FATAL;
         if (cs->channel == AW_CHANNEL_SMS)
             sms = true;
@@ -597,10 +596,9 @@ enum aw_err aw_payload_build_subscribe(const struct aw_change *const *changes, s
         (void)aw_buf_append(&prefix, ",", 1);
     }
     (void)aw_buf_append_str(&prefix, "\"historical_import\":true,\"profiles\":{\"data\":[");
-    enum aw_err err = build_batch(prefix.data, "]}}}}", (const void *const *)changes, run,
-                                  subscribe_profile,
-                                  clamp_limit(max_items, AW_PAYLOAD_SUBSCRIBE_MAX_PROFILES),
-                                  (size_t)-1, 0, out, consumed);
+    enum aw_err err = build_batch(
+        prefix.data, "]}}}}", (const void *const *)changes, run, subscribe_profile,
+        clamp_limit(max_items, AW_PAYLOAD_SUBSCRIBE_MAX_PROFILES), (size_t)-1, 0, out, consumed);
     aw_buf_free(&prefix);
     return err;
 }
@@ -650,7 +648,8 @@ enum aw_err aw_payload_build_create_list(const char *name, char **out)
     json_t *s = jstr(name);
     if (!s)
         return AW_ERR_INVALID;
-    *out = dump_take(json_pack("{s:{s:s,s:{s:o}}}", "data", "type", "list", "attributes", "name", s));
+    *out =
+        dump_take(json_pack("{s:{s:s,s:{s:o}}}", "data", "type", "list", "attributes", "name", s));
     return *out ? AW_OK : AW_ERR_FATAL;
 }
 
@@ -1018,8 +1017,8 @@ enum aw_err aw_payload_parse_import_errors(const char *body, size_t len,
     AW_ASSERT(out != NULL);
     memset(out, 0, sizeof *out);
     json_t *doc = load_doc(body, len);
-    enum aw_err err = doc ? parse_errors(doc, json_object_get(doc, "data"), true, out)
-                          : AW_ERR_PROTOCOL;
+    enum aw_err err =
+        doc ? parse_errors(doc, json_object_get(doc, "data"), true, out) : AW_ERR_PROTOCOL;
     json_decref(doc);
     if (err != AW_OK)
         aw_payload_errors_clear(out);
@@ -1031,8 +1030,8 @@ enum aw_err aw_payload_parse_error_doc(const char *body, size_t len, struct aw_p
     AW_ASSERT(out != NULL);
     memset(out, 0, sizeof *out);
     json_t *doc = load_doc(body, len);
-    enum aw_err err = doc ? parse_errors(doc, json_object_get(doc, "errors"), false, out)
-                          : AW_ERR_PROTOCOL;
+    enum aw_err err =
+        doc ? parse_errors(doc, json_object_get(doc, "errors"), false, out) : AW_ERR_PROTOCOL;
     json_decref(doc);
     if (err != AW_OK)
         aw_payload_errors_clear(out);
@@ -1052,8 +1051,8 @@ void aw_payload_page_clear(struct aw_payload_page *page)
     memset(page, 0, sizeof *page);
 }
 
-static enum aw_err parse_page(const char *body, size_t len, const char *type,
-                              const char *value_key, struct aw_payload_page *out)
+static enum aw_err parse_page(const char *body, size_t len, const char *type, const char *value_key,
+                              struct aw_payload_page *out)
 {
     AW_ASSERT(out != NULL);
     memset(out, 0, sizeof *out);

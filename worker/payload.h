@@ -48,20 +48,20 @@ struct aw_change;
 #define AW_PAYLOAD_LISTS_PAGE_MAX 10u
 
 /* x-klaviyo-ratelimit of each operation: burst per second, steady per minute (daily if any). */
-#define AW_KLAVIYO_RL_IMPORT_JOB_BURST_S 10u      /* bulk import create, get job, import-errors */
+#define AW_KLAVIYO_RL_IMPORT_JOB_BURST_S 10u /* bulk import create, get job, import-errors */
 #define AW_KLAVIYO_RL_IMPORT_JOB_STEADY_M 150u
-#define AW_KLAVIYO_RL_LIST_MEMBERS_BURST_S 10u    /* add/remove profiles to/from a list */
+#define AW_KLAVIYO_RL_LIST_MEMBERS_BURST_S 10u /* add/remove profiles to/from a list */
 #define AW_KLAVIYO_RL_LIST_MEMBERS_STEADY_M 150u
-#define AW_KLAVIYO_RL_SUBSCRIPTION_BURST_S 75u    /* bulk subscribe and bulk unsubscribe jobs */
+#define AW_KLAVIYO_RL_SUBSCRIPTION_BURST_S 75u /* bulk subscribe and bulk unsubscribe jobs */
 #define AW_KLAVIYO_RL_SUBSCRIPTION_STEADY_M 750u
-#define AW_KLAVIYO_RL_CREATE_LIST_BURST_S 10u     /* POST /api/lists */
+#define AW_KLAVIYO_RL_CREATE_LIST_BURST_S 10u /* POST /api/lists */
 #define AW_KLAVIYO_RL_CREATE_LIST_STEADY_M 150u
 #define AW_KLAVIYO_RL_CREATE_LIST_DAILY 150u
-#define AW_KLAVIYO_RL_GET_PROFILES_BURST_S 75u    /* GET /api/profiles (no predictive fields) */
+#define AW_KLAVIYO_RL_GET_PROFILES_BURST_S 75u /* GET /api/profiles (no predictive fields) */
 #define AW_KLAVIYO_RL_GET_PROFILES_STEADY_M 750u
-#define AW_KLAVIYO_RL_GET_LISTS_BURST_S 75u       /* GET /api/lists */
+#define AW_KLAVIYO_RL_GET_LISTS_BURST_S 75u /* GET /api/lists */
 #define AW_KLAVIYO_RL_GET_LISTS_STEADY_M 750u
-#define AW_KLAVIYO_RL_PROFILE_IMPORT_BURST_S 75u  /* POST /api/profile-import */
+#define AW_KLAVIYO_RL_PROFILE_IMPORT_BURST_S 75u /* POST /api/profile-import */
 #define AW_KLAVIYO_RL_PROFILE_IMPORT_STEADY_M 750u
 
 /* ---- Request bodies ------------------------------------------------------------------------
@@ -146,11 +146,11 @@ enum aw_payload_job_status {
 };
 
 struct aw_payload_import_job {
-    char *id;                          /* owned job id */
+    char *id; /* owned job id */
     enum aw_payload_job_status status;
     int64_t total_count;
-    int64_t completed_count;           /* 0 when absent or null */
-    int64_t failed_count;              /* 0 when absent or null */
+    int64_t completed_count; /* 0 when absent or null */
+    int64_t failed_count;    /* 0 when absent or null */
 };
 
 /* Bulk import job document (POST 202 / GET /api/profile-bulk-import-jobs/{id} 200). */
@@ -164,22 +164,22 @@ const char *aw_payload_job_status_str(enum aw_payload_job_status status);
 
 /* One entry of an errors list: a JSON:API error object or an import-error resource. */
 struct aw_payload_error {
-    char *id;           /* owned; "" when absent */
-    int status;         /* HTTP status from the error object, 0 when absent (import errors) */
-    char *code;         /* owned; "" when absent */
-    char *title;        /* owned; "" when absent */
-    char *detail;       /* owned; "" when absent -- free text, may quote input: never log */
-    char *pointer;      /* owned source.pointer; NULL when absent */
-    bool has_index;     /* pointer names a record: /data/attributes/profiles/data/<n>/... */
-    size_t index;       /* that record's position in the request body, when has_index */
-    char *email;        /* owned email of the failing record (import errors' original_payload),
-                           NULL when absent -- personal data: never log */
+    char *id;       /* owned; "" when absent */
+    int status;     /* HTTP status from the error object, 0 when absent (import errors) */
+    char *code;     /* owned; "" when absent */
+    char *title;    /* owned; "" when absent */
+    char *detail;   /* owned; "" when absent -- free text, may quote input: never log */
+    char *pointer;  /* owned source.pointer; NULL when absent */
+    bool has_index; /* pointer names a record: /data/attributes/profiles/data/<n>/... */
+    size_t index;   /* that record's position in the request body, when has_index */
+    char *email;    /* owned email of the failing record (import errors' original_payload),
+                       NULL when absent -- personal data: never log */
 };
 
 struct aw_payload_errors {
     struct aw_payload_error *items; /* owned array */
     size_t n;
-    char *next_cursor;  /* owned page[cursor] of links.next (import-errors pages), or NULL */
+    char *next_cursor; /* owned page[cursor] of links.next (import-errors pages), or NULL */
 };
 
 /* GET /api/profile-bulk-import-jobs/{id}/import-errors page. */
@@ -202,7 +202,7 @@ struct aw_payload_pair {
 struct aw_payload_page {
     struct aw_payload_pair *items; /* owned array */
     size_t n;
-    char *next_cursor;             /* owned page[cursor] of links.next, or NULL on the last page */
+    char *next_cursor; /* owned page[cursor] of links.next, or NULL on the last page */
 };
 
 /* GET /api/profiles page: (id, attributes.email). */

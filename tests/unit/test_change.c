@@ -76,11 +76,14 @@ static void test_roundtrip_full(void)
     char *text = NULL;
     AW_CHECK_INT_EQ(aw_change_encode(&c, &text), AW_OK);
     AW_CHECK(text != NULL);
-    AW_CHECK_STR_EQ(text,
-        "{\"v\":1,\"acct\":\"12345\",\"aud\":\"678\",\"name\":\"VIP \\\"gold\\\" \\\\ list / \xc3\xa9\","
+    AW_CHECK_STR_EQ(
+        text,
+        "{\"v\":1,\"acct\":\"12345\",\"aud\":\"678\",\"name\":\"VIP \\\"gold\\\" \\\\ list / "
+        "\xc3\xa9\","
         "\"list\":\"Y6nRLr\",\"id\":\"ev-ABC\",\"ts\":\"18446744073709551615\",\"act\":\"add\","
         "\"email\":\"o'hara,\\\"x\\\"@example.com\",\"phone\":\"+14155550100\",\"xid\":\"cust-1\","
-        "\"attrs\":{\"first_name\":\"\\\"Ann\\\\n\\\\u00e9\\\"\",\"location.country\":\"\\\"DE\\\"\","
+        "\"attrs\":{\"first_name\":\"\\\"Ann\\\\n\\\\u00e9\\\"\",\"location.country\":"
+        "\"\\\"DE\\\"\","
         "\"properties.a.b\":\"[1,2.5,{\\\"k\\\":null}]\",\"properties.gone\":null},"
         "\"consent\":{\"email\":{\"sub\":true,\"at\":\"1700000000123\"},\"sms\":{\"sub\":false}},"
         "\"src\":\"web\\u0009form\",\"drops\":3}");
@@ -143,10 +146,11 @@ static void test_decode_cjson_variants(void)
 
     /* attrs out of order come back sorted; consent order normalised to email, sms;
      * surrogate pairs decode to UTF-8 */
-    const char *t2 = "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\","
-                     "\"email\":\"a@b.c\",\"attrs\":{\"z\":\"1\",\"a\":\"\\\"\\ud83d\\ude00\\\"\"},"
-                     "\"consent\":{\"sms\":{\"at\":\"5\",\"sub\":true},\"email\":{\"sub\":false}},"
-                     "\"drops\":0}";
+    const char *t2 =
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\","
+        "\"email\":\"a@b.c\",\"attrs\":{\"z\":\"1\",\"a\":\"\\\"\\ud83d\\ude00\\\"\"},"
+        "\"consent\":{\"sms\":{\"at\":\"5\",\"sub\":true},\"email\":{\"sub\":false}},"
+        "\"drops\":0}";
     AW_CHECK_INT_EQ(aw_change_decode(t2, strlen(t2), &d), AW_OK);
     AW_CHECK_INT_EQ(d.n_attrs, 2);
     if (d.n_attrs == 2) {
@@ -176,45 +180,82 @@ static void test_decode_rejects(void)
         "{}",
         "{\"v\":1}",
         /* missing each required member */
-        "{\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"drops\":0}",
+        "{\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b."
+        "c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\","
+        "\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"act\":\"add\",\"email\":\"a@b.c\","
+        "\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"attrs\":"
+        "{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"drops\":0}",
         /* wrong version, types, values */
-        "{\"v\":2,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":8,\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":1,\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"-1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"18446744073709551616\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"upsert\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":-1}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":1.5}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":4294967296}",
+        "{\"v\":2,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":8,\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@"
+        "b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":1,\"act\":\"add\",\"email\":\"a@"
+        "b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"-1\",\"act\":\"add\","
+        "\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"18446744073709551616\","
+        "\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"upsert\","
+        "\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"drops\":-1}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"drops\":1.5}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"drops\":4294967296}",
         /* attrs: value not a string, value not JSON, duplicate path, empty path */
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{\"a\":1},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{\"a\":\"not json\"},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{\"a\":\"1\",\"a\":null},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{\"\":\"1\"},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":[1],\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{\"a\":1},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{\"a\":\"not json\"},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{\"a\":\"1\",\"a\":null},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{\"\":\"1\"},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":[1],\"drops\":0}",
         /* consent: missing sub, sub not bool, duplicate channel, bad at */
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"consent\":{\"email\":{}},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"consent\":{\"email\":{\"sub\":1}},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"consent\":{\"sms\":{\"sub\":true},\"sms\":{\"sub\":true}},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"consent\":{\"sms\":{\"sub\":true,\"at\":\"x\"}},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"consent\":{\"email\":{}},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"consent\":{\"email\":{\"sub\":1}},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"consent\":{\"sms\":{\"sub\":true},\"sms\":{\"sub\":true}},"
+        "\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"consent\":{\"sms\":{\"sub\":true,\"at\":\"x\"}},\"drops\":0}",
         /* duplicate member, trailing garbage, trailing comma, NUL escape, bad UTF-8, raw control */
-        "{\"v\":1,\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}x",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0,}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a\\u0000@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a\xff@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a\xc0\xaf@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a\\ud800@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a\n@b.c\",\"attrs\":{},\"drops\":0}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0,\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0,\"x\":[1,]}",
-        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0,\"x\":01}",
+        "{\"v\":1,\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\","
+        "\"email\":\"a@b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"drops\":0}x",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"drops\":0,}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a\\u0000@b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a\xff@b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a\xc0\xaf@b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a\\ud800@b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a\n@b.c\",\"attrs\":{},\"drops\":0}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"drops\":0,\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+        "[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"drops\":0,\"x\":[1,]}",
+        "{\"v\":1,\"acct\":\"8\",\"aud\":\"9\",\"id\":\"E\",\"ts\":\"1\",\"act\":\"add\",\"email\":"
+        "\"a@b.c\",\"attrs\":{},\"drops\":0,\"x\":01}",
     };
     struct aw_change d;
     AW_CHECK_INT_EQ(aw_change_decode(base_ok, strlen(base_ok), &d), AW_OK);

@@ -34,7 +34,7 @@ static void base(struct aw_change *c, const char *email)
     c->email = aw_strdup(email);
 }
 
-#define IMPORT_PREFIX \
+#define IMPORT_PREFIX                                                                              \
     "{\"data\":{\"type\":\"profile-bulk-import-job\",\"attributes\":{\"profiles\":{\"data\":["
 
 static void test_import_exact(void)
@@ -43,22 +43,23 @@ static void test_import_exact(void)
     base(&a, "a\"q@x.io");
     a.phone_e164 = aw_strdup("+15005550006");
     attr(&a, "first_name", "\"Ann\"");
-    attr(&a, "last_name", NULL);              /* field unset: not in the bulk body */
+    attr(&a, "last_name", NULL); /* field unset: not in the bulk body */
     attr(&a, "location.city", "\"Paris\"");
-    attr(&a, "location.zip", "75001");        /* number in a string field -> its text */
-    attr(&a, "properties.a.b", "[1,\"x\"]");  /* dotted property name kept whole */
-    attr(&a, "properties.old", NULL);         /* property unset -> meta.patch_properties */
-    attr(&a, "properties.z", "null");         /* JSON null = unset too */
+    attr(&a, "location.zip", "75001");       /* number in a string field -> its text */
+    attr(&a, "properties.a.b", "[1,\"x\"]"); /* dotted property name kept whole */
+    attr(&a, "properties.old", NULL);        /* property unset -> meta.patch_properties */
+    attr(&a, "properties.z", "null");        /* JSON null = unset too */
     base(&b, "b@x.io");
     const struct aw_change *in[2] = {&a, &b};
     char *body = NULL;
     size_t used = 0;
     AW_CHECK_INT_EQ(aw_payload_build_import(in, 2, "L1", 0, 0, &body, &used), AW_OK);
     AW_CHECK_INT_EQ(used, 2);
-    AW_CHECK_STR_EQ(body,
-        IMPORT_PREFIX
+    AW_CHECK_STR_EQ(
+        body, IMPORT_PREFIX
         "{\"type\":\"profile\",\"attributes\":{\"email\":\"a\\\"q@x.io\",\"phone_number\":"
-        "\"+15005550006\",\"first_name\":\"Ann\",\"location\":{\"city\":\"Paris\",\"zip\":\"75001\"},"
+        "\"+15005550006\",\"first_name\":\"Ann\",\"location\":{\"city\":\"Paris\",\"zip\":"
+        "\"75001\"},"
         "\"properties\":{\"a.b\":[1,\"x\"]}},\"meta\":{\"patch_properties\":{\"unset\":"
         "[\"old\",\"z\"]}}},"
         "{\"type\":\"profile\",\"attributes\":{\"email\":\"b@x.io\"}}"
@@ -67,7 +68,7 @@ static void test_import_exact(void)
 
     AW_CHECK_INT_EQ(aw_payload_build_import(in + 1, 1, NULL, 0, 0, &body, &used), AW_OK);
     AW_CHECK_STR_EQ(body, IMPORT_PREFIX "{\"type\":\"profile\",\"attributes\":{\"email\":"
-                          "\"b@x.io\"}}]}}}}");
+                                        "\"b@x.io\"}}]}}}}");
     free(body);
 
     /* field clears go through profile-import with nulls, nothing else */
@@ -218,7 +219,8 @@ static void test_subscriptions(void)
     size_t used = 0;
     AW_CHECK_INT_EQ(aw_payload_build_subscribe(in, 4, 0, &body, &used), AW_OK);
     AW_CHECK_INT_EQ(used, 2); /* stops at the change with another custom_source */
-    AW_CHECK_STR_EQ(body,
+    AW_CHECK_STR_EQ(
+        body,
         "{\"data\":{\"type\":\"profile-subscription-bulk-create-job\",\"attributes\":{"
         "\"custom_source\":\"src \\\"1\\\"\",\"historical_import\":true,\"profiles\":{\"data\":["
         "{\"type\":\"profile\",\"attributes\":{\"email\":\"a@x.io\",\"phone_number\":"
@@ -243,7 +245,8 @@ static void test_subscriptions(void)
     AW_CHECK_INT_EQ(aw_payload_build_subscribe(in + 3, 1, 0, &body, &used), AW_ERR_INVALID);
 
     AW_CHECK_INT_EQ(aw_payload_build_unsubscribe(in + 3, 1, 0, &body, &used), AW_OK);
-    AW_CHECK_STR_EQ(body,
+    AW_CHECK_STR_EQ(
+        body,
         "{\"data\":{\"type\":\"profile-subscription-bulk-delete-job\",\"attributes\":{"
         "\"profiles\":{\"data\":[{\"type\":\"profile\",\"attributes\":{\"email\":\"d@x.io\","
         "\"phone_number\":\"+15005550007\",\"subscriptions\":{\"email\":{\"marketing\":{"
@@ -359,13 +362,21 @@ static void test_parse_import_job(void)
     aw_payload_import_job_clear(&job);
 
     static const char *const bad[] = {
-        "", "[]", "{\"data\":null}",
-        "{\"data\":{\"type\":\"list\",\"id\":\"J\",\"attributes\":{\"status\":\"queued\",\"total_count\":1}}}",
-        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":\"J\",\"attributes\":{\"status\":\"weird\",\"total_count\":1}}}",
-        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":\"J\",\"attributes\":{\"status\":\"queued\"}}}",
-        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":\"J\",\"attributes\":{\"status\":\"queued\",\"total_count\":-1}}}",
-        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":7,\"attributes\":{\"status\":\"queued\",\"total_count\":1}}}",
-        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":\"J\\u0000K\",\"attributes\":{\"status\":\"queued\",\"total_count\":1}}}",
+        "",
+        "[]",
+        "{\"data\":null}",
+        "{\"data\":{\"type\":\"list\",\"id\":\"J\",\"attributes\":{\"status\":\"queued\",\"total_"
+        "count\":1}}}",
+        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":\"J\",\"attributes\":{\"status\":"
+        "\"weird\",\"total_count\":1}}}",
+        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":\"J\",\"attributes\":{\"status\":"
+        "\"queued\"}}}",
+        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":\"J\",\"attributes\":{\"status\":"
+        "\"queued\",\"total_count\":-1}}}",
+        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":7,\"attributes\":{\"status\":"
+        "\"queued\",\"total_count\":1}}}",
+        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":\"J\\u0000K\",\"attributes\":{"
+        "\"status\":\"queued\",\"total_count\":1}}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         AW_CHECK_MSG(aw_payload_parse_import_job(bad[i], strlen(bad[i]), &job) == AW_ERR_PROTOCOL,
@@ -383,8 +394,10 @@ static void test_parse_errors(void)
         "\"type\":\"profile\",\"attributes\":{\"email\":\"x@y.io\"}}}},"
         "{\"type\":\"import-error\",\"id\":\"e2\",\"attributes\":{\"code\":\"invalid\",\"title\":"
         "\"T\",\"detail\":\"D\",\"source\":{\"pointer\":\"/data\"},\"original_payload\":null}}],"
-        "\"links\":{\"self\":\"https://a.klaviyo.com/api/profile-bulk-import-jobs/J/import-errors/\","
-        "\"next\":\"https://a.klaviyo.com/api/profile-bulk-import-jobs/J/import-errors/?page%5Bsize%5D=100&page%5Bcursor%5D=bmV4dA%3D%3D\"}}";
+        "\"links\":{\"self\":\"https://a.klaviyo.com/api/profile-bulk-import-jobs/J/import-errors/"
+        "\","
+        "\"next\":\"https://a.klaviyo.com/api/profile-bulk-import-jobs/J/import-errors/"
+        "?page%5Bsize%5D=100&page%5Bcursor%5D=bmV4dA%3D%3D\"}}";
     struct aw_payload_errors errs;
     AW_CHECK_INT_EQ(aw_payload_parse_import_errors(page, strlen(page), &errs), AW_OK);
     AW_CHECK_INT_EQ(errs.n, 2);
@@ -425,8 +438,11 @@ static void test_parse_errors(void)
         AW_CHECK_INT_EQ(errs.items[2].status, 0);
     }
     aw_payload_errors_clear(&errs);
-    static const char *const bad[] = {"{}", "{\"errors\":{}}", "{\"errors\":[1]}",
-                                      "{\"errors\":[{\"id\":1}]}", "not json",
+    static const char *const bad[] = {"{}",
+                                      "{\"errors\":{}}",
+                                      "{\"errors\":[1]}",
+                                      "{\"errors\":[{\"id\":1}]}",
+                                      "not json",
                                       "{\"errors\":[{\"source\":\"x\"}]}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         AW_CHECK_MSG(aw_payload_parse_error_doc(bad[i], strlen(bad[i]), &errs) == AW_ERR_PROTOCOL,
@@ -450,7 +466,8 @@ static void test_parse_pages(void)
         "{\"data\":[{\"type\":\"profile\",\"id\":\"01P1\",\"attributes\":{\"email\":\"a@x.io\","
         "\"phone_number\":null,\"properties\":{}},\"links\":{\"self\":\"s\"}},"
         "{\"type\":\"profile\",\"id\":\"01P2\",\"attributes\":{\"email\":null}}],"
-        "\"links\":{\"self\":\"s\",\"next\":\"https://a.klaviyo.com/api/profiles/?filter=x&page[cursor]=abc%2Bdef\","
+        "\"links\":{\"self\":\"s\",\"next\":\"https://a.klaviyo.com/api/profiles/"
+        "?filter=x&page[cursor]=abc%2Bdef\","
         "\"prev\":null}}";
     struct aw_payload_page page;
     AW_CHECK_INT_EQ(aw_payload_parse_profiles_page(profiles, strlen(profiles), &page), AW_OK);
@@ -464,9 +481,10 @@ static void test_parse_pages(void)
     AW_CHECK_STR_EQ(page.next_cursor, "abc+def");
     aw_payload_page_clear(&page);
 
-    const char *lists = "{\"data\":[{\"type\":\"list\",\"id\":\"Y6nRLr\",\"attributes\":{\"name\":"
-                        "\"Newsletter\",\"created\":\"2022-11-08T00:00:00+00:00\",\"opt_in_process\":"
-                        "\"single_opt_in\"}}],\"links\":{\"self\":\"s\"}}";
+    const char *lists =
+        "{\"data\":[{\"type\":\"list\",\"id\":\"Y6nRLr\",\"attributes\":{\"name\":"
+        "\"Newsletter\",\"created\":\"2022-11-08T00:00:00+00:00\",\"opt_in_process\":"
+        "\"single_opt_in\"}}],\"links\":{\"self\":\"s\"}}";
     AW_CHECK_INT_EQ(aw_payload_parse_lists_page(lists, strlen(lists), &page), AW_OK);
     AW_CHECK(page.n == 1 && page.next_cursor == NULL);
     if (page.n == 1) {
@@ -475,11 +493,13 @@ static void test_parse_pages(void)
     }
     aw_payload_page_clear(&page);
     /* a profile page is not a list page */
-    AW_CHECK_INT_EQ(aw_payload_parse_lists_page(profiles, strlen(profiles), &page), AW_ERR_PROTOCOL);
+    AW_CHECK_INT_EQ(aw_payload_parse_lists_page(profiles, strlen(profiles), &page),
+                    AW_ERR_PROTOCOL);
     AW_CHECK(page.items == NULL && page.n == 0);
     const char *noid = "{\"data\":[{\"type\":\"list\",\"attributes\":{}}]}";
     AW_CHECK_INT_EQ(aw_payload_parse_lists_page(noid, strlen(noid), &page), AW_ERR_PROTOCOL);
-    const char *badname = "{\"data\":[{\"type\":\"list\",\"id\":\"L\",\"attributes\":{\"name\":5}}]}";
+    const char *badname =
+        "{\"data\":[{\"type\":\"list\",\"id\":\"L\",\"attributes\":{\"name\":5}}]}";
     AW_CHECK_INT_EQ(aw_payload_parse_lists_page(badname, strlen(badname), &page), AW_ERR_PROTOCOL);
 
     char *id = NULL;
