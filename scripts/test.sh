@@ -7,6 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
 label=${AW_TEST_LABEL:-}   # e.g. AW_TEST_LABEL=unit for the fast subset
 ctest_args=(--output-on-failure --no-tests=error)
+
+bash "$root/scripts/install-deps.sh"
 [ -n "$label" ] && ctest_args+=(-L "$label")
 
 echo "== release build (gcc, -Werror) =="

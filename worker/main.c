@@ -201,8 +201,9 @@ static int cmd_run(const struct aw_settings *s)
     struct aw_flusher *flusher = NULL;
     const char **extra = NULL;
 
-    if (s->process.accounts_file && aw_account_config_load(s->process.accounts_file, NULL, NULL,
-                                                           &accounts, err, sizeof err) != AW_OK) {
+    if (s->process.accounts_file &&
+        aw_account_config_load(s->process.accounts_file, aw_settings_getenv_process, NULL,
+                               &accounts, err, sizeof err) != AW_OK) {
         char q[1100];
         AW_LOG_ERROR("main", "invalid account config file", "problems=%s",
                      aw_log_quote(q, sizeof q, err));
