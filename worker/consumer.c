@@ -12,20 +12,26 @@
 #include "common/log.h"
 #include "common/mem.h"
 
+/* The dead-letter producer (also used alone by the flusher thread). */
+struct aw_dlq {
+    rd_kafka_t *rk;
+    char *topic;
+    atomic_bool fatal;
+    /* Deliveries since the last wait; written by the delivery callback, which runs on the
+     * owner's thread inside rd_kafka_poll/flush. */
+    long pending;
+    long failed;
+};
+
 struct aw_consumer {
     rd_kafka_t *rk;       /* consumer */
-    rd_kafka_t *dlq;      /* producer of dead-letter records */
-    char *dlq_topic;
+    struct aw_dlq *dlq;   /* producer of dead-letter records */
     rd_kafka_message_t **batch; /* records of the last poll, owned */
     size_t n_batch;
     size_t cap_batch;
     atomic_int assigned;
     atomic_bool fatal;
     bool closed;
-    /* Dead-letter deliveries since the last wait; written by the delivery callback, which runs
-     * on this thread inside rd_kafka_poll/flush. */
-    long dlq_pending;
-    long dlq_failed;
 };
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -118,13 +124,29 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static void dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
-    struct aw_consumer *c = opaque;
-    c->dlq_pending--;
+    struct aw_dlq *d = opaque;
+    d->pending--;
     if (m->err) {
-        c->dlq_failed++;
+        d->failed++;
         AW_LOG_WARN("consumer", "dead-letter delivery failed", "err=%s",
                     rd_kafka_err2name(m->err));
     }
+}
+
+static void dlq_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct aw_dlq *d = opaque;
+    char q[512];
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char fatal[256];
+        rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+        AW_LOG_ERROR("consumer", "fatal dead-letter producer error", "err=%s detail=%s",
+                     rd_kafka_err2name(ferr), aw_log_quote(q, sizeof q, fatal));
+        atomic_store(&d->fatal, true);
+        return;
+    }
+    AW_LOG_WARN("consumer", "kafka producer error", "err=%s detail=%s",
+                rd_kafka_err2name((rd_kafka_resp_err_t)err), aw_log_quote(q, sizeof q, reason));
 }
 
 static bool set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf, size_t errlen)
@@ -138,11 +160,11 @@ static bool set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbu
     return true;
 }
 
-static bool apply_extra(rd_kafka_conf_t *conf, const struct aw_consumer_config *cfg,
+static bool apply_extra(rd_kafka_conf_t *conf, const char *const *extra, size_t n_extra,
                         bool producer, char *errbuf, size_t errlen)
 {
-    for (size_t i = 0; i < cfg->n_extra; i++) {
-        const char *k = cfg->extra[2 * i], *v = cfg->extra[2 * i + 1];
+    for (size_t i = 0; i < n_extra; i++) {
+        const char *k = extra[2 * i], *v = extra[2 * i + 1];
         /* Consumer-only properties would make the producer refuse to start, and vice versa;
          * librdkafka ignores the other role's properties with a warning, which is fine. */
         if (producer && (strncmp(k, "group.", 6) == 0 || strncmp(k, "partition.assignment", 20) == 0 ||
@@ -161,17 +183,15 @@ struct aw_consumer *aw_consumer_new(const struct aw_consumer_config *cfg, char *
 {
     struct aw_consumer *c = aw_calloc(1, sizeof *c);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_t *pconf = rd_kafka_conf_new();
     rd_kafka_topic_partition_list_t *subs = NULL;
     char err[512];
 
-    c->dlq_topic = aw_strdup(cfg->dlq_topic);
     if (!set(conf, "bootstrap.servers", cfg->brokers, errbuf, errlen) ||
         !set(conf, "group.id", cfg->group, errbuf, errlen) ||
         (cfg->client_id && !set(conf, "client.id", cfg->client_id, errbuf, errlen)) ||
         !set(conf, "partition.assignment.strategy", "cooperative-sticky", errbuf, errlen) ||
         !set(conf, "auto.offset.reset", "earliest", errbuf, errlen) ||
-        !apply_extra(conf, cfg, false, errbuf, errlen) ||
+        !apply_extra(conf, cfg->extra, cfg->n_extra, false, errbuf, errlen) ||
         /* Delivery-critical: forced after the extra properties so a file cannot undo them. */
         !set(conf, "enable.auto.offset.store", "false", errbuf, errlen) ||
         !set(conf, "enable.auto.commit", "true", errbuf, errlen) ||
@@ -182,31 +202,16 @@ struct aw_consumer *aw_consumer_new(const struct aw_consumer_config *cfg, char *
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 
-    if (!set(pconf, "bootstrap.servers", cfg->brokers, errbuf, errlen) ||
-        (cfg->client_id && !set(pconf, "client.id", cfg->client_id, errbuf, errlen)) ||
-        !apply_extra(pconf, cfg, true, errbuf, errlen) ||
-        /* Dead-letter records must not be lost or duplicated by producer retries. */
-        !set(pconf, "enable.idempotence", "true", errbuf, errlen) ||
-        !set(pconf, "acks", "all", errbuf, errlen) ||
-        !set(pconf, "linger.ms", "5", errbuf, errlen))
-        goto fail;
-    rd_kafka_conf_set_opaque(pconf, c);
-    rd_kafka_conf_set_log_cb(pconf, log_cb);
-    rd_kafka_conf_set_error_cb(pconf, error_cb);
-    rd_kafka_conf_set_dr_msg_cb(pconf, dlq_dr_cb);
-
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!c->rk) {
         snprintf(errbuf, errlen, "kafka consumer: %s", err);
         goto fail;
     }
     conf = NULL; /* owned by rk now */
-    c->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
-    if (!c->dlq) {
-        snprintf(errbuf, errlen, "kafka dead-letter producer: %s", err);
+    c->dlq = aw_dlq_new(cfg->brokers, cfg->dlq_topic, cfg->extra, cfg->n_extra, cfg->client_id,
+                        errbuf, errlen);
+    if (!c->dlq)
         goto fail;
-    }
-    pconf = NULL;
     rd_kafka_poll_set_consumer(c->rk);
 
     subs = rd_kafka_topic_partition_list_new((int)cfg->n_topics);
@@ -223,8 +228,6 @@ struct aw_consumer *aw_consumer_new(const struct aw_consumer_config *cfg, char *
 fail:
     if (conf)
         rd_kafka_conf_destroy(conf);
-    if (pconf)
-        rd_kafka_conf_destroy(pconf);
     c->closed = true; /* never subscribed or joined: nothing to leave */
     aw_consumer_free(c);
     return NULL;
@@ -236,7 +239,7 @@ size_t aw_consumer_poll(struct aw_consumer *c, struct aw_consumer_msg *out, size
     aw_consumer_release(c);
     aw_grow((void **)&c->batch, &c->cap_batch, max, sizeof *c->batch);
     /* Serve the producer's delivery reports too. */
-    rd_kafka_poll(c->dlq, 0);
+    rd_kafka_poll(c->dlq->rk, 0);
     size_t n = 0;
     int wait = timeout_ms;
     while (n < max) {
@@ -315,6 +318,54 @@ enum aw_err aw_consumer_rewind(struct aw_consumer *c, const struct aw_consumer_m
     return rc;
 }
 
+/* Produces body with hdrs (taken in every case) plus the aw.* headers. */
+static enum aw_err dlq_produce_hdrs(struct aw_dlq *d, rd_kafka_headers_t *hdrs, const void *key,
+                                    size_t key_len, const void *body, size_t len,
+                                    const char *reason, const char *stage, const char *src_topic,
+                                    int32_t src_partition, int64_t src_offset)
+{
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%" PRId32, src_partition);
+    snprintf(off, sizeof off, "%" PRId64, src_offset);
+    rd_kafka_header_add(hdrs, "aw.reason", -1, reason, -1);
+    rd_kafka_header_add(hdrs, "aw.stage", -1, stage, -1);
+    rd_kafka_header_add(hdrs, "aw.source.topic", -1, src_topic, -1);
+    rd_kafka_header_add(hdrs, "aw.source.partition", -1, part, -1);
+    rd_kafka_header_add(hdrs, "aw.source.offset", -1, off, -1);
+    /* The array form: the RD_KAFKA_V_* macros use GNU statement expressions (not C11). */
+    rd_kafka_vu_t vu[5];
+    memset(vu, 0, sizeof vu);
+    vu[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+    vu[0].u.cstr = d->topic;
+    vu[1].vtype = RD_KAFKA_VTYPE_VALUE;
+    vu[1].u.mem.ptr = (void *)body;
+    vu[1].u.mem.size = len;
+    vu[2].vtype = RD_KAFKA_VTYPE_KEY;
+    vu[2].u.mem.ptr = (void *)key;
+    vu[2].u.mem.size = key ? key_len : 0;
+    vu[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vu[3].u.i = RD_KAFKA_MSG_F_COPY;
+    vu[4].vtype = RD_KAFKA_VTYPE_HEADERS;
+    vu[4].u.headers = hdrs;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int attempt = 0;; attempt++) {
+        rd_kafka_error_t *e = rd_kafka_produceva(d->rk, vu, 5);
+        err = e ? rd_kafka_error_code(e) : RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (e)
+            rd_kafka_error_destroy(e);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 50)
+            break;
+        rd_kafka_poll(d->rk, 100); /* let deliveries drain the queue */
+    }
+    if (err) {
+        rd_kafka_headers_destroy(hdrs); /* not taken on failure */
+        AW_LOG_WARN("consumer", "dead-letter produce failed", "err=%s", rd_kafka_err2name(err));
+        return AW_ERR_IO;
+    }
+    d->pending++;
+    return AW_OK;
+}
+
 enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, const struct aw_consumer_msg *src,
                                     const void *body, size_t len, const char *reason,
                                     const char *stage)
@@ -326,70 +377,25 @@ enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, const struct aw_consu
         hdrs = rd_kafka_headers_copy(orig);
     else
         hdrs = rd_kafka_headers_new(8);
-    char part[16], off[24];
-    snprintf(part, sizeof part, "%" PRId32, src->partition);
-    snprintf(off, sizeof off, "%" PRId64, src->offset);
-    rd_kafka_header_add(hdrs, "aw.reason", -1, reason, -1);
-    rd_kafka_header_add(hdrs, "aw.stage", -1, stage, -1);
-    rd_kafka_header_add(hdrs, "aw.source.topic", -1, src->topic, -1);
-    rd_kafka_header_add(hdrs, "aw.source.partition", -1, part, -1);
-    rd_kafka_header_add(hdrs, "aw.source.offset", -1, off, -1);
     if (!body) {
         body = src->payload;
         len = src->len;
     }
-    /* The array form: the RD_KAFKA_V_* macros use GNU statement expressions (not C11). */
-    rd_kafka_vu_t vu[5];
-    memset(vu, 0, sizeof vu);
-    vu[0].vtype = RD_KAFKA_VTYPE_TOPIC;
-    vu[0].u.cstr = c->dlq_topic;
-    vu[1].vtype = RD_KAFKA_VTYPE_VALUE;
-    vu[1].u.mem.ptr = (void *)body;
-    vu[1].u.mem.size = len;
-    vu[2].vtype = RD_KAFKA_VTYPE_KEY;
-    vu[2].u.mem.ptr = (void *)src->key;
-    vu[2].u.mem.size = src->key_len;
-    vu[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
-    vu[3].u.i = RD_KAFKA_MSG_F_COPY;
-    vu[4].vtype = RD_KAFKA_VTYPE_HEADERS;
-    vu[4].u.headers = hdrs;
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    for (int attempt = 0;; attempt++) {
-        rd_kafka_error_t *e = rd_kafka_produceva(c->dlq, vu, 5);
-        err = e ? rd_kafka_error_code(e) : RD_KAFKA_RESP_ERR_NO_ERROR;
-        if (e)
-            rd_kafka_error_destroy(e);
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 50)
-            break;
-        rd_kafka_poll(c->dlq, 100); /* let deliveries drain the queue */
-    }
-    if (err) {
-        rd_kafka_headers_destroy(hdrs); /* not taken on failure */
-        AW_LOG_WARN("consumer", "dead-letter produce failed", "err=%s", rd_kafka_err2name(err));
-        return AW_ERR_IO;
-    }
-    c->dlq_pending++;
-    return AW_OK;
+    return dlq_produce_hdrs(c->dlq, hdrs, src->key, src->key_len, body, len, reason, stage,
+                            src->topic, src->partition, src->offset);
 }
 
 enum aw_err aw_consumer_dlq_wait(struct aw_consumer *c, int timeout_ms)
 {
-    enum aw_err rc = AW_OK;
-    if (c->dlq_pending > 0)
-        rd_kafka_flush(c->dlq, timeout_ms);
-    if (c->dlq_failed > 0)
-        rc = AW_ERR_IO;
-    else if (c->dlq_pending > 0)
-        rc = AW_ERR_TIMEOUT;
-    /* Late reports of this set are not counted against the next one. */
-    c->dlq_failed = 0;
-    c->dlq_pending = 0;
-    return rc;
+    return aw_dlq_wait(c->dlq, timeout_ms);
 }
 
 int aw_consumer_assigned_count(const struct aw_consumer *c) { return atomic_load(&c->assigned); }
 
-bool aw_consumer_is_fatal(const struct aw_consumer *c) { return atomic_load(&c->fatal); }
+bool aw_consumer_is_fatal(const struct aw_consumer *c)
+{
+    return atomic_load(&c->fatal) || (c->dlq && aw_dlq_is_fatal(c->dlq));
+}
 
 void aw_consumer_close(struct aw_consumer *c)
 {
@@ -414,12 +420,86 @@ void aw_consumer_free(struct aw_consumer *c)
         aw_consumer_close(c);
     aw_consumer_release(c);
     free(c->batch);
-    if (c->dlq) {
-        rd_kafka_flush(c->dlq, 5000);
-        rd_kafka_destroy(c->dlq);
-    }
+    aw_dlq_free(c->dlq);
     if (c->rk)
         rd_kafka_destroy(c->rk);
-    free(c->dlq_topic);
     free(c);
+}
+
+/* ---- Stand-alone dead-letter producer ------------------------------------------------------ */
+
+struct aw_dlq *aw_dlq_new(const char *brokers, const char *topic, const char *const *extra,
+                          size_t n_extra, const char *client_id, char *errbuf, size_t errlen)
+{
+    if (!brokers || !brokers[0] || !topic || !topic[0]) {
+        snprintf(errbuf, errlen, "dead-letter producer: brokers and topic are required");
+        return NULL;
+    }
+    struct aw_dlq *d = aw_calloc(1, sizeof *d);
+    rd_kafka_conf_t *pconf = rd_kafka_conf_new();
+    char err[512];
+    d->topic = aw_strdup(topic);
+    if (!set(pconf, "bootstrap.servers", brokers, errbuf, errlen) ||
+        (client_id && !set(pconf, "client.id", client_id, errbuf, errlen)) ||
+        !apply_extra(pconf, extra, n_extra, true, errbuf, errlen) ||
+        /* Dead-letter records must not be lost or duplicated by producer retries. */
+        !set(pconf, "enable.idempotence", "true", errbuf, errlen) ||
+        !set(pconf, "acks", "all", errbuf, errlen) ||
+        !set(pconf, "linger.ms", "5", errbuf, errlen)) {
+        rd_kafka_conf_destroy(pconf);
+        aw_dlq_free(d);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(pconf, d);
+    rd_kafka_conf_set_log_cb(pconf, log_cb);
+    rd_kafka_conf_set_error_cb(pconf, dlq_error_cb);
+    rd_kafka_conf_set_dr_msg_cb(pconf, dlq_dr_cb);
+    d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
+    if (!d->rk) {
+        snprintf(errbuf, errlen, "kafka dead-letter producer: %s", err);
+        rd_kafka_conf_destroy(pconf); /* not taken on failure */
+        aw_dlq_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+enum aw_err aw_dlq_produce(struct aw_dlq *d, const void *key, size_t key_len, const void *body,
+                           size_t len, const char *reason, const char *stage,
+                           const char *src_topic, int32_t src_partition, int64_t src_offset)
+{
+    rd_kafka_poll(d->rk, 0); /* serve delivery reports */
+    return dlq_produce_hdrs(d, rd_kafka_headers_new(8), key, key_len, body, len, reason, stage,
+                            src_topic, src_partition, src_offset);
+}
+
+enum aw_err aw_dlq_wait(struct aw_dlq *d, int timeout_ms)
+{
+    enum aw_err rc = AW_OK;
+    if (d->pending > 0)
+        rd_kafka_flush(d->rk, timeout_ms);
+    if (d->failed > 0)
+        rc = AW_ERR_IO;
+    else if (d->pending > 0)
+        rc = AW_ERR_TIMEOUT;
+    /* Late reports of this set are not counted against the next one. */
+    d->failed = 0;
+    d->pending = 0;
+    return rc;
+}
+
+long aw_dlq_pending(const struct aw_dlq *d) { return d->pending; }
+
+bool aw_dlq_is_fatal(const struct aw_dlq *d) { return atomic_load(&d->fatal); }
+
+void aw_dlq_free(struct aw_dlq *d)
+{
+    if (!d)
+        return;
+    if (d->rk) {
+        rd_kafka_flush(d->rk, 5000);
+        rd_kafka_destroy(d->rk);
+    }
+    free(d->topic);
+    free(d);
 }

@@ -12,6 +12,7 @@
 #include "common/err.h"
 
 struct aw_consumer;
+struct aw_dlq;
 
 struct aw_consumer_config {
     const char *brokers;            /* bootstrap list, required */
@@ -86,5 +87,37 @@ void aw_consumer_close(struct aw_consumer *c);
 
 /* Closes if needed and destroys both handles. NULL is a no-op. */
 void aw_consumer_free(struct aw_consumer *c);
+
+/* ---- Stand-alone dead-letter producer (the flusher thread's; aw_consumer uses one inside) ----
+ * An idempotent producer (acks=all) of dead-letter records to one topic. One struct aw_dlq
+ * belongs to one thread; different instances may live on different threads. */
+
+/* Creates the producer. brokers/topic required; extra: librdkafka properties as key,value pairs
+ * (2*n_extra; consumer-only keys are skipped), client_id may be NULL. Strings are copied.
+ * NULL on failure with the reason in errbuf (never a property value). */
+struct aw_dlq *aw_dlq_new(const char *brokers, const char *topic, const char *const *extra,
+                          size_t n_extra, const char *client_id, char *errbuf, size_t errlen);
+
+/* Produces one dead-letter record: key (may be NULL), body, and headers aw.reason, aw.stage,
+ * aw.source.topic, aw.source.partition, aw.source.offset (src_topic "klaviyo" with -1/-1 for
+ * records that come from the flusher rather than from a Kafka record). Everything is copied.
+ * AW_ERR_IO when the producer queue refuses it. Confirm with aw_dlq_wait. */
+enum aw_err aw_dlq_produce(struct aw_dlq *d, const void *key, size_t key_len, const void *body,
+                           size_t len, const char *reason, const char *stage,
+                           const char *src_topic, int32_t src_partition, int64_t src_offset);
+
+/* Waits (at most timeout_ms) for every record produced since the previous wait: AW_OK when all
+ * were acknowledged, AW_ERR_IO (a delivery failed) or AW_ERR_TIMEOUT otherwise (the caller
+ * produces them again: at-least-once). */
+enum aw_err aw_dlq_wait(struct aw_dlq *d, int timeout_ms);
+
+/* Records produced since the last wait whose delivery is not yet confirmed. */
+long aw_dlq_pending(const struct aw_dlq *d);
+
+/* True after a fatal producer error (idempotence broken): the owner should stop. */
+bool aw_dlq_is_fatal(const struct aw_dlq *d);
+
+/* Flushes (at most 5 s) and destroys. NULL is a no-op. */
+void aw_dlq_free(struct aw_dlq *d);
 
 #endif
