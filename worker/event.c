@@ -299,7 +299,8 @@ static bool take_settings(struct dec *d, const json_t *obj, const char *prefix, 
     size_t pos = 0, kept = 0;
     const char *key;
     json_t *val;
-    json_object_foreach(map, key, val) {
+    json_object_foreach(map, key, val)
+    {
         size_t at = pos++;
         if (strlen(key) > AW_EVENT_MAX_STRING)
             return fail(d, AW_EVENT_OVERSIZE, "%s%s%s{%zu}", prefix, prefix[0] ? "." : "", field,
@@ -310,7 +311,8 @@ static bool take_settings(struct dec *d, const json_t *obj, const char *prefix, 
         if (json_is_string(val)) {
             text = aw_strndup(json_string_value(val), json_string_length(val));
         } else {
-            char *dumped = json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+            char *dumped =
+                json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
             if (dumped == NULL) {
                 d->err = AW_ERR_FATAL;
                 return fail(d, AW_EVENT_OK, "out of memory");
@@ -373,7 +375,8 @@ static bool take_attr_value(struct dec *d, const json_t *a, const char *prefix,
         err = aw_buf_append(&b, "[", 1);
         size_t i;
         json_t *item;
-        json_array_foreach(list, i, item) {
+        json_array_foreach(list, i, item)
+        {
             if (!is_scalar(item)) {
                 ok = fail(d, AW_EVENT_WRONG_TYPE, "%s.list_value[%zu]", prefix, i);
                 break;
@@ -455,7 +458,8 @@ static bool decode_audience(struct dec *d, const json_t *a, const char *prefix,
     out->n_attributes = json_array_size(attrs);
     size_t i, kept = 0;
     json_t *item;
-    json_array_foreach(attrs, i, item) {
+    json_array_foreach(attrs, i, item)
+    {
         char path[PATH_LEN];
         bool skip = false;
         path_fmt(path, sizeof path, "%s.user_attributes[%zu]", prefix, i);
@@ -530,7 +534,8 @@ static bool decode_consent_state(struct dec *d, const json_t *profile, const cha
         size_t pos = 0;
         const char *key;
         json_t *val;
-        json_object_foreach(maps[r], key, val) {
+        json_object_foreach(maps[r], key, val)
+        {
             char path[PATH_LEN];
             path_fmt(path, sizeof path, "%s.%s{%zu}", cs_path, regimes[r], pos++);
             if (key[0] == '\0')
@@ -573,7 +578,8 @@ static bool decode_profile(struct dec *d, const json_t *p, const char *prefix,
     if (ids != NULL && json_array_size(ids) > 0) {
         out->identities = aw_calloc(json_array_size(ids), sizeof *out->identities);
         out->n_identities = json_array_size(ids);
-        json_array_foreach(ids, i, item) {
+        json_array_foreach(ids, i, item)
+        {
             char path[PATH_LEN];
             path_fmt(path, sizeof path, "%s.user_identities[%zu]", prefix, i);
             if (!decode_identity(d, item, path, &out->identities[i]))
@@ -583,7 +589,8 @@ static bool decode_profile(struct dec *d, const json_t *p, const char *prefix,
     if (auds != NULL && json_array_size(auds) > 0) {
         out->audiences = aw_calloc(json_array_size(auds), sizeof *out->audiences);
         out->n_audiences = json_array_size(auds);
-        json_array_foreach(auds, i, item) {
+        json_array_foreach(auds, i, item)
+        {
             char path[PATH_LEN];
             path_fmt(path, sizeof path, "%s.audiences[%zu]", prefix, i);
             if (!decode_audience(d, item, path, &out->audiences[i]))
@@ -646,7 +653,8 @@ static bool decode_root(struct dec *d, const json_t *root, struct aw_event *out)
     out->n_profiles = json_array_size(profiles);
     size_t i;
     json_t *item;
-    json_array_foreach(profiles, i, item) {
+    json_array_foreach(profiles, i, item)
+    {
         char path[PATH_LEN];
         path_fmt(path, sizeof path, "user_profiles[%zu]", i);
         if (!decode_profile(d, item, path, &out->profiles[i]))

@@ -71,15 +71,17 @@ enum aw_event_type {
 /* Why a record was rejected (stable names: aw_event_reason_str, used in DLQ headers/metrics). */
 enum aw_event_reason {
     AW_EVENT_OK = 0,
-    AW_EVENT_EMPTY,          /* "empty": zero-length payload */
-    AW_EVENT_OVERSIZE,       /* "oversize": payload or a string beyond the limits above */
-    AW_EVENT_NOT_JSON,       /* "not_json": not well-formed JSON / not UTF-8 */
-    AW_EVENT_NOT_OBJECT,     /* "not_object": top level is not a JSON object */
-    AW_EVENT_UNKNOWN_TYPE,   /* "unknown_type": `type` is not one of the two message types */
-    AW_EVENT_MISSING_FIELD,  /* "missing_field": a required field is absent */
-    AW_EVENT_WRONG_TYPE,     /* "wrong_type": a field has the wrong JSON type */
-    AW_EVENT_BAD_VALUE       /* "bad_value": right type, value out of its domain (unknown action,
-                                negative timestamp, empty id, ...) */
+    AW_EVENT_EMPTY,         /* "empty": zero-length payload */
+    AW_EVENT_OVERSIZE,      /* "oversize": payload, nesting, a string, an id or an item count
+                               beyond the limits above */
+    AW_EVENT_NOT_JSON,      /* "not_json": not well-formed JSON / not UTF-8 / duplicate key /
+                               \u0000 in a string / integer beyond int64 */
+    AW_EVENT_NOT_OBJECT,    /* "not_object": top level is not a JSON object */
+    AW_EVENT_UNKNOWN_TYPE,  /* "unknown_type": `type` is not one of the two message types */
+    AW_EVENT_MISSING_FIELD, /* "missing_field": a required field is absent */
+    AW_EVENT_WRONG_TYPE,    /* "wrong_type": a field has the wrong JSON type */
+    AW_EVENT_BAD_VALUE      /* "bad_value": right type, value out of its domain (unknown action,
+                               negative timestamp, empty id, ...) */
 };
 
 /* One string setting (`account_settings`, `audience_subscription_settings`). */
@@ -103,15 +105,11 @@ struct aw_event_attribute {
     enum aw_event_attr_action action;
 };
 
-enum aw_event_action {
-    AW_EVENT_ADD = 0,
-    AW_EVENT_DELETE = 1,
-    AW_EVENT_ATTRIBUTE_UPDATE = 2
-};
+enum aw_event_action { AW_EVENT_ADD = 0, AW_EVENT_DELETE = 1, AW_EVENT_ATTRIBUTE_UPDATE = 2 };
 
 struct aw_event_audience {
-    char *audience_id;   /* owned, decimal text of the integer id */
-    char *audience_name; /* owned; NULL when absent */
+    char *audience_id;                 /* owned, decimal text of the integer id */
+    char *audience_name;               /* owned; NULL when absent */
     struct aw_event_setting *settings; /* owned array (audience_subscription_settings) */
     size_t n_settings;
     enum aw_event_action action;
@@ -121,7 +119,7 @@ struct aw_event_audience {
 
 /* One consent purpose of `consent_state`. */
 struct aw_event_consent {
-    char *purpose;   /* owned: the GDPR purpose key, or "data_sale_opt_out" for CCPA */
+    char *purpose; /* owned: the GDPR purpose key, or "data_sale_opt_out" for CCPA */
     bool is_ccpa;
     bool consented;
     bool has_timestamp;
@@ -129,12 +127,12 @@ struct aw_event_consent {
 };
 
 struct aw_event_profile {
-    char *mpid; /* owned decimal/text form; NULL when absent */
+    char *mpid;                           /* owned decimal/text form; NULL when absent */
     struct aw_event_identity *identities; /* owned array (user_identities) */
     size_t n_identities;
-    struct aw_event_audience *audiences;  /* owned array */
+    struct aw_event_audience *audiences; /* owned array */
     size_t n_audiences;
-    struct aw_event_consent *consents;    /* owned array (consent_state), may be empty */
+    struct aw_event_consent *consents; /* owned array (consent_state), may be empty */
     size_t n_consents;
 };
 
@@ -142,9 +140,9 @@ enum aw_event_sub_action { AW_EVENT_SUB_ADD = 0, AW_EVENT_SUB_UPDATE = 1, AW_EVE
 
 struct aw_event {
     enum aw_event_type type;
-    char *id;               /* owned message id (non-empty) */
-    uint64_t timestamp_ms;  /* message timestamp: the version of every change in it */
-    char *account_id;       /* owned decimal text of account.account_id */
+    char *id;              /* owned message id (non-empty) */
+    uint64_t timestamp_ms; /* message timestamp: the version of every change in it */
+    char *account_id;      /* owned decimal text of account.account_id */
     struct aw_event_setting *account_settings; /* owned array */
     size_t n_account_settings;
 
@@ -174,6 +172,7 @@ void aw_event_clear(struct aw_event *ev);
 const char *aw_event_reason_str(enum aw_event_reason reason);
 
 /* Looks up a setting by exact key; borrowed value or NULL. */
-const char *aw_event_setting_get(const struct aw_event_setting *settings, size_t n, const char *key);
+const char *aw_event_setting_get(const struct aw_event_setting *settings, size_t n,
+                                 const char *key);
 
 #endif

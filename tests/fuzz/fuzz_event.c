@@ -63,7 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct aw_event ev;
     enum aw_event_reason reason = AW_EVENT_OK;
     char detail[64];
-    enum aw_err err = aw_event_decode(size ? copy : NULL, size, &ev, &reason, detail, sizeof detail);
+    enum aw_err err =
+        aw_event_decode(size ? copy : NULL, size, &ev, &reason, detail, sizeof detail);
     must(strlen(detail) < sizeof detail);
     if (err == AW_OK) {
         must(reason == AW_EVENT_OK && detail[0] == '\0');

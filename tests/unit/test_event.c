@@ -49,38 +49,38 @@ static const struct aw_event_attribute *attr(const struct aw_event_audience *a, 
     return i < a->n_attributes ? &a->attributes[i] : NULL;
 }
 
-#define CHECK_ATTR(a, i, k, v, act) \
-    do { \
-        const struct aw_event_attribute *at_ = attr((a), (i)); \
-        AW_CHECK(at_ != NULL); \
-        if (at_ != NULL) { \
-            AW_CHECK_STR_EQ(at_->key, (k)); \
-            AW_CHECK_STR_EQ(at_->value_json, (v)); \
-            AW_CHECK_INT_EQ(at_->action, (act)); \
-        } \
+#define CHECK_ATTR(a, i, k, v, act)                                                                \
+    do {                                                                                           \
+        const struct aw_event_attribute *at_ = attr((a), (i));                                     \
+        AW_CHECK(at_ != NULL);                                                                     \
+        if (at_ != NULL) {                                                                         \
+            AW_CHECK_STR_EQ(at_->key, (k));                                                        \
+            AW_CHECK_STR_EQ(at_->value_json, (v));                                                 \
+            AW_CHECK_INT_EQ(at_->action, (act));                                                   \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_IDENTITY(p, i, t, e, v) \
-    do { \
-        AW_CHECK((i) < (p)->n_identities); \
-        if ((i) < (p)->n_identities) { \
-            AW_CHECK_STR_EQ((p)->identities[i].type, (t)); \
-            AW_CHECK_STR_EQ((p)->identities[i].encoding, (e)); \
-            AW_CHECK_STR_EQ((p)->identities[i].value, (v)); \
-        } \
+#define CHECK_IDENTITY(p, i, t, e, v)                                                              \
+    do {                                                                                           \
+        AW_CHECK((i) < (p)->n_identities);                                                         \
+        if ((i) < (p)->n_identities) {                                                             \
+            AW_CHECK_STR_EQ((p)->identities[i].type, (t));                                         \
+            AW_CHECK_STR_EQ((p)->identities[i].encoding, (e));                                     \
+            AW_CHECK_STR_EQ((p)->identities[i].value, (v));                                        \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_CONSENT(p, i, purpose_, ccpa_, consented_, has_ts_, ts_) \
-    do { \
-        AW_CHECK((i) < (p)->n_consents); \
-        if ((i) < (p)->n_consents) { \
-            const struct aw_event_consent *c_ = &(p)->consents[i]; \
-            AW_CHECK_STR_EQ(c_->purpose, (purpose_)); \
-            AW_CHECK_INT_EQ(c_->is_ccpa, (ccpa_)); \
-            AW_CHECK_INT_EQ(c_->consented, (consented_)); \
-            AW_CHECK_INT_EQ(c_->has_timestamp, (has_ts_)); \
-            AW_CHECK(c_->timestamp_unix_ms == (uint64_t)(ts_)); \
-        } \
+#define CHECK_CONSENT(p, i, purpose_, ccpa_, consented_, has_ts_, ts_)                             \
+    do {                                                                                           \
+        AW_CHECK((i) < (p)->n_consents);                                                           \
+        if ((i) < (p)->n_consents) {                                                               \
+            const struct aw_event_consent *c_ = &(p)->consents[i];                                 \
+            AW_CHECK_STR_EQ(c_->purpose, (purpose_));                                              \
+            AW_CHECK_INT_EQ(c_->is_ccpa, (ccpa_));                                                 \
+            AW_CHECK_INT_EQ(c_->consented, (consented_));                                          \
+            AW_CHECK_INT_EQ(c_->has_timestamp, (has_ts_));                                         \
+            AW_CHECK(c_->timestamp_unix_ms == (uint64_t)(ts_));                                    \
+        }                                                                                          \
     } while (0)
 
 static void check_membership_base(const struct aw_event *ev)
@@ -92,9 +92,9 @@ static void check_membership_base(const struct aw_event *ev)
     AW_CHECK_INT_EQ(ev->n_account_settings, 2);
     AW_CHECK_STR_EQ(aw_event_setting_get(ev->account_settings, ev->n_account_settings, "apiKey"),
                     "pk_test_fixture_not_a_key");
-    AW_CHECK_STR_EQ(aw_event_setting_get(ev->account_settings, ev->n_account_settings,
-                                         "alternateIdentifier"),
-                    "None");
+    AW_CHECK_STR_EQ(
+        aw_event_setting_get(ev->account_settings, ev->n_account_settings, "alternateIdentifier"),
+        "None");
     AW_CHECK_INT_EQ(ev->n_profiles, 2);
     if (ev->n_profiles != 2)
         return;
@@ -149,7 +149,8 @@ static void check_value_types(const struct aw_event *ev)
     AW_CHECK_STR_EQ(aw_event_setting_get(s, n, "flag"), "true");
     AW_CHECK_STR_EQ(aw_event_setting_get(s, n, "count"), "3");
     AW_CHECK_STR_EQ(aw_event_setting_get(s, n, "ratio"), "0.25");
-    AW_CHECK_STR_EQ(aw_event_setting_get(s, n, "mapping"), "[{\"map\":\"a\",\"value\":\"$title\"}]");
+    AW_CHECK_STR_EQ(aw_event_setting_get(s, n, "mapping"),
+                    "[{\"map\":\"a\",\"value\":\"$title\"}]");
     AW_CHECK(aw_event_setting_get(s, n, "gone") == NULL);
     if (n == 6) {
         AW_CHECK_STR_EQ(s[0].key, "apiKey"); /* input order */
@@ -241,7 +242,10 @@ static void check_list_values(const struct aw_event *ev)
     const struct aw_event_audience *a = &ev->profiles[0].audiences[0];
     AW_CHECK(a->audience_name == NULL);
     AW_CHECK_INT_EQ(a->n_attributes, 4);
-    CHECK_ATTR(a, 0, "colors", "[\"red\",\"gr\\\"een\",\"\xc3\xbc" "ber\"]", AW_EVENT_ATTR_UPSERT);
+    CHECK_ATTR(a, 0, "colors",
+               "[\"red\",\"gr\\\"een\",\"\xc3\xbc"
+               "ber\"]",
+               AW_EVENT_ATTR_UPSERT);
     CHECK_ATTR(a, 1, "mixed", "[1,2.5,true,false,\"x\"]", AW_EVENT_ATTR_UPSERT);
     CHECK_ATTR(a, 2, "none", "[]", AW_EVENT_ATTR_UPSERT);
     CHECK_ATTR(a, 3, "null_list", "\"v\"", AW_EVENT_ATTR_UPSERT); /* null list_value = absent */
@@ -289,9 +293,9 @@ static void check_subscription_add(const struct aw_event *ev)
     AW_CHECK_INT_EQ(ev->sub_action, AW_EVENT_SUB_ADD);
     AW_CHECK_STR_EQ(ev->subscription.audience_id, "1234");
     AW_CHECK_STR_EQ(ev->subscription.audience_name, "New Users Low Engagement");
-    AW_CHECK_STR_EQ(aw_event_setting_get(ev->subscription.settings, ev->subscription.n_settings,
-                                         "listId"),
-                    "AbC987");
+    AW_CHECK_STR_EQ(
+        aw_event_setting_get(ev->subscription.settings, ev->subscription.n_settings, "listId"),
+        "AbC987");
     AW_CHECK_INT_EQ(ev->subscription.n_attributes, 0);
     AW_CHECK_INT_EQ(ev->n_profiles, 0);
 }
@@ -393,7 +397,8 @@ static const struct invalid_case INVALID[] = {
     {"wrong_type__audiences_string.json", P1 ".audiences"},
     {"wrong_type__audience_id_bool.json", P0 ".audiences[0].audience_id"},
     {"wrong_type__audience_name_number.json", P0 ".audiences[1].audience_name"},
-    {"wrong_type__audience_settings_string.json", P0 ".audiences[0].audience_subscription_settings"},
+    {"wrong_type__audience_settings_string.json",
+     P0 ".audiences[0].audience_subscription_settings"},
     {"wrong_type__audience_action_array.json", P1 ".audiences[0].action"},
     {"wrong_type__user_attributes_object.json", P0 ".audiences[0].user_attributes"},
     {"wrong_type__attribute_element_string.json", P0 ".audiences[0].user_attributes[3]"},
@@ -535,8 +540,8 @@ static void test_fixture_lists_complete(void)
             AW_CHECK_MSG(listed, "fixture %s/%s has no table entry", dirs[k], e->d_name);
         }
         closedir(d);
-        size_t listed_n = k == 0 ? sizeof VALID / sizeof VALID[0]
-                                 : sizeof INVALID / sizeof INVALID[0];
+        size_t listed_n =
+            k == 0 ? sizeof VALID / sizeof VALID[0] : sizeof INVALID / sizeof INVALID[0];
         AW_CHECK_MSG(on_disk == listed_n, "%s: %zu files, %zu table entries", dirs[k], on_disk,
                      listed_n);
     }
@@ -628,9 +633,9 @@ static void test_mparticle_examples(void)
             AW_CHECK_STR_EQ(ev.id, "416d2087-8b21-476d-95da-1b78a7f44261");
             AW_CHECK(ev.timestamp_ms == 1714592744066ull);
             AW_CHECK_STR_EQ(ev.account_id, "123456");
-            AW_CHECK_STR_EQ(aw_event_setting_get(ev.account_settings, ev.n_account_settings,
-                                                 "apiKey"),
-                            "sample API Key");
+            AW_CHECK_STR_EQ(
+                aw_event_setting_get(ev.account_settings, ev.n_account_settings, "apiKey"),
+                "sample API Key");
             AW_CHECK_STR_EQ(ev.subscription.audience_id, "1234");
             AW_CHECK_STR_EQ(ev.subscription.audience_name, "New Users Low Engagement");
             AW_CHECK_INT_EQ(ev.subscription.n_settings, 0);
@@ -666,8 +671,9 @@ static enum aw_event_reason decode_str(const char *text, char *detail)
     return decode_reason(text, strlen(text), detail);
 }
 
-#define HEAD "{\"type\":\"audience_membership_change_request\",\"id\":\"g-1\",\"timestamp_ms\":1," \
-             "\"account\":{\"account_id\":1}"
+#define HEAD                                                                                       \
+    "{\"type\":\"audience_membership_change_request\",\"id\":\"g-1\",\"timestamp_ms\":1,"          \
+    "\"account\":{\"account_id\":1}"
 
 /* Appends n copies of ch. */
 static void append_repeat(struct aw_buf *b, char ch, size_t n)
@@ -728,9 +734,10 @@ static void test_limits(void)
     /* String length: AW_EVENT_MAX_STRING bytes pass, one more is oversize with its path. */
     for (int extra = 0; extra <= 1; extra++) {
         aw_buf_reset(&b);
-        AW_CHECK_INT_EQ(aw_buf_append_str(&b, HEAD ",\"user_profiles\":[{\"audiences\":[{"
-                                                   "\"audience_id\":1,\"action\":\"add\","
-                                                   "\"user_attributes\":[{\"key\":\"k\",\"value\":\""),
+        AW_CHECK_INT_EQ(aw_buf_append_str(&b,
+                                          HEAD ",\"user_profiles\":[{\"audiences\":[{"
+                                               "\"audience_id\":1,\"action\":\"add\","
+                                               "\"user_attributes\":[{\"key\":\"k\",\"value\":\""),
                         AW_OK);
         append_repeat(&b, 'v', AW_EVENT_MAX_STRING + (size_t)extra);
         AW_CHECK_INT_EQ(aw_buf_append_str(&b, "\"}]}]}]}"), AW_OK);
@@ -811,20 +818,24 @@ static void test_edge_values(void)
     AW_CHECK_STR_EQ(ev.subscription.audience_id, "9223372036854775807");
     AW_CHECK(ev.timestamp_ms == 9223372036854775807ull);
     aw_event_clear(&ev);
-    const char *zero = "{\"type\":\"audience_subscription_request\",\"id\":\"e\",\"timestamp_ms\":0,"
-                       "\"account\":{\"account_id\":\"0000\"},\"audience_id\":0,\"action\":\"add\"}";
-    AW_CHECK_INT_EQ(aw_event_decode(zero, strlen(zero), &ev, &reason, detail, sizeof detail), AW_OK);
+    const char *zero =
+        "{\"type\":\"audience_subscription_request\",\"id\":\"e\",\"timestamp_ms\":0,"
+        "\"account\":{\"account_id\":\"0000\"},\"audience_id\":0,\"action\":\"add\"}";
+    AW_CHECK_INT_EQ(aw_event_decode(zero, strlen(zero), &ev, &reason, detail, sizeof detail),
+                    AW_OK);
     AW_CHECK_STR_EQ(ev.account_id, "0");
     AW_CHECK_STR_EQ(ev.subscription.audience_id, "0");
     aw_event_clear(&ev);
 
     /* Reals keep their shortest round-trip text; control characters are escaped. */
-    const char *vals = HEAD ",\"user_profiles\":[{\"audiences\":[{\"audience_id\":1,\"action\":\"add\","
-                            "\"user_attributes\":[{\"key\":\"a\",\"value\":0.1},"
-                            "{\"key\":\"b\",\"value\":-2.5e-7},{\"key\":\"c\",\"value\":1e300},"
-                            "{\"key\":\"d\",\"value\":\"\\u0001\\t/\\u00e9\"},"
-                            "{\"key\":\"e\",\"value\":-0.0},{\"key\":\"f\",\"value\":false}]}]}]}";
-    AW_CHECK_INT_EQ(aw_event_decode(vals, strlen(vals), &ev, &reason, detail, sizeof detail), AW_OK);
+    const char *vals =
+        HEAD ",\"user_profiles\":[{\"audiences\":[{\"audience_id\":1,\"action\":\"add\","
+             "\"user_attributes\":[{\"key\":\"a\",\"value\":0.1},"
+             "{\"key\":\"b\",\"value\":-2.5e-7},{\"key\":\"c\",\"value\":1e300},"
+             "{\"key\":\"d\",\"value\":\"\\u0001\\t/\\u00e9\"},"
+             "{\"key\":\"e\",\"value\":-0.0},{\"key\":\"f\",\"value\":false}]}]}]}";
+    AW_CHECK_INT_EQ(aw_event_decode(vals, strlen(vals), &ev, &reason, detail, sizeof detail),
+                    AW_OK);
     if (ev.n_profiles == 1 && ev.profiles[0].n_audiences == 1) {
         const struct aw_event_audience *a = &ev.profiles[0].audiences[0];
         CHECK_ATTR(a, 0, "a", "0.1", AW_EVENT_ATTR_UPSERT);
@@ -885,9 +896,9 @@ static void test_api_contract(void)
     aw_event_clear(NULL);
 
     /* Reason names are stable and distinct. */
-    static const char *const names[] = {"ok",           "empty",         "oversize",
-                                        "not_json",     "not_object",    "unknown_type",
-                                        "missing_field", "wrong_type",   "bad_value"};
+    static const char *const names[] = {"ok",         "empty",        "oversize",      "not_json",
+                                        "not_object", "unknown_type", "missing_field", "wrong_type",
+                                        "bad_value"};
     for (int r = AW_EVENT_OK; r <= AW_EVENT_BAD_VALUE; r++)
         AW_CHECK_STR_EQ(aw_event_reason_str((enum aw_event_reason)r), names[r]);
     AW_CHECK_STR_EQ(aw_event_reason_str((enum aw_event_reason)99), "unknown");
