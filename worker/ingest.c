@@ -27,8 +27,18 @@ struct rec {
     bool failed;  /* transient failure while preparing it: not done */
 };
 
+/* API keys already written to Redis (aw_store_account_put), so each account's key is written
+ * once per process and again only when it changes. Holds a hash of the key, never the key. */
+#define KEY_CACHE_MAX 1024
+struct key_seen {
+    char *account_id;
+    uint64_t key_hash;
+};
+
 struct aw_ingest {
     struct aw_ingest_config cfg;
+    struct key_seen *keys;
+    size_t n_keys;
     struct aw_consumer_msg *msgs;
     struct rec *recs;
     struct aw_store_batch *batch;
@@ -59,6 +69,9 @@ void aw_ingest_free(struct aw_ingest *ing)
     if (!ing)
         return;
     aw_store_batch_free(ing->batch);
+    for (size_t i = 0; i < ing->n_keys; i++)
+        free(ing->keys[i].account_id);
+    free(ing->keys);
     free(ing->msgs);
     free(ing->recs);
     free(ing);
@@ -107,6 +120,48 @@ static void prepare_subscription(struct aw_ingest *ing, const struct aw_consumer
     r->n_ops++;
 }
 
+static uint64_t key_hash(const char *k)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 1099511628211ull;
+    return h;
+}
+
+/* Makes the account's API key available to the flusher (it may run on another replica):
+ * written to Redis when it differs from what this process wrote last. A failure marks the
+ * record failed, so it is retried. */
+static void remember_key(struct aw_ingest *ing, struct rec *r, const struct aw_account *acct)
+{
+    if (!acct->api_key || !acct->api_key[0] || !acct->account_id)
+        return;
+    uint64_t h = key_hash(acct->api_key);
+    size_t i = 0;
+    while (i < ing->n_keys && strcmp(ing->keys[i].account_id, acct->account_id) != 0)
+        i++;
+    if (i < ing->n_keys && ing->keys[i].key_hash == h)
+        return;
+    enum aw_err e = aw_store_account_put(ing->cfg.store, acct->account_id, acct->api_key);
+    if (e == AW_ERR_INVALID)
+        return; /* bad id or key: map.c rejects the profiles with the reason */
+    if (e != AW_OK) {
+        r->failed = true;
+        return;
+    }
+    if (i == ing->n_keys) {
+        if (ing->n_keys == KEY_CACHE_MAX) {
+            for (size_t k = 0; k < ing->n_keys; k++)
+                free(ing->keys[k].account_id);
+            ing->n_keys = i = 0;
+        } else if (!ing->keys) {
+            ing->keys = aw_calloc(KEY_CACHE_MAX, sizeof *ing->keys);
+        }
+        ing->keys[i].account_id = aw_strdup(acct->account_id);
+        ing->n_keys++;
+    }
+    ing->keys[i].key_hash = h;
+}
+
 static void prepare_membership(struct aw_ingest *ing, const struct aw_consumer_msg *m,
                                struct rec *r, const struct aw_event *ev)
 {
@@ -114,6 +169,7 @@ static void prepare_membership(struct aw_ingest *ing, const struct aw_consumer_m
     struct aw_map_result res;
     aw_account_resolve(ing->cfg.accounts, ev->account_id, ev->account_settings,
                        ev->n_account_settings, &acct); /* a problem is reported by map */
+    remember_key(ing, r, &acct);
     enum aw_err err = aw_map_event(ev, &acct, &res);
     aw_account_clear(&acct);
     if (err == AW_ERR_INTERNAL) {

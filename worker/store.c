@@ -22,13 +22,22 @@
 #define EMAIL_MAX 512
 #define OP_MAX_STR 16      /* KEYS + ARGV of one script call */
 
-enum script { SCRIPT_APPLY = 0, SCRIPT_AUDIENCE, SCRIPT_DUE, SCRIPT_LEASE, SCRIPT_FLUSH, SCRIPT_COUNT };
+enum script {
+    SCRIPT_APPLY = 0,
+    SCRIPT_AUDIENCE,
+    SCRIPT_DUE,
+    SCRIPT_LEASE,
+    SCRIPT_FLUSH,
+    SCRIPT_ACCOUNT_BLOCK,
+    SCRIPT_COUNT
+};
 
 static const char *const script_src[SCRIPT_COUNT] = {AW_LUA_APPLY, AW_LUA_AUDIENCE, AW_LUA_DUE,
-                                                      AW_LUA_LEASE, AW_LUA_FLUSH};
-static const bool script_prelude[SCRIPT_COUNT] = {true, true, false, false, true};
+                                                      AW_LUA_LEASE, AW_LUA_FLUSH,
+                                                      AW_LUA_ACCOUNT_BLOCK};
+static const bool script_prelude[SCRIPT_COUNT] = {true, true, false, false, true, false};
 static const char *const script_name[SCRIPT_COUNT] = {"apply", "audience", "due", "lease",
-                                                       "flush"};
+                                                       "flush", "account_block"};
 
 #define DUE_KEY "aw:due"
 #define DUE_SEQ_KEY "{aw:due}:seq" /* same slot as "aw:due": hash tag = the whole name */
@@ -1322,4 +1331,142 @@ enum aw_err aw_store_flush_requeue(struct aw_store *s, const char *account_id,
 {
     return flush_end(s, "requeue", account_id, audience_id, epoch, batch_id, now_unix_ms,
                      status);
+}
+
+/* ---- Accounts and Klaviyo-side state ------------------------------------------------------- */
+
+#define API_KEY_MAX 512
+
+/* "aw:{acct:<A>}:<suffix>" (caller-owned). */
+static char *acct_key(const char *acct, const char *suffix)
+{
+    size_t n = strlen(acct) + strlen(suffix) + 16;
+    char *k = aw_malloc(n);
+    int w = snprintf(k, n, "aw:{acct:%s}:%s", acct, suffix);
+    AW_ASSERT(w > 0 && (size_t)w < n);
+    return k;
+}
+
+static enum aw_err int_reply(struct aw_store *s, redisReply *r, const char *what, int64_t *out)
+{
+    enum aw_err e = AW_OK;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *out = (int64_t)r->integer;
+    } else {
+        errf(s, "%s: unexpected reply type %d", what, r->type);
+        e = AW_ERR_PROTOCOL;
+    }
+    freeReplyObject(r);
+    return e;
+}
+
+enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, const char *api_key)
+{
+    if (!id_ok(account_id) || !text_ok(api_key, API_KEY_MAX))
+        return AW_ERR_INVALID;
+    char *key = acct_key(account_id, "account");
+    const char *argv[4] = {"HSET", key, "api_key", api_key};
+    redisReply *r;
+    enum aw_err e = read_cmd(s, 4, argv, "HSET account", &r);
+    free(key);
+    if (e == AW_OK)
+        freeReplyObject(r);
+    return e;
+}
+
+enum aw_err aw_store_account_get(struct aw_store *s, const char *account_id, char **api_key,
+                                 uint64_t *block_until_unix_ms)
+{
+    if (api_key)
+        *api_key = NULL;
+    if (block_until_unix_ms)
+        *block_until_unix_ms = 0;
+    if (!id_ok(account_id))
+        return AW_ERR_INVALID;
+    char *key = acct_key(account_id, "account");
+    const char *argv[4] = {"HMGET", key, "api_key", "block_until_ms"};
+    redisReply *r;
+    enum aw_err e = read_cmd(s, 4, argv, "HMGET account", &r);
+    free(key);
+    if (e != AW_OK)
+        return e;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        freeReplyObject(r);
+        errf(s, "HMGET account: unexpected reply");
+        return AW_ERR_PROTOCOL;
+    }
+    const redisReply *k = r->element[0], *b = r->element[1];
+    if (api_key && k->type == REDIS_REPLY_STRING && k->len > 0)
+        *api_key = aw_strndup(k->str, k->len);
+    if (block_until_unix_ms && b->type == REDIS_REPLY_STRING) {
+        char tmp[24];
+        snprintf(tmp, sizeof tmp, "%.*s", (int)(b->len < 23 ? b->len : 23), b->str);
+        errno = 0;
+        char *end = NULL;
+        unsigned long long v = strtoull(tmp, &end, 10);
+        if (!errno && end != tmp && *end == '\0')
+            *block_until_unix_ms = (uint64_t)v;
+    }
+    /* the reply held the key: wipe it before freeing */
+    if (k->type == REDIS_REPLY_STRING && k->str)
+        memset(k->str, 0, k->len);
+    freeReplyObject(r);
+    return AW_OK;
+}
+
+enum aw_err aw_store_account_block(struct aw_store *s, const char *account_id,
+                                   uint64_t until_unix_ms)
+{
+    if (!id_ok(account_id))
+        return AW_ERR_INVALID;
+    char *key = acct_key(account_id, "account");
+    char until[24];
+    snprintf(until, sizeof until, "%" PRIu64, until_unix_ms);
+    const char *args[2] = {key, until};
+    redisReply *r;
+    enum aw_err e = eval_script(s, SCRIPT_ACCOUNT_BLOCK, 1, 2, args, &r);
+    free(key);
+    if (e == AW_OK)
+        freeReplyObject(r);
+    return e;
+}
+
+enum aw_err aw_store_account_count_list_create(struct aw_store *s, const char *account_id,
+                                               uint64_t now_unix_ms, int64_t *count)
+{
+    *count = 0;
+    if (!id_ok(account_id))
+        return AW_ERR_INVALID;
+    char suffix[48];
+    snprintf(suffix, sizeof suffix, "lists_created:%" PRIu64, now_unix_ms / 86400000u);
+    char *key = acct_key(account_id, suffix);
+    const char *incr[2] = {"INCR", key};
+    redisReply *r;
+    enum aw_err e = read_cmd(s, 2, incr, "INCR lists_created", &r);
+    if (e == AW_OK)
+        e = int_reply(s, r, "INCR lists_created", count);
+    if (e == AW_OK) {
+        const char *exp[3] = {"EXPIRE", key, "172800"};
+        e = read_cmd(s, 3, exp, "EXPIRE lists_created", &r);
+        if (e == AW_OK)
+            freeReplyObject(r);
+    }
+    free(key);
+    return e;
+}
+
+enum aw_err aw_store_meta_set(struct aw_store *s, const char *account_id, const char *audience_id,
+                              const char *field, const char *value)
+{
+    if (!id_ok(account_id) || !id_ok(audience_id) || !text_ok(field, 64) ||
+        strncmp(field, "klaviyo_", 8) != 0 || (value && strlen(value) > 1024))
+        return AW_ERR_INVALID;
+    char *key = aud_key(account_id, audience_id, "meta");
+    const char *argv[4] = {value ? "HSET" : "HDEL", key, field, value};
+    redisReply *r;
+    enum aw_err e = read_cmd(s, value ? 4 : 3, argv, value ? "HSET meta" : "HDEL meta", &r);
+    free(key);
+    if (e == AW_OK)
+        freeReplyObject(r);
+    return e;
 }

@@ -235,4 +235,37 @@ enum aw_err aw_store_flush_requeue(struct aw_store *s, const char *account_id,
                                    const char *audience_id, uint64_t epoch, const char *batch_id,
                                    uint64_t now_unix_ms, enum aw_store_batch_status *status);
 
+/* ---- Accounts and Klaviyo-side state (flusher; ingest writes the API key) ------------------
+ * Per-account hash aw:{acct:<A>}:account (own hash tag: account keys never join an audience
+ * script): `api_key` (SECRET: the key the newest messages carried; the config file's key wins
+ * over it in the flusher), `block_until_ms` (unix ms until which a 429's Retry-After blocks the
+ * account, so a new leader honours its predecessor's wait). Daily create-list counter:
+ * aw:{acct:<A>}:lists_created:<unix day> (INCR, expires after 2 days). */
+
+/* Stores api_key (borrowed; never logged) as the account's key. AW_ERR_INVALID for a bad id or
+ * an empty/oversize (> 512 bytes) key; AW_ERR_IO on transport failure. Owner thread only. */
+enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, const char *api_key);
+
+/* Reads the account: *api_key (caller-owned, wipe and free; NULL when none stored) and
+ * *block_until_unix_ms (0 when none). Either out pointer may be NULL. Errors as put. */
+enum aw_err aw_store_account_get(struct aw_store *s, const char *account_id, char **api_key,
+                                 uint64_t *block_until_unix_ms);
+
+/* Records a Retry-After block of the account until until_unix_ms; never shortens a later one
+ * already stored (one script). Errors as put. */
+enum aw_err aw_store_account_block(struct aw_store *s, const char *account_id,
+                                   uint64_t until_unix_ms);
+
+/* Counts one POST /api/lists of the account for the UTC day of now_unix_ms; *count is the
+ * number counted that day including this one. Errors as put. */
+enum aw_err aw_store_account_count_list_create(struct aw_store *s, const char *account_id,
+                                               uint64_t now_unix_ms, int64_t *count);
+
+/* Sets (value non-NULL) or deletes (value NULL) a flusher-owned meta field of an audience.
+ * Only fields starting with "klaviyo_" are accepted (the scripts own the others):
+ * `klaviyo_list_id` = the list the flusher found or created by name. AW_ERR_INVALID otherwise.
+ * Strings borrowed. Owner thread only. */
+enum aw_err aw_store_meta_set(struct aw_store *s, const char *account_id, const char *audience_id,
+                              const char *field, const char *value);
+
 #endif

@@ -276,4 +276,13 @@
     "if redis.call('HLEN', pending) == 0 then redis.call('HDEL', meta, 'drain', 'first_pending_ms') end\n" \
     "return reply(op == 'ack' and 'acked' or 'requeued', true, bid)\n"
 
+/* Account block: KEYS 1 account hash; ARGV 1 until ms. Keeps the later of the stored and the
+ * given block. Returns the block in force. */
+#define AW_LUA_ACCOUNT_BLOCK \
+    "local cur = tonumber(redis.call('HGET', KEYS[1], 'block_until_ms') or '0') or 0\n" \
+    "local v = tonumber(ARGV[1])\n" \
+    "if not v then return redis.error_reply('INVALID block time') end\n" \
+    "if v > cur then redis.call('HSET', KEYS[1], 'block_until_ms', ARGV[1]) return v end\n" \
+    "return cur\n"
+
 #endif
