@@ -586,16 +586,16 @@ static void categorize(struct job *j)
         if (j->gone[i])
             continue;
         const struct aw_change *c = &j->ch[i];
-        if (c->action == AW_CHANGE_DELETE) {
+        /* A removal may carry attributes newer than itself (store.c versions membership and
+         * attributes separately): they are sent as a profile update, then the removal. */
+        if (c->action == AW_CHANGE_DELETE)
             j->cat[CAT_DEL][j->ncat[CAT_DEL]++] = i;
-        } else {
-            if (c->action == AW_CHANGE_ADD)
-                j->cat[CAT_ADD][j->ncat[CAT_ADD]++] = i;
-            else if (c->n_attrs > 0 || c->phone_e164 || c->external_id)
-                j->cat[CAT_UPD][j->ncat[CAT_UPD]++] = i;
-            if (aw_payload_needs_profile_import(c))
-                j->cat[CAT_UNSET][j->ncat[CAT_UNSET]++] = i;
-        }
+        if (c->action == AW_CHANGE_ADD)
+            j->cat[CAT_ADD][j->ncat[CAT_ADD]++] = i;
+        else if (c->n_attrs > 0 || c->phone_e164 || c->external_id)
+            j->cat[CAT_UPD][j->ncat[CAT_UPD]++] = i;
+        if (aw_payload_needs_profile_import(c))
+            j->cat[CAT_UNSET][j->ncat[CAT_UNSET]++] = i;
         if (aw_payload_has_subscribe(c))
             j->cat[CAT_SUB][j->ncat[CAT_SUB]++] = i;
         if (aw_payload_has_unsubscribe(c))

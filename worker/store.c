@@ -631,11 +631,12 @@ enum aw_err aw_store_batch_add_apply(struct aw_store_batch *b, const struct aw_c
         return AW_ERR_INVALID;
     }
     struct op *o = op_push(b, SCRIPT_APPLY, c->account_id, c->audience_id, index);
-    o->nkeys = 4;
+    o->nkeys = 5;
     op_add(o, aud_key(c->account_id, c->audience_id, "pending"));
     op_add(o, aud_key(c->account_id, c->audience_id, "ver"));
     op_add(o, aud_key(c->account_id, c->audience_id, "meta"));
     op_add(o, aud_key(c->account_id, c->audience_id, "inflight"));
+    op_add(o, aud_key(c->account_id, c->audience_id, "fver"));
     op_add(o, enc);
     op_add(o, aw_strdup(c->email));
     op_add(o, u64_dup(c->version_ms));

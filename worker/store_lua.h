@@ -74,12 +74,18 @@
     "end\n"
 
 /* Apply one change.
- * KEYS: 1 pending, 2 ver, 3 meta, 4 inflight.
+ * KEYS: 1 pending, 2 ver, 3 meta, 4 inflight, 5 fver.
  * ARGV: 1 encoded change, 2 email, 3 version ms, 4 lower-case event id, 5 now ms, 6 max queue,
  *       7 max age ms, 8 account id, 9 audience id, 10 audience name or '', 11 list id or ''.
+ * A change has up to three facets, each versioned on its own in fver ('m:'/'a:'/'c:<ch>:' +
+ * email): membership (add/delete), attributes (add/attribute_update: attrs, phone, external id,
+ * source) and consent per channel. A facet applies only when the change is newer than the last
+ * change that set that facet, so an older add arriving after a newer attribute_update still
+ * decides membership, and an attribute_update never hides a removal. A delete supersedes the
+ * attributes older than it (removal only: they are dropped and stay stale).
  * Returns {status, pending count, due score, due seq}; status applied|stale|disabled. */
 #define AW_LUA_APPLY \
-    "local pending, ver, meta, inflight = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n" \
+    "local pending, ver, meta, inflight, fver = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n" \
     "local enc, email, ts, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n" \
     "local now, maxq, maxage = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])\n" \
     "if not string.match(ts, '^%d+$') or email == '' or not now or not maxq or not maxage then\n" \
@@ -91,23 +97,67 @@
     "end\n" \
     "local m = redis.call('HMGET', meta, 'state', 'disabled_version', 'cfg_version')\n" \
     "if m[1] == 'disabled' and aw_numcmp(m[2] or '0', ts) >= 0 then return reply('disabled', false) end\n" \
-    "if aw_vercmp(ts, id, redis.call('HGET', ver, email)) <= 0 then return reply('stale', false) end\n" \
+    "local newest = redis.call('HGET', ver, email)\n" \
+    "if aw_vercmp(ts, id, newest) == 0 then return reply('stale', false) end\n" \
     "local ok, nn = pcall(cjson.decode, enc)\n" \
     "if not ok or type(nn) ~= 'table' then return redis.error_reply('INVALID change encoding') end\n" \
-    "local out = enc\n" \
+    "local v, act = ts .. '|' .. id, nn.act\n" \
+    "local fm = (act == 'add' or act == 'delete') and aw_vercmp(ts, id, redis.call('HGET', fver, 'm:' .. email)) > 0\n" \
+    "local aver = redis.call('HGET', fver, 'a:' .. email)\n" \
+    "local fa = act ~= 'delete' and aw_vercmp(ts, id, aver) > 0\n" \
+    "local fc, anyc = {}, false\n" \
+    "if type(nn.consent) == 'table' then\n" \
+    "  for ch, val in pairs(nn.consent) do\n" \
+    "    if aw_vercmp(ts, id, redis.call('HGET', fver, 'c:' .. ch .. ':' .. email)) > 0 then\n" \
+    "      fc[ch] = val\n" \
+    "      anyc = true\n" \
+    "    end\n" \
+    "  end\n" \
+    "end\n" \
+    "if not fm and not fa and not anyc then return reply('stale', false) end\n" \
+    "local p = nil\n" \
     "local cur = redis.call('HGET', pending, email)\n" \
     "if cur then\n" \
-    "  local okp, p = pcall(cjson.decode, cur)\n" \
-    "  if okp and type(p) == 'table' then out = cjson.encode(aw_merge(p, nn)) end\n" \
-    "elseif redis.call('HLEN', pending) == 0 then\n" \
-    "  redis.call('HSET', meta, 'first_pending_ms', ARGV[5])\n" \
+    "  local okp, dp = pcall(cjson.decode, cur)\n" \
+    "  if okp and type(dp) == 'table' then p = dp end\n" \
     "end\n" \
-    "redis.call('HSET', ver, email, ts .. '|' .. id)\n" \
-    "redis.call('HSET', pending, email, out)\n" \
+    "if not p then\n" \
+    "  if redis.call('HLEN', pending) == 0 then redis.call('HSET', meta, 'first_pending_ms', ARGV[5]) end\n" \
+    "  p = {v = nn.v, acct = nn.acct, aud = nn.aud, email = nn.email, id = nn.id, ts = nn.ts,\n" \
+    "       act = 'attribute_update', drops = 0}\n" \
+    "end\n" \
+    "if type(p.attrs) ~= 'table' then p.attrs = {} end\n" \
+    "if fm then\n" \
+    "  if act == 'delete' and aw_vercmp(ts, id, aver) > 0 then\n" \
+    "    p.attrs = {}\n" \
+    "    redis.call('HSET', fver, 'a:' .. email, v)\n" \
+    "  end\n" \
+    "  p.act = act\n" \
+    "  redis.call('HSET', fver, 'm:' .. email, v)\n" \
+    "end\n" \
+    "if fa then\n" \
+    "  if type(nn.attrs) == 'table' then for k, val in pairs(nn.attrs) do p.attrs[k] = val end end\n" \
+    "  p.phone, p.xid, p.src, p.drops = nn.phone, nn.xid, nn.src, nn.drops or 0\n" \
+    "  redis.call('HSET', fver, 'a:' .. email, v)\n" \
+    "end\n" \
+    "if anyc then\n" \
+    "  if type(p.consent) ~= 'table' then p.consent = {} end\n" \
+    "  for ch, val in pairs(fc) do\n" \
+    "    p.consent[ch] = val\n" \
+    "    redis.call('HSET', fver, 'c:' .. ch .. ':' .. email, v)\n" \
+    "  end\n" \
+    "end\n" \
+    "if aw_vercmp(ts, id, newest) > 0 then\n" \
+    "  p.id, p.ts = nn.id, nn.ts\n" \
+    "  if nn.name ~= nil then p.name = nn.name end\n" \
+    "  if nn.list ~= nil then p.list = nn.list end\n" \
+    "  redis.call('HSET', ver, email, v)\n" \
+    "end\n" \
+    "redis.call('HSET', pending, email, cjson.encode(p))\n" \
     "redis.call('HSET', meta, 'account_id', ARGV[8], 'audience_id', ARGV[9])\n" \
     "if m[1] ~= 'active' then redis.call('HSET', meta, 'state', 'active') end\n" \
     "if (ARGV[10] ~= '' or ARGV[11] ~= '') and aw_vercmp(ts, id, m[3] or false) > 0 then\n" \
-    "  redis.call('HSET', meta, 'cfg_version', ts .. '|' .. id)\n" \
+    "  redis.call('HSET', meta, 'cfg_version', v)\n" \
     "  if ARGV[10] ~= '' then redis.call('HSET', meta, 'name', ARGV[10]) end\n" \
     "  if ARGV[11] ~= '' then redis.call('HSET', meta, 'list_id', ARGV[11]) end\n" \
     "end\n" \

@@ -375,6 +375,73 @@ static void test_merge(struct aw_store *s)
     aw_change_clear(&p);
 }
 
+/* Membership, attributes and consent are versioned separately: an older change still decides
+ * the facets no newer change has set (DESIGN.md §1 invariant under any arrival order). */
+static void test_facets(struct aw_store *s)
+{
+    struct aw_change c, p;
+    bool f;
+
+    /* attribute_update (t=3000) first, then an OLDER delete (t=2000): the removal applies
+     * (nothing newer decided membership), the newer attributes stay. */
+    mk(&c, "1", "15", "f@x.io", 3000, "u", AW_CHANGE_ATTRIBUTE_UPDATE);
+    attr(&c, "last_name", "\"New\"");
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
+    mk(&c, "1", "15", "f@x.io", 2000, "d", AW_CHANGE_DELETE);
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
+    AW_CHECK(pending(s, "1", "15", "f@x.io", &p));
+    AW_CHECK_INT_EQ(p.action, AW_CHANGE_DELETE);
+    AW_CHECK_STR_EQ(attr_get(&p, "last_name", &f), "\"New\"");
+    AW_CHECK_INT_EQ(p.version_ms, 3000); /* the entry keeps the newest version and id */
+    aw_change_clear(&p);
+    /* an even older add: membership stale (the delete is newer), attributes stale (t=3000) */
+    mk(&c, "1", "15", "f@x.io", 1000, "a", AW_CHANGE_ADD);
+    attr(&c, "last_name", "\"Old\"");
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_STALE);
+
+    /* attribute_update (t=3000) flushed away, then an older add (t=2500): it still adds the user;
+     * its attributes are older than the update's, so they are not sent. */
+    mk(&c, "1", "16", "g@x.io", 3000, "u", AW_CHANGE_ATTRIBUTE_UPDATE);
+    attr(&c, "first_name", "\"Newer\"");
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
+    rcli(NULL, 0, "DEL 'aw:{1:16}:pending'"); /* as if flushed */
+    mk(&c, "1", "16", "g@x.io", 2500, "a", AW_CHANGE_ADD);
+    attr(&c, "first_name", "\"Older\"");
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
+    AW_CHECK(pending(s, "1", "16", "g@x.io", &p));
+    AW_CHECK_INT_EQ(p.action, AW_CHANGE_ADD);
+    attr_get(&p, "first_name", &f);
+    AW_CHECK(!f);
+    aw_change_clear(&p);
+
+    /* a delete (t=2000) supersedes older attributes: an attribute_update at t=1500 arriving
+     * later is stale; one at t=2100 is sent with the removal. */
+    mk(&c, "1", "17", "h@x.io", 2000, "d", AW_CHANGE_DELETE);
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
+    mk(&c, "1", "17", "h@x.io", 1500, "u1", AW_CHANGE_ATTRIBUTE_UPDATE);
+    attr(&c, "title", "\"old\"");
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_STALE);
+    mk(&c, "1", "17", "h@x.io", 2100, "u2", AW_CHANGE_ATTRIBUTE_UPDATE);
+    attr(&c, "title", "\"new\"");
+    consent(&c, AW_CHANNEL_EMAIL, false, 0);
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
+    AW_CHECK(pending(s, "1", "17", "h@x.io", &p));
+    AW_CHECK_INT_EQ(p.action, AW_CHANGE_DELETE);
+    AW_CHECK_STR_EQ(attr_get(&p, "title", &f), "\"new\"");
+    aw_change_clear(&p);
+    /* consent per channel: an older message's email consent is stale, its SMS consent is not */
+    mk(&c, "1", "17", "h@x.io", 1800, "c", AW_CHANGE_DELETE);
+    consent(&c, AW_CHANNEL_EMAIL, true, 1700);
+    consent(&c, AW_CHANNEL_SMS, true, 1700);
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
+    AW_CHECK(pending(s, "1", "17", "h@x.io", &p));
+    const struct aw_change_consent *ce = consent_get(&p, AW_CHANNEL_EMAIL);
+    const struct aw_change_consent *cs = consent_get(&p, AW_CHANNEL_SMS);
+    AW_CHECK(ce && !ce->subscribe);
+    AW_CHECK(cs && cs->subscribe);
+    aw_change_clear(&p);
+}
+
 static void test_stale_after_flush(struct aw_store *s)
 {
     struct aw_change c;
@@ -858,7 +925,8 @@ int main(void)
         AW_CHECK_INT_EQ(aw_store_ping(s), AW_OK);
         test_apply_and_versions(s);
         test_merge(s);
-        test_stale_after_flush(s);
+        test_facets(s);
+    test_stale_after_flush(s);
         test_audience_state(s);
         test_due(s);
         test_pipeline(s);

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# test_e2e.sh -- issue "Leader and flush", done-when: the whole pipeline (dev broker, redis-server,
+# the Klaviyo simulator, two aw-worker replicas) under injected faults (5xx, a 429 storm, one
+# account's key refused with 401) and a kill -9 of the leader mid-flush. The simulator's final
+# lists, profiles and consent must equal exactly what the input implies (e2e_model.py), only the
+# record Klaviyo refuses is dead-lettered, and the 401 account stays paused with its data kept
+# while the other account flows.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+require_built aw-worker aw_devbroker
+require_cmd kcat redis-cli python3 curl
+model="$AW_SOURCE_DIR/tests/integration/e2e_model.py"
+worker=$(aw_bin aw-worker)
+python3 "$model" gen "$AW_TEST_DIR" "${AW_TEST_SEED:-4242}"
+expected="$AW_TEST_DIR/expected.json"
+
+start_redis --appendonly yes --appendfsync always
+start_devbroker --brokers 2 --topic mparticle.audience:4 --topic mparticle.audience.dlq:1
+start_klaviyo_sim --job-delay 0.2 --check-responses
+sim=$AW_TEST_KLAVIYO_URL
+curl -sf -X POST "$sim/_sim/faults" -H 'Content-Type: application/json' -d '{
+  "error_rate_5xx": 0.15, "status": 503,
+  "storm_429": {"count": 8, "retry_after": 1},
+  "unauthorized_keys": ["pk_e2e_revoked_key"]}' >/dev/null || fail "cannot set simulator faults"
+printf 'session.timeout.ms=6000\n' >"$AW_TEST_DIR/kafka.conf"
+
+declare -A PORT=()
+start_worker() {
+    local name=$1
+    PORT[$name]=$(free_port)
+    start_service "$name" env AW_KAFKA_BROKERS="$AW_TEST_BROKERS" AW_REDIS_URL="$AW_TEST_REDIS_URL" \
+        AW_KLAVIYO_BASE_URL="$sim" AW_KAFKA_CONFIG_FILE="$AW_TEST_DIR/kafka.conf" \
+        AW_HTTP_ADDR="127.0.0.1:${PORT[$name]}" AW_INSTANCE_ID="$name" \
+        AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_MAX_AGE_S=2 AW_FLUSH_TICK_MS=100 AW_LEASE_TTL_MS=3000 \
+        AW_KLAVIYO_JOB_POLL_MS=100 AW_KLAVIYO_RETRY_BASE_MS=50 AW_KLAVIYO_RETRY_MAX_MS=1000 \
+        AW_CONSUMER_BATCH_MAX=50 "$worker" run
+}
+is_leader() { curl -sf "http://127.0.0.1:${PORT[$1]}/status" | grep -q '"leader":true'; }
+leader_of() {
+    local w
+    for w in "$@"; do
+        if is_leader "$w"; then
+            echo "$w"
+            return 0
+        fi
+    done
+    return 1
+}
+
+start_worker replica-1
+start_worker replica-2
+produce_file mparticle.audience "$AW_TEST_DIR/part1.tsv"
+wait_until "leader_of replica-1 replica-2" 30 || fail "no replica took the lease"
+leader=$(leader_of replica-1 replica-2)
+other=replica-1
+[ "$leader" = replica-1 ] && other=replica-2
+# Kill the leader while it is flushing: once Klaviyo has seen a bulk import job.
+wait_until "curl -sf '$sim/_sim/state' | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)[\"jobs\"] else 1)'" 60 ||
+    fail "the leader never started a flush"
+note "kill -9 the leader ($leader) mid-flush"
+kill9_service "$leader"
+produce_file mparticle.audience "$AW_TEST_DIR/part2.tsv"
+wait_until "is_leader $other" 20 || fail "$other did not take the lease over"
+note "$other took the lease over"
+start_worker replica-3
+
+if ! wait_until "python3 '$model' check '$sim' '$expected'" 180; then
+    python3 "$model" check "$sim" "$expected" -v || true
+    fail "Klaviyo did not reach the state the input implies"
+fi
+note "Klaviyo's lists, profiles and consent equal the model"
+
+# The paused account: its data is kept (in flight or pending), its pause is reported.
+kept=$(($(redis_cmd HLEN 'aw:{3002:33}:pending') + $(redis_cmd HLEN 'aw:{3002:33}:inflight')))
+[ "$kept" -eq 20 ] || fail "paused account keeps $kept of its 20 changes"
+curl -sf "http://127.0.0.1:${PORT[$other]}/metrics" | grep -q '^aw_accounts_paused 1$' ||
+    fail "the leader does not report the paused account"
+grep -q 'level=error' "$AW_TEST_DIR/$other.log" || fail "no ERROR line for the paused account"
+
+python3 - "$sim" <<'PY' || fail "the faults were not all exercised"
+import json, sys, urllib.request
+st = json.load(urllib.request.urlopen(sys.argv[1] + "/_sim/state", timeout=10))
+f = st["faults_injected"]
+print("# faults injected:", json.dumps(f, sort_keys=True), file=sys.stderr)
+assert f.get("5xx", 0) > 0 and f.get("storm_429", 0) == 8 and f.get("unauthorized", 0) > 0, f
+PY
+
+ndlq=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['dlq_emails']))" "$expected")
+consume_topic mparticle.audience.dlq "$ndlq" 60 >"$AW_TEST_DIR/dlq.jsonl" || fail "dead letters missing"
+python3 "$model" check-dlq "$expected" "$AW_TEST_DIR/dlq.jsonl" -v || fail "unexpected dead letters"
+if grep -E 'example\.net|pk_e2e' "$AW_TEST_DIR"/replica-*.log; then
+    fail "personal data or an API key reached the logs"
+fi
+for w in "$other" replica-3; do
+    stop_service "$w" TERM 30 || fail "$w did not exit 0 on SIGTERM"
+done
+echo "test_e2e: PASS"
