@@ -237,9 +237,9 @@ static void free_secret(char *p)
 
 static const char *err_field(const struct aw_klaviyo_response *r, int which)
 {
-    if (r->n_errors == 0)
+    if (r->errors.n == 0)
         return NULL;
-    const struct aw_klaviyo_error *e = &r->errors[0];
+    const struct aw_payload_error *e = &r->errors.items[0];
     return which == 0 ? e->id : which == 1 ? e->code : e->title;
 }
 
@@ -807,11 +807,11 @@ static void refuse_items(struct aw_flusher *f, struct job *j, size_t n,
     const size_t *items = j->cur == CAT_DEL ? j->rm : j->cat[j->cur];
     if (r->action == AW_KLAVIYO_DROP_RECORDS) {
         size_t dropped = 0;
-        for (size_t k = 0; k < r->n_errors; k++) {
-            const struct aw_klaviyo_error *e = &r->errors[k];
-            if (e->record >= 0 && (size_t)e->record < n && !j->gone[items[j->pos + (size_t)e->record]]) {
-                dead_letter(f, j, items[j->pos + (size_t)e->record], "klaviyo_invalid_record",
-                            e->id, e->code, e->title);
+        for (size_t k = 0; k < r->errors.n; k++) {
+            const struct aw_payload_error *e = &r->errors.items[k];
+            if (e->has_index && e->index < n && !j->gone[items[j->pos + e->index]]) {
+                dead_letter(f, j, items[j->pos + e->index], "klaviyo_invalid_record", e->id,
+                            e->code, e->title);
                 dropped++;
             }
         }

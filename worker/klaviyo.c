@@ -4,7 +4,6 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,79 +101,10 @@ bool aw_klaviyo_parse_retry_after(const char *value, uint64_t now_unix_ms, uint6
     return true;
 }
 
-/* The record a JSON pointer names: the number after the last "/data/" segment that is
- * followed by a digit (…/profiles/data/3/attributes/email → 3; /data/7/id → 7). */
-static long pointer_record(const char *p)
-{
-    long rec = -1;
-    for (const char *s = strstr(p, "/data/"); s; s = strstr(s + 1, "/data/")) {
-        const char *d = s + 6;
-        if (!isdigit((unsigned char)*d))
-            continue;
-        char *end;
-        errno = 0;
-        long v = strtol(d, &end, 10);
-        if (!errno && (*end == '\0' || *end == '/'))
-            rec = v;
-    }
-    return rec;
-}
-
-static char *dup_str(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s ? aw_strdup(s) : NULL;
-}
-
-size_t aw_klaviyo_parse_errors(const char *body, size_t len, struct aw_klaviyo_error **out)
-{
-    *out = NULL;
-    if (!body || len == 0)
-        return 0;
-    json_t *root = json_loadb(body, len, 0, NULL);
-    json_t *arr = root ? json_object_get(root, "errors") : NULL;
-    size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
-    if (n > 10000)
-        n = 10000;
-    struct aw_klaviyo_error *errs = n ? aw_calloc(n, sizeof *errs) : NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_array_get(arr, i);
-        if (!json_is_object(e))
-            continue;
-        errs[k].id = dup_str(e, "id");
-        errs[k].code = dup_str(e, "code");
-        errs[k].title = dup_str(e, "title");
-        errs[k].detail = dup_str(e, "detail");
-        errs[k].pointer = dup_str(json_object_get(e, "source"), "pointer");
-        errs[k].record = errs[k].pointer ? pointer_record(errs[k].pointer) : -1;
-        k++;
-    }
-    json_decref(root);
-    if (k == 0) {
-        free(errs);
-        return 0;
-    }
-    *out = errs;
-    return k;
-}
-
-void aw_klaviyo_errors_free(struct aw_klaviyo_error *errs, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(errs[i].id);
-        free(errs[i].code);
-        free(errs[i].title);
-        free(errs[i].detail);
-        free(errs[i].pointer);
-    }
-    free(errs);
-}
-
 void aw_klaviyo_response_clear(struct aw_klaviyo_response *resp)
 {
     free(resp->body);
-    aw_klaviyo_errors_free(resp->errors, resp->n_errors);
+    aw_payload_errors_clear(&resp->errors);
     memset(resp, 0, sizeof *resp);
 }
 
@@ -357,10 +287,10 @@ enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key,
     resp->body_len = out.len;
     resp->body = aw_buf_take(&out);
     bool names_records = false;
-    if (resp->status >= 400) {
-        resp->n_errors = aw_klaviyo_parse_errors(resp->body, resp->body_len, &resp->errors);
-        for (size_t i = 0; i < resp->n_errors; i++)
-            if (resp->errors[i].record >= 0)
+    if (resp->status >= 400 &&
+        aw_payload_parse_error_doc(resp->body, resp->body_len, &resp->errors) == AW_OK) {
+        for (size_t i = 0; i < resp->errors.n; i++)
+            if (resp->errors.items[i].has_index)
                 names_records = true;
     }
     resp->action = aw_klaviyo_classify(resp->status, names_records);

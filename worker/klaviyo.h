@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "worker/payload.h"
 
 struct aw_klaviyo;
 
@@ -37,16 +38,6 @@ enum aw_klaviyo_action {
     AW_KLAVIYO_CONFLICT         /* 409: already exists / duplicate (caller decides) */
 };
 
-/* One error object of a Klaviyo error document. Strings are owned by the response. */
-struct aw_klaviyo_error {
-    char *id;
-    char *code;
-    char *title;
-    char *detail;   /* may echo input values: never log it */
-    char *pointer;  /* source.pointer or NULL */
-    long record;    /* index of the record the pointer names (…/data/<n>/…), or -1 */
-};
-
 struct aw_klaviyo_response {
     long status;                 /* HTTP status, 0 on transport error */
     char *body;                  /* owned, NUL-terminated, may be empty */
@@ -57,8 +48,8 @@ struct aw_klaviyo_response {
     long ratelimit_limit;        /* RateLimit-Limit, -1 if absent */
     long ratelimit_remaining;    /* RateLimit-Remaining, -1 if absent */
     long ratelimit_reset_s;      /* RateLimit-Reset, -1 if absent */
-    struct aw_klaviyo_error *errors; /* parsed errors[] of a non-2xx JSON body, owned */
-    size_t n_errors;
+    struct aw_payload_errors errors; /* errors[] of a non-2xx JSON body (payload.c's parser);
+                                        `detail` may echo input values: never log it */
     char transport_error[256];   /* curl's message on transport errors (no secrets, no body) */
 };
 
@@ -88,14 +79,6 @@ enum aw_klaviyo_action aw_klaviyo_classify(long status, bool names_records);
 /* Parses a Retry-After value: delta-seconds or an HTTP date (relative to now_unix_ms).
  * false when absent or malformed. Pure. */
 bool aw_klaviyo_parse_retry_after(const char *value, uint64_t now_unix_ms, uint64_t *out_ms);
-
-/* Parses a Klaviyo error document (errors[]) into owned error objects; record indexes are taken
- * from pointers such as /data/attributes/profiles/data/3/attributes/email or /data/3/id.
- * Returns the number parsed (0 when the body is not an error document). Pure. */
-size_t aw_klaviyo_parse_errors(const char *body, size_t len, struct aw_klaviyo_error **out);
-
-/* Frees an array from aw_klaviyo_parse_errors. */
-void aw_klaviyo_errors_free(struct aw_klaviyo_error *errs, size_t n);
 
 /* Stable name of an action ("done", "retry", ...). */
 const char *aw_klaviyo_action_str(enum aw_klaviyo_action a);

@@ -1,5 +1,5 @@
-/* test_klaviyo.c -- the response classification table (one check per row), Retry-After
- * parsing and Klaviyo error documents. No network. */
+/* test_klaviyo.c -- the response classification table (one check per row) and Retry-After
+ * parsing. No network. (Error documents are payload.c's parser: test_payload.c.) */
 #include <string.h>
 
 #include "tests/harness.h"
@@ -62,35 +62,6 @@ static void test_retry_after(void)
     AW_CHECK(!aw_klaviyo_parse_retry_after("soon", 0, &ms));
 }
 
-static void test_errors(void)
-{
-    const char *doc =
-        "{\"errors\":[{\"id\":\"e1\",\"status\":400,\"code\":\"invalid\",\"title\":\"Invalid input.\","
-        "\"detail\":\"bad email\",\"source\":{\"pointer\":\"/data/attributes/profiles/data/3/attributes/email\"}},"
-        "{\"id\":\"e2\",\"status\":400,\"code\":\"invalid\",\"title\":\"t\",\"detail\":\"d\","
-        "\"source\":{\"pointer\":\"/data/12/id\"}},"
-        "{\"id\":\"e3\",\"status\":400,\"code\":\"invalid\",\"title\":\"t\",\"detail\":\"d\","
-        "\"source\":{\"pointer\":\"/data/attributes/name\"}},"
-        "{\"id\":\"e4\",\"code\":\"x\"}]}";
-    struct aw_klaviyo_error *e = NULL;
-    size_t n = aw_klaviyo_parse_errors(doc, strlen(doc), &e);
-    AW_CHECK_INT_EQ(n, 4);
-    if (n == 4) {
-        AW_CHECK_STR_EQ(e[0].id, "e1");
-        AW_CHECK_STR_EQ(e[0].code, "invalid");
-        AW_CHECK_INT_EQ(e[0].record, 3);
-        AW_CHECK_INT_EQ(e[1].record, 12);
-        AW_CHECK_INT_EQ(e[2].record, -1);
-        AW_CHECK(e[3].pointer == NULL);
-        AW_CHECK_INT_EQ(e[3].record, -1);
-    }
-    aw_klaviyo_errors_free(e, n);
-    AW_CHECK_INT_EQ(aw_klaviyo_parse_errors("not json", 8, &e), 0);
-    AW_CHECK(e == NULL);
-    AW_CHECK_INT_EQ(aw_klaviyo_parse_errors("{\"errors\":{}}", 13, &e), 0);
-    AW_CHECK_INT_EQ(aw_klaviyo_parse_errors("{\"data\":[]}", 11, &e), 0);
-}
-
 static void test_new_rejects_bad_scheme(void)
 {
     char err[128];
@@ -107,7 +78,6 @@ int main(void)
 {
     test_classification_table();
     test_retry_after();
-    test_errors();
     test_new_rejects_bad_scheme();
     return aw_test_done();
 }
