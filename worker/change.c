@@ -24,6 +24,7 @@
 
 #include "common/buf.h"
 #include "common/mem.h"
+#include "common/text.h"
 
 /* ---------------------------------------------------------------------------------------- */
 /* plain helpers */
@@ -183,16 +184,6 @@ static bool jr_word(struct jr *j, const char *w)
     return true;
 }
 
-static int hexval(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
 
 static bool read_hex4(struct jr *j, unsigned *out)
 {
@@ -200,7 +191,7 @@ static bool read_hex4(struct jr *j, unsigned *out)
         return false;
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(j->p[i]);
+        int h = aw_text_hexval((unsigned char)j->p[i]);
         if (h < 0)
             return false;
         v = (v << 4) | (unsigned)h;

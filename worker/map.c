@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/mem.h"
+#include "common/text.h"
 #include "common/phone/phone.h"
 #include "worker/account.h"
 #include "worker/change.h"
@@ -48,24 +49,15 @@ static bool is_blank(const char *s)
     return true;
 }
 
-static unsigned hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return (unsigned)(c - '0');
-    c = (char)lower((unsigned char)c);
-    if (c >= 'a' && c <= 'f')
-        return (unsigned)(c - 'a' + 10);
-    return 16;
-}
 
 static bool read_u4(const char *p, unsigned *out)
 {
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        unsigned h = hexval(p[i]);
-        if (h > 15)
+        int h = aw_text_hexval((unsigned char)p[i]);
+        if (h < 0)
             return false;
-        v = v * 16u + h;
+        v = v * 16u + (unsigned)h;
     }
     *out = v;
     return true;

@@ -14,6 +14,7 @@
 
 #include "common/buf.h"
 #include "common/mem.h"
+#include "common/text.h"
 #include "worker/change.h"
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
@@ -840,40 +841,6 @@ bool aw_payload_pointer_index(const char *pointer, size_t *index)
     return false;
 }
 
-static int hexdig(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) into a new string; NULL on a bad escape or an encoded NUL. */
-static char *pct_decode(const char *s, size_t n)
-{
-    char *d = aw_malloc(n + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            d[o++] = s[i];
-            continue;
-        }
-        int hi = i + 2 < n ? hexdig(s[i + 1]) : -1;
-        int lo = i + 2 < n ? hexdig(s[i + 2]) : -1;
-        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-            free(d);
-            return NULL;
-        }
-        d[o++] = (char)(hi * 16 + lo);
-        i += 2;
-    }
-    d[o] = '\0';
-    return d;
-}
-
 char *aw_payload_cursor_from_url(const char *url)
 {
     if (!url)
@@ -890,11 +857,11 @@ char *aw_payload_cursor_from_url(const char *url)
         const char *pe = amp ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(pe - p));
         if (eq) {
-            char *name = pct_decode(p, (size_t)(eq - p));
+            char *name = aw_text_pct_decode(p, (size_t)(eq - p));
             bool match = name && strcmp(name, "page[cursor]") == 0;
             free(name);
             if (match) {
-                char *v = pct_decode(eq + 1, (size_t)(pe - eq - 1));
+                char *v = aw_text_pct_decode(eq + 1, (size_t)(pe - eq - 1));
                 if (v && !v[0]) {
                     free(v);
                     v = NULL;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/mem.h"
+#include "common/text.h"
 
 /* ---------------------------------------------------------------------------------------------
  * The table: the one declaration of every AW_* variable.
@@ -729,42 +730,6 @@ static bool apply_http_addr(struct ctx *cx, const struct var *v, const char *val
     return true;
 }
 
-static int hex_val(char ch)
-{
-    if (is_digit(ch))
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes [b, e) into a caller-owned string; NULL on a bad escape or a NUL byte. */
-static char *pct_decode(const char *b, const char *e)
-{
-    char *out = aw_malloc((size_t)(e - b) + 1);
-    size_t j = 0;
-    for (const char *p = b; p < e; p++) {
-        if (*p == '%') {
-            if (e - p < 3 || hex_val(p[1]) < 0 || hex_val(p[2]) < 0) {
-                free(out);
-                return NULL;
-            }
-            int ch = hex_val(p[1]) * 16 + hex_val(p[2]);
-            if (ch == 0) {
-                free(out);
-                return NULL;
-            }
-            out[j++] = (char)ch;
-            p += 2;
-        } else {
-            out[j++] = *p;
-        }
-    }
-    out[j] = '\0';
-    return out;
-}
 
 static bool has_prefix_ci(const char *s, const char *prefix)
 {
@@ -817,14 +782,14 @@ static bool apply_redis_url(struct ctx *cx, const struct var *v, const char *val
             return false;
         }
         if (colon > rest) {
-            r->username = pct_decode(rest, colon);
+            r->username = aw_text_pct_decode(rest, (size_t)(colon - rest));
             if (!r->username) {
                 problem(cx, v, "bad %%XX escape in the user name");
                 return false;
             }
         }
         if (auth_end > colon + 1) {
-            r->password = pct_decode(colon + 1, auth_end);
+            r->password = aw_text_pct_decode(colon + 1, (size_t)(auth_end - colon - 1));
             if (!r->password) {
                 problem(cx, v, "bad %%XX escape in the password");
                 return false;

@@ -13,6 +13,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/text.h"
 #include "worker/change.h"
 #include "worker/store_lua.h"
 
@@ -64,38 +65,15 @@ static void set_err(char *errbuf, size_t errlen, const char *msg)
         snprintf(errbuf, errlen, "%s", msg);
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into out (size outlen). False when malformed, %00 or too long. */
 static bool pct_decode(const char *s, size_t n, char *out, size_t outlen)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '%') {
-            if (n - i < 3)
-                return false;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return false;
-            ch = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (o + 1 >= outlen)
-            return false;
-        out[o++] = ch;
-    }
-    out[o] = '\0';
-    return true;
+    char *d = aw_text_pct_decode(s, n);
+    bool ok = d && strlen(d) < outlen;
+    if (ok)
+        memcpy(out, d, strlen(d) + 1);
+    free(d);
+    return ok;
 }
 
 static bool parse_int_range(const char *s, size_t n, long lo, long hi, long *out)

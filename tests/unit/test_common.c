@@ -5,6 +5,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "tests/harness.h"
 
 static void test_buf(void)
@@ -56,8 +57,30 @@ static void test_err_and_log(void)
     AW_CHECK(strstr(q, "...") != NULL);
 }
 
+static void test_text(void)
+{
+    AW_CHECK_INT_EQ(aw_text_hexval('0'), 0);
+    AW_CHECK_INT_EQ(aw_text_hexval('f'), 15);
+    AW_CHECK_INT_EQ(aw_text_hexval('A'), 10);
+    AW_CHECK_INT_EQ(aw_text_hexval('g'), -1);
+    AW_CHECK_INT_EQ(aw_text_hexval('%'), -1);
+    char *d = aw_text_pct_decode("p%40ss%2fw%2Bd", 14);
+    AW_CHECK_STR_EQ(d, "p@ss/w+d");
+    free(d);
+    d = aw_text_pct_decode("abc%4", 5); /* truncated escape */
+    AW_CHECK(d == NULL);
+    d = aw_text_pct_decode("a%00b", 5); /* encoded NUL */
+    AW_CHECK(d == NULL);
+    d = aw_text_pct_decode("%zz", 3);
+    AW_CHECK(d == NULL);
+    d = aw_text_pct_decode("x%41", 4); /* escape at the very end */
+    AW_CHECK_STR_EQ(d, "xA");
+    free(d);
+}
+
 int main(void)
 {
+    test_text();
     test_buf();
     test_backoff();
     test_err_and_log();

@@ -1,0 +1,38 @@
+#include "common/text.h"
+
+#include <stdlib.h>
+
+#include "common/mem.h"
+
+int aw_text_hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+char *aw_text_pct_decode(const char *s, size_t n)
+{
+    char *d = aw_malloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            d[o++] = s[i];
+            continue;
+        }
+        int hi = n - i >= 3 ? aw_text_hexval((unsigned char)s[i + 1]) : -1;
+        int lo = n - i >= 3 ? aw_text_hexval((unsigned char)s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            free(d);
+            return NULL;
+        }
+        d[o++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    d[o] = '\0';
+    return d;
+}
