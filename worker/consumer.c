@@ -38,9 +38,11 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 {
     (void)rk;
     char q[512];
-    enum aw_log_level l = level <= 3 ? AW_LOG_LEVEL_ERROR
-                          : level <= 5 ? AW_LOG_LEVEL_WARN
-                          : level == 6 ? AW_LOG_LEVEL_INFO
+    /* librdkafka logs broker connection failures at LOG_ERR although it heals them itself:
+     * they are WARN here (ERROR means a human must act; fatal errors come via error_cb). */
+    enum aw_log_level l = level <= 2   ? AW_LOG_LEVEL_ERROR
+                          : level <= 4 ? AW_LOG_LEVEL_WARN
+                          : level <= 6 ? AW_LOG_LEVEL_INFO
                                        : AW_LOG_LEVEL_DEBUG;
     AW_LOG_(l, "rdkafka", "librdkafka", "fac=%s detail=%s", fac, aw_log_quote(q, sizeof q, buf));
 }
