@@ -32,7 +32,14 @@ struct aw_consumer {
     atomic_int assigned;
     atomic_bool fatal;
     bool closed;
+    bool synced; /* a rebalance completed for this member at least once */
 };
+
+/* librdkafka 2.0.2 aborts in rd_kafka_destroy() when a cooperative-sticky member is destroyed
+ * before its first assignment (confluentinc/librdkafka#4312, fixed in 2.3.0). Such a handle is
+ * parked here instead of destroyed: the process is exiting, and a reachable pointer keeps leak
+ * checkers quiet. */
+static rd_kafka_t *parked_handle;
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -78,6 +85,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 
+    c->synced = true;
     switch (err) {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
         if (cooperative)
@@ -405,6 +413,14 @@ void aw_consumer_close(struct aw_consumer *c)
         return;
     c->closed = true;
     aw_consumer_release(c);
+    /* A member still joining its group: let the join finish (bounded), so the handle can be
+     * destroyed safely (see parked_handle). Records polled meanwhile are not stored: they are
+     * delivered again to the member that gets their partition. */
+    for (int i = 0; i < 100 && !c->synced && !atomic_load(&c->fatal); i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
     rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         AW_LOG_WARN("consumer", "final commit failed", "err=%s", rd_kafka_err2name(err));
@@ -423,8 +439,13 @@ void aw_consumer_free(struct aw_consumer *c)
     aw_consumer_release(c);
     free(c->batch);
     aw_dlq_free(c->dlq);
-    if (c->rk)
+    if (c->rk && !c->synced) {
+        AW_LOG_WARN("consumer", "consumer never joined its group; handle left to process exit",
+                    "%s", "librdkafka#4312");
+        parked_handle = c->rk;
+    } else if (c->rk) {
         rd_kafka_destroy(c->rk);
+    }
     free(c);
 }
 
