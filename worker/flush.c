@@ -764,7 +764,7 @@ static void step_list_create(struct aw_flusher *f, struct job *j)
     }
     int64_t count = 0;
     enum aw_err e = aw_store_account_count_list_create(f->store, j->acct_id, aw_clock_unix_ms(),
-                                                       &count);
+                                                       1, &count);
     if (e != AW_OK) {
         retry_later(j, "list_create_count", aw_store_errstr(f->store));
     } else if (count > (int64_t)AW_KLAVIYO_RL_CREATE_LIST_DAILY) {
@@ -773,9 +773,15 @@ static void step_list_create(struct aw_flusher *f, struct job *j)
         j->next_at = now_ms() + 3600000u; /* the counter is per UTC day */
     } else {
         struct aw_klaviyo_response r;
-        if (send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_POST, "/api/lists", body, &r) ==
-                SENT &&
-            !handle_common(f, j, "list_create", &r)) {
+        enum sent sent = send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_POST, "/api/lists", body, &r);
+        if (sent != SENT) {
+            /* Not sent (rate limit, pause, lease): give the day's slot back. A failure here only
+             * over-counts, the safe direction. */
+            int64_t ignored;
+            if (aw_store_account_count_list_create(f->store, j->acct_id, aw_clock_unix_ms(), -1,
+                                                   &ignored) != AW_OK)
+                aw_metrics_add(AW_M_STORE_ERRORS, 1);
+        } else if (!handle_common(f, j, "list_create", &r)) {
             char *id = NULL;
             if (r.action == AW_KLAVIYO_CONFLICT) {
                 j->phase = PH_LIST; /* created meanwhile: find it */

@@ -1411,7 +1411,8 @@ enum aw_err aw_store_account_block(struct aw_store *s, const char *account_id,
 }
 
 enum aw_err aw_store_account_count_list_create(struct aw_store *s, const char *account_id,
-                                               uint64_t now_unix_ms, int64_t *count)
+                                               uint64_t now_unix_ms, int64_t delta,
+                                               int64_t *count)
 {
     *count = 0;
     if (!id_ok(account_id))
@@ -1419,9 +1420,11 @@ enum aw_err aw_store_account_count_list_create(struct aw_store *s, const char *a
     char suffix[48];
     snprintf(suffix, sizeof suffix, "lists_created:%" PRIu64, now_unix_ms / 86400000u);
     char *key = acct_key(account_id, suffix);
-    const char *incr[2] = {"INCR", key};
+    char by[24];
+    snprintf(by, sizeof by, "%" PRId64, delta);
+    const char *incr[3] = {"INCRBY", key, by};
     redisReply *r;
-    enum aw_err e = read_cmd(s, 2, incr, "INCR lists_created", &r);
+    enum aw_err e = read_cmd(s, 3, incr, "INCR lists_created", &r);
     if (e == AW_OK)
         e = int_reply(s, r, "INCR lists_created", count);
     if (e == AW_OK) {

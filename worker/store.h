@@ -256,10 +256,12 @@ enum aw_err aw_store_account_get(struct aw_store *s, const char *account_id, cha
 enum aw_err aw_store_account_block(struct aw_store *s, const char *account_id,
                                    uint64_t until_unix_ms);
 
-/* Counts one POST /api/lists of the account for the UTC day of now_unix_ms; *count is the
- * number counted that day including this one. Errors as put. */
+/* Adds delta (+1 before a POST /api/lists, -1 to give it back when the request was not sent)
+ * to the account's count for the UTC day of now_unix_ms; *count is the day's count after it.
+ * Errors as put. */
 enum aw_err aw_store_account_count_list_create(struct aw_store *s, const char *account_id,
-                                               uint64_t now_unix_ms, int64_t *count);
+                                               uint64_t now_unix_ms, int64_t delta,
+                                               int64_t *count);
 
 /* Sets (value non-NULL) or deletes (value NULL) a flusher-owned meta field of an audience.
  * Only fields starting with "klaviyo_" are accepted (the scripts own the others):
