@@ -34,7 +34,7 @@ run_worker() { # NAME LEADER
     start_service "$1" env AW_KAFKA_BROKERS="$AW_TEST_BROKERS" AW_REDIS_URL="$AW_TEST_REDIS_URL" \
         AW_KLAVIYO_BASE_URL="$sim" AW_KAFKA_CONFIG_FILE="$AW_TEST_DIR/kafka.conf" \
         AW_HTTP_ADDR="127.0.0.1:$(free_port)" AW_INSTANCE_ID="$1" AW_LEADER_ENABLED="$2" \
-        AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_TICK_MS=100 AW_LEASE_TTL_MS=3000 \
+        AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_MAX_AGE_S=1 AW_FLUSH_TICK_MS=100 AW_LEASE_TTL_MS=3000 \
         AW_KLAVIYO_JOB_POLL_MS=100 "$worker" run
 }
 pending() { redis_cmd HLEN 'aw:{5001:51}:pending'; }
@@ -72,5 +72,28 @@ assert sizes == [2000, 10000], sizes
 assert n("get_profiles") == 25, req.get("get_profiles")
 assert n("remove_profiles_from_list") == 3, req.get("remove_profiles_from_list")
 ' || fail "batches were not filled to the endpoint maximums"
+
+# 40 new audiences at once: their list creations queue behind the 10/s limit. Waiting on the
+# limiter must not count against Klaviyo's 150 list creations a day (regression: it did, and the
+# flusher stalled for an hour after ~15 lists).
+python3 - "$AW_TEST_DIR/new.tsv" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for a in range(40):
+        m = {"type": "audience_membership_change_request", "id": "n-%d" % a, "timestamp_ms": 1764290000000,
+             "account": {"account_id": 5001, "account_settings": {"apiKey": "pk_bulk"}},
+             "user_profiles": [{"user_identities": [{"type": "email", "encoding": "raw", "value": "n%d@example.com" % a}],
+                                "audiences": [{"audience_id": 600 + a, "audience_name": "New %d" % a, "action": "add"}]}]}
+        f.write("n%d\t%s\n" % (a, json.dumps(m, separators=(",", ":"))))
+PY
+produce_file mparticle.audience "$AW_TEST_DIR/new.tsv"
+new_lists() {
+    curl -sf "$sim/_sim/state" | python3 -c 'import json,sys
+print(sum(1 for l in json.load(sys.stdin)["lists"] if l["name"].startswith("New ") and l["member_emails"]))'
+}
+wait_until '[ "$(new_lists)" -eq 40 ]' 60 || fail "$(new_lists) of 40 new lists filled within 60 s"
+if grep -q 'daily list creation limit reached' "$AW_TEST_DIR/leader2.log"; then
+    fail "the daily list-creation budget was spent on requests never sent"
+fi
 stop_service leader2 TERM 30 || fail "leader2 did not stop cleanly"
 echo "test_bulk: PASS"
