@@ -1394,13 +1394,8 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
     f->accounts = accounts;
     f->stop = stop;
     char err[512];
-    struct aw_store_config sc = {
-        .url = s->redis.url,
-        .connect_timeout_ms = s->redis.connect_timeout_ms,
-        .command_timeout_ms = s->redis.timeout_ms,
-        .flush_max_queue = (int64_t)s->flush.max_queue,
-        .flush_max_age_ms = s->flush.max_age_s * 1000u,
-    };
+    struct aw_store_config sc;
+    aw_store_config_from_settings(s, &sc);
     f->store = aw_store_new(&sc, err, sizeof err);
     if (!f->store) {
         snprintf(errbuf, errlen, "flusher store: %s", err);

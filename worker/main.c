@@ -174,18 +174,6 @@ static void status_json(struct aw_buf *out, void *opaque)
         (long long)aw_metrics_get(AW_M_FLUSHES), (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED));
 }
 
-static struct aw_store *new_store(const struct aw_settings *s, char *err, size_t errlen)
-{
-    struct aw_store_config sc = {
-        .url = s->redis.url,
-        .connect_timeout_ms = s->redis.connect_timeout_ms,
-        .command_timeout_ms = s->redis.timeout_ms,
-        .flush_max_queue = (int64_t)s->flush.max_queue,
-        .flush_max_age_ms = s->flush.max_age_s * 1000u,
-    };
-    return aw_store_new(&sc, err, errlen);
-}
-
 /* Runs one replica until stop_requested. Returns the process exit status. Teardown order:
  * stop polling -> join flusher -> (lease released by the flusher) -> consumer close (commits
  * stored offsets) -> free in reverse creation order. */
@@ -215,7 +203,9 @@ static int cmd_run(const struct aw_settings *s)
         AW_LOG_ERROR("main", "cannot start http server", "detail=\"%s\"", err);
         goto out;
     }
-    store = new_store(s, err, sizeof err);
+    struct aw_store_config sc;
+    aw_store_config_from_settings(s, &sc);
+    store = aw_store_new(&sc, err, sizeof err);
     if (!store) {
         AW_LOG_ERROR("main", "invalid redis settings", "detail=\"%s\"", err);
         status = AW_SETTINGS_EXIT_CONFIG;

@@ -1,5 +1,6 @@
 /* store.c -- hiredis adapter: connection, aggregation scripts, due index (see store.h). */
 #include "worker/store.h"
+#include "worker/settings.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -368,6 +369,16 @@ fail:
     }
     /* a refused AUTH/SELECT is a setup fault; the caller keeps retrying anyway */
     return e == AW_ERR_IO ? AW_ERR_IO : AW_ERR_CONFIG;
+}
+
+void aw_store_config_from_settings(const struct aw_settings *s, struct aw_store_config *out)
+{
+    memset(out, 0, sizeof *out);
+    out->url = s->redis.url;
+    out->connect_timeout_ms = s->redis.connect_timeout_ms;
+    out->command_timeout_ms = s->redis.timeout_ms;
+    out->flush_max_queue = (int64_t)s->flush.max_queue;
+    out->flush_max_age_ms = s->flush.max_age_s * 1000u;
 }
 
 struct aw_store *aw_store_new(const struct aw_store_config *cfg, char *errbuf, size_t errlen)

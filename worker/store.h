@@ -54,6 +54,12 @@ struct aw_store_config {
     uint64_t flush_max_age_ms;     /* AW_FLUSH_MAX_AGE_S * 1000 */
 };
 
+struct aw_settings;
+
+/* Fills *out from the process settings (AW_REDIS_*, AW_FLUSH_*); strings are borrowed from s.
+ * Any thread. */
+void aw_store_config_from_settings(const struct aw_settings *s, struct aw_store_config *out);
+
 /* Creates a store (no connection yet). NULL with a reason in errbuf when the config is invalid.
  * Caller owns the result (aw_store_free). Any thread; the store then belongs to that thread. */
 struct aw_store *aw_store_new(const struct aw_store_config *cfg, char *errbuf, size_t errlen);

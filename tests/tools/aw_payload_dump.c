@@ -8,23 +8,10 @@
 #include <string.h>
 
 #include "common/mem.h"
+#include "tests/change_builder.h"
 #include "worker/change.h"
 #include "worker/payload.h"
 
-static void attr(struct aw_change *c, const char *path, const char *value_json)
-{
-    c->attrs = aw_realloc(c->attrs, (c->n_attrs + 1) * sizeof *c->attrs);
-    c->attrs[c->n_attrs].path = aw_strdup(path);
-    c->attrs[c->n_attrs].value_json = value_json ? aw_strdup(value_json) : NULL;
-    c->n_attrs++;
-}
-
-static void consent(struct aw_change *c, enum aw_change_channel ch, bool sub, uint64_t at_ms)
-{
-    c->consents = aw_realloc(c->consents, (c->n_consents + 1) * sizeof *c->consents);
-    c->consents[c->n_consents] = (struct aw_change_consent){ch, sub, at_ms != 0, at_ms};
-    c->n_consents++;
-}
 
 static void base(struct aw_change *c, const char *email, const char *phone)
 {
@@ -62,33 +49,33 @@ int main(void)
      * every JSON type, property and field unsets, text that needs escaping */
     base(&c[0], "o'brien+\"vip\"@example.com", "+14155550100");
     c[0].external_id = aw_strdup("cust-42");
-    attr(&c[0], "first_name", "\"Ann \\\"A\\\" \\\\ B\"");
-    attr(&c[0], "image", "\"https://example.com/a.png\"");
-    attr(&c[0], "last_name", NULL);
-    attr(&c[0], "location.city", "\"K\xc3\xb6ln\"");
-    attr(&c[0], "location.country", "\"DE\"");
-    attr(&c[0], "location.latitude", "50.94");
-    attr(&c[0], "location.longitude", "\"6.96\"");
-    attr(&c[0], "location.zip", "50667");
-    attr(&c[0], "organization", "{\"a\":1}");
-    attr(&c[0], "properties.gone", NULL);
-    attr(&c[0], "properties.list", "[\"a\",\"b\"]");
-    attr(&c[0], "properties.n", "12.5");
-    attr(&c[0], "properties.nested.dot", "{\"k\":[true,null]}");
-    attr(&c[0], "properties.ok", "true");
-    attr(&c[0], "title", "\"Dr\"");
-    consent(&c[0], AW_CHANNEL_EMAIL, true, 1699990000123ull);
-    consent(&c[0], AW_CHANNEL_SMS, true, 0);
+    aw_test_attr(&c[0], "first_name", "\"Ann \\\"A\\\" \\\\ B\"");
+    aw_test_attr(&c[0], "image", "\"https://example.com/a.png\"");
+    aw_test_attr(&c[0], "last_name", NULL);
+    aw_test_attr(&c[0], "location.city", "\"K\xc3\xb6ln\"");
+    aw_test_attr(&c[0], "location.country", "\"DE\"");
+    aw_test_attr(&c[0], "location.latitude", "50.94");
+    aw_test_attr(&c[0], "location.longitude", "\"6.96\"");
+    aw_test_attr(&c[0], "location.zip", "50667");
+    aw_test_attr(&c[0], "organization", "{\"a\":1}");
+    aw_test_attr(&c[0], "properties.gone", NULL);
+    aw_test_attr(&c[0], "properties.list", "[\"a\",\"b\"]");
+    aw_test_attr(&c[0], "properties.n", "12.5");
+    aw_test_attr(&c[0], "properties.nested.dot", "{\"k\":[true,null]}");
+    aw_test_attr(&c[0], "properties.ok", "true");
+    aw_test_attr(&c[0], "title", "\"Dr\"");
+    aw_test_consent(&c[0], AW_CHANNEL_EMAIL, true, 1699990000123ull);
+    aw_test_consent(&c[0], AW_CHANNEL_SMS, true, 0);
     c[0].custom_source = aw_strdup("mParticle \"web\"");
 
     base(&c[1], "b@example.org", NULL);
-    attr(&c[1], "properties.only_unset", NULL);
-    consent(&c[1], AW_CHANNEL_EMAIL, false, 0);
+    aw_test_attr(&c[1], "properties.only_unset", NULL);
+    aw_test_consent(&c[1], AW_CHANNEL_EMAIL, false, 0);
     c[1].custom_source = aw_strdup("mParticle \"web\"");
 
     base(&c[2], "c@example.net", "+447700900123");
-    consent(&c[2], AW_CHANNEL_SMS, false, 0);
-    consent(&c[2], AW_CHANNEL_EMAIL, false, 0);
+    aw_test_consent(&c[2], AW_CHANNEL_SMS, false, 0);
+    aw_test_consent(&c[2], AW_CHANNEL_EMAIL, false, 0);
 
     const struct aw_change *all[3] = {&c[0], &c[1], &c[2]};
     char *body = NULL;

@@ -21,6 +21,7 @@
 #include "common/err.h"
 #include "common/mem.h"
 #include "tests/harness.h"
+#include "tests/change_builder.h"
 #include "worker/change.h"
 #include "worker/store.h"
 
@@ -72,23 +73,6 @@ static void mk(struct aw_change *c, const char *acct, const char *aud, const cha
 }
 
 /* Adds an attribute (value NULL = unset); keeps paths sorted by insertion order of the test. */
-static void attr(struct aw_change *c, const char *path, const char *value_json)
-{
-    c->attrs = aw_realloc(c->attrs, (c->n_attrs + 1) * sizeof *c->attrs);
-    c->attrs[c->n_attrs].path = aw_strdup(path);
-    c->attrs[c->n_attrs].value_json = value_json ? aw_strdup(value_json) : NULL;
-    c->n_attrs++;
-}
-
-static void consent(struct aw_change *c, enum aw_change_channel ch, bool sub, uint64_t at)
-{
-    c->consents = aw_realloc(c->consents, (c->n_consents + 1) * sizeof *c->consents);
-    struct aw_change_consent *cs = &c->consents[c->n_consents++];
-    cs->channel = ch;
-    cs->subscribe = sub;
-    cs->has_consented_at = at != 0;
-    cs->consented_at_unix_ms = at;
-}
 
 /* Applies and clears c; returns the status (or -1 on error, reported as a failed check). */
 static int apply(struct aw_store *s, struct aw_change *c, uint64_t now, struct aw_store_result *r)
@@ -248,7 +232,7 @@ static void test_apply_and_versions(struct aw_store *s)
 
     /* add */
     mk(&c, "1", "10", "a@x.io", 1000, "ev-b", AW_CHANGE_ADD);
-    attr(&c, "first_name", "\"Ann\"");
+    aw_test_attr(&c, "first_name", "\"Ann\"");
     c.phone_e164 = aw_strdup("+14155550100");
     AW_CHECK_INT_EQ(apply(s, &c, T0, &r), AW_STORE_APPLIED);
     AW_CHECK_INT_EQ(r.pending, 1);
@@ -283,7 +267,7 @@ static void test_apply_and_versions(struct aw_store *s)
 
     /* tie broken by the greater lower-case id: "EV-C" -> "ev-c" > "ev-b" */
     mk(&c, "1", "10", "a@x.io", 1000, "EV-C", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "last_name", "\"Lee\"");
+    aw_test_attr(&c, "last_name", "\"Lee\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0 + 4, NULL), AW_STORE_APPLIED);
     AW_CHECK(pending(s, "1", "10", "a@x.io", &p));
     AW_CHECK_INT_EQ(p.action, AW_CHANGE_ADD); /* attribute_update keeps the pending add */
@@ -308,9 +292,9 @@ static void test_merge(struct aw_store *s)
 
     /* add -> delete collapses to a removal; pending attrs dropped, consent kept */
     mk(&c, "1", "11", "b@x.io", 2000, "e1", AW_CHANGE_ADD);
-    attr(&c, "first_name", "\"Bo\"");
-    attr(&c, "properties.tier", "\"gold\"");
-    consent(&c, AW_CHANNEL_EMAIL, true, 1999);
+    aw_test_attr(&c, "first_name", "\"Bo\"");
+    aw_test_attr(&c, "properties.tier", "\"gold\"");
+    aw_test_consent(&c, AW_CHANNEL_EMAIL, true, 1999);
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     mk(&c, "1", "11", "b@x.io", 2001, "e2", AW_CHANGE_DELETE);
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
@@ -324,14 +308,14 @@ static void test_merge(struct aw_store *s)
 
     /* delete -> add becomes add; attrs merged per path, newer wins; consent per channel */
     mk(&c, "1", "11", "b@x.io", 2002, "e3", AW_CHANGE_ADD);
-    attr(&c, "first_name", "\"Bob\"");
-    consent(&c, AW_CHANNEL_SMS, false, 0);
+    aw_test_attr(&c, "first_name", "\"Bob\"");
+    aw_test_consent(&c, AW_CHANNEL_SMS, false, 0);
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     mk(&c, "1", "11", "b@x.io", 2003, "e4", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "first_name", "\"Robert\"");
-    attr(&c, "properties.tier", NULL); /* unset */
-    attr(&c, "properties.n", "[1,2]");
-    consent(&c, AW_CHANNEL_EMAIL, false, 0);
+    aw_test_attr(&c, "first_name", "\"Robert\"");
+    aw_test_attr(&c, "properties.tier", NULL); /* unset */
+    aw_test_attr(&c, "properties.n", "[1,2]");
+    aw_test_consent(&c, AW_CHANNEL_EMAIL, false, 0);
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     AW_CHECK(pending(s, "1", "11", "b@x.io", &p));
     AW_CHECK_INT_EQ(p.action, AW_CHANGE_ADD);
@@ -351,7 +335,7 @@ static void test_merge(struct aw_store *s)
     mk(&c, "1", "11", "b@x.io", 2004, "e5", AW_CHANGE_DELETE);
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     mk(&c, "1", "11", "b@x.io", 2005, "e6", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "title", "\"CEO\"");
+    aw_test_attr(&c, "title", "\"CEO\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     AW_CHECK(pending(s, "1", "11", "b@x.io", &p));
     AW_CHECK_INT_EQ(p.action, AW_CHANGE_DELETE);
@@ -359,7 +343,7 @@ static void test_merge(struct aw_store *s)
 
     /* attribute_update with nothing pending stays attribute_update */
     mk(&c, "1", "11", "c@x.io", 3000, "e7", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "title", "\"CTO\"");
+    aw_test_attr(&c, "title", "\"CTO\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     AW_CHECK(pending(s, "1", "11", "c@x.io", &p));
     AW_CHECK_INT_EQ(p.action, AW_CHANGE_ATTRIBUTE_UPDATE);
@@ -367,7 +351,7 @@ static void test_merge(struct aw_store *s)
 
     /* non-ASCII text survives the Lua round trip */
     mk(&c, "1", "11", "c@x.io", 3001, "e8", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "first_name", "\"Zo\xc3\xab \\\"Q\\\" \\/ \\u0001\"");
+    aw_test_attr(&c, "first_name", "\"Zo\xc3\xab \\\"Q\\\" \\/ \\u0001\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     AW_CHECK(pending(s, "1", "11", "c@x.io", &p));
     AW_CHECK_STR_EQ(attr_get(&p, "first_name", &f), "\"Zo\xc3\xab \\\"Q\\\" \\/ \\u0001\"");
@@ -385,7 +369,7 @@ static void test_facets(struct aw_store *s)
     /* attribute_update (t=3000) first, then an OLDER delete (t=2000): the removal applies
      * (nothing newer decided membership), the newer attributes stay. */
     mk(&c, "1", "15", "f@x.io", 3000, "u", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "last_name", "\"New\"");
+    aw_test_attr(&c, "last_name", "\"New\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     mk(&c, "1", "15", "f@x.io", 2000, "d", AW_CHANGE_DELETE);
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
@@ -396,17 +380,17 @@ static void test_facets(struct aw_store *s)
     aw_change_clear(&p);
     /* an even older add: membership stale (the delete is newer), attributes stale (t=3000) */
     mk(&c, "1", "15", "f@x.io", 1000, "a", AW_CHANGE_ADD);
-    attr(&c, "last_name", "\"Old\"");
+    aw_test_attr(&c, "last_name", "\"Old\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_STALE);
 
     /* attribute_update (t=3000) flushed away, then an older add (t=2500): it still adds the user;
      * its attributes are older than the update's, so they are not sent. */
     mk(&c, "1", "16", "g@x.io", 3000, "u", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "first_name", "\"Newer\"");
+    aw_test_attr(&c, "first_name", "\"Newer\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     rcli(NULL, 0, "DEL 'aw:{1:16}:pending'"); /* as if flushed */
     mk(&c, "1", "16", "g@x.io", 2500, "a", AW_CHANGE_ADD);
-    attr(&c, "first_name", "\"Older\"");
+    aw_test_attr(&c, "first_name", "\"Older\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     AW_CHECK(pending(s, "1", "16", "g@x.io", &p));
     AW_CHECK_INT_EQ(p.action, AW_CHANGE_ADD);
@@ -419,11 +403,11 @@ static void test_facets(struct aw_store *s)
     mk(&c, "1", "17", "h@x.io", 2000, "d", AW_CHANGE_DELETE);
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     mk(&c, "1", "17", "h@x.io", 1500, "u1", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "title", "\"old\"");
+    aw_test_attr(&c, "title", "\"old\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_STALE);
     mk(&c, "1", "17", "h@x.io", 2100, "u2", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "title", "\"new\"");
-    consent(&c, AW_CHANNEL_EMAIL, false, 0);
+    aw_test_attr(&c, "title", "\"new\"");
+    aw_test_consent(&c, AW_CHANNEL_EMAIL, false, 0);
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     AW_CHECK(pending(s, "1", "17", "h@x.io", &p));
     AW_CHECK_INT_EQ(p.action, AW_CHANGE_DELETE);
@@ -431,8 +415,8 @@ static void test_facets(struct aw_store *s)
     aw_change_clear(&p);
     /* consent per channel: an older message's email consent is stale, its SMS consent is not */
     mk(&c, "1", "17", "h@x.io", 1800, "c", AW_CHANGE_DELETE);
-    consent(&c, AW_CHANNEL_EMAIL, true, 1700);
-    consent(&c, AW_CHANNEL_SMS, true, 1700);
+    aw_test_consent(&c, AW_CHANNEL_EMAIL, true, 1700);
+    aw_test_consent(&c, AW_CHANNEL_SMS, true, 1700);
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     AW_CHECK(pending(s, "1", "17", "h@x.io", &p));
     const struct aw_change_consent *ce = consent_get(&p, AW_CHANNEL_EMAIL);
@@ -606,7 +590,7 @@ static void test_pipeline(struct aw_store *s)
         snprintf(email, sizeof email, "p%d@x.io", user);
         snprintf(aud, sizeof aud, "4%d", user % 3);
         mk(&c, "4", aud, email, 7000 + (uint64_t)user, "ev", AW_CHANGE_ADD);
-        attr(&c, "properties.i", "1");
+        aw_test_attr(&c, "properties.i", "1");
         size_t idx = 99999;
         AW_CHECK_INT_EQ(aw_store_batch_add_apply(b, &c, &idx), AW_OK);
         AW_CHECK_INT_EQ(idx, i);
@@ -704,7 +688,7 @@ static void test_flush(struct aw_store *s)
         char email[32];
         snprintf(email, sizeof email, "f%d@x.io", i);
         mk(&c, "7", "70", email, 100, "e", AW_CHANGE_ADD);
-        attr(&c, "first_name", "\"A\"");
+        aw_test_attr(&c, "first_name", "\"A\"");
         AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     }
     /* take 3 of 7 */
@@ -732,7 +716,7 @@ static void test_flush(struct aw_store *s)
 
     /* a user in flight changes: the new change waits in pending, alone */
     mk(&c, "7", "70", moved, 200, "e", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "last_name", "\"B\"");
+    aw_test_attr(&c, "last_name", "\"B\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0 + 150, NULL), AW_STORE_APPLIED);
     AW_CHECK(pending(s, "7", "70", moved, &p));
     AW_CHECK_INT_EQ(p.action, AW_CHANGE_ATTRIBUTE_UPDATE);
@@ -768,7 +752,7 @@ static void test_flush(struct aw_store *s)
     bid = aw_strdup(t.batch_id);
     aw_store_taken_clear(&t);
     mk(&c, "7", "70", moved, 300, "e", AW_CHANGE_ATTRIBUTE_UPDATE);
-    attr(&c, "title", "\"T\"");
+    aw_test_attr(&c, "title", "\"T\"");
     AW_CHECK_INT_EQ(apply(s, &c, T0 + 450, NULL), AW_STORE_APPLIED);
     AW_CHECK_INT_EQ(aw_store_flush_requeue(s, "7", "70", 6, bid, T0 + 500, &st), AW_OK);
     AW_CHECK_INT_EQ(st, AW_STORE_BATCH_DONE);

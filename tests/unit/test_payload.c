@@ -6,23 +6,10 @@
 
 #include "common/mem.h"
 #include "tests/harness.h"
+#include "tests/change_builder.h"
 #include "worker/change.h"
 #include "worker/payload.h"
 
-static void attr(struct aw_change *c, const char *path, const char *value_json)
-{
-    c->attrs = aw_realloc(c->attrs, (c->n_attrs + 1) * sizeof *c->attrs);
-    c->attrs[c->n_attrs].path = aw_strdup(path);
-    c->attrs[c->n_attrs].value_json = value_json ? aw_strdup(value_json) : NULL;
-    c->n_attrs++;
-}
-
-static void consent(struct aw_change *c, enum aw_change_channel ch, bool sub, uint64_t at_ms)
-{
-    c->consents = aw_realloc(c->consents, (c->n_consents + 1) * sizeof *c->consents);
-    c->consents[c->n_consents] = (struct aw_change_consent){ch, sub, at_ms != 0, at_ms};
-    c->n_consents++;
-}
 
 static void base(struct aw_change *c, const char *email)
 {
@@ -42,13 +29,13 @@ static void test_import_exact(void)
     struct aw_change a, b;
     base(&a, "a\"q@x.io");
     a.phone_e164 = aw_strdup("+15005550006");
-    attr(&a, "first_name", "\"Ann\"");
-    attr(&a, "last_name", NULL); /* field unset: not in the bulk body */
-    attr(&a, "location.city", "\"Paris\"");
-    attr(&a, "location.zip", "75001");       /* number in a string field -> its text */
-    attr(&a, "properties.a.b", "[1,\"x\"]"); /* dotted property name kept whole */
-    attr(&a, "properties.old", NULL);        /* property unset -> meta.patch_properties */
-    attr(&a, "properties.z", "null");        /* JSON null = unset too */
+    aw_test_attr(&a, "first_name", "\"Ann\"");
+    aw_test_attr(&a, "last_name", NULL); /* field unset: not in the bulk body */
+    aw_test_attr(&a, "location.city", "\"Paris\"");
+    aw_test_attr(&a, "location.zip", "75001");       /* number in a string field -> its text */
+    aw_test_attr(&a, "properties.a.b", "[1,\"x\"]"); /* dotted property name kept whole */
+    aw_test_attr(&a, "properties.old", NULL);        /* property unset -> meta.patch_properties */
+    aw_test_attr(&a, "properties.z", "null");        /* JSON null = unset too */
     base(&b, "b@x.io");
     const struct aw_change *in[2] = {&a, &b};
     char *body = NULL;
@@ -89,9 +76,9 @@ static void test_import_invalid_items(void)
     struct aw_change good, unknown, notjson;
     base(&good, "g@x.io");
     base(&unknown, "u@x.io");
-    attr(&unknown, "shoe_size", "\"42\""); /* no such Klaviyo field */
+    aw_test_attr(&unknown, "shoe_size", "\"42\""); /* no such Klaviyo field */
     base(&notjson, "n@x.io");
-    attr(&notjson, "properties.p", "{oops");
+    aw_test_attr(&notjson, "properties.p", "{oops");
     const struct aw_change *in[3] = {&good, &unknown, &good};
     char *body = (char *)"x";
     size_t used = 99;
@@ -162,7 +149,7 @@ static void test_import_limits(void)
     big[90000 - 1] = '"';
     big[90000] = '\0';
     for (size_t i = 0; i < 100; i++)
-        attr(&cs[i], "properties.blob", big);
+        aw_test_attr(&cs[i], "properties.blob", big);
     AW_CHECK_INT_EQ(aw_payload_build_import(in, 100, "L", 0, 0, &body, &used), AW_OK);
     AW_CHECK(used > 0 && used < 100);
     AW_CHECK(strlen(body) <= AW_PAYLOAD_IMPORT_MAX_BYTES);
@@ -178,7 +165,7 @@ static void test_import_limits(void)
     memset(big + 1, 'y', 100100 - 2);
     big[100100 - 1] = '"';
     big[100100] = '\0';
-    attr(&cs[200], "properties.huge", big);
+    aw_test_attr(&cs[200], "properties.huge", big);
     AW_CHECK_INT_EQ(aw_payload_build_import(in + 200, 1, "L", 0, 0, &body, &used), AW_ERR_INVALID);
     AW_CHECK_INT_EQ(aw_payload_build_import(in + 199, 2, "L", 0, 0, &body, &used), AW_OK);
     AW_CHECK_INT_EQ(used, 1);
@@ -196,20 +183,20 @@ static void test_subscriptions(void)
     struct aw_change a, b, c, d;
     base(&a, "a@x.io");
     a.phone_e164 = aw_strdup("+15005550006");
-    consent(&a, AW_CHANNEL_EMAIL, true, 1700000000123ull);
-    consent(&a, AW_CHANNEL_SMS, true, 0); /* no timestamp: the change's version is used */
+    aw_test_consent(&a, AW_CHANNEL_EMAIL, true, 1700000000123ull);
+    aw_test_consent(&a, AW_CHANNEL_SMS, true, 0); /* no timestamp: the change's version is used */
     a.custom_source = aw_strdup("src \"1\"");
     base(&b, "b@x.io");
-    consent(&b, AW_CHANNEL_EMAIL, true, 86400000ull);
-    consent(&b, AW_CHANNEL_SMS, true, 1); /* no phone: the SMS part is not sendable */
+    aw_test_consent(&b, AW_CHANNEL_EMAIL, true, 86400000ull);
+    aw_test_consent(&b, AW_CHANNEL_SMS, true, 1); /* no phone: the SMS part is not sendable */
     b.custom_source = aw_strdup("src \"1\"");
     base(&c, "c@x.io");
-    consent(&c, AW_CHANNEL_EMAIL, true, 5);
+    aw_test_consent(&c, AW_CHANNEL_EMAIL, true, 5);
     c.custom_source = aw_strdup("other"); /* another job */
     base(&d, "d@x.io");
     d.phone_e164 = aw_strdup("+15005550007");
-    consent(&d, AW_CHANNEL_EMAIL, false, 0);
-    consent(&d, AW_CHANNEL_SMS, false, 0);
+    aw_test_consent(&d, AW_CHANNEL_EMAIL, false, 0);
+    aw_test_consent(&d, AW_CHANNEL_SMS, false, 0);
 
     AW_CHECK(aw_payload_has_subscribe(&a) && !aw_payload_has_unsubscribe(&a));
     AW_CHECK(aw_payload_has_unsubscribe(&d) && !aw_payload_has_subscribe(&d));
