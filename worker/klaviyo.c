@@ -59,7 +59,7 @@ enum aw_klaviyo_action aw_klaviyo_classify(long status, bool names_records)
         return AW_KLAVIYO_NOT_FOUND;
     case 409:
         return AW_KLAVIYO_CONFLICT;
-    case 501: /* not implemented will not start working on retry */
+    case 501: /* the server lacks the feature: a retry cannot succeed */
         return AW_KLAVIYO_REJECT;
     default:
         break;
