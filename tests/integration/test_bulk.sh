@@ -73,13 +73,13 @@ assert n("get_profiles") == 25, req.get("get_profiles")
 assert n("remove_profiles_from_list") == 3, req.get("remove_profiles_from_list")
 ' || fail "batches were not filled to the endpoint maximums"
 
-# 40 new audiences at once: their list creations queue behind the 10/s limit. Waiting on the
+# 30 new audiences at once: their list creations queue behind the 10/s-150/min limit. Waiting on the
 # limiter must not count against Klaviyo's 150 list creations a day (regression: it did, and the
 # flusher stalled for an hour after ~15 lists).
 python3 - "$AW_TEST_DIR/new.tsv" <<'PY'
 import json, sys
 with open(sys.argv[1], "w") as f:
-    for a in range(40):
+    for a in range(30):
         m = {"type": "audience_membership_change_request", "id": "n-%d" % a, "timestamp_ms": 1764290000000,
              "account": {"account_id": 5001, "account_settings": {"apiKey": "pk_bulk"}},
              "user_profiles": [{"user_identities": [{"type": "email", "encoding": "raw", "value": "n%d@example.com" % a}],
@@ -91,7 +91,8 @@ new_lists() {
     curl -sf "$sim/_sim/state" | python3 -c 'import json,sys
 print(sum(1 for l in json.load(sys.stdin)["lists"] if l["name"].startswith("New ") and l["member_emails"]))'
 }
-wait_until '[ "$(new_lists)" -eq 40 ]' 60 || fail "$(new_lists) of 40 new lists filled within 60 s"
+# Their ~90 requests share the 150/min window with the bulk phases above: allow two minutes.
+wait_until '[ "$(new_lists)" -eq 30 ]' 150 || fail "$(new_lists) of 30 new lists filled within 150 s"
 if grep -q 'daily list creation limit reached' "$AW_TEST_DIR/leader2.log"; then
     fail "the daily list-creation budget was spent on requests never sent"
 fi
