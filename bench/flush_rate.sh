@@ -61,4 +61,4 @@ fastest = (n - 1) // 135 * 60 + ((n - 1) % 135) // 9
 print("10/s-150/min tier requests         %d" % n)
 print("fastest possible at 135/min        %d s; achieved %.1f s; efficiency %.2f" % (fastest, secs, fastest / secs if secs else 0))
 print("429 responses received             %d" % throttled)
-' "$(echo "$end - $start" | bc)" "$audiences"
+' "$(python3 -c "print($end - $start)")" "$audiences"
