@@ -33,20 +33,24 @@ static double now_s(void)
 static char *message(int n)
 {
     char *buf = malloc(8192);
-    int len = snprintf(buf, 8192,
-        "{\"type\":\"audience_membership_change_request\",\"id\":\"bench-%d\",\"timestamp_ms\":%lld,"
+    int len = snprintf(
+        buf, 8192,
+        "{\"type\":\"audience_membership_change_request\",\"id\":\"bench-%d\",\"timestamp_ms\":%"
+        "lld,"
         "\"firehose_version\":\"3.2.0\",\"account\":{\"account_id\":42,\"account_settings\":"
         "{\"apiKey\":\"pk_bench\",\"alternateIdentifier\":\"customer\"}},\"user_profiles\":[",
         n, 1714592744000LL + n);
     for (int p = 0; p < 3; p++) {
-        len += snprintf(buf + len, 8192 - (size_t)len,
+        len += snprintf(
+            buf + len, 8192 - (size_t)len,
             "%s{\"mpid\":\"%d\",\"user_identities\":[{\"type\":\"email\",\"encoding\":\"raw\","
             "\"value\":\" User%d.%d@Example.COM \"},{\"type\":\"customer\",\"encoding\":\"raw\","
             "\"value\":\"c-%d\"},{\"type\":\"mobile_number\",\"encoding\":\"raw\",\"value\":"
             "\"020 7946 %04d\"}],\"consent_state\":{\"gdpr\":{\"marketing\":{\"consented\":true,"
             "\"timestamp_unixtime_ms\":1714592000000}}},\"audiences\":["
             "{\"audience_id\":7,\"audience_name\":\"Bench\",\"action\":\"add\","
-            "\"audience_subscription_settings\":{\"consentMapping\":\"[{\\\"map\\\":\\\"marketing\\\","
+            "\"audience_subscription_settings\":{\"consentMapping\":\"[{\\\"map\\\":"
+            "\\\"marketing\\\","
             "\\\"value\\\":\\\"email_marketing\\\"}]\"},\"user_attributes\":["
             "{\"key\":\"$FirstName\",\"value\":\"Ann\",\"action\":\"upsert\"},"
             "{\"key\":\"$Country\",\"value\":\"GB\",\"action\":\"upsert\"},"
@@ -115,8 +119,8 @@ int main(int argc, char **argv)
     const char *url = getenv("AW_BENCH_REDIS_URL");
     if (url && *url) {
         char err[256];
-        struct aw_store_config sc = {.url = url, .flush_max_queue = 1000000000,
-                                     .flush_max_age_ms = 3600000};
+        struct aw_store_config sc = {
+            .url = url, .flush_max_queue = 1000000000, .flush_max_age_ms = 3600000};
         struct aw_store *st = aw_store_new(&sc, err, sizeof err);
         if (!st || aw_store_ping(st) != AW_OK) {
             fprintf(stderr, "redis: %s\n", st ? aw_store_errstr(st) : err);

@@ -32,4 +32,7 @@ uint64_t aw_backoff_next_ms(struct aw_backoff *b)
     return half + next_rand(b) % (ceiling - half + 1);
 }
 
-void aw_backoff_reset(struct aw_backoff *b) { b->attempt = 0; }
+void aw_backoff_reset(struct aw_backoff *b)
+{
+    b->attempt = 0;
+}

@@ -5,10 +5,10 @@
 #include <stdint.h>
 
 struct aw_backoff {
-    uint64_t base_ms;   /* first delay ceiling */
-    uint64_t max_ms;    /* cap of the delay ceiling */
-    uint32_t attempt;   /* failures since the last reset */
-    uint64_t seed;      /* PRNG state (xorshift); 0 is replaced by a fixed non-zero value */
+    uint64_t base_ms; /* first delay ceiling */
+    uint64_t max_ms;  /* cap of the delay ceiling */
+    uint32_t attempt; /* failures since the last reset */
+    uint64_t seed;    /* PRNG state (xorshift); 0 is replaced by a fixed non-zero value */
 };
 
 /* Initialises with the given base and cap. */

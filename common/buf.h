@@ -8,10 +8,10 @@
 #include "common/err.h"
 
 struct aw_buf {
-    char *data;      /* always NUL-terminated when len > 0 or after any append; owned */
-    size_t len;      /* bytes used, excluding the terminating NUL */
-    size_t cap;      /* bytes allocated */
-    size_t max_len;  /* hard maximum of len; 0 = unlimited */
+    char *data;     /* always NUL-terminated when len > 0 or after any append; owned */
+    size_t len;     /* bytes used, excluding the terminating NUL */
+    size_t cap;     /* bytes allocated */
+    size_t max_len; /* hard maximum of len; 0 = unlimited */
 };
 
 /* Initialises an empty buffer that never grows beyond max_len bytes (0 = unlimited). */

@@ -10,9 +10,15 @@ static uint64_t read_ms(clockid_t id)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-uint64_t aw_clock_mono_ms(void) { return read_ms(CLOCK_MONOTONIC); }
+uint64_t aw_clock_mono_ms(void)
+{
+    return read_ms(CLOCK_MONOTONIC);
+}
 
-uint64_t aw_clock_unix_ms(void) { return read_ms(CLOCK_REALTIME); }
+uint64_t aw_clock_unix_ms(void)
+{
+    return read_ms(CLOCK_REALTIME);
+}
 
 void aw_clock_sleep_ms(uint64_t ms, const volatile int *stop)
 {

@@ -12,7 +12,10 @@ static atomic_int min_level = AW_LOG_LEVEL_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-void aw_log_set_level(enum aw_log_level level) { atomic_store(&min_level, (int)level); }
+void aw_log_set_level(enum aw_log_level level)
+{
+    atomic_store(&min_level, (int)level);
+}
 
 bool aw_log_parse_level(const char *name, enum aw_log_level *out)
 {
@@ -29,7 +32,10 @@ bool aw_log_parse_level(const char *name, enum aw_log_level *out)
     return false;
 }
 
-bool aw_log_enabled(enum aw_log_level level) { return (int)level >= atomic_load(&min_level); }
+bool aw_log_enabled(enum aw_log_level level)
+{
+    return (int)level >= atomic_load(&min_level);
+}
 
 const char *aw_log_quote(char *out, unsigned outlen, const char *value)
 {
@@ -69,10 +75,10 @@ void aw_log_write(enum aw_log_level level, const char *mod, const char *msg, con
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s mod=%s msg=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000L, level_names[level & 3], mod,
-                     aw_log_quote(qmsg, sizeof qmsg, msg));
+    int n = snprintf(
+        line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s mod=%s msg=%s",
+        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+        ts.tv_nsec / 1000000L, level_names[level & 3], mod, aw_log_quote(qmsg, sizeof qmsg, msg));
     if (n < 0)
         return;
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;

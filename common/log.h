@@ -5,7 +5,12 @@
 
 #include <stdbool.h>
 
-enum aw_log_level { AW_LOG_LEVEL_DEBUG = 0, AW_LOG_LEVEL_INFO, AW_LOG_LEVEL_WARN, AW_LOG_LEVEL_ERROR };
+enum aw_log_level {
+    AW_LOG_LEVEL_DEBUG = 0,
+    AW_LOG_LEVEL_INFO,
+    AW_LOG_LEVEL_WARN,
+    AW_LOG_LEVEL_ERROR
+};
 
 /* Sets the minimum level written. Call before threads start. */
 void aw_log_set_level(enum aw_log_level level);
@@ -25,10 +30,10 @@ void aw_log_write(enum aw_log_level level, const char *mod, const char *msg, con
  * Returns out. */
 const char *aw_log_quote(char *out, unsigned outlen, const char *value);
 
-#define AW_LOG_(lvl, mod, msg, ...) \
-    do { \
-        if (aw_log_enabled(lvl)) \
-            aw_log_write(lvl, mod, msg, __VA_ARGS__); \
+#define AW_LOG_(lvl, mod, msg, ...)                                                                \
+    do {                                                                                           \
+        if (aw_log_enabled(lvl))                                                                   \
+            aw_log_write(lvl, mod, msg, __VA_ARGS__);                                              \
     } while (0)
 /* AW_LOG_INFO("consumer", "assigned", "partitions=%d", n) */
 #define AW_LOG_DEBUG(mod, msg, ...) AW_LOG_(AW_LOG_LEVEL_DEBUG, mod, msg, __VA_ARGS__)

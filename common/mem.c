@@ -9,10 +9,11 @@
 static void die(const char *what, size_t size)
 {
     char line[160];
-    int n = snprintf(line, sizeof line, "level=fatal mod=mem msg=\"out of memory\" op=%s size=%zu\n",
-                     what, size);
+    int n = snprintf(line, sizeof line,
+                     "level=fatal mod=mem msg=\"out of memory\" op=%s size=%zu\n", what, size);
     if (n > 0) {
-        ssize_t w = write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+        ssize_t w =
+            write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
         (void)w;
     }
     abort();
@@ -78,8 +79,9 @@ void aw_grow(void **items, size_t *cap, size_t need, size_t item_size)
 void aw_assert_fail(const char *expr, const char *file, int line)
 {
     char msg[512];
-    int n = snprintf(msg, sizeof msg, "level=fatal mod=assert msg=\"assertion failed\" expr=\"%s\" at=%s:%d\n",
-                     expr, file, line);
+    int n = snprintf(msg, sizeof msg,
+                     "level=fatal mod=assert msg=\"assertion failed\" expr=\"%s\" at=%s:%d\n", expr,
+                     file, line);
     if (n > 0) {
         ssize_t w = write(STDERR_FILENO, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
         (void)w;

@@ -2,7 +2,7 @@
 # Installs the Debian packages needed to build, test and run the local stack. Idempotent:
 # packages already present are not fetched again.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
+pkgs=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       librdkafka-dev libcurl4-openssl-dev libjansson-dev libphonenumber-dev libhiredis-dev
       libmicrohttpd-dev redis-server kcat python3 python3-yaml curl ca-certificates)
 missing=()

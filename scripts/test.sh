@@ -11,6 +11,10 @@ ctest_args=(--output-on-failure --no-tests=error)
 bash "$root/scripts/install-deps.sh"
 [ -n "$label" ] && ctest_args+=(-L "$label")
 
+echo "== format (clang-format, .clang-format) =="
+find "$root/common" "$root/worker" "$root/tests" "$root/bench" \( -name '*.c' -o -name '*.h' -o -name '*.cc' \) \
+    -print0 | xargs -0 clang-format --dry-run --Werror
+
 echo "== release build (gcc, -Werror) =="
 cmake -S "$root" -B "$root/build/release" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAW_WERROR=ON \
       -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ >/dev/null

@@ -11,46 +11,46 @@
 static int aw_test_failures;
 static int aw_test_checks;
 
-#define AW_CHECK(cond) \
-    do { \
-        aw_test_checks++; \
-        if (!(cond)) { \
-            aw_test_failures++; \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-        } \
+#define AW_CHECK(cond)                                                                             \
+    do {                                                                                           \
+        aw_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            aw_test_failures++;                                                                    \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
-#define AW_CHECK_MSG(cond, ...) \
-    do { \
-        aw_test_checks++; \
-        if (!(cond)) { \
-            aw_test_failures++; \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__); \
-            fputc('\n', stderr); \
-        } \
+#define AW_CHECK_MSG(cond, ...)                                                                    \
+    do {                                                                                           \
+        aw_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            aw_test_failures++;                                                                    \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define AW_CHECK_INT_EQ(a, b) \
-    do { \
-        long long aw_a_ = (long long)(a), aw_b_ = (long long)(b); \
-        aw_test_checks++; \
-        if (aw_a_ != aw_b_) { \
-            aw_test_failures++; \
-            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b, \
-                    aw_a_, aw_b_); \
-        } \
+#define AW_CHECK_INT_EQ(a, b)                                                                      \
+    do {                                                                                           \
+        long long aw_a_ = (long long)(a), aw_b_ = (long long)(b);                                  \
+        aw_test_checks++;                                                                          \
+        if (aw_a_ != aw_b_) {                                                                      \
+            aw_test_failures++;                                                                    \
+            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b,  \
+                    aw_a_, aw_b_);                                                                 \
+        }                                                                                          \
     } while (0)
 
-#define AW_CHECK_STR_EQ(a, b) \
-    do { \
-        const char *aw_a_ = (a), *aw_b_ = (b); \
-        aw_test_checks++; \
-        if (aw_a_ == NULL || aw_b_ == NULL ? aw_a_ != aw_b_ : strcmp(aw_a_, aw_b_) != 0) { \
-            aw_test_failures++; \
-            fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__, #a, \
-                    #b, aw_a_ ? aw_a_ : "(null)", aw_b_ ? aw_b_ : "(null)"); \
-        } \
+#define AW_CHECK_STR_EQ(a, b)                                                                      \
+    do {                                                                                           \
+        const char *aw_a_ = (a), *aw_b_ = (b);                                                     \
+        aw_test_checks++;                                                                          \
+        if (aw_a_ == NULL || aw_b_ == NULL ? aw_a_ != aw_b_ : strcmp(aw_a_, aw_b_) != 0) {         \
+            aw_test_failures++;                                                                    \
+            fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__, #a,  \
+                    #b, aw_a_ ? aw_a_ : "(null)", aw_b_ ? aw_b_ : "(null)");                       \
+        }                                                                                          \
     } while (0)
 
 /* Prints a summary line and returns the process exit code. */

@@ -169,9 +169,9 @@ enum aw_err aw_account_parse_phone(const char *value, const char **identity_type
 
 struct config_entry {
     char *account_id;
-    char *api_key;          /* NULL = not overridden */
-    char *alternate_raw;    /* NULL = not overridden; validated at load */
-    char *phone_raw;        /* NULL = not overridden; validated at load */
+    char *api_key;       /* NULL = not overridden */
+    char *alternate_raw; /* NULL = not overridden; validated at load */
+    char *phone_raw;     /* NULL = not overridden; validated at load */
 };
 
 struct aw_account_config {
@@ -188,7 +188,8 @@ struct problems {
     bool truncated;
 };
 
-static void problem_add(struct problems *pr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem_add(struct problems *pr, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void problem_add(struct problems *pr, const char *fmt, ...)
 {
@@ -368,15 +369,18 @@ static void parse_account(const char *path, const char *account_id, json_t *obj,
     int key_sources = 0;
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v) {
+    json_object_foreach(obj, key, v)
+    {
         char kp[256];
         pointer_escape(kp, sizeof kp, key);
         bool known = strcmp(key, "apiKey") == 0 || strcmp(key, "apiKeyEnv") == 0 ||
                      strcmp(key, "apiKeyFile") == 0 || strcmp(key, "alternateIdentifier") == 0 ||
                      strcmp(key, "phoneIdentifier") == 0;
         if (!known) {
-            problem_add(pr, "%s: /%s/%s: unknown key (expected apiKey, apiKeyEnv, apiKeyFile, "
-                            "alternateIdentifier, phoneIdentifier)", path, ptr, kp);
+            problem_add(pr,
+                        "%s: /%s/%s: unknown key (expected apiKey, apiKeyEnv, apiKeyFile, "
+                        "alternateIdentifier, phoneIdentifier)",
+                        path, ptr, kp);
             continue;
         }
         if (!json_is_string(v)) {
@@ -392,8 +396,8 @@ static void parse_account(const char *path, const char *account_id, json_t *obj,
             strcmp(key, "apiKeyFile") == 0) {
             key_sources++;
             if (key_sources > 1) {
-                problem_add(pr, "%s: /%s/%s: apiKey, apiKeyEnv and apiKeyFile are exclusive",
-                            path, ptr, kp);
+                problem_add(pr, "%s: /%s/%s: apiKey, apiKeyEnv and apiKeyFile are exclusive", path,
+                            ptr, kp);
                 continue;
             }
             char *secret = NULL;
@@ -401,15 +405,14 @@ static void parse_account(const char *path, const char *account_id, json_t *obj,
                 secret = dup_trimmed(s);
             } else if (strcmp(key, "apiKeyEnv") == 0) {
                 if (s[0] == '\0') {
-                    problem_add(pr, "%s: /%s/%s: must name an environment variable", path, ptr,
-                                kp);
+                    problem_add(pr, "%s: /%s/%s: must name an environment variable", path, ptr, kp);
                     continue;
                 }
                 const char *ev = getenv_fn(s, ctx);
                 if (!ev || is_blank(ev)) {
                     /* The variable's name is not secret; its value would be. */
-                    problem_add(pr, "%s: /%s/%s: environment variable %s is not set or empty",
-                                path, ptr, kp, s);
+                    problem_add(pr, "%s: /%s/%s: environment variable %s is not set or empty", path,
+                                ptr, kp, s);
                     continue;
                 }
                 secret = dup_trimmed(ev);
@@ -421,8 +424,8 @@ static void parse_account(const char *path, const char *account_id, json_t *obj,
                 size_t len = 0;
                 const char *why = NULL;
                 char *key_path = resolve_relative(path, s);
-                char *content = read_small_file(key_path, AW_ACCOUNT_KEY_FILE_MAX_BYTES, &len,
-                                                &why);
+                char *content =
+                    read_small_file(key_path, AW_ACCOUNT_KEY_FILE_MAX_BYTES, &len, &why);
                 free(key_path);
                 if (!content) {
                     problem_add(pr, "%s: /%s/%s: cannot read key file %s: %s", path, ptr, kp, s,
@@ -438,8 +441,10 @@ static void parse_account(const char *path, const char *account_id, json_t *obj,
                 free_secret(content);
             }
             if (!api_key_is_clean(secret)) {
-                problem_add(pr, "%s: /%s/%s: API key is empty or contains spaces or control "
-                                "characters", path, ptr, kp);
+                problem_add(pr,
+                            "%s: /%s/%s: API key is empty or contains spaces or control "
+                            "characters",
+                            path, ptr, kp);
                 free_secret(secret);
                 continue;
             }
@@ -447,16 +452,20 @@ static void parse_account(const char *path, const char *account_id, json_t *obj,
         } else if (strcmp(key, "alternateIdentifier") == 0) {
             const char *type;
             if (aw_account_parse_alternate(s, &type) != AW_OK) {
-                problem_add(pr, "%s: /%s/%s: unknown value (expected None, customer, other, "
-                                "other2 .. other10)", path, ptr, kp);
+                problem_add(pr,
+                            "%s: /%s/%s: unknown value (expected None, customer, other, "
+                            "other2 .. other10)",
+                            path, ptr, kp);
                 continue;
             }
             e->alternate_raw = aw_strdup(s);
         } else {
             const char *type;
             if (aw_account_parse_phone(s, &type) != AW_OK) {
-                problem_add(pr, "%s: /%s/%s: unknown value (expected mobile_number, "
-                                "phone_number_2, phone_number_3)", path, ptr, kp);
+                problem_add(pr,
+                            "%s: /%s/%s: unknown value (expected mobile_number, "
+                            "phone_number_2, phone_number_3)",
+                            path, ptr, kp);
                 continue;
             }
             e->phone_raw = aw_strdup(s);
@@ -502,7 +511,8 @@ enum aw_err aw_account_config_load(const char *path, aw_account_getenv_fn getenv
     cfg->entries = aw_calloc(n ? n : 1, sizeof *cfg->entries);
     const char *account_id;
     json_t *obj;
-    json_object_foreach(root, account_id, obj) {
+    json_object_foreach(root, account_id, obj)
+    {
         parse_account(path, account_id, obj, getenv_fn, ctx, &cfg->entries[cfg->n], &pr);
         cfg->n++;
     }
@@ -545,8 +555,8 @@ enum aw_err aw_account_resolve(const struct aw_account_config *cfg, const char *
     const char *key = (e && e->api_key) ? e->api_key : setting_find(settings, n, "apiKey");
     const char *alt = (e && e->alternate_raw) ? e->alternate_raw
                                               : setting_find(settings, n, "alternateIdentifier");
-    const char *phone = (e && e->phone_raw) ? e->phone_raw
-                                            : setting_find(settings, n, "phoneIdentifier");
+    const char *phone =
+        (e && e->phone_raw) ? e->phone_raw : setting_find(settings, n, "phoneIdentifier");
 
     if (key && !is_blank(key)) {
         out->api_key = dup_trimmed(key);
@@ -572,10 +582,10 @@ enum aw_err aw_account_resolve(const struct aw_account_config *cfg, const char *
 /* ---------------------------------------------------------------- connection */
 
 static const char *const k_targets[AW_TARGET_COUNT] = {
-    [AW_TARGET_ADDRESS2] = "$address2",   [AW_TARGET_IMAGE] = "$image",
-    [AW_TARGET_LATITUDE] = "$latitude",   [AW_TARGET_LONGITUDE] = "$longitude",
+    [AW_TARGET_ADDRESS2] = "$address2",         [AW_TARGET_IMAGE] = "$image",
+    [AW_TARGET_LATITUDE] = "$latitude",         [AW_TARGET_LONGITUDE] = "$longitude",
     [AW_TARGET_ORGANIZATION] = "$organization", [AW_TARGET_SOURCE] = "$source",
-    [AW_TARGET_TIMEZONE] = "$timezone",   [AW_TARGET_TITLE] = "$title",
+    [AW_TARGET_TIMEZONE] = "$timezone",         [AW_TARGET_TITLE] = "$title",
 };
 
 const char *aw_account_target_str(enum aw_account_target t)
@@ -748,7 +758,8 @@ enum aw_err aw_account_connection_parse(const struct aw_event_setting *settings,
             } else {
                 set_detail(detail, detail_len,
                            "consentMapping[%zu].value: unknown channel (allowed: "
-                           "email_marketing sms_marketing)", i);
+                           "email_marketing sms_marketing)",
+                           i);
                 goto fail;
             }
             out->consents[i].purpose = aw_strdup(items[i].map);

@@ -37,12 +37,13 @@ struct aw_account_config;
 /* Reads and validates the config file at path: a JSON object keyed by account id, each value an
  * object with optional keys `apiKey` | `apiKeyEnv` (name of an environment variable, read now
  * through getenv_fn) | `apiKeyFile` (path of a file holding the key, relative paths from the config
- * file's directory; surrounding whitespace and newlines are trimmed) -- at most one of the three -- `alternateIdentifier`, `phoneIdentifier`.
- * Values are validated as in aw_account_resolve. Unknown keys are errors (typo guard).
- * On AW_OK *out is caller-owned (aw_account_config_free). On AW_ERR_CONFIG *out is NULL and
- * errbuf receives every problem found, one per line, as `<path>: <json pointer>: <problem>`
- * (JSON syntax errors as `<path>:<line>:<column>: ...`); never a key value or file content.
- * Call at startup (reads files and the environment); not thread-safe with setenv. */
+ * file's directory; surrounding whitespace and newlines are trimmed) -- at most one of the three --
+ * `alternateIdentifier`, `phoneIdentifier`. Values are validated as in aw_account_resolve. Unknown
+ * keys are errors (typo guard). On AW_OK *out is caller-owned (aw_account_config_free). On
+ * AW_ERR_CONFIG *out is NULL and errbuf receives every problem found, one per line, as `<path>:
+ * <json pointer>: <problem>` (JSON syntax errors as `<path>:<line>:<column>: ...`); never a key
+ * value or file content. Call at startup (reads files and the environment); not thread-safe with
+ * setenv. */
 enum aw_err aw_account_config_load(const char *path, aw_account_getenv_fn getenv_fn, void *ctx,
                                    struct aw_account_config **out, char *errbuf, size_t errlen);
 
@@ -110,8 +111,8 @@ enum aw_account_target {
 const char *aw_account_target_str(enum aw_account_target t);
 
 struct aw_account_property {
-    char *attribute;                /* owned mParticle attribute key (`map`), non-empty */
-    enum aw_account_target target;  /* `value` */
+    char *attribute;               /* owned mParticle attribute key (`map`), non-empty */
+    enum aw_account_target target; /* `value` */
 };
 
 struct aw_account_consent {
@@ -121,10 +122,10 @@ struct aw_account_consent {
 
 /* Parsed settings of one connection (audience). Plain data, one owner. */
 struct aw_account_connection {
-    char *list_id; /* owned `listId`; NULL when absent or empty */
+    char *list_id;                          /* owned `listId`; NULL when absent or empty */
     struct aw_account_property *properties; /* owned array, setting order */
     size_t n_properties;
-    struct aw_account_consent *consents;    /* owned array, setting order */
+    struct aw_account_consent *consents; /* owned array, setting order */
     size_t n_consents;
 };
 

@@ -184,7 +184,6 @@ static bool jr_word(struct jr *j, const char *w)
     return true;
 }
 
-
 static bool read_hex4(struct jr *j, unsigned *out)
 {
     if (j->end - j->p < 4)

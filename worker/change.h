@@ -28,9 +28,9 @@ enum aw_change_channel { AW_CHANNEL_EMAIL = 0, AW_CHANNEL_SMS = 1 };
 /* A consent intent for one channel's marketing. */
 struct aw_change_consent {
     enum aw_change_channel channel;
-    bool subscribe;                 /* true: subscribe (historical import); false: unsubscribe */
+    bool subscribe; /* true: subscribe (historical import); false: unsubscribe */
     bool has_consented_at;
-    uint64_t consented_at_unix_ms;  /* consent timestamp, when has_consented_at */
+    uint64_t consented_at_unix_ms; /* consent timestamp, when has_consented_at */
 };
 
 /* Reasons a part of a profile was dropped while mapping (bit flags; see aw_change_drop_str). */
@@ -46,17 +46,17 @@ struct aw_change {
     uint64_t version_ms; /* message timestamp_ms */
     enum aw_change_action action;
 
-    char *email;         /* owned, normalised (trimmed, lower-case, validated); the user key */
-    char *phone_e164;    /* owned; NULL when absent or invalid */
-    char *external_id;   /* owned; NULL unless the alternate identifier is configured and present */
+    char *email;       /* owned, normalised (trimmed, lower-case, validated); the user key */
+    char *phone_e164;  /* owned; NULL when absent or invalid */
+    char *external_id; /* owned; NULL unless the alternate identifier is configured and present */
 
-    struct aw_change_attr *attrs;     /* owned array, sorted by path, paths unique */
+    struct aw_change_attr *attrs; /* owned array, sorted by path, paths unique */
     size_t n_attrs;
     struct aw_change_consent *consents; /* owned array, at most one per channel */
     size_t n_consents;
     char *custom_source; /* owned `$source` via propertyMapping (subscription jobs); NULL if none */
 
-    unsigned drops;      /* AW_CHANGE_DROP_* flags */
+    unsigned drops; /* AW_CHANGE_DROP_* flags */
 };
 
 /* Releases everything *c owns and zeroes it. Safe on a zeroed struct. */
@@ -67,8 +67,8 @@ void aw_change_copy(struct aw_change *dst, const struct aw_change *src);
 
 /* Compares the versions of two changes: <0 when a is older than b, 0 when equal, >0 when newer.
  * Order: version_ms, then event_id compared as lower-case strings (DESIGN.md §3). */
-int aw_change_version_cmp(uint64_t a_version_ms, const char *a_event_id,
-                          uint64_t b_version_ms, const char *b_event_id);
+int aw_change_version_cmp(uint64_t a_version_ms, const char *a_event_id, uint64_t b_version_ms,
+                          const char *b_event_id);
 
 /* Serialises *c as a compact JSON object (caller-owned string) for the pending store.
  * Field names are stable: see the implementation comment. AW_ERR_INTERNAL on encoder failure. */

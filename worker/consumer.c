@@ -24,8 +24,8 @@ struct aw_dlq {
 };
 
 struct aw_consumer {
-    rd_kafka_t *rk;       /* consumer */
-    struct aw_dlq *dlq;   /* producer of dead-letter records */
+    rd_kafka_t *rk;             /* consumer */
+    struct aw_dlq *dlq;         /* producer of dead-letter records */
     rd_kafka_message_t **batch; /* records of the last poll, owned */
     size_t n_batch;
     size_t cap_batch;
@@ -138,8 +138,7 @@ static void dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     d->pending--;
     if (m->err) {
         d->failed++;
-        AW_LOG_WARN("consumer", "dead-letter delivery failed", "err=%s",
-                    rd_kafka_err2name(m->err));
+        AW_LOG_WARN("consumer", "dead-letter delivery failed", "err=%s", rd_kafka_err2name(m->err));
     }
 }
 
@@ -177,10 +176,11 @@ static bool apply_extra(rd_kafka_conf_t *conf, const char *const *extra, size_t 
         const char *k = extra[2 * i], *v = extra[2 * i + 1];
         /* Consumer-only properties would make the producer refuse to start, and vice versa;
          * librdkafka ignores the other role's properties with a warning, which is fine. */
-        if (producer && (strncmp(k, "group.", 6) == 0 || strncmp(k, "partition.assignment", 20) == 0 ||
-                         strncmp(k, "enable.auto", 11) == 0 || strncmp(k, "auto.", 5) == 0 ||
-                         strncmp(k, "session.", 8) == 0 || strncmp(k, "max.poll", 8) == 0 ||
-                         strncmp(k, "fetch.", 6) == 0 || strncmp(k, "heartbeat.", 10) == 0))
+        if (producer &&
+            (strncmp(k, "group.", 6) == 0 || strncmp(k, "partition.assignment", 20) == 0 ||
+             strncmp(k, "enable.auto", 11) == 0 || strncmp(k, "auto.", 5) == 0 ||
+             strncmp(k, "session.", 8) == 0 || strncmp(k, "max.poll", 8) == 0 ||
+             strncmp(k, "fetch.", 6) == 0 || strncmp(k, "heartbeat.", 10) == 0))
             continue;
         if (!set(conf, k, v, errbuf, errlen))
             return false;
@@ -300,9 +300,9 @@ enum aw_err aw_consumer_store(struct aw_consumer *c, const struct aw_consumer_ms
     rd_kafka_topic_partition_list_destroy(l);
     if (err) {
         /* Typically the partition was revoked meanwhile: its new owner re-reads the record. */
-        AW_LOG_WARN("consumer", "offset store failed", "topic=%s partition=%" PRId32
-                    " offset=%" PRId64 " err=%s", m->topic, m->partition, m->offset,
-                    rd_kafka_err2name(err));
+        AW_LOG_WARN("consumer", "offset store failed",
+                    "topic=%s partition=%" PRId32 " offset=%" PRId64 " err=%s", m->topic,
+                    m->partition, m->offset, rd_kafka_err2name(err));
         return AW_ERR_IO;
     }
     return AW_OK;
@@ -315,13 +315,13 @@ enum aw_err aw_consumer_rewind(struct aw_consumer *c, const struct aw_consumer_m
     rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
     enum aw_err rc = AW_OK;
     if (e) {
-        AW_LOG_WARN("consumer", "rewind failed", "topic=%s partition=%" PRId32 " err=%s",
-                    m->topic, m->partition, rd_kafka_error_name(e));
+        AW_LOG_WARN("consumer", "rewind failed", "topic=%s partition=%" PRId32 " err=%s", m->topic,
+                    m->partition, rd_kafka_error_name(e));
         rd_kafka_error_destroy(e);
         rc = AW_ERR_IO;
     } else if (l->elems[0].err) {
-        AW_LOG_WARN("consumer", "rewind failed", "topic=%s partition=%" PRId32 " err=%s",
-                    m->topic, m->partition, rd_kafka_err2name(l->elems[0].err));
+        AW_LOG_WARN("consumer", "rewind failed", "topic=%s partition=%" PRId32 " err=%s", m->topic,
+                    m->partition, rd_kafka_err2name(l->elems[0].err));
         rc = AW_ERR_IO;
     }
     rd_kafka_topic_partition_list_destroy(l);
@@ -400,7 +400,10 @@ enum aw_err aw_consumer_dlq_wait(struct aw_consumer *c, int timeout_ms)
     return aw_dlq_wait(c->dlq, timeout_ms);
 }
 
-int aw_consumer_assigned_count(const struct aw_consumer *c) { return atomic_load(&c->assigned); }
+int aw_consumer_assigned_count(const struct aw_consumer *c)
+{
+    return atomic_load(&c->assigned);
+}
 
 bool aw_consumer_is_fatal(const struct aw_consumer *c)
 {
@@ -488,8 +491,8 @@ struct aw_dlq *aw_dlq_new(const char *brokers, const char *topic, const char *co
 }
 
 enum aw_err aw_dlq_produce(struct aw_dlq *d, const void *key, size_t key_len, const void *body,
-                           size_t len, const char *reason, const char *stage,
-                           const char *src_topic, int32_t src_partition, int64_t src_offset)
+                           size_t len, const char *reason, const char *stage, const char *src_topic,
+                           int32_t src_partition, int64_t src_offset)
 {
     rd_kafka_poll(d->rk, 0); /* serve delivery reports */
     return dlq_produce_hdrs(d, rd_kafka_headers_new(8), key, key_len, body, len, reason, stage,
@@ -511,9 +514,15 @@ enum aw_err aw_dlq_wait(struct aw_dlq *d, int timeout_ms)
     return rc;
 }
 
-long aw_dlq_pending(const struct aw_dlq *d) { return d->pending; }
+long aw_dlq_pending(const struct aw_dlq *d)
+{
+    return d->pending;
+}
 
-bool aw_dlq_is_fatal(const struct aw_dlq *d) { return atomic_load(&d->fatal); }
+bool aw_dlq_is_fatal(const struct aw_dlq *d)
+{
+    return atomic_load(&d->fatal);
+}
 
 void aw_dlq_free(struct aw_dlq *d)
 {

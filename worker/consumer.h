@@ -15,13 +15,13 @@ struct aw_consumer;
 struct aw_dlq;
 
 struct aw_consumer_config {
-    const char *brokers;            /* bootstrap list, required */
-    const char *group;              /* group.id, required */
-    const char *const *topics;      /* topics to subscribe, n_topics >= 1 */
+    const char *brokers;       /* bootstrap list, required */
+    const char *group;         /* group.id, required */
+    const char *const *topics; /* topics to subscribe, n_topics >= 1 */
     size_t n_topics;
-    const char *dlq_topic;          /* dead-letter topic, required */
-    const char *client_id;          /* may be NULL */
-    const char *const *extra;       /* extra librdkafka properties as key,value pairs (2*n_extra) */
+    const char *dlq_topic;    /* dead-letter topic, required */
+    const char *client_id;    /* may be NULL */
+    const char *const *extra; /* extra librdkafka properties as key,value pairs (2*n_extra) */
     size_t n_extra;
 };
 
@@ -29,12 +29,12 @@ struct aw_consumer_config {
 struct aw_consumer_msg {
     const char *payload; /* may be NULL when len == 0 */
     size_t len;
-    const char *key;     /* may be NULL */
+    const char *key; /* may be NULL */
     size_t key_len;
     const char *topic;
     int32_t partition;
     int64_t offset;
-    size_t index;        /* position in the polled batch */
+    size_t index; /* position in the polled batch */
 };
 
 /* Creates the consumer and the DLQ producer and subscribes. Forces the delivery-critical
@@ -103,8 +103,8 @@ struct aw_dlq *aw_dlq_new(const char *brokers, const char *topic, const char *co
  * records that come from the flusher rather than from a Kafka record). Everything is copied.
  * AW_ERR_IO when the producer queue refuses it. Confirm with aw_dlq_wait. */
 enum aw_err aw_dlq_produce(struct aw_dlq *d, const void *key, size_t key_len, const void *body,
-                           size_t len, const char *reason, const char *stage,
-                           const char *src_topic, int32_t src_partition, int64_t src_offset);
+                           size_t len, const char *reason, const char *stage, const char *src_topic,
+                           int32_t src_partition, int64_t src_offset);
 
 /* Waits (at most timeout_ms) for every record produced since the previous wait: AW_OK when all
  * were acknowledged, AW_ERR_IO (a delivery failed) or AW_ERR_TIMEOUT otherwise (the caller

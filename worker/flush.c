@@ -35,15 +35,15 @@
 #include "worker/store.h"
 
 #define MOD "flush"
-#define PAUSE_MS 60000u          /* a paused account (401/403/410) is retried after this */
-#define WAIT_DEFAULT_MS 1000u    /* 429 without Retry-After */
-#define DUE_SCAN_MAX 512u        /* audiences listed per scan of the due index */
-#define MAX_JOBS 512u            /* audiences worked at once */
+#define PAUSE_MS 60000u       /* a paused account (401/403/410) is retried after this */
+#define WAIT_DEFAULT_MS 1000u /* 429 without Retry-After */
+#define DUE_SCAN_MAX 512u     /* audiences listed per scan of the due index */
+#define MAX_JOBS 512u         /* audiences worked at once */
 #define DLQ_TIMEOUT_MS 10000
-#define FILTER_MAX_BYTES 6000u   /* any(email,[...]) text per lookup (bounds the URL) */
+#define FILTER_MAX_BYTES 6000u /* any(email,[...]) text per lookup (bounds the URL) */
 #define ID_CACHE_BUCKETS 4096u
-#define ID_CACHE_MAX 100000u     /* email -> profile id entries kept (then cleared) */
-#define RATE_SCALE_PCT 90u       /* headroom under Klaviyo's published limits */
+#define ID_CACHE_MAX 100000u /* email -> profile id entries kept (then cleared) */
+#define RATE_SCALE_PCT 90u   /* headroom under Klaviyo's published limits */
 
 /* ---- Email -> Klaviyo profile id cache (memory, per account; cleared when full) ------------ */
 
@@ -124,18 +124,18 @@ static void id_cache_put(struct id_cache *c, const char *acct, const char *email
 
 struct acct {
     char *id;
-    char *api_key;          /* secret, owned; NULL until loaded (or none anywhere) */
-    bool loaded;            /* key and Retry-After block read in this tenure */
+    char *api_key; /* secret, owned; NULL until loaded (or none anywhere) */
+    bool loaded;   /* key and Retry-After block read in this tenure */
     bool paused;
-    uint64_t paused_until;  /* mono ms */
+    uint64_t paused_until; /* mono ms */
     uint64_t last_pause_log;
-    unsigned pause_count;   /* refusals since the last ERROR line */
+    unsigned pause_count; /* refusals since the last ERROR line */
 };
 
 /* Kinds of work in a batch, in the order they are sent. */
 enum cat { CAT_ADD = 0, CAT_UPD, CAT_UNSET, CAT_SUB, CAT_UNSUB, CAT_DEL, CAT_COUNT };
 static const char *const cat_name[CAT_COUNT] = {"import_add", "import_update", "profile_unset",
-                                                "subscribe", "unsubscribe", "remove"};
+                                                "subscribe",  "unsubscribe",   "remove"};
 
 enum phase {
     PH_TAKE = 0,    /* take (or resume) the in-flight batch */
@@ -157,32 +157,32 @@ struct dl {
 struct job {
     char *acct_id;
     char *aud_id;
-    size_t acct;              /* index into f->accts */
+    size_t acct; /* index into f->accts */
     enum phase phase;
-    uint64_t next_at;         /* mono ms */
+    uint64_t next_at; /* mono ms */
     uint64_t started_ms;
     struct aw_backoff bo;
     struct aw_store_taken t;
-    struct aw_change *ch;     /* decoded entries (zeroed when undecodable) */
+    struct aw_change *ch; /* decoded entries (zeroed when undecodable) */
     size_t n;
-    bool *gone;               /* dead-lettered: skipped by every later request */
-    char **del_id;            /* removals: Klaviyo profile id per entry, owned, or NULL */
+    bool *gone;    /* dead-lettered: skipped by every later request */
+    char **del_id; /* removals: Klaviyo profile id per entry, owned, or NULL */
     bool *looked_up;
     char *list_id;
-    bool list_auto;           /* found/created by name (meta klaviyo_list_id) */
-    size_t *cat[CAT_COUNT];   /* entry indexes per category */
+    bool list_auto;         /* found/created by name (meta klaviyo_list_id) */
+    size_t *cat[CAT_COUNT]; /* entry indexes per category */
     size_t ncat[CAT_COUNT];
-    int cur;                  /* current category */
-    size_t pos;               /* next item of the current category (or of rm) */
-    char *job_id;             /* bulk import job being polled */
-    size_t *job_items;        /* entries of the last request (job body order) */
+    int cur;           /* current category */
+    size_t pos;        /* next item of the current category (or of rm) */
+    char *job_id;      /* bulk import job being polled */
+    size_t *job_items; /* entries of the last request (job body order) */
     size_t n_job_items;
     char *err_cursor;
-    size_t *rm;               /* removals with a profile id */
+    size_t *rm; /* removals with a profile id */
     size_t n_rm;
-    struct dl *dl;            /* dead letters produced for this batch (kept until ack) */
+    struct dl *dl; /* dead letters produced for this batch (kept until ack) */
     size_t n_dl, cap_dl;
-    bool relist;              /* list re-resolved in the middle of a category: continue there */
+    bool relist; /* list re-resolved in the middle of a category: continue there */
     size_t n_uploaded, n_removed, n_not_found;
 };
 
@@ -365,20 +365,25 @@ static void abandon_all(struct aw_flusher *f, const char *why)
     f->n_jobs = 0;
 }
 
-static uint64_t now_ms(void) { return aw_clock_mono_ms(); }
+static uint64_t now_ms(void)
+{
+    return aw_clock_mono_ms();
+}
 
 static void retry_later(struct job *j, const char *what, const char *detail)
 {
     uint64_t d = aw_backoff_next_ms(&j->bo);
     j->next_at = now_ms() + d;
     if (j->bo.attempt <= 1)
-        AW_LOG_WARN(MOD, "flush step failed, retrying", "account=%s audience=%s step=%s "
-                    "detail=\"%s\" retry_in_ms=%" PRIu64, j->acct_id, j->aud_id, what,
-                    detail ? detail : "", d);
+        AW_LOG_WARN(MOD, "flush step failed, retrying",
+                    "account=%s audience=%s step=%s "
+                    "detail=\"%s\" retry_in_ms=%" PRIu64,
+                    j->acct_id, j->aud_id, what, detail ? detail : "", d);
     else
-        AW_LOG_DEBUG(MOD, "flush step failed, retrying", "account=%s audience=%s step=%s "
-                     "attempt=%u retry_in_ms=%" PRIu64, j->acct_id, j->aud_id, what,
-                     j->bo.attempt, d);
+        AW_LOG_DEBUG(MOD, "flush step failed, retrying",
+                     "account=%s audience=%s step=%s "
+                     "attempt=%u retry_in_ms=%" PRIu64,
+                     j->acct_id, j->aud_id, what, j->bo.attempt, d);
 }
 
 /* Dead-letters entry idx of j (stage "flush") once; the envelope is kept until the batch is
@@ -401,13 +406,16 @@ static void dead_letter(struct aw_flusher *f, struct job *j, size_t idx, const c
     int kn = snprintf(key, sizeof key, "%s:%s", j->acct_id, j->aud_id);
     if (aw_dlq_produce(f->dlq, key, kn > 0 ? (size_t)kn : 0, env, strlen(env), reason, "flush",
                        "klaviyo", -1, -1) != AW_OK)
-        AW_LOG_WARN(MOD, "dead-letter produce failed (retried before ack)", "account=%s "
-                    "audience=%s reason=%s", j->acct_id, j->aud_id, reason);
+        AW_LOG_WARN(MOD, "dead-letter produce failed (retried before ack)",
+                    "account=%s "
+                    "audience=%s reason=%s",
+                    j->acct_id, j->aud_id, reason);
     aw_metrics_add(AW_M_DEAD_LETTERS, 1);
     aw_metrics_reason("dead_letters_by_reason", "flush", reason);
-    AW_LOG_INFO(MOD, "record dead-lettered", "account=%s audience=%s reason=%s klaviyo_id=%s "
-                "klaviyo_code=%s", j->acct_id, j->aud_id, reason, kid ? kid : "",
-                kcode ? kcode : "");
+    AW_LOG_INFO(MOD, "record dead-lettered",
+                "account=%s audience=%s reason=%s klaviyo_id=%s "
+                "klaviyo_code=%s",
+                j->acct_id, j->aud_id, reason, kid ? kid : "", kcode ? kcode : "");
 }
 
 /* Produces again every kept envelope of every job (after an unconfirmed wait). */
@@ -419,8 +427,7 @@ static void reproduce_all(struct aw_flusher *f)
         int kn = snprintf(key, sizeof key, "%s:%s", j->acct_id, j->aud_id);
         for (size_t d = 0; d < j->n_dl; d++)
             (void)aw_dlq_produce(f->dlq, key, kn > 0 ? (size_t)kn : 0, j->dl[d].env,
-                                 strlen(j->dl[d].env), j->dl[d].reason, "flush", "klaviyo", -1,
-                                 -1);
+                                 strlen(j->dl[d].env), j->dl[d].reason, "flush", "klaviyo", -1, -1);
     }
 }
 
@@ -549,8 +556,8 @@ static bool handle_common(struct aw_flusher *f, struct job *j, const char *step,
             ra = WAIT_DEFAULT_MS / 4;
         aw_ratelimit_block(f->rl, a->id, now + ra);
         if (aw_store_account_block(f->store, a->id, aw_clock_unix_ms() + ra) != AW_OK)
-            AW_LOG_WARN(MOD, "cannot store Retry-After block", "account=%s detail=\"%s\"",
-                        a->id, aw_store_errstr(f->store));
+            AW_LOG_WARN(MOD, "cannot store Retry-After block", "account=%s detail=\"%s\"", a->id,
+                        aw_store_errstr(f->store));
         AW_LOG_DEBUG(MOD, "rate limited by Klaviyo", "account=%s step=%s retry_after_ms=%" PRIu64,
                      a->id, step, ra);
         j->next_at = now + ra;
@@ -634,12 +641,12 @@ static bool step_take(struct aw_flusher *f, struct job *j)
             dead_letter(f, j, i, "undecodable_pending", NULL, NULL, NULL);
         }
     categorize(j);
-    AW_LOG_INFO(MOD, j->t.status == AW_STORE_BATCH_RESUMED ? "resuming in-flight batch"
-                                                            : "flushing batch",
-                "account=%s audience=%s batch=%s records=%zu adds=%zu updates=%zu removes=%zu "
-                "subscribes=%zu unsubscribes=%zu pending_after=%" PRId64, j->acct_id, j->aud_id,
-                j->t.batch_id, j->n, j->ncat[CAT_ADD], j->ncat[CAT_UPD], j->ncat[CAT_DEL],
-                j->ncat[CAT_SUB], j->ncat[CAT_UNSUB], j->t.pending);
+    AW_LOG_INFO(
+        MOD, j->t.status == AW_STORE_BATCH_RESUMED ? "resuming in-flight batch" : "flushing batch",
+        "account=%s audience=%s batch=%s records=%zu adds=%zu updates=%zu removes=%zu "
+        "subscribes=%zu unsubscribes=%zu pending_after=%" PRId64,
+        j->acct_id, j->aud_id, j->t.batch_id, j->n, j->ncat[CAT_ADD], j->ncat[CAT_UPD],
+        j->ncat[CAT_DEL], j->ncat[CAT_SUB], j->ncat[CAT_UNSUB], j->t.pending);
     j->cur = CAT_ADD;
     j->pos = 0;
     if (needs_list(j)) {
@@ -737,8 +744,8 @@ static void step_list(struct aw_flusher *f, struct job *j)
                     found = page.items[i].id;
             if (found) {
                 set_list(f, j, found);
-                AW_LOG_INFO(MOD, "list found by name", "account=%s audience=%s list=%s",
-                            j->acct_id, j->aud_id, found);
+                AW_LOG_INFO(MOD, "list found by name", "account=%s audience=%s list=%s", j->acct_id,
+                            j->aud_id, found);
                 after_list(j);
             } else {
                 j->phase = PH_LIST_CREATE;
@@ -763,17 +770,20 @@ static void step_list_create(struct aw_flusher *f, struct job *j)
         return;
     }
     int64_t count = 0;
-    enum aw_err e = aw_store_account_count_list_create(f->store, j->acct_id, aw_clock_unix_ms(),
-                                                       1, &count);
+    enum aw_err e =
+        aw_store_account_count_list_create(f->store, j->acct_id, aw_clock_unix_ms(), 1, &count);
     if (e != AW_OK) {
         retry_later(j, "list_create_count", aw_store_errstr(f->store));
     } else if (count > (int64_t)AW_KLAVIYO_RL_CREATE_LIST_DAILY) {
-        AW_LOG_WARN(MOD, "daily list creation limit reached; waiting", "account=%s audience=%s "
-                    "limit=%u", j->acct_id, j->aud_id, AW_KLAVIYO_RL_CREATE_LIST_DAILY);
+        AW_LOG_WARN(MOD, "daily list creation limit reached; waiting",
+                    "account=%s audience=%s "
+                    "limit=%u",
+                    j->acct_id, j->aud_id, AW_KLAVIYO_RL_CREATE_LIST_DAILY);
         j->next_at = now_ms() + 3600000u; /* the counter is per UTC day */
     } else {
         struct aw_klaviyo_response r;
-        enum sent sent = send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_POST, "/api/lists", body, &r);
+        enum sent sent =
+            send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_POST, "/api/lists", body, &r);
         if (sent != SENT) {
             /* Not sent (rate limit, pause, lease): give the day's slot back. A failure here only
              * over-counts, the safe direction. */
@@ -824,13 +834,14 @@ static void refuse_items(struct aw_flusher *f, struct job *j, size_t n,
         if (dropped > 0)
             return; /* the rest is sent again without them */
     }
-    const char *reason = r->action == AW_KLAVIYO_NOT_FOUND ? "klaviyo_not_found"
+    const char *reason = r->action == AW_KLAVIYO_NOT_FOUND  ? "klaviyo_not_found"
                          : r->action == AW_KLAVIYO_CONFLICT ? "klaviyo_conflict"
                                                             : "klaviyo_rejected";
-    AW_LOG_WARN(MOD, "Klaviyo refused a request", "account=%s audience=%s step=%s status=%ld "
-                "klaviyo_id=%s klaviyo_code=%s records=%zu", j->acct_id, j->aud_id,
-                cat_name[j->cur], r->status, err_field(r, 0) ? err_field(r, 0) : "",
-                err_field(r, 1) ? err_field(r, 1) : "", n);
+    AW_LOG_WARN(MOD, "Klaviyo refused a request",
+                "account=%s audience=%s step=%s status=%ld "
+                "klaviyo_id=%s klaviyo_code=%s records=%zu",
+                j->acct_id, j->aud_id, cat_name[j->cur], r->status,
+                err_field(r, 0) ? err_field(r, 0) : "", err_field(r, 1) ? err_field(r, 1) : "", n);
     for (size_t i = 0; i < n; i++)
         dead_letter(f, j, items[j->pos + i], reason, err_field(r, 0), err_field(r, 1),
                     err_field(r, 2));
@@ -1051,8 +1062,8 @@ static void step_lookup(struct aw_flusher *f, struct job *j)
     }
     char *filter = NULL;
     size_t consumed = 0;
-    enum aw_err e = aw_payload_build_email_filter(emails, ne, 0, FILTER_MAX_BYTES, &filter,
-                                                  &consumed);
+    enum aw_err e =
+        aw_payload_build_email_filter(emails, ne, 0, FILTER_MAX_BYTES, &filter, &consumed);
     free(emails);
     if (e != AW_OK || consumed == 0) {
         dead_letter(f, j, j->job_items[0], "unsendable", NULL, NULL, NULL);
@@ -1144,8 +1155,7 @@ static void step_remove(struct aw_flusher *f, struct job *j)
         } else if (r.action == AW_KLAVIYO_NOT_FOUND) {
             /* no such list: nobody is a member of it, so the removal holds */
             if (j->list_auto)
-                (void)aw_store_meta_set(f->store, j->acct_id, j->aud_id, "klaviyo_list_id",
-                                        NULL);
+                (void)aw_store_meta_set(f->store, j->acct_id, j->aud_id, "klaviyo_list_id", NULL);
             j->n_not_found += consumed;
             j->pos += consumed;
         } else {
@@ -1179,7 +1189,8 @@ static bool step_ack(struct aw_flusher *f, struct job *j)
         return false;
     }
     aw_metrics_add(AW_M_FLUSHES, 1);
-    AW_LOG_INFO(MOD, "audience flushed", "account=%s audience=%s batch=%s records=%zu "
+    AW_LOG_INFO(MOD, "audience flushed",
+                "account=%s audience=%s batch=%s records=%zu "
                 "uploaded=%zu removed=%zu not_found=%zu dead_lettered=%zu ms=%" PRIu64 "%s",
                 j->acct_id, j->aud_id, j->t.batch_id, j->n, j->n_uploaded, j->n_removed,
                 j->n_not_found, j->n_dl, now_ms() - j->started_ms,
@@ -1229,11 +1240,10 @@ static void lease_drive(struct aw_flusher *f)
         bool granted = false;
         uint64_t epoch = 0;
         uint64_t ttl = f->leader.ttl_ms;
-        enum aw_err e = op == AW_LEADER_OP_ACQUIRE
-                            ? aw_store_lease_acquire(f->store, f->leader.token, ttl, &granted,
-                                                     &epoch)
-                            : aw_store_lease_renew(f->store, f->leader.token, ttl, &granted,
-                                                   &epoch);
+        enum aw_err e =
+            op == AW_LEADER_OP_ACQUIRE
+                ? aw_store_lease_acquire(f->store, f->leader.token, ttl, &granted, &epoch)
+                : aw_store_lease_renew(f->store, f->leader.token, ttl, &granted, &epoch);
         if (e != AW_OK)
             aw_metrics_add(AW_M_STORE_ERRORS, 1);
         aw_metrics_set(AW_M_STORE_UP, e == AW_OK);
@@ -1241,8 +1251,8 @@ static void lease_drive(struct aw_flusher *f)
     }
     bool held = aw_leader_is_held(&f->leader, now_ms());
     if (held && !f->was_held) {
-        AW_LOG_INFO(MOD, "leader lease gained", "epoch=%" PRIu64 " instance=%s",
-                    f->leader.epoch, f->s->process.instance_id ? f->s->process.instance_id : "");
+        AW_LOG_INFO(MOD, "leader lease gained", "epoch=%" PRIu64 " instance=%s", f->leader.epoch,
+                    f->s->process.instance_id ? f->s->process.instance_id : "");
         for (size_t i = 0; i < f->n_accts; i++)
             f->accts[i].loaded = false; /* re-read keys and a predecessor's Retry-After */
         f->next_scan = 0;
@@ -1271,8 +1281,7 @@ static void scan(struct aw_flusher *f)
     f->next_scan = now_ms() + f->s->flush.tick_ms;
     if (aw_store_due_list(f->store, aw_clock_unix_ms(), DUE_SCAN_MAX, &due, &n) != AW_OK) {
         aw_metrics_add(AW_M_STORE_ERRORS, 1);
-        AW_LOG_WARN(MOD, "cannot list due audiences", "detail=\"%s\"",
-                    aw_store_errstr(f->store));
+        AW_LOG_WARN(MOD, "cannot list due audiences", "detail=\"%s\"", aw_store_errstr(f->store));
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1386,8 +1395,7 @@ static void flusher_free(struct aw_flusher *f)
 
 struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
                                     const struct aw_account_config *accounts,
-                                    const volatile sig_atomic_t *stop, char *errbuf,
-                                    size_t errlen)
+                                    const volatile sig_atomic_t *stop, char *errbuf, size_t errlen)
 {
     struct aw_flusher *f = aw_calloc(1, sizeof *f);
     f->s = s;

@@ -17,8 +17,7 @@ struct aw_flusher;
  * Main thread. */
 struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
                                     const struct aw_account_config *accounts,
-                                    const volatile sig_atomic_t *stop, char *errbuf,
-                                    size_t errlen);
+                                    const volatile sig_atomic_t *stop, char *errbuf, size_t errlen);
 
 /* Waits for the thread to end (it ends once *stop is set: the current request finishes within
  * its timeout, the lease is released), then frees. NULL is a no-op. Main thread. */

@@ -78,8 +78,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     return reply(conn, code, type, aw_buf_take(&b), len);
 }
 
-struct aw_http *aw_http_new(const char *host, uint16_t port, aw_http_status_fn status,
-                            void *opaque, char *errbuf, size_t errlen)
+struct aw_http *aw_http_new(const char *host, uint16_t port, aw_http_status_fn status, void *opaque,
+                            char *errbuf, size_t errlen)
 {
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
@@ -106,9 +106,15 @@ struct aw_http *aw_http_new(const char *host, uint16_t port, aw_http_status_fn s
     return h;
 }
 
-uint16_t aw_http_port(const struct aw_http *h) { return h->port; }
+uint16_t aw_http_port(const struct aw_http *h)
+{
+    return h->port;
+}
 
-void aw_http_set_ready(struct aw_http *h, bool ready) { atomic_store(&h->ready, ready); }
+void aw_http_set_ready(struct aw_http *h, bool ready)
+{
+    atomic_store(&h->ready, ready);
+}
 
 void aw_http_free(struct aw_http *h)
 {

@@ -18,8 +18,8 @@ typedef void (*aw_http_status_fn)(struct aw_buf *out, void *opaque);
 
 /* Starts serving on host:port ("0.0.0.0", "127.0.0.1", or an IPv4 literal; port 0 = any free
  * port, see aw_http_port). NULL on failure with the reason in errbuf. */
-struct aw_http *aw_http_new(const char *host, uint16_t port, aw_http_status_fn status,
-                            void *opaque, char *errbuf, size_t errlen);
+struct aw_http *aw_http_new(const char *host, uint16_t port, aw_http_status_fn status, void *opaque,
+                            char *errbuf, size_t errlen);
 
 /* The bound port. */
 uint16_t aw_http_port(const struct aw_http *h);

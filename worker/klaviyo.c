@@ -31,7 +31,7 @@ struct header_state {
     struct aw_klaviyo_response *resp;
 };
 
-static const char *const action_names[] = {"done", "retry", "wait", "drop_records",
+static const char *const action_names[] = {"done",   "retry", "wait",      "drop_records",
                                            "reject", "pause", "not_found", "conflict"};
 
 const char *aw_klaviyo_action_str(enum aw_klaviyo_action a)
@@ -108,8 +108,7 @@ void aw_klaviyo_response_clear(struct aw_klaviyo_response *resp)
     memset(resp, 0, sizeof *resp);
 }
 
-struct aw_klaviyo *aw_klaviyo_new(const struct aw_klaviyo_config *cfg, char *errbuf,
-                                  size_t errlen)
+struct aw_klaviyo *aw_klaviyo_new(const struct aw_klaviyo_config *cfg, char *errbuf, size_t errlen)
 {
     if (strncmp(cfg->base_url, "https://", 8) != 0 && strncmp(cfg->base_url, "http://", 7) != 0) {
         snprintf(errbuf, errlen, "klaviyo base url must start with https:// or http://");
@@ -173,7 +172,8 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
     /* A new status line starts a new header block (e.g. after 100 Continue). */
     if (strncmp(line, "HTTP/", 5) == 0) {
         hs->resp->has_retry_after = false;
-        hs->resp->ratelimit_limit = hs->resp->ratelimit_remaining = hs->resp->ratelimit_reset_s = -1;
+        hs->resp->ratelimit_limit = hs->resp->ratelimit_remaining = hs->resp->ratelimit_reset_s =
+            -1;
         return n;
     }
     char *colon = strchr(line, ':');
@@ -205,18 +205,21 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 static const char *method_name(enum aw_klaviyo_method m)
 {
     switch (m) {
-    case AW_KLAVIYO_GET: return "GET";
-    case AW_KLAVIYO_POST: return "POST";
-    case AW_KLAVIYO_PATCH: return "PATCH";
-    case AW_KLAVIYO_DELETE: return "DELETE";
+    case AW_KLAVIYO_GET:
+        return "GET";
+    case AW_KLAVIYO_POST:
+        return "POST";
+    case AW_KLAVIYO_PATCH:
+        return "PATCH";
+    case AW_KLAVIYO_DELETE:
+        return "DELETE";
     }
     return "GET";
 }
 
 enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key,
-                               enum aw_klaviyo_method method, const char *path,
-                               const char *body, size_t body_len,
-                               struct aw_klaviyo_response *resp)
+                               enum aw_klaviyo_method method, const char *path, const char *body,
+                               size_t body_len, struct aw_klaviyo_response *resp)
 {
     memset(resp, 0, sizeof *resp);
     resp->ratelimit_limit = resp->ratelimit_remaining = resp->ratelimit_reset_s = -1;

@@ -14,49 +14,48 @@
 struct aw_klaviyo;
 
 struct aw_klaviyo_config {
-    const char *base_url;        /* "https://a.klaviyo.com" or a plain http:// simulator */
-    const char *revision;        /* "2026-07-15" */
-    const char *ca_file;         /* CA bundle path or NULL (system store); TLS is always verified */
-    long connect_timeout_ms;     /* > 0 */
-    long timeout_ms;             /* total per request, > 0 */
+    const char *base_url;    /* "https://a.klaviyo.com" or a plain http:// simulator */
+    const char *revision;    /* "2026-07-15" */
+    const char *ca_file;     /* CA bundle path or NULL (system store); TLS is always verified */
+    long connect_timeout_ms; /* > 0 */
+    long timeout_ms;         /* total per request, > 0 */
 };
 
 enum aw_klaviyo_method { AW_KLAVIYO_GET = 0, AW_KLAVIYO_POST, AW_KLAVIYO_PATCH, AW_KLAVIYO_DELETE };
 
 /* What the caller must do with an answer (the classification table, one test per row). */
 enum aw_klaviyo_action {
-    AW_KLAVIYO_DONE = 0,        /* 2xx: success */
-    AW_KLAVIYO_RETRY,           /* 5xx (not 501), 408, transport error, timeout: back off, retry */
-    AW_KLAVIYO_WAIT,            /* 429: wait Retry-After (or a default), retry */
-    AW_KLAVIYO_DROP_RECORDS,    /* 400 whose errors point at records: dead-letter those, retry
-                                   the rest */
-    AW_KLAVIYO_REJECT,          /* other 4xx (400 without record pointers, 413, 415, 422, 501):
-                                   permanent, dead-letter with detail */
-    AW_KLAVIYO_PAUSE,           /* 401, 403, 410: setup fault: pause the account, keep data */
-    AW_KLAVIYO_NOT_FOUND,       /* 404: the resource is gone (caller decides: re-resolve, or
-                                   count a removal as done) */
-    AW_KLAVIYO_CONFLICT         /* 409: already exists / duplicate (caller decides) */
+    AW_KLAVIYO_DONE = 0,     /* 2xx: success */
+    AW_KLAVIYO_RETRY,        /* 5xx (not 501), 408, transport error, timeout: back off, retry */
+    AW_KLAVIYO_WAIT,         /* 429: wait Retry-After (or a default), retry */
+    AW_KLAVIYO_DROP_RECORDS, /* 400 whose errors point at records: dead-letter those, retry
+                                the rest */
+    AW_KLAVIYO_REJECT,       /* other 4xx (400 without record pointers, 413, 415, 422, 501):
+                                permanent, dead-letter with detail */
+    AW_KLAVIYO_PAUSE,        /* 401, 403, 410: setup fault: pause the account, keep data */
+    AW_KLAVIYO_NOT_FOUND,    /* 404: the resource is gone (caller decides: re-resolve, or
+                                count a removal as done) */
+    AW_KLAVIYO_CONFLICT      /* 409: already exists / duplicate (caller decides) */
 };
 
 struct aw_klaviyo_response {
-    long status;                 /* HTTP status, 0 on transport error */
-    char *body;                  /* owned, NUL-terminated, may be empty */
+    long status; /* HTTP status, 0 on transport error */
+    char *body;  /* owned, NUL-terminated, may be empty */
     size_t body_len;
     enum aw_klaviyo_action action;
     bool has_retry_after;
-    uint64_t retry_after_ms;     /* from Retry-After (seconds or HTTP date) */
-    long ratelimit_limit;        /* RateLimit-Limit, -1 if absent */
-    long ratelimit_remaining;    /* RateLimit-Remaining, -1 if absent */
-    long ratelimit_reset_s;      /* RateLimit-Reset, -1 if absent */
+    uint64_t retry_after_ms;         /* from Retry-After (seconds or HTTP date) */
+    long ratelimit_limit;            /* RateLimit-Limit, -1 if absent */
+    long ratelimit_remaining;        /* RateLimit-Remaining, -1 if absent */
+    long ratelimit_reset_s;          /* RateLimit-Reset, -1 if absent */
     struct aw_payload_errors errors; /* errors[] of a non-2xx JSON body (payload.c's parser);
                                         `detail` may echo input values: never log it */
-    char transport_error[256];   /* curl's message on transport errors (no secrets, no body) */
+    char transport_error[256];       /* curl's message on transport errors (no secrets, no body) */
 };
 
 /* Creates the client. NULL with the reason in errbuf when the base URL is neither https:// nor
  * http:// or curl cannot be initialised. curl_global_init must have run (main). */
-struct aw_klaviyo *aw_klaviyo_new(const struct aw_klaviyo_config *cfg, char *errbuf,
-                                  size_t errlen);
+struct aw_klaviyo *aw_klaviyo_new(const struct aw_klaviyo_config *cfg, char *errbuf, size_t errlen);
 
 /* Sends one request to base_url + path (path starts with "/api/..." and carries its query,
  * already escaped) with the contract headers (Authorization: Klaviyo-API-Key <api_key>,
@@ -65,9 +64,8 @@ struct aw_klaviyo *aw_klaviyo_new(const struct aw_klaviyo_config *cfg, char *err
  * arrived (whatever its status), AW_ERR_TIMEOUT / AW_ERR_IO on transport failure (then
  * resp->action is AW_KLAVIYO_RETRY). Flusher thread. */
 enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key,
-                               enum aw_klaviyo_method method, const char *path,
-                               const char *body, size_t body_len,
-                               struct aw_klaviyo_response *resp);
+                               enum aw_klaviyo_method method, const char *path, const char *body,
+                               size_t body_len, struct aw_klaviyo_response *resp);
 
 /* Releases what *resp owns and zeroes it. */
 void aw_klaviyo_response_clear(struct aw_klaviyo_response *resp);

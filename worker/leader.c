@@ -18,7 +18,8 @@ static void random_token(char out[AW_LEADER_TOKEN_LEN + 1])
     if (!ok) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
+        uint64_t x =
+            (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
         for (size_t i = 0; i < sizeof raw; i++) {
             x ^= x << 13;
             x ^= x >> 7;

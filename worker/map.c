@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "common/mem.h"
-#include "common/text.h"
 #include "common/phone/phone.h"
+#include "common/text.h"
 #include "worker/account.h"
 #include "worker/change.h"
 #include "worker/event.h"
@@ -48,7 +48,6 @@ static bool is_blank(const char *s)
     }
     return true;
 }
-
 
 static bool read_u4(const char *p, unsigned *out)
 {
@@ -93,14 +92,30 @@ static char *json_string_decode(const char *json)
             goto bad;
         char e = *p++;
         switch (e) {
-        case '"': out[o++] = '"'; break;
-        case '\\': out[o++] = '\\'; break;
-        case '/': out[o++] = '/'; break;
-        case 'b': out[o++] = '\b'; break;
-        case 'f': out[o++] = '\f'; break;
-        case 'n': out[o++] = '\n'; break;
-        case 'r': out[o++] = '\r'; break;
-        case 't': out[o++] = '\t'; break;
+        case '"':
+            out[o++] = '"';
+            break;
+        case '\\':
+            out[o++] = '\\';
+            break;
+        case '/':
+            out[o++] = '/';
+            break;
+        case 'b':
+            out[o++] = '\b';
+            break;
+        case 'f':
+            out[o++] = '\f';
+            break;
+        case 'n':
+            out[o++] = '\n';
+            break;
+        case 'r':
+            out[o++] = '\r';
+            break;
+        case 't':
+            out[o++] = '\t';
+            break;
         case 'u': {
             unsigned cp;
             if (end - p < 4 || !read_u4(p, &cp))
@@ -222,21 +237,17 @@ struct path_map {
 };
 
 static const struct path_map k_default[] = {
-    {"$firstname", "first_name"},  {"$lastname", "last_name"},   {"$country", "location.country"},
-    {"$zip", "location.zip"},      {"$city", "location.city"},   {"$state", "location.region"},
+    {"$firstname", "first_name"},      {"$lastname", "last_name"}, {"$country", "location.country"},
+    {"$zip", "location.zip"},          {"$city", "location.city"}, {"$state", "location.region"},
     {"$address", "location.address1"},
 };
 
 /* Paths of propertyMapping targets, indexed by enum aw_account_target; NULL = custom_source. */
 static const char *const k_target_path[AW_TARGET_COUNT] = {
-    [AW_TARGET_ADDRESS2] = "location.address2",
-    [AW_TARGET_IMAGE] = "image",
-    [AW_TARGET_LATITUDE] = "location.latitude",
-    [AW_TARGET_LONGITUDE] = "location.longitude",
-    [AW_TARGET_ORGANIZATION] = "organization",
-    [AW_TARGET_SOURCE] = NULL,
-    [AW_TARGET_TIMEZONE] = "location.timezone",
-    [AW_TARGET_TITLE] = "title",
+    [AW_TARGET_ADDRESS2] = "location.address2", [AW_TARGET_IMAGE] = "image",
+    [AW_TARGET_LATITUDE] = "location.latitude", [AW_TARGET_LONGITUDE] = "location.longitude",
+    [AW_TARGET_ORGANIZATION] = "organization",  [AW_TARGET_SOURCE] = NULL,
+    [AW_TARGET_TIMEZONE] = "location.timezone", [AW_TARGET_TITLE] = "title",
 };
 
 const char *aw_map_default_path(const char *key)
@@ -605,15 +616,13 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
             reject_add(out, &rejects_cap, pi, NULL, AW_MAP_INVALID_EMAIL, NULL);
             continue;
         }
-        const char *external_id = acct->alternate_identity
-                                      ? find_raw_identity(p, acct->alternate_identity, NULL)
-                                      : NULL;
+        const char *external_id =
+            acct->alternate_identity ? find_raw_identity(p, acct->alternate_identity, NULL) : NULL;
         char phone[AW_PHONE_E164_MAX] = "";
         bool has_phone = false;
         unsigned drops = 0;
-        const char *raw_phone = find_raw_identity(p, acct->phone_identity
-                                                         ? acct->phone_identity
-                                                         : "mobile_number", NULL);
+        const char *raw_phone = find_raw_identity(
+            p, acct->phone_identity ? acct->phone_identity : "mobile_number", NULL);
         if (raw_phone) {
             char region[3] = "";
             bool has_region = profile_region(p, region);
@@ -637,8 +646,7 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
                            slot->detail);
                 continue;
             }
-            aw_grow((void **)&out->changes, &changes_cap, out->n_changes + 1,
-                    sizeof *out->changes);
+            aw_grow((void **)&out->changes, &changes_cap, out->n_changes + 1, sizeof *out->changes);
             struct aw_change *c = &out->changes[out->n_changes++];
             memset(c, 0, sizeof *c);
             c->account_id = aw_strdup(ev->account_id ? ev->account_id : "");

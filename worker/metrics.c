@@ -12,22 +12,30 @@ static const struct {
 } defs[AW_M__COUNT] = {
     [AW_M_RECORDS_CONSUMED] = {"aw_records_consumed_total", "Kafka records polled", false},
     [AW_M_RECORDS_DONE] = {"aw_records_done_total", "Kafka records whose offset was stored", false},
-    [AW_M_RECORDS_REWOUND] = {"aw_records_rewound_total", "Kafka records re-read after a transient failure", false},
-    [AW_M_CHANGES_APPLIED] = {"aw_changes_applied_total", "Changes written to the pending store", false},
-    [AW_M_CHANGES_STALE] = {"aw_changes_stale_total", "Changes ignored as older than the stored version", false},
-    [AW_M_AUDIENCE_UPDATES] = {"aw_audience_updates_total", "Audience subscription messages applied", false},
+    [AW_M_RECORDS_REWOUND] = {"aw_records_rewound_total",
+                              "Kafka records re-read after a transient failure", false},
+    [AW_M_CHANGES_APPLIED] = {"aw_changes_applied_total", "Changes written to the pending store",
+                              false},
+    [AW_M_CHANGES_STALE] = {"aw_changes_stale_total",
+                            "Changes ignored as older than the stored version", false},
+    [AW_M_AUDIENCE_UPDATES] = {"aw_audience_updates_total",
+                               "Audience subscription messages applied", false},
     [AW_M_DEAD_LETTERS] = {"aw_dead_letters_total", "Dead-letter records produced", false},
     [AW_M_STORE_ERRORS] = {"aw_store_errors_total", "Redis failures", false},
     [AW_M_KLAVIYO_REQUESTS] = {"aw_klaviyo_requests_total", "HTTP requests sent to Klaviyo", false},
     [AW_M_KLAVIYO_RATE_LIMITED] = {"aw_klaviyo_rate_limited_total", "Klaviyo 429 answers", false},
-    [AW_M_KLAVIYO_ERRORS] = {"aw_klaviyo_errors_total", "Klaviyo transport errors and 5xx answers", false},
-    [AW_M_PROFILES_UPLOADED] = {"aw_profiles_uploaded_total", "Profiles imported into lists", false},
+    [AW_M_KLAVIYO_ERRORS] = {"aw_klaviyo_errors_total", "Klaviyo transport errors and 5xx answers",
+                             false},
+    [AW_M_PROFILES_UPLOADED] = {"aw_profiles_uploaded_total", "Profiles imported into lists",
+                                false},
     [AW_M_PROFILES_REMOVED] = {"aw_profiles_removed_total", "Profiles removed from lists", false},
     [AW_M_FLUSHES] = {"aw_flushes_total", "Audience flushes completed", false},
-    [AW_M_PARTITIONS_ASSIGNED] = {"aw_partitions_assigned", "Kafka partitions assigned to this replica", true},
+    [AW_M_PARTITIONS_ASSIGNED] = {"aw_partitions_assigned",
+                                  "Kafka partitions assigned to this replica", true},
     [AW_M_LEADER] = {"aw_leader", "1 while this replica holds the leader lease", true},
     [AW_M_STORE_UP] = {"aw_store_up", "1 while the last Redis operation succeeded", true},
-    [AW_M_ACCOUNTS_PAUSED] = {"aw_accounts_paused", "Accounts paused after a 401/403 from Klaviyo", true},
+    [AW_M_ACCOUNTS_PAUSED] = {"aw_accounts_paused", "Accounts paused after a 401/403 from Klaviyo",
+                              true},
 };
 
 static atomic_llong values[AW_M__COUNT];
@@ -44,11 +52,20 @@ static struct series series[MAX_SERIES];
 static size_t n_series;
 static pthread_mutex_t series_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void aw_metrics_add(enum aw_metric m, uint64_t n) { atomic_fetch_add(&values[m], (long long)n); }
+void aw_metrics_add(enum aw_metric m, uint64_t n)
+{
+    atomic_fetch_add(&values[m], (long long)n);
+}
 
-void aw_metrics_set(enum aw_metric m, int64_t value) { atomic_store(&values[m], value); }
+void aw_metrics_set(enum aw_metric m, int64_t value)
+{
+    atomic_store(&values[m], value);
+}
 
-int64_t aw_metrics_get(enum aw_metric m) { return atomic_load(&values[m]); }
+int64_t aw_metrics_get(enum aw_metric m)
+{
+    return atomic_load(&values[m]);
+}
 
 /* Label values are restricted to [a-z0-9_.-] so the exposition never needs escaping and no
  * free text (which might carry personal data) can slip into a label. */
@@ -57,8 +74,8 @@ static void copy_label(char *dst, const char *src)
     size_t j = 0;
     for (const char *p = src ? src : ""; *p && j + 1 < LABEL_MAX; p++) {
         char c = *p;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-                  c == '-';
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
         if (c >= 'A' && c <= 'Z') {
             c = (char)(c - 'A' + 'a');
             ok = true;

@@ -9,24 +9,24 @@
 #include "common/buf.h"
 
 enum aw_metric {
-    AW_M_RECORDS_CONSUMED = 0,   /* counter: Kafka records polled */
-    AW_M_RECORDS_DONE,           /* counter: records whose offset was stored */
-    AW_M_RECORDS_REWOUND,        /* counter: records re-read after a transient failure */
-    AW_M_CHANGES_APPLIED,        /* counter: changes written to the pending store */
-    AW_M_CHANGES_STALE,          /* counter: changes ignored as older than the stored version */
-    AW_M_AUDIENCE_UPDATES,       /* counter: audience subscription messages applied */
-    AW_M_DEAD_LETTERS,           /* counter: dead-letter records produced */
-    AW_M_STORE_ERRORS,           /* counter: Redis failures (connection, timeout, script) */
-    AW_M_KLAVIYO_REQUESTS,       /* counter: HTTP requests sent to Klaviyo */
-    AW_M_KLAVIYO_RATE_LIMITED,   /* counter: 429 answers */
-    AW_M_KLAVIYO_ERRORS,         /* counter: transport errors and 5xx */
-    AW_M_PROFILES_UPLOADED,      /* counter: profiles imported/added */
-    AW_M_PROFILES_REMOVED,       /* counter: profiles removed from lists */
-    AW_M_FLUSHES,                /* counter: audience flushes completed */
-    AW_M_PARTITIONS_ASSIGNED,    /* gauge */
-    AW_M_LEADER,                 /* gauge: 1 while this replica holds the lease */
-    AW_M_STORE_UP,               /* gauge: 1 while the last Redis operation succeeded */
-    AW_M_ACCOUNTS_PAUSED,        /* gauge: accounts paused after 401/403 */
+    AW_M_RECORDS_CONSUMED = 0, /* counter: Kafka records polled */
+    AW_M_RECORDS_DONE,         /* counter: records whose offset was stored */
+    AW_M_RECORDS_REWOUND,      /* counter: records re-read after a transient failure */
+    AW_M_CHANGES_APPLIED,      /* counter: changes written to the pending store */
+    AW_M_CHANGES_STALE,        /* counter: changes ignored as older than the stored version */
+    AW_M_AUDIENCE_UPDATES,     /* counter: audience subscription messages applied */
+    AW_M_DEAD_LETTERS,         /* counter: dead-letter records produced */
+    AW_M_STORE_ERRORS,         /* counter: Redis failures (connection, timeout, script) */
+    AW_M_KLAVIYO_REQUESTS,     /* counter: HTTP requests sent to Klaviyo */
+    AW_M_KLAVIYO_RATE_LIMITED, /* counter: 429 answers */
+    AW_M_KLAVIYO_ERRORS,       /* counter: transport errors and 5xx */
+    AW_M_PROFILES_UPLOADED,    /* counter: profiles imported/added */
+    AW_M_PROFILES_REMOVED,     /* counter: profiles removed from lists */
+    AW_M_FLUSHES,              /* counter: audience flushes completed */
+    AW_M_PARTITIONS_ASSIGNED,  /* gauge */
+    AW_M_LEADER,               /* gauge: 1 while this replica holds the lease */
+    AW_M_STORE_UP,             /* gauge: 1 while the last Redis operation succeeded */
+    AW_M_ACCOUNTS_PAUSED,      /* gauge: accounts paused after 401/403 */
     AW_M__COUNT
 };
 

@@ -12,7 +12,7 @@
 struct window {
     uint64_t *times; /* ring of limit entries, 0 = unused */
     uint32_t limit;
-    uint32_t head;   /* index of the oldest entry */
+    uint32_t head; /* index of the oldest entry */
     uint64_t span_ms;
 };
 

@@ -730,7 +730,6 @@ static bool apply_http_addr(struct ctx *cx, const struct var *v, const char *val
     return true;
 }
 
-
 static bool has_prefix_ci(const char *s, const char *prefix)
 {
     return strncasecmp(s, prefix, strlen(prefix)) == 0;

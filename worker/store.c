@@ -3,9 +3,9 @@
 #include "worker/settings.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +19,10 @@
 #include "worker/store_lua.h"
 
 #define MOD "store"
-#define ID_MAX 128         /* account / audience id */
+#define ID_MAX 128 /* account / audience id */
 #define EVENT_ID_MAX 512
 #define EMAIL_MAX 512
-#define OP_MAX_STR 16      /* KEYS + ARGV of one script call */
+#define OP_MAX_STR 16 /* KEYS + ARGV of one script call */
 
 enum script {
     SCRIPT_APPLY = 0,
@@ -34,12 +34,11 @@ enum script {
     SCRIPT_COUNT
 };
 
-static const char *const script_src[SCRIPT_COUNT] = {AW_LUA_APPLY, AW_LUA_AUDIENCE, AW_LUA_DUE,
-                                                      AW_LUA_LEASE, AW_LUA_FLUSH,
-                                                      AW_LUA_ACCOUNT_BLOCK};
+static const char *const script_src[SCRIPT_COUNT] = {
+    AW_LUA_APPLY, AW_LUA_AUDIENCE, AW_LUA_DUE, AW_LUA_LEASE, AW_LUA_FLUSH, AW_LUA_ACCOUNT_BLOCK};
 static const bool script_prelude[SCRIPT_COUNT] = {true, true, false, false, true, false};
-static const char *const script_name[SCRIPT_COUNT] = {"apply", "audience", "due", "lease",
-                                                       "flush", "account_block"};
+static const char *const script_name[SCRIPT_COUNT] = {"apply", "audience", "due",
+                                                      "lease", "flush",    "account_block"};
 
 #define DUE_KEY "aw:due"
 #define DUE_SEQ_KEY "{aw:due}:seq" /* same slot as "aw:due": hash tag = the whole name */
@@ -105,7 +104,7 @@ enum aw_err aw_store_url_parse(const char *url, struct aw_store_url *out, char *
     if (!url || strncmp(url, scheme, sizeof scheme - 1) != 0) {
         set_err(errbuf, errlen,
                 url && strncmp(url, "rediss://", 9) == 0 ? "TLS (rediss://) is not supported"
-                                                        : "URL must start with redis://");
+                                                         : "URL must start with redis://");
         return AW_ERR_CONFIG;
     }
     const char *p = url + sizeof scheme - 1;
@@ -228,9 +227,9 @@ static enum aw_err drop(struct aw_store *s, const char *what)
 /* Redis error replies that mean "try again later" rather than "this input is bad". */
 static bool is_transient_reply(const redisReply *r)
 {
-    static const char *const prefixes[] = {"OOM",  "BUSY",    "LOADING",    "READONLY",
+    static const char *const prefixes[] = {"OOM",        "BUSY",     "LOADING",     "READONLY",
                                            "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS",
-                                           "MOVED", "ASK"};
+                                           "MOVED",      "ASK"};
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
         size_t n = strlen(prefixes[i]);
         if (r->len >= n && strncmp(r->str, prefixes[i], n) == 0)
@@ -313,8 +312,8 @@ static enum aw_err ensure_connected(struct aw_store *s)
 {
     if (s->c)
         return AW_OK;
-    redisContext *c = redisConnectWithTimeout(s->url.host, s->url.port,
-                                              ms_to_tv(s->connect_timeout_ms));
+    redisContext *c =
+        redisConnectWithTimeout(s->url.host, s->url.port, ms_to_tv(s->connect_timeout_ms));
     if (!c) {
         errf(s, "connect: cannot allocate context");
         return AW_ERR_IO;
@@ -496,20 +495,20 @@ static char *u64_dup(uint64_t v)
 struct op {
     enum script script;
     int nkeys;
-    int nstr;                 /* KEYS + ARGV */
-    char *str[OP_MAX_STR];    /* owned, except the three exec slots */
-    int exec_slot;            /* index of ARGV "now"; "max queue", "max age" follow */
-    size_t aud;               /* index into batch auds */
-    bool ran;                 /* the script answered (phase 1) */
+    int nstr;              /* KEYS + ARGV */
+    char *str[OP_MAX_STR]; /* owned, except the three exec slots */
+    int exec_slot;         /* index of ARGV "now"; "max queue", "max age" follow */
+    size_t aud;            /* index into batch auds */
+    bool ran;              /* the script answered (phase 1) */
     int64_t seq;
     struct aw_store_result res;
 };
 
 struct aud {
-    char *member;             /* "A:U", owned */
-    bool touched;             /* some op of this exec ran */
-    int64_t seq;              /* highest due seq seen */
-    int64_t score;            /* score of that seq */
+    char *member;  /* "A:U", owned */
+    bool touched;  /* some op of this exec ran */
+    int64_t seq;   /* highest due seq seen */
+    int64_t score; /* score of that seq */
 };
 
 struct aw_store_batch {
@@ -611,8 +610,8 @@ static void op_add_exec_slots(struct op *o)
 enum aw_err aw_store_batch_add_apply(struct aw_store_batch *b, const struct aw_change *c,
                                      size_t *index)
 {
-    if (!id_ok(c->account_id) || !id_ok(c->audience_id) ||
-        !text_ok(c->event_id, EVENT_ID_MAX) || !text_ok(c->email, EMAIL_MAX))
+    if (!id_ok(c->account_id) || !id_ok(c->audience_id) || !text_ok(c->event_id, EVENT_ID_MAX) ||
+        !text_ok(c->email, EMAIL_MAX))
         return AW_ERR_INVALID;
     char *enc = NULL;
     if (aw_change_encode(c, &enc) != AW_OK || !enc) {
@@ -665,8 +664,8 @@ enum aw_err aw_store_batch_add_upsert(struct aw_store_batch *b, const char *acco
                                       const char *list_id, uint64_t version_ms,
                                       const char *event_id, size_t *index)
 {
-    return add_audience(b, "upsert", account_id, audience_id, name, list_id, version_ms,
-                        event_id, index);
+    return add_audience(b, "upsert", account_id, audience_id, name, list_id, version_ms, event_id,
+                        index);
 }
 
 enum aw_err aw_store_batch_add_remove(struct aw_store_batch *b, const char *account_id,
@@ -792,8 +791,8 @@ static enum aw_err update_due(struct aw_store *s, struct aw_store_batch *b)
             snprintf(seq, sizeof seq, "%" PRId64, au->seq);
             const char *sadd[3] = {"SADD", AUDIENCES_KEY, au->member};
             size_t sadd_len[3] = {4, strlen(AUDIENCES_KEY), strlen(au->member)};
-            const char *ev[8] = {"EVALSHA", s->sha[SCRIPT_DUE], "2", DUE_KEY, DUE_SEQ_KEY,
-                                 au->member, score, seq};
+            const char *ev[8] = {"EVALSHA",   s->sha[SCRIPT_DUE], "2",   DUE_KEY,
+                                 DUE_SEQ_KEY, au->member,         score, seq};
             size_t ev_len[8];
             for (int i = 0; i < 8; i++)
                 ev_len[i] = strlen(ev[i]);
@@ -827,8 +826,7 @@ static enum aw_err update_due(struct aw_store *s, struct aw_store_batch *b)
     return AW_ERR_IO;
 }
 
-enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b,
-                                uint64_t now_unix_ms)
+enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b, uint64_t now_unix_ms)
 {
     snprintf(b->now_s, sizeof b->now_s, "%" PRIu64, now_unix_ms);
     snprintf(b->maxq_s, sizeof b->maxq_s, "%" PRId64, s->max_queue);
@@ -922,14 +920,13 @@ enum aw_err aw_store_apply(struct aw_store *s, const struct aw_change *c, uint64
 }
 
 enum aw_err aw_store_audience_upsert(struct aw_store *s, const char *account_id,
-                                     const char *audience_id, const char *name,
-                                     const char *list_id, uint64_t version_ms,
-                                     const char *event_id, uint64_t now_unix_ms,
-                                     struct aw_store_result *out)
+                                     const char *audience_id, const char *name, const char *list_id,
+                                     uint64_t version_ms, const char *event_id,
+                                     uint64_t now_unix_ms, struct aw_store_result *out)
 {
     struct aw_store_batch *b = aw_store_batch_new();
-    enum aw_err e = aw_store_batch_add_upsert(b, account_id, audience_id, name, list_id,
-                                              version_ms, event_id, NULL);
+    enum aw_err e = aw_store_batch_add_upsert(b, account_id, audience_id, name, list_id, version_ms,
+                                              event_id, NULL);
     return exec_single(s, b, e, now_unix_ms, out);
 }
 
@@ -939,8 +936,8 @@ enum aw_err aw_store_audience_remove(struct aw_store *s, const char *account_id,
                                      struct aw_store_result *out)
 {
     struct aw_store_batch *b = aw_store_batch_new();
-    enum aw_err e = aw_store_batch_add_remove(b, account_id, audience_id, version_ms, event_id,
-                                              NULL);
+    enum aw_err e =
+        aw_store_batch_add_remove(b, account_id, audience_id, version_ms, event_id, NULL);
     return exec_single(s, b, e, now_unix_ms, out);
 }
 
@@ -1130,8 +1127,8 @@ static enum aw_err eval_script(struct aw_store *s, enum script sc, int nkeys, in
     return AW_ERR_IO;
 }
 
-static enum aw_err lease_op(struct aw_store *s, const char *op, const char *token,
-                            uint64_t ttl_ms, bool *held, uint64_t *epoch)
+static enum aw_err lease_op(struct aw_store *s, const char *op, const char *token, uint64_t ttl_ms,
+                            bool *held, uint64_t *epoch)
 {
     if (held)
         *held = false;
@@ -1164,8 +1161,8 @@ enum aw_err aw_store_lease_acquire(struct aw_store *s, const char *token, uint64
     return lease_op(s, "acquire", token, ttl_ms, held, epoch);
 }
 
-enum aw_err aw_store_lease_renew(struct aw_store *s, const char *token, uint64_t ttl_ms,
-                                 bool *held, uint64_t *epoch)
+enum aw_err aw_store_lease_renew(struct aw_store *s, const char *token, uint64_t ttl_ms, bool *held,
+                                 uint64_t *epoch)
 {
     return lease_op(s, "renew", token, ttl_ms, held, epoch);
 }
@@ -1248,16 +1245,16 @@ static enum aw_err flush_op(struct aw_store *s, const char *op, const char *acct
     return AW_OK;
 }
 
-enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id,
-                                const char *audience_id, uint64_t epoch, size_t max_items,
-                                uint64_t now_unix_ms, struct aw_store_taken *out)
+enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, const char *audience_id,
+                                uint64_t epoch, size_t max_items, uint64_t now_unix_ms,
+                                struct aw_store_taken *out)
 {
     memset(out, 0, sizeof *out);
     if (max_items == 0)
         return AW_ERR_INVALID;
     redisReply *r;
-    enum aw_err e = flush_op(s, "take", account_id, audience_id, epoch, "", max_items,
-                             now_unix_ms, &r);
+    enum aw_err e =
+        flush_op(s, "take", account_id, audience_id, epoch, "", max_items, now_unix_ms, &r);
     if (e != AW_OK)
         return e;
     const char *st = r->element[0]->str;
@@ -1289,9 +1286,9 @@ enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id,
     return AW_OK;
 }
 
-static enum aw_err flush_end(struct aw_store *s, const char *op, const char *acct,
-                             const char *aud, uint64_t epoch, const char *batch_id,
-                             uint64_t now_unix_ms, enum aw_store_batch_status *status)
+static enum aw_err flush_end(struct aw_store *s, const char *op, const char *acct, const char *aud,
+                             uint64_t epoch, const char *batch_id, uint64_t now_unix_ms,
+                             enum aw_store_batch_status *status)
 {
     if (status)
         *status = AW_STORE_BATCH_GONE;
@@ -1302,8 +1299,8 @@ static enum aw_err flush_end(struct aw_store *s, const char *op, const char *acc
     if (e != AW_OK)
         return e;
     if (status)
-        *status = strcmp(r->element[0]->str, "gone") == 0 ? AW_STORE_BATCH_GONE
-                                                         : AW_STORE_BATCH_DONE;
+        *status =
+            strcmp(r->element[0]->str, "gone") == 0 ? AW_STORE_BATCH_GONE : AW_STORE_BATCH_DONE;
     freeReplyObject(r);
     return AW_OK;
 }
@@ -1319,8 +1316,7 @@ enum aw_err aw_store_flush_requeue(struct aw_store *s, const char *account_id,
                                    const char *audience_id, uint64_t epoch, const char *batch_id,
                                    uint64_t now_unix_ms, enum aw_store_batch_status *status)
 {
-    return flush_end(s, "requeue", account_id, audience_id, epoch, batch_id, now_unix_ms,
-                     status);
+    return flush_end(s, "requeue", account_id, audience_id, epoch, batch_id, now_unix_ms, status);
 }
 
 /* ---- Accounts and Klaviyo-side state ------------------------------------------------------- */
@@ -1422,8 +1418,7 @@ enum aw_err aw_store_account_block(struct aw_store *s, const char *account_id,
 }
 
 enum aw_err aw_store_account_count_list_create(struct aw_store *s, const char *account_id,
-                                               uint64_t now_unix_ms, int64_t delta,
-                                               int64_t *count)
+                                               uint64_t now_unix_ms, int64_t delta, int64_t *count)
 {
     *count = 0;
     if (!id_ok(account_id))

@@ -32,11 +32,11 @@ struct aw_store_batch;
 #define AW_STORE_HOST_MAX 256
 #define AW_STORE_SECRET_MAX 512
 struct aw_store_url {
-    char host[AW_STORE_HOST_MAX];         /* name or IPv4/IPv6 literal (brackets removed) */
-    int port;                             /* default 6379 */
-    char user[AW_STORE_SECRET_MAX];       /* ACL user ("" = AUTH with password only) */
-    char password[AW_STORE_SECRET_MAX];   /* "" = no AUTH; %XX escapes decoded */
-    int db;                               /* SELECT index, default 0 */
+    char host[AW_STORE_HOST_MAX];       /* name or IPv4/IPv6 literal (brackets removed) */
+    int port;                           /* default 6379 */
+    char user[AW_STORE_SECRET_MAX];     /* ACL user ("" = AUTH with password only) */
+    char password[AW_STORE_SECRET_MAX]; /* "" = no AUTH; %XX escapes decoded */
+    int db;                             /* SELECT index, default 0 */
 };
 
 /* Parses a redis:// URL into *out. AW_ERR_CONFIG with a reason in errbuf (never containing the
@@ -46,12 +46,12 @@ enum aw_err aw_store_url_parse(const char *url, struct aw_store_url *out, char *
 
 /* Store settings (plain data, borrowed during aw_store_new only). */
 struct aw_store_config {
-    const char *url;               /* AW_REDIS_URL */
-    uint64_t connect_timeout_ms;   /* 0 = 2000 */
-    uint64_t command_timeout_ms;   /* 0 = 5000; applies to every read/write on the socket */
-    int64_t flush_max_queue;       /* AW_FLUSH_MAX_QUEUE: pending count that makes an audience
-                                      due now (>= 1) */
-    uint64_t flush_max_age_ms;     /* AW_FLUSH_MAX_AGE_S * 1000 */
+    const char *url;             /* AW_REDIS_URL */
+    uint64_t connect_timeout_ms; /* 0 = 2000 */
+    uint64_t command_timeout_ms; /* 0 = 5000; applies to every read/write on the socket */
+    int64_t flush_max_queue;     /* AW_FLUSH_MAX_QUEUE: pending count that makes an audience
+                                    due now (>= 1) */
+    uint64_t flush_max_age_ms;   /* AW_FLUSH_MAX_AGE_S * 1000 */
 };
 
 struct aw_settings;
@@ -87,13 +87,13 @@ enum aw_store_status {
 
 /* Outcome of one operation. */
 struct aw_store_result {
-    enum aw_err err;              /* AW_OK: the op and its due-index update are acknowledged.
-                                     AW_ERR_INVALID: the op was refused (bad input; permanent).
-                                     AW_ERR_IO: unknown/not done (retry it, it is idempotent).
-                                     AW_ERR_PROTOCOL: unexpected reply (retry later). */
-    enum aw_store_status status;  /* valid when err == AW_OK */
-    int64_t pending;              /* pending users of the audience after the op */
-    int64_t due_unix_ms;          /* due score after the op: -1 none, 0 now, else unix ms */
+    enum aw_err err;             /* AW_OK: the op and its due-index update are acknowledged.
+                                    AW_ERR_INVALID: the op was refused (bad input; permanent).
+                                    AW_ERR_IO: unknown/not done (retry it, it is idempotent).
+                                    AW_ERR_PROTOCOL: unexpected reply (retry later). */
+    enum aw_store_status status; /* valid when err == AW_OK */
+    int64_t pending;             /* pending users of the audience after the op */
+    int64_t due_unix_ms;         /* due score after the op: -1 none, 0 now, else unix ms */
 };
 
 /* Applies one change atomically (one script): see the merge rules in .local/redis-keys.md.
@@ -106,10 +106,9 @@ enum aw_err aw_store_apply(struct aw_store *s, const struct aw_change *c, uint64
  * list is then found/created by name) and state active. Versioned by (version_ms, event_id)
  * against earlier subscription messages; older or equal → AW_STORE_STALE. Strings borrowed. */
 enum aw_err aw_store_audience_upsert(struct aw_store *s, const char *account_id,
-                                     const char *audience_id, const char *name,
-                                     const char *list_id, uint64_t version_ms,
-                                     const char *event_id, uint64_t now_unix_ms,
-                                     struct aw_store_result *out);
+                                     const char *audience_id, const char *name, const char *list_id,
+                                     uint64_t version_ms, const char *event_id,
+                                     uint64_t now_unix_ms, struct aw_store_result *out);
 
 /* Audience subscription remove: state disabled, disabled_version = version_ms, pending and
  * in-flight changes dropped, removed from the due index. The Klaviyo list is untouched and the
@@ -151,8 +150,7 @@ size_t aw_store_batch_count(const struct aw_store_batch *b);
  * Order caveat: ops run in pipeline order, but an op that failed transiently (or got NOSCRIPT
  * while another client reloaded the scripts) is retried after later ops ran; for the same user
  * the retried older change is then "stale" and dropped, as if it had arrived late. */
-enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b,
-                                uint64_t now_unix_ms);
+enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b, uint64_t now_unix_ms);
 
 /* Result of operation i after exec (borrowed until the next add/reset/exec). i < count. */
 const struct aw_store_result *aw_store_batch_result(const struct aw_store_batch *b, size_t i);
@@ -191,8 +189,8 @@ enum aw_err aw_store_due_score(struct aw_store *s, const char *account_id, const
  * clock decides when the lease counts as lost (leader.c). */
 enum aw_err aw_store_lease_acquire(struct aw_store *s, const char *token, uint64_t ttl_ms,
                                    bool *held, uint64_t *epoch);
-enum aw_err aw_store_lease_renew(struct aw_store *s, const char *token, uint64_t ttl_ms,
-                                 bool *held, uint64_t *epoch);
+enum aw_err aw_store_lease_renew(struct aw_store *s, const char *token, uint64_t ttl_ms, bool *held,
+                                 uint64_t *epoch);
 enum aw_err aw_store_lease_release(struct aw_store *s, const char *token);
 
 enum aw_store_batch_status {
@@ -207,12 +205,12 @@ enum aw_store_batch_status {
 /* A batch taken for upload. Owned by the caller; release with aw_store_taken_clear. */
 struct aw_store_taken {
     enum aw_store_batch_status status;
-    char *batch_id;        /* owned; "<epoch>-<n>", "" when empty */
-    size_t n;              /* entries */
-    char **emails;         /* owned array of owned strings (the users) */
-    char **changes;        /* owned array of owned encoded changes (aw_change_decode) */
-    int64_t pending;       /* still pending after the take */
-    int64_t due_unix_ms;   /* due score after the take (0 while a batch is in flight) */
+    char *batch_id;      /* owned; "<epoch>-<n>", "" when empty */
+    size_t n;            /* entries */
+    char **emails;       /* owned array of owned strings (the users) */
+    char **changes;      /* owned array of owned encoded changes (aw_change_decode) */
+    int64_t pending;     /* still pending after the take */
+    int64_t due_unix_ms; /* due score after the take (0 while a batch is in flight) */
 };
 
 /* Frees what *t owns and zeroes it. Safe on a zeroed struct. */
@@ -225,9 +223,9 @@ void aw_store_taken_clear(struct aw_store_taken *t);
  * epoch's batch is adopted (re-drive after a leader change). Updates the due index.
  * *out is overwritten (caller clears). Errors: AW_ERR_IO, AW_ERR_NOT_LEADER, AW_ERR_INVALID,
  * AW_ERR_PROTOCOL. */
-enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id,
-                                const char *audience_id, uint64_t epoch, size_t max_items,
-                                uint64_t now_unix_ms, struct aw_store_taken *out);
+enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, const char *audience_id,
+                                uint64_t epoch, size_t max_items, uint64_t now_unix_ms,
+                                struct aw_store_taken *out);
 
 /* Ends an in-flight batch after upload: deletes it, sets last_upload_ms = now and recomputes the
  * due score (still due while a drain has leftovers). *status DONE or GONE. Errors as take. */
@@ -266,8 +264,7 @@ enum aw_err aw_store_account_block(struct aw_store *s, const char *account_id,
  * to the account's count for the UTC day of now_unix_ms; *count is the day's count after it.
  * Errors as put. */
 enum aw_err aw_store_account_count_list_create(struct aw_store *s, const char *account_id,
-                                               uint64_t now_unix_ms, int64_t delta,
-                                               int64_t *count);
+                                               uint64_t now_unix_ms, int64_t delta, int64_t *count);
 
 /* Sets (value non-NULL) or deletes (value NULL) a flusher-owned meta field of an audience.
  * Only fields starting with "klaviyo_" are accepted (the scripts own the others):

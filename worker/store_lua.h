@@ -10,6 +10,9 @@
 #ifndef AW_WORKER_STORE_LUA_H
 #define AW_WORKER_STORE_LUA_H
 
+/* The Lua sources keep their own layout: one Lua line per C string. */
+// clang-format off
+
 /* Shared helpers, prepended to the apply, audience and flush scripts by store.c (pedantic C
  * limits string literals to 4095 bytes, so the sources are joined at load time). */
 #define AW_LUA_PRELUDE \
@@ -334,5 +337,7 @@
     "if not v then return redis.error_reply('INVALID block time') end\n" \
     "if v > cur then redis.call('HSET', KEYS[1], 'block_until_ms', ARGV[1]) return v end\n" \
     "return cur\n"
+
+// clang-format on
 
 #endif

@@ -8,7 +8,8 @@
 #include <cstring>
 #include <string>
 
-namespace {
+namespace
+{
 
 #include "common/phone/iso3166.inc"
 
@@ -25,7 +26,7 @@ bool IsAlpha(const char *s, size_t n)
     return s[n] == '\0';
 }
 
-}  // namespace
+} // namespace
 
 extern "C" enum aw_err aw_phone_init(void)
 {
@@ -97,7 +98,7 @@ extern "C" enum aw_err aw_phone_to_e164(const char *raw, const char *region,
     try {
         if (!util || !raw)
             return AW_ERR_INVALID;
-        if (std::strlen(raw) > 64)  // far beyond any phone number; libphonenumber caps at 250
+        if (std::strlen(raw) > 64) // far beyond any phone number; libphonenumber caps at 250
             return AW_ERR_INVALID;
         PhoneNumber number;
         std::string reg = (region && *region) ? region : "ZZ";

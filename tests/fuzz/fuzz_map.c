@@ -53,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         AW_ASSERT(email != NULL && strlen(email) <= AW_MAP_EMAIL_MAX);
     free(email);
 
-    struct aw_event_setting s[] = {{"listId", text}, {"propertyMapping", text},
-                                   {"consentMapping", text}};
+    struct aw_event_setting s[] = {
+        {"listId", text}, {"propertyMapping", text}, {"consentMapping", text}};
     struct aw_account_connection conn;
     char detail[128];
     for (size_t i = 0; i < 3; i++) {

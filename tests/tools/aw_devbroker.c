@@ -4,8 +4,8 @@
  * Usage: aw_devbroker [--brokers N] [--topic NAME:PARTITIONS[:REPLICAS]]... [--bootstrap-file PATH]
  *                     [--pid-file PATH] [--log-level debug|info|warn|error] [--debug CONTEXTS]
  *
- * Creates N mock brokers listening on 127.0.0.1 (kernel-chosen ports), creates the topics, prints the
- * bootstrap list ("127.0.0.1:port,...") on stdout, writes it atomically (tmp + rename) to
+ * Creates N mock brokers listening on 127.0.0.1 (kernel-chosen ports), creates the topics, prints
+ * the bootstrap list ("127.0.0.1:port,...") on stdout, writes it atomically (tmp + rename) to
  * --bootstrap-file when given, then waits for SIGTERM/SIGINT, destroys the cluster and exits 0.
  * Exit 2 on bad usage, 1 on a runtime failure.
  *
@@ -29,9 +29,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <pthread.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
 
 #include "common/log.h"
 
@@ -229,8 +229,8 @@ static rd_kafka_t *new_host_handle(const char *debug)
     rd_kafka_conf_set_log_cb(conf, forward_log);
     if (rd_kafka_conf_set(conf, "client.id", "aw_devbroker", errstr, sizeof errstr) !=
             RD_KAFKA_CONF_OK ||
-        (debug && rd_kafka_conf_set(conf, "debug", debug, errstr, sizeof errstr) !=
-                      RD_KAFKA_CONF_OK)) {
+        (debug &&
+         rd_kafka_conf_set(conf, "debug", debug, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)) {
         AW_LOG_ERROR(DEVBROKER_MOD, "config failed", "detail=\"%s\"", errstr);
         rd_kafka_conf_destroy(conf);
         return NULL;

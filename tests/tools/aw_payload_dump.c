@@ -12,7 +12,6 @@
 #include "worker/change.h"
 #include "worker/payload.h"
 
-
 static void base(struct aw_change *c, const char *email, const char *phone)
 {
     memset(c, 0, sizeof *c);

@@ -6,10 +6,10 @@
  *                       restart = start it again, stop = SIGSTOP, cont = SIGCONT).
  * Exits non-zero when a check fails. */
 #include <inttypes.h>
-#include <stdint.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +20,12 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/mem.h"
-#include "tests/harness.h"
 #include "tests/change_builder.h"
+#include "tests/harness.h"
 #include "worker/change.h"
 #include "worker/store.h"
 
-#define T0 UINT64_C(1700000000000)  /* injected "now" */
+#define T0 UINT64_C(1700000000000)    /* injected "now" */
 #define MAX_AGE_MS UINT64_C(57600000) /* 16 h */
 #define MAX_QUEUE 5
 
@@ -34,7 +34,8 @@ static const char *g_url;
 /* ---- helpers ----------------------------------------------------------------------------- */
 
 /* Runs redis-cli against the test server; returns its first output line in out (may be NULL). */
-static int rcli(char *out, size_t outlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int rcli(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int rcli(char *out, size_t outlen, const char *fmt, ...)
 {
     char args[1024], cmd[1400];
@@ -215,8 +216,9 @@ static void test_url(void)
     AW_CHECK_STR_EQ(u.password, "pw");
     AW_CHECK_INT_EQ(u.port, 7000);
     AW_CHECK_INT_EQ(u.db, 0);
-    const char *bad[] = {"http://x", "rediss://x:1", "redis://", "redis://h:0", "redis://h:70000",
-                         "redis://h:1/x", "redis://h/1?a=b", "redis://:%zz@h", "redis://[::1"};
+    const char *bad[] = {"http://x",        "rediss://x:1",    "redis://",
+                         "redis://h:0",     "redis://h:70000", "redis://h:1/x",
+                         "redis://h/1?a=b", "redis://:%zz@h",  "redis://[::1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         AW_CHECK_MSG(aw_store_url_parse(bad[i], &u, err, sizeof err) == AW_ERR_CONFIG, "%s",
                      bad[i]);
@@ -910,7 +912,7 @@ int main(void)
         test_apply_and_versions(s);
         test_merge(s);
         test_facets(s);
-    test_stale_after_flush(s);
+        test_stale_after_flush(s);
         test_audience_state(s);
         test_due(s);
         test_pipeline(s);

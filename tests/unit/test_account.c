@@ -14,9 +14,8 @@
 int main(void);
 
 /* Injected environment: NAME=value pairs. */
-static const char *const k_env[] = {"AW_TEST_KEY_789", "pk_fixture_from_env",
-                                    "AW_BLANK", "   ",
-                                    "AW_SECRET_ENV", "pk_SECRET_from_env", NULL};
+static const char *const k_env[] = {"AW_TEST_KEY_789", "pk_fixture_from_env", "AW_BLANK", "   ",
+                                    "AW_SECRET_ENV",   "pk_SECRET_from_env",  NULL};
 
 static const char *test_getenv(const char *name, void *ctx)
 {
@@ -65,21 +64,35 @@ static void test_parse_choices(void)
 {
     static const struct {
         const char *in, *want;
-    } alt[] = {{NULL, NULL},          {"", NULL},          {"None", NULL},
-               {"none", NULL},        {" NONE ", NULL},    {"customer", "customer"},
-               {"Customer", "customer"}, {"Customer Id", "customer"}, {"customer_id", "customer"},
-               {"CustomerID", "customer"}, {"other", "other"}, {"Other", "other"},
-               {"Other Id", "other"}, {"other2", "other2"}, {"Other 2", "other2"},
-               {"Other ID 2", "other2"}, {"other_5", "other5"}, {"OTHER10", "other10"},
+    } alt[] = {{NULL, NULL},
+               {"", NULL},
+               {"None", NULL},
+               {"none", NULL},
+               {" NONE ", NULL},
+               {"customer", "customer"},
+               {"Customer", "customer"},
+               {"Customer Id", "customer"},
+               {"customer_id", "customer"},
+               {"CustomerID", "customer"},
+               {"other", "other"},
+               {"Other", "other"},
+               {"Other Id", "other"},
+               {"other2", "other2"},
+               {"Other 2", "other2"},
+               {"Other ID 2", "other2"},
+               {"other_5", "other5"},
+               {"OTHER10", "other10"},
                {"Other 10", "other10"}};
     for (size_t i = 0; i < sizeof alt / sizeof alt[0]; i++) {
         const char *t = "unset";
         AW_CHECK_MSG(aw_account_parse_alternate(alt[i].in, &t) == AW_OK, "alt case %zu", i);
         AW_CHECK_STR_EQ(t, alt[i].want);
     }
-    static const char *const bad_alt[] = {"facebook", "email", "other1", "other11", "other0",
-                                          "other02", "other-1x", "customers", "mobile_number",
-                                          "otherotherotherotherotherotherother"};
+    static const char *const bad_alt[] = {"facebook",      "email",
+                                          "other1",        "other11",
+                                          "other0",        "other02",
+                                          "other-1x",      "customers",
+                                          "mobile_number", "otherotherotherotherotherotherother"};
     for (size_t i = 0; i < sizeof bad_alt / sizeof bad_alt[0]; i++) {
         const char *t = "unset";
         AW_CHECK_MSG(aw_account_parse_alternate(bad_alt[i], &t) == AW_ERR_INVALID, "bad alt %s",
@@ -87,10 +100,14 @@ static void test_parse_choices(void)
     }
     static const struct {
         const char *in, *want;
-    } phone[] = {{NULL, "mobile_number"},          {"", "mobile_number"},
-                 {"mobile_number", "mobile_number"}, {"Mobile Number", "mobile_number"},
-                 {"mobile", "mobile_number"},       {"phone_number_2", "phone_number_2"},
-                 {"Phone Number 2", "phone_number_2"}, {"PHONE_NUMBER_3", "phone_number_3"}};
+    } phone[] = {{NULL, "mobile_number"},
+                 {"", "mobile_number"},
+                 {"mobile_number", "mobile_number"},
+                 {"Mobile Number", "mobile_number"},
+                 {"mobile", "mobile_number"},
+                 {"phone_number_2", "phone_number_2"},
+                 {"Phone Number 2", "phone_number_2"},
+                 {"PHONE_NUMBER_3", "phone_number_3"}};
     for (size_t i = 0; i < sizeof phone / sizeof phone[0]; i++) {
         const char *t = NULL;
         AW_CHECK_MSG(aw_account_parse_phone(phone[i].in, &t) == AW_OK, "phone case %zu", i);
@@ -176,12 +193,11 @@ static void test_config_fixtures(void)
             if (k == 0) {
                 AW_CHECK_MSG(rc == AW_OK, "%s should load: %s", e->d_name, err);
             } else {
-                AW_CHECK_MSG(rc == AW_ERR_CONFIG && cfg == NULL, "%s should be refused",
-                             e->d_name);
+                AW_CHECK_MSG(rc == AW_ERR_CONFIG && cfg == NULL, "%s should be refused", e->d_name);
                 AW_CHECK_MSG(strstr(err, path) != NULL, "%s: error lacks the file path: %s",
                              e->d_name, err);
-                AW_CHECK_MSG(strstr(err, "SECRET") == NULL, "%s: secret in error: %s",
-                             e->d_name, err);
+                AW_CHECK_MSG(strstr(err, "SECRET") == NULL, "%s: secret in error: %s", e->d_name,
+                             err);
             }
             aw_account_config_free(cfg);
             n++;
@@ -302,8 +318,10 @@ static void test_config_errors(void)
 
     /* A good key file with CRLF. */
     write_temp(keyfile, sizeof keyfile, "  pk_good_key\r\n");
-    snprintf(text, sizeof text, "{\"7\": {\"apiKeyFile\": \"%s\", \"phoneIdentifier\": \"Mobile "
-             "Number\"}}", keyfile);
+    snprintf(text, sizeof text,
+             "{\"7\": {\"apiKeyFile\": \"%s\", \"phoneIdentifier\": \"Mobile "
+             "Number\"}}",
+             keyfile);
     AW_CHECK(load_text(text, &cfg, err, sizeof err) == AW_OK);
     struct aw_account a;
     AW_CHECK(aw_account_resolve(cfg, "7", NULL, 0, &a) == AW_OK);
@@ -351,9 +369,8 @@ static void test_connection(void)
          "{\"map\":\"i\",\"value\":\"$image\"},{\"map\":\"la\",\"value\":\"$latitude\"},"
          "{\"map\":\"lo\",\"value\":\"$longitude\"},{\"map\":\"tz\",\"value\":\"$timezone\"},"
          "{\"map\":\"t\",\"value\":\"$title\"}]"},
-        {"consentMapping",
-         "[{\"map\":\"marketing\",\"value\":\"email_marketing\"},"
-         "{\"map\":\"data_sale_opt_out\",\"value\":\"sms_marketing\"}]"}};
+        {"consentMapping", "[{\"map\":\"marketing\",\"value\":\"email_marketing\"},"
+                           "{\"map\":\"data_sale_opt_out\",\"value\":\"sms_marketing\"}]"}};
     AW_CHECK(aw_account_connection_parse(s, 3, &c, detail, sizeof detail) == AW_OK);
     AW_CHECK_STR_EQ(c.list_id, "Y6nRLr");
     AW_CHECK_INT_EQ(c.n_properties, 8);
@@ -386,13 +403,16 @@ static void test_connection(void)
         {"propertyMapping", "\"$title\"", "propertyMapping: not valid JSON"},
         {"propertyMapping", "{}", "propertyMapping: must be a JSON array"},
         {"propertyMapping", "[1]", "propertyMapping[0]: must be an object"},
-        {"propertyMapping", "[{\"value\":\"$title\"}]", "propertyMapping[0].map: must be a non-empty string"},
+        {"propertyMapping", "[{\"value\":\"$title\"}]",
+         "propertyMapping[0].map: must be a non-empty string"},
         {"propertyMapping", "[{\"map\":\"x\"}]", "propertyMapping[0].value: must be a string"},
-        {"propertyMapping", "[{\"map\":\"x\",\"value\":\"$title\"},{\"map\":\"y\",\"value\":\"pk_SECRET\"}]",
+        {"propertyMapping",
+         "[{\"map\":\"x\",\"value\":\"$title\"},{\"map\":\"y\",\"value\":\"pk_SECRET\"}]",
          "propertyMapping[1].value: unknown target"},
         {"consentMapping", "[{\"map\":\"x\",\"value\":\"Email_Marketing\"}]",
          "consentMapping[0].value: unknown channel"},
-        {"consentMapping", "[{\"map\":\"x\",\"value\":true}]", "consentMapping[0].value: must be a string"},
+        {"consentMapping", "[{\"map\":\"x\",\"value\":true}]",
+         "consentMapping[0].value: must be a string"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct aw_event_setting one = {(char *)bad[i].key, (char *)bad[i].value};
@@ -406,8 +426,8 @@ static void test_connection(void)
         aw_account_connection_clear(&c);
     }
     /* Blank settings mean "none"; detail may be NULL. */
-    struct aw_event_setting blank[] = {{"listId", "  "}, {"propertyMapping", " \n"},
-                                       {"consentMapping", ""}};
+    struct aw_event_setting blank[] = {
+        {"listId", "  "}, {"propertyMapping", " \n"}, {"consentMapping", ""}};
     AW_CHECK(aw_account_connection_parse(blank, 3, &c, NULL, 0) == AW_OK);
     AW_CHECK(c.list_id == NULL && c.n_properties == 0 && c.n_consents == 0);
     aw_account_connection_clear(&c);

@@ -14,8 +14,10 @@ static void test_profile_envelope(void)
     const char *msg =
         "{\"type\":\"audience_membership_change_request\",\"id\":\"m-1\",\"timestamp_ms\":17,"
         "\"account\":{\"account_id\":42},\"user_profiles\":["
-        "{\"mpid\":\"1\",\"user_identities\":[{\"type\":\"email\",\"encoding\":\"raw\",\"value\":\"a@b.io\"}]},"
-        "{\"mpid\":\"2\",\"user_identities\":[{\"type\":\"email\",\"encoding\":\"md5\",\"value\":\"x\"}],"
+        "{\"mpid\":\"1\",\"user_identities\":[{\"type\":\"email\",\"encoding\":\"raw\",\"value\":"
+        "\"a@b.io\"}]},"
+        "{\"mpid\":\"2\",\"user_identities\":[{\"type\":\"email\",\"encoding\":\"md5\",\"value\":"
+        "\"x\"}],"
         "\"extra\":[1,2.5,{\"k\":null}]}]}";
     char *out = NULL;
     AW_CHECK_INT_EQ(aw_deadletter_profile(msg, strlen(msg), 1, "456", "hashed_email", NULL, &out),
@@ -38,11 +40,12 @@ static void test_profile_envelope(void)
     json_decref(env);
     free(out);
     /* whole profile (no audience), and a profile index that does not exist */
-    AW_CHECK_INT_EQ(aw_deadletter_profile(msg, strlen(msg), 0, NULL, "missing_api_key", "apiKey", &out),
-                    AW_OK);
+    AW_CHECK_INT_EQ(
+        aw_deadletter_profile(msg, strlen(msg), 0, NULL, "missing_api_key", "apiKey", &out), AW_OK);
     AW_CHECK(out && strstr(out, "\"audience_id\":null") && strstr(out, "\"detail\":\"apiKey\""));
     free(out);
-    AW_CHECK_INT_EQ(aw_deadletter_profile(msg, strlen(msg), 2, NULL, "x", NULL, &out), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_deadletter_profile(msg, strlen(msg), 2, NULL, "x", NULL, &out),
+                    AW_ERR_INVALID);
     AW_CHECK(out == NULL);
     AW_CHECK_INT_EQ(aw_deadletter_profile("not json", 8, 0, NULL, "x", NULL, &out), AW_ERR_INVALID);
 }
@@ -59,7 +62,8 @@ static void test_change_envelope(void)
     c.email = aw_strdup("o'neil@example.com");
     char *out = NULL;
     AW_CHECK_INT_EQ(aw_deadletter_change(&c, "flush", "klaviyo_import_error", "e-1", "invalid",
-                                         "Invalid input.", &out), AW_OK);
+                                         "Invalid input.", &out),
+                    AW_OK);
     json_t *env = out ? json_loads(out, 0, NULL) : NULL;
     AW_CHECK(env != NULL);
     AW_CHECK_STR_EQ(json_string_value(json_object_get(env, "stage")), "flush");

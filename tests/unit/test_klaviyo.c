@@ -12,30 +12,30 @@ static void test_classification_table(void)
         bool names_records;
         enum aw_klaviyo_action want;
     } rows[] = {
-        {200, false, AW_KLAVIYO_DONE},         /* 2xx */
+        {200, false, AW_KLAVIYO_DONE}, /* 2xx */
         {201, false, AW_KLAVIYO_DONE},
-        {202, false, AW_KLAVIYO_DONE},         /* bulk jobs accepted */
-        {204, false, AW_KLAVIYO_DONE},         /* relationship add/remove */
-        {400, true, AW_KLAVIYO_DROP_RECORDS},  /* 400 naming records: dead-letter those */
-        {400, false, AW_KLAVIYO_REJECT},       /* 400 about the whole request */
-        {401, false, AW_KLAVIYO_PAUSE},        /* bad key: pause the account */
-        {403, false, AW_KLAVIYO_PAUSE},        /* missing scope */
-        {404, false, AW_KLAVIYO_NOT_FOUND},    /* list gone / removal of unknown */
+        {202, false, AW_KLAVIYO_DONE},        /* bulk jobs accepted */
+        {204, false, AW_KLAVIYO_DONE},        /* relationship add/remove */
+        {400, true, AW_KLAVIYO_DROP_RECORDS}, /* 400 naming records: dead-letter those */
+        {400, false, AW_KLAVIYO_REJECT},      /* 400 about the whole request */
+        {401, false, AW_KLAVIYO_PAUSE},       /* bad key: pause the account */
+        {403, false, AW_KLAVIYO_PAUSE},       /* missing scope */
+        {404, false, AW_KLAVIYO_NOT_FOUND},   /* list gone / removal of unknown */
         {405, false, AW_KLAVIYO_REJECT},
         {408, false, AW_KLAVIYO_RETRY},
-        {409, false, AW_KLAVIYO_CONFLICT},     /* duplicate */
-        {410, false, AW_KLAVIYO_PAUSE},        /* revision retired */
-        {413, false, AW_KLAVIYO_REJECT},       /* payload too large */
+        {409, false, AW_KLAVIYO_CONFLICT}, /* duplicate */
+        {410, false, AW_KLAVIYO_PAUSE},    /* revision retired */
+        {413, false, AW_KLAVIYO_REJECT},   /* payload too large */
         {415, false, AW_KLAVIYO_REJECT},
         {422, false, AW_KLAVIYO_REJECT},
-        {429, false, AW_KLAVIYO_WAIT},         /* rate limited: Retry-After */
+        {429, false, AW_KLAVIYO_WAIT}, /* rate limited: Retry-After */
         {500, false, AW_KLAVIYO_RETRY},
         {501, false, AW_KLAVIYO_REJECT},
         {502, false, AW_KLAVIYO_RETRY},
         {503, false, AW_KLAVIYO_RETRY},
         {504, false, AW_KLAVIYO_RETRY},
-        {0, false, AW_KLAVIYO_RETRY},          /* transport error / timeout */
-        {302, false, AW_KLAVIYO_REJECT},       /* redirects are never followed */
+        {0, false, AW_KLAVIYO_RETRY},    /* transport error / timeout */
+        {302, false, AW_KLAVIYO_REJECT}, /* redirects are never followed */
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         enum aw_klaviyo_action got = aw_klaviyo_classify(rows[i].status, rows[i].names_records);
@@ -53,8 +53,10 @@ static void test_retry_after(void)
     AW_CHECK(aw_klaviyo_parse_retry_after("999999999", 0, &ms) && ms == 86400000ull); /* capped */
     /* HTTP date 10 s after "now". */
     uint64_t now = 1445412480000ull - 10000ull; /* Wed, 21 Oct 2015 07:28:00 GMT minus 10 s */
-    AW_CHECK(aw_klaviyo_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now, &ms) && ms == 10000);
-    AW_CHECK(aw_klaviyo_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now + 60000, &ms) && ms == 0);
+    AW_CHECK(aw_klaviyo_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now, &ms) &&
+             ms == 10000);
+    AW_CHECK(aw_klaviyo_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now + 60000, &ms) &&
+             ms == 0);
     AW_CHECK(!aw_klaviyo_parse_retry_after("", 0, &ms));
     AW_CHECK(!aw_klaviyo_parse_retry_after(NULL, 0, &ms));
     AW_CHECK(!aw_klaviyo_parse_retry_after("7s", 0, &ms));

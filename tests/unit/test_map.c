@@ -81,8 +81,8 @@ static void compare_attrs(size_t idx, const struct aw_change *c, json_t *want)
         json_t *wv = json_object_get(w, "value");
         AW_CHECK_MSG(wv != NULL, "%s: attrs[%zu]: fixture lacks value/unset", g_case, i);
         if (!c->attrs[i].value_json) {
-            AW_CHECK_MSG(false, "%s: change[%zu].attrs[%zu] (%s): unexpectedly unset", g_case,
-                         idx, i, c->attrs[i].path);
+            AW_CHECK_MSG(false, "%s: change[%zu].attrs[%zu] (%s): unexpectedly unset", g_case, idx,
+                         i, c->attrs[i].path);
             continue;
         }
         json_error_t err;
@@ -117,19 +117,22 @@ static void compare_consents(size_t idx, const struct aw_change *c, json_t *want
                      (int)cc->subscribe);
         json_t *at = json_object_get(w, "consented_at");
         if (!at || json_is_null(at)) {
-            AW_CHECK_MSG(!cc->has_consented_at, "%s: change[%zu].consents[%zu]: unexpected "
-                         "consented_at", g_case, idx, i);
+            AW_CHECK_MSG(!cc->has_consented_at,
+                         "%s: change[%zu].consents[%zu]: unexpected "
+                         "consented_at",
+                         g_case, idx, i);
         } else {
             AW_CHECK_MSG(cc->has_consented_at &&
                              cc->consented_at_unix_ms == (uint64_t)json_integer_value(at),
-                         "%s: change[%zu].consents[%zu].consented_at: got %llu, want %lld",
-                         g_case, idx, i, (unsigned long long)cc->consented_at_unix_ms,
+                         "%s: change[%zu].consents[%zu].consented_at: got %llu, want %lld", g_case,
+                         idx, i, (unsigned long long)cc->consented_at_unix_ms,
                          (long long)json_integer_value(at));
         }
     }
 }
 
-static void compare_change(size_t idx, const struct aw_change *c, json_t *w, const struct aw_event *ev)
+static void compare_change(size_t idx, const struct aw_change *c, json_t *w,
+                           const struct aw_event *ev)
 {
     check_str("account_id", idx, c->account_id, exp_str(w, "account_id", ev->account_id));
     check_str("audience_id", idx, c->audience_id, exp_str(w, "audience_id", NULL));
@@ -152,7 +155,8 @@ static void compare_change(size_t idx, const struct aw_change *c, json_t *w, con
     json_t *drops = json_object_get(w, "drops");
     size_t i;
     json_t *d;
-    json_array_foreach(drops, i, d) {
+    json_array_foreach(drops, i, d)
+    {
         const char *name = json_string_value(d);
         if (name && strcmp(name, aw_change_drop_str(AW_CHANGE_DROP_INVALID_PHONE)) == 0)
             want_drops |= AW_CHANGE_DROP_INVALID_PHONE;
@@ -174,8 +178,8 @@ static void compare_change(size_t idx, const struct aw_change *c, json_t *w, con
                      "%s: change[%zu] does not decode", g_case, idx);
         char *enc2 = NULL;
         if (aw_change_encode(&back, &enc2) == AW_OK)
-            AW_CHECK_MSG(strcmp(enc, enc2) == 0, "%s: change[%zu] codec round trip differs",
-                         g_case, idx);
+            AW_CHECK_MSG(strcmp(enc, enc2) == 0, "%s: change[%zu] codec round trip differs", g_case,
+                         idx);
         free(enc2);
         aw_change_clear(&back);
         free(enc);
@@ -263,8 +267,7 @@ static void run_fixture(const char *dir, const char *name)
         cfg = load_config(config, json_object_get(fx, "env"));
 
     struct aw_account acct;
-    (void)aw_account_resolve(cfg, ev.account_id, ev.account_settings, ev.n_account_settings,
-                             &acct);
+    (void)aw_account_resolve(cfg, ev.account_id, ev.account_settings, ev.n_account_settings, &acct);
     struct aw_map_result res;
     rc = aw_map_event(&ev, &acct, &res);
     AW_CHECK_MSG(rc == AW_OK, "%s: aw_map_event: %s", name, aw_err_str(rc));

@@ -35,7 +35,8 @@ int main(void)
     AW_CHECK(fam && other);
     if (fam && other) {
         const char *last_dl = NULL;
-        for (const char *p = strstr(t, "aw_dead_letters_total{"); p; p = strstr(p + 1, "aw_dead_letters_total{"))
+        for (const char *p = strstr(t, "aw_dead_letters_total{"); p;
+             p = strstr(p + 1, "aw_dead_letters_total{"))
             last_dl = p;
         AW_CHECK(last_dl && last_dl < other);
     }

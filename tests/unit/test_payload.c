@@ -5,11 +5,10 @@
 #include <string.h>
 
 #include "common/mem.h"
-#include "tests/harness.h"
 #include "tests/change_builder.h"
+#include "tests/harness.h"
 #include "worker/change.h"
 #include "worker/payload.h"
-
 
 static void base(struct aw_change *c, const char *email)
 {

@@ -26,8 +26,10 @@ int main(void)
     AW_CHECK_INT_EQ(aw_phone_to_e164("not a phone", "US", out), AW_ERR_INVALID);
     AW_CHECK_INT_EQ(aw_phone_to_e164("+1 555 0100", NULL, out), AW_ERR_INVALID);
     AW_CHECK_INT_EQ(aw_phone_to_e164("", "US", out), AW_ERR_INVALID);
-    AW_CHECK_INT_EQ(aw_phone_to_e164("+1650253000012345678901234567890123456789012345678901234567890123456789",
-                                     NULL, out), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(
+        aw_phone_to_e164("+1650253000012345678901234567890123456789012345678901234567890123456789",
+                         NULL, out),
+        AW_ERR_INVALID);
 
     /* Country codes: alpha-2 and alpha-3, any case, blanks tolerated. */
     AW_CHECK_INT_EQ(aw_phone_region_from_country("GB", region), AW_OK);

@@ -43,7 +43,8 @@ int main(void)
     /* Tier M: 10/s, 150/min, over 3 minutes. */
     size_t n = drive(rl, "acct-a", AW_RATELIMIT_TIER_M, 1000, 180000, times, MAX);
     AW_CHECK_MSG(max_in_window(times, n, 1000) <= 10, "burst %zu", max_in_window(times, n, 1000));
-    AW_CHECK_MSG(max_in_window(times, n, 60000) <= 150, "steady %zu", max_in_window(times, n, 60000));
+    AW_CHECK_MSG(max_in_window(times, n, 60000) <= 150, "steady %zu",
+                 max_in_window(times, n, 60000));
     AW_CHECK_MSG(n == 450, "at the limit: %zu requests in 3 min", n); /* exactly 3 x 150 */
 
     /* Tier L on another account is independent of account A's exhausted windows. */
