@@ -1284,6 +1284,7 @@ static void scan(struct aw_flusher *f)
         AW_LOG_WARN(MOD, "cannot list due audiences", "detail=\"%s\"", aw_store_errstr(f->store));
         return;
     }
+    aw_metrics_set(AW_M_DUE_AUDIENCES, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
         char *colon = strchr(due[i], ':');
         if (colon && f->n_jobs < MAX_JOBS) {
@@ -1305,6 +1306,7 @@ static void scan(struct aw_flusher *f)
         free(due[i]);
     }
     free(due);
+    aw_metrics_set(AW_M_FLUSH_JOBS, (int64_t)f->n_jobs);
 }
 
 static void run(struct aw_flusher *f)

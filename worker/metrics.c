@@ -36,6 +36,10 @@ static const struct {
     [AW_M_STORE_UP] = {"aw_store_up", "1 while the last Redis operation succeeded", true},
     [AW_M_ACCOUNTS_PAUSED] = {"aw_accounts_paused", "Accounts paused after a 401/403 from Klaviyo",
                               true},
+    [AW_M_DUE_AUDIENCES] = {"aw_due_audiences",
+                            "Audiences due for a flush at the leader's last scan (at most 512)",
+                            true},
+    [AW_M_FLUSH_JOBS] = {"aw_flush_jobs", "Audience flushes the leader is working on", true},
 };
 
 static atomic_llong values[AW_M__COUNT];

@@ -77,6 +77,11 @@ kept=$(($(redis_cmd HLEN 'aw:{3002:33}:pending') + $(redis_cmd HLEN 'aw:{3002:33
 curl -sf "http://127.0.0.1:${PORT[$other]}/metrics" | grep -q '^aw_accounts_paused 1$' ||
     fail "the leader does not report the paused account"
 grep -q 'level=error' "$AW_TEST_DIR/$other.log" || fail "no ERROR line for the paused account"
+# The backlog gauges: only the paused account's audience is still due and being worked on.
+wait_until "curl -sf 'http://127.0.0.1:${PORT[$other]}/metrics' | grep -q '^aw_due_audiences 1$'" 10 ||
+    fail "aw_due_audiences does not show the one audience left"
+curl -sf "http://127.0.0.1:${PORT[$other]}/metrics" | grep -q '^aw_flush_jobs 1$' ||
+    fail "aw_flush_jobs does not show the paused audience's flush"
 
 python3 - "$sim" <<'PY' || fail "the faults were not all exercised"
 import json, sys, urllib.request
