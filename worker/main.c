@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/phone/phone.h"
@@ -69,6 +70,8 @@ static void usage(FILE *out)
             "       aw-worker --check-config   validate the AW_* environment and print the\n"
             "                                  effective settings (secrets masked); exit 0 or 78\n"
             "       aw-worker --config-table   print the variable table (markdown)\n"
+            "       aw-worker status           print the lease and every audience's pending,\n"
+            "                                  in-flight and due state from Redis (logfmt)\n"
             "       aw-worker --help | --version\n"
             "\n"
             "Configuration comes from environment variables:\n");
@@ -101,11 +104,10 @@ static size_t report_unknown_vars(bool as_log)
 }
 
 /* Loads the settings; on problems writes each one (to stderr or the log) and returns false. */
-static bool load_settings(struct aw_settings *s, bool as_log)
+static bool load_settings(struct aw_settings *s, bool as_log, enum aw_settings_purpose purpose)
 {
     struct aw_settings_problems problems = {0};
-    enum aw_err rc =
-        aw_settings_load(s, aw_settings_getenv_process, NULL, AW_SETTINGS_FOR_RUN, &problems);
+    enum aw_err rc = aw_settings_load(s, aw_settings_getenv_process, NULL, purpose, &problems);
     if (rc == AW_OK)
         return true;
     for (size_t i = 0; i < problems.n; i++) {
@@ -131,7 +133,7 @@ static int cmd_check_config(void)
 {
     struct aw_settings s;
     report_unknown_vars(false);
-    if (!load_settings(&s, false))
+    if (!load_settings(&s, false, AW_SETTINGS_FOR_RUN))
         return AW_SETTINGS_EXIT_CONFIG;
     /* The per-account file is part of the configuration: check it the way run loads it. */
     size_t n_accounts = 0;
@@ -154,6 +156,82 @@ static int cmd_check_config(void)
     if (rc != AW_OK || fflush(stdout) != 0)
         return 1;
     return 0;
+}
+
+/* Admin: the lease and each audience's state as Redis holds them, one logfmt line each. */
+static int cmd_status(void)
+{
+    struct aw_settings s;
+    if (!load_settings(&s, false, AW_SETTINGS_FOR_ADMIN))
+        return AW_SETTINGS_EXIT_CONFIG;
+    char err[512];
+    struct aw_store_config sc;
+    aw_store_config_from_settings(&s, &sc);
+    struct aw_store *st = aw_store_new(&sc, err, sizeof err);
+    int status = 1;
+    char **auds = NULL;
+    size_t n = 0;
+    int64_t ttl = -2;
+    uint64_t epoch = 0;
+    if (!st) {
+        fprintf(stderr, "aw-worker: %s\n", err);
+        goto out;
+    }
+    if (aw_store_lease_info(st, &ttl, &epoch) != AW_OK ||
+        aw_store_audience_list(st, 100000, &auds, &n) != AW_OK) {
+        fprintf(stderr, "aw-worker: redis: %s\n", aw_store_errstr(st));
+        goto out;
+    }
+    printf("lease held=%s ttl_ms=%lld epoch=%llu audiences=%zu\n", ttl >= 0 ? "true" : "false",
+           (long long)(ttl >= 0 ? ttl : 0), (unsigned long long)epoch, n);
+    uint64_t now = aw_clock_unix_ms();
+    status = 0;
+    for (size_t i = 0; i < n && status == 0; i++) {
+        char *colon = strchr(auds[i], ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        const char *acct = auds[i], *aud = colon + 1;
+        int64_t pending = 0, inflight = 0, due = -1;
+        char *name = NULL, *state = NULL, *last = NULL, *list = NULL, *klist = NULL;
+        if (aw_store_pending_count(st, acct, aud, &pending) != AW_OK ||
+            aw_store_inflight_count(st, acct, aud, &inflight) != AW_OK ||
+            aw_store_due_score(st, acct, aud, &due) != AW_OK ||
+            aw_store_meta_get(st, acct, aud, "name", &name) != AW_OK ||
+            aw_store_meta_get(st, acct, aud, "state", &state) != AW_OK ||
+            aw_store_meta_get(st, acct, aud, "last_upload_ms", &last) != AW_OK ||
+            aw_store_meta_get(st, acct, aud, "list_id", &list) != AW_OK ||
+            aw_store_meta_get(st, acct, aud, "klaviyo_list_id", &klist) != AW_OK) {
+            fprintf(stderr, "aw-worker: redis: %s\n", aw_store_errstr(st));
+            status = 1;
+        } else {
+            char qname[300], due_in[32];
+            if (due < 0)
+                snprintf(due_in, sizeof due_in, "none");
+            else if ((uint64_t)due <= now)
+                snprintf(due_in, sizeof due_in, "now");
+            else
+                snprintf(due_in, sizeof due_in, "%llus",
+                         (unsigned long long)(((uint64_t)due - now) / 1000u));
+            printf("audience account=%s audience=%s name=%s state=%s pending=%lld inflight=%lld "
+                   "due=%s last_upload_ms=%s list_id=%s\n",
+                   acct, aud, aw_log_quote(qname, sizeof qname, name ? name : ""),
+                   state ? state : "active", (long long)pending, (long long)inflight, due_in,
+                   last ? last : "never", list ? list : (klist ? klist : "none"));
+        }
+        free(name);
+        free(state);
+        free(last);
+        free(list);
+        free(klist);
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        free(auds[i]);
+    free(auds);
+    aw_store_free(st);
+    aw_settings_free(&s);
+    return status;
 }
 
 /* /status body: read only atomics (HTTP thread). */
@@ -277,7 +355,7 @@ out:
 static int run_replica(void)
 {
     struct aw_settings s;
-    if (!load_settings(&s, true))
+    if (!load_settings(&s, true, AW_SETTINGS_FOR_RUN))
         return AW_SETTINGS_EXIT_CONFIG;
     aw_log_set_level(s.log.level);
     report_unknown_vars(true);
@@ -313,6 +391,8 @@ int main(int argc, char **argv)
         return run_replica();
     if (argc == 2 && strcmp(argv[1], "--check-config") == 0)
         return cmd_check_config();
+    if (argc == 2 && strcmp(argv[1], "status") == 0)
+        return cmd_status();
     if (argc == 2 && strcmp(argv[1], "--config-table") == 0)
         return aw_settings_print_table(stdout) == AW_OK && fflush(stdout) == 0 ? 0 : 1;
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {

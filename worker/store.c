@@ -971,6 +971,19 @@ static enum aw_err string_reply(struct aw_store *s, redisReply *r, char **out)
     return e;
 }
 
+static enum aw_err int_reply(struct aw_store *s, redisReply *r, const char *what, int64_t *out)
+{
+    enum aw_err e = AW_OK;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *out = (int64_t)r->integer;
+    } else {
+        errf(s, "%s: unexpected reply type %d", what, r->type);
+        e = AW_ERR_PROTOCOL;
+    }
+    freeReplyObject(r);
+    return e;
+}
+
 enum aw_err aw_store_pending_get(struct aw_store *s, const char *account_id,
                                  const char *audience_id, const char *email, char **out)
 {
@@ -1047,6 +1060,82 @@ enum aw_err aw_store_due_list(struct aw_store *s, uint64_t now_unix_ms, size_t m
     *out = list;
     freeReplyObject(r);
     return AW_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+enum aw_err aw_store_audience_list(struct aw_store *s, size_t max, char ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    const char *argv[2] = {"SMEMBERS", "aw:audiences"};
+    redisReply *r;
+    enum aw_err e = read_cmd(s, 2, argv, "SMEMBERS audiences", &r);
+    if (e != AW_OK)
+        return e;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        errf(s, "SMEMBERS audiences: unexpected reply type %d", r->type);
+        freeReplyObject(r);
+        return AW_ERR_PROTOCOL;
+    }
+    char **items = aw_calloc(r->elements ? r->elements : 1, sizeof *items);
+    size_t k = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            items[k++] = aw_strndup(r->element[i]->str, r->element[i]->len);
+    freeReplyObject(r);
+    qsort(items, k, sizeof *items, cmp_str);
+    for (size_t i = max; i < k; i++)
+        free(items[i]);
+    *out = items;
+    *n = k < max ? k : max;
+    return AW_OK;
+}
+
+enum aw_err aw_store_inflight_count(struct aw_store *s, const char *account_id,
+                                    const char *audience_id, int64_t *out)
+{
+    *out = 0;
+    if (!id_ok(account_id) || !id_ok(audience_id))
+        return AW_ERR_INVALID;
+    char *key = aud_key(account_id, audience_id, "inflight");
+    const char *argv[2] = {"HLEN", key};
+    redisReply *r;
+    enum aw_err e = read_cmd(s, 2, argv, "HLEN inflight", &r);
+    free(key);
+    return e == AW_OK ? int_reply(s, r, "HLEN inflight", out) : e;
+}
+
+enum aw_err aw_store_lease_info(struct aw_store *s, int64_t *ttl_ms, uint64_t *epoch)
+{
+    *ttl_ms = -2;
+    *epoch = 0;
+    const char *pttl[2] = {"PTTL", "aw:{leader}:lease"};
+    redisReply *r;
+    enum aw_err e = read_cmd(s, 2, pttl, "PTTL lease", &r);
+    if (e == AW_OK)
+        e = int_reply(s, r, "PTTL lease", ttl_ms);
+    if (e != AW_OK)
+        return e;
+    const char *get[2] = {"GET", "aw:{leader}:epoch"};
+    e = read_cmd(s, 2, get, "GET epoch", &r);
+    char *text = NULL;
+    if (e == AW_OK)
+        e = string_reply(s, r, &text);
+    if (e == AW_OK && text) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(text, &end, 10);
+        if (errno || end == text || *end)
+            e = AW_ERR_PROTOCOL;
+        else
+            *epoch = v;
+    }
+    free(text);
+    return e;
 }
 
 enum aw_err aw_store_due_score(struct aw_store *s, const char *account_id, const char *audience_id,
@@ -1331,19 +1420,6 @@ static char *acct_key(const char *acct, const char *suffix)
     int w = snprintf(k, n, "aw:{acct:%s}:%s", acct, suffix);
     AW_ASSERT(w > 0 && (size_t)w < n);
     return k;
-}
-
-static enum aw_err int_reply(struct aw_store *s, redisReply *r, const char *what, int64_t *out)
-{
-    enum aw_err e = AW_OK;
-    if (r->type == REDIS_REPLY_INTEGER) {
-        *out = (int64_t)r->integer;
-    } else {
-        errf(s, "%s: unexpected reply type %d", what, r->type);
-        e = AW_ERR_PROTOCOL;
-    }
-    freeReplyObject(r);
-    return e;
 }
 
 enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, const char *api_key)

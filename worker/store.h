@@ -179,6 +179,18 @@ enum aw_err aw_store_due_list(struct aw_store *s, uint64_t now_unix_ms, size_t m
 enum aw_err aw_store_due_score(struct aw_store *s, const char *account_id, const char *audience_id,
                                int64_t *out);
 
+/* Audiences the store has seen (aw:audiences), sorted, at most max: an array of caller-owned
+ * "<account>:<audience>" strings in *out (free each, then the array), count in *n. */
+enum aw_err aw_store_audience_list(struct aw_store *s, size_t max, char ***out, size_t *n);
+
+/* Entries of the audience's in-flight batch (0 when none). */
+enum aw_err aw_store_inflight_count(struct aw_store *s, const char *account_id,
+                                    const char *audience_id, int64_t *out);
+
+/* The leader lease as Redis holds it: *ttl_ms the remaining time (-2 when nobody holds it) and
+ * *epoch the current fencing epoch. For the admin status command. */
+enum aw_err aw_store_lease_info(struct aw_store *s, int64_t *ttl_ms, uint64_t *epoch);
+
 /* ---- Leader lease and flush batches (DESIGN.md §5) -------------------------------------- */
 
 /* Lease on aw:{leader}:lease. acquire: takes the lease when free (incrementing the fencing epoch)

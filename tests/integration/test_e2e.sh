@@ -82,6 +82,18 @@ wait_until "curl -sf 'http://127.0.0.1:${PORT[$other]}/metrics' | grep -q '^aw_d
     fail "aw_due_audiences does not show the one audience left"
 curl -sf "http://127.0.0.1:${PORT[$other]}/metrics" | grep -q '^aw_flush_jobs 1$' ||
     fail "aw_flush_jobs does not show the paused audience's flush"
+# The admin view from Redis: the lease, and the paused audience's batch still in flight.
+AW_REDIS_URL="$AW_TEST_REDIS_URL" "$worker" status >"$AW_TEST_DIR/status.txt" ||
+    fail "aw-worker status failed"
+grep -q '^lease held=true ' "$AW_TEST_DIR/status.txt" || fail "status shows no lease holder"
+line=$(grep '^audience account=3002 audience=33 name="E2E Gamma" state=active ' "$AW_TEST_DIR/status.txt") ||
+    fail "status does not list the paused audience"
+p=$(sed -n 's/.* pending=\([0-9]*\) .*/\1/p' <<<"$line")
+f=$(sed -n 's/.* inflight=\([0-9]*\) .*/\1/p' <<<"$line")
+[ $((p + f)) -eq 20 ] && [ "$f" -gt 0 ] && [[ $line == *" due=now "* ]] ||
+    fail "status does not show the paused audience's 20 changes in flight and due: $line"
+grep -q '^audience account=3001 audience=31 .* pending=0 inflight=0 due=none ' \
+    "$AW_TEST_DIR/status.txt" || fail "status does not show audience 31 drained"
 
 python3 - "$sim" <<'PY' || fail "the faults were not all exercised"
 import json, sys, urllib.request
