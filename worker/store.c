@@ -95,12 +95,78 @@ static bool parse_int_range(const char *s, size_t n, long lo, long hi, long *out
     return true;
 }
 
+/* Credentials of a URL's userinfo p[0..len): "user:password", ":password" or "password". */
+static bool parse_userinfo(const char *p, size_t len, struct aw_store_url *out, char *errbuf,
+                           size_t errlen)
+{
+    const char *colon = memchr(p, ':', len);
+    size_t user_len = colon ? (size_t)(colon - p) : len;
+    if (!pct_decode(p, user_len, out->user, sizeof out->user)) {
+        set_err(errbuf, errlen, "bad user in URL");
+        return false;
+    }
+    if (colon) {
+        if (!pct_decode(colon + 1, len - user_len - 1, out->password, sizeof out->password)) {
+            set_err(errbuf, errlen, "bad password in URL (percent-encoding or length)");
+            return false;
+        }
+    } else {
+        /* redis://secret@host: a lone userinfo is the password (redis-cli convention) */
+        memcpy(out->password, out->user, sizeof out->password);
+        out->user[0] = '\0';
+    }
+    return true;
+}
+
+/* unix://[[user]:password@]/socket/path[?db=N], p after the scheme. */
+static enum aw_err parse_unix_url(const char *p, struct aw_store_url *out, char *errbuf,
+                                  size_t errlen)
+{
+    out->is_unix = true;
+    out->port = 0;
+    const char *path = p;
+    if (*p != '/') {
+        const char *at = strstr(p, "@/");
+        if (!at) {
+            set_err(errbuf, errlen, "unix:// URL needs an absolute socket path");
+            return AW_ERR_CONFIG;
+        }
+        if (!parse_userinfo(p, (size_t)(at - p), out, errbuf, errlen))
+            return AW_ERR_CONFIG;
+        path = at + 1;
+    }
+    size_t path_len = strcspn(path, "?#");
+    if (path_len < 2 || path_len >= sizeof out->host) {
+        set_err(errbuf, errlen, "missing or too long socket path");
+        return AW_ERR_CONFIG;
+    }
+    memcpy(out->host, path, path_len);
+    out->host[path_len] = '\0';
+    const char *q = path + path_len;
+    if (*q == '#') {
+        set_err(errbuf, errlen, "URL fragment not supported");
+        return AW_ERR_CONFIG;
+    }
+    if (*q == '?') {
+        long v;
+        if (strncmp(q + 1, "db=", 3) != 0 ||
+            !parse_int_range(q + 4, strlen(q + 4), 0, 1000000, &v)) {
+            set_err(errbuf, errlen, "bad URL query (only db=N)");
+            return AW_ERR_CONFIG;
+        }
+        out->db = (int)v;
+    }
+    return AW_OK;
+}
+
 enum aw_err aw_store_url_parse(const char *url, struct aw_store_url *out, char *errbuf,
                                size_t errlen)
 {
     static const char scheme[] = "redis://";
     memset(out, 0, sizeof *out);
     out->port = 6379;
+    if (url && strncmp(url, "unix://", 7) == 0)
+        return parse_unix_url(url + 7, out, errbuf, errlen);
     if (!url || strncmp(url, scheme, sizeof scheme - 1) != 0) {
         set_err(errbuf, errlen,
                 url && strncmp(url, "rediss://", 9) == 0 ? "TLS (rediss://) is not supported"
@@ -121,24 +187,8 @@ enum aw_err aw_store_url_parse(const char *url, struct aw_store_url *out, char *
             at = p + i;
     const char *host = p;
     if (at) {
-        size_t ui_len = (size_t)(at - p);
-        const char *colon = memchr(p, ':', ui_len);
-        size_t user_len = colon ? (size_t)(colon - p) : ui_len;
-        if (!pct_decode(p, user_len, out->user, sizeof out->user)) {
-            set_err(errbuf, errlen, "bad user in URL");
+        if (!parse_userinfo(p, (size_t)(at - p), out, errbuf, errlen))
             return AW_ERR_CONFIG;
-        }
-        if (colon) {
-            if (!pct_decode(colon + 1, ui_len - user_len - 1, out->password,
-                            sizeof out->password)) {
-                set_err(errbuf, errlen, "bad password in URL (percent-encoding or length)");
-                return AW_ERR_CONFIG;
-            }
-        } else {
-            /* redis://secret@host: a lone userinfo is the password (redis-cli convention) */
-            memcpy(out->password, out->user, sizeof out->password);
-            out->user[0] = '\0';
-        }
         host = at + 1;
     }
     const char *hend = p + authority_len;
@@ -313,7 +363,9 @@ static enum aw_err ensure_connected(struct aw_store *s)
     if (s->c)
         return AW_OK;
     redisContext *c =
-        redisConnectWithTimeout(s->url.host, s->url.port, ms_to_tv(s->connect_timeout_ms));
+        s->url.is_unix
+            ? redisConnectUnixWithTimeout(s->url.host, ms_to_tv(s->connect_timeout_ms))
+            : redisConnectWithTimeout(s->url.host, s->url.port, ms_to_tv(s->connect_timeout_ms));
     if (!c) {
         errf(s, "connect: cannot allocate context");
         return AW_ERR_IO;

@@ -32,6 +32,7 @@ struct aw_store_batch;
 #define AW_STORE_HOST_MAX 256
 #define AW_STORE_SECRET_MAX 512
 struct aw_store_url {
+    bool is_unix;                       /* unix:// URL: host holds the socket path */
     char host[AW_STORE_HOST_MAX];       /* name or IPv4/IPv6 literal (brackets removed) */
     int port;                           /* default 6379 */
     char user[AW_STORE_SECRET_MAX];     /* ACL user ("" = AUTH with password only) */
@@ -39,8 +40,10 @@ struct aw_store_url {
     int db;                             /* SELECT index, default 0 */
 };
 
-/* Parses a redis:// URL into *out. AW_ERR_CONFIG with a reason in errbuf (never containing the
- * password) when malformed. Pure; any thread. */
+/* Parses a redis://[[user]:password@]host[:port][/db] or
+ * unix://[[user]:password@]/socket/path[?db=N] URL (the forms settings.c accepts) into *out.
+ * AW_ERR_CONFIG with a reason in errbuf (never containing the password) when malformed. Pure; any
+ * thread. */
 enum aw_err aw_store_url_parse(const char *url, struct aw_store_url *out, char *errbuf,
                                size_t errlen);
 

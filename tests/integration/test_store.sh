@@ -7,7 +7,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 require_built aw_store_test
-start_redis
+start_redis --unixsocket "$AW_TEST_DIR/redis.sock" --unixsocketperm 700
+export AW_TEST_REDIS_UNIX_URL="unix://$AW_TEST_DIR/redis.sock"
 
 AW_TEST_CTL_DIR="$AW_TEST_DIR/ctl"
 mkdir -p "$AW_TEST_CTL_DIR"

@@ -216,6 +216,25 @@ static void test_url(void)
     AW_CHECK_STR_EQ(u.password, "pw");
     AW_CHECK_INT_EQ(u.port, 7000);
     AW_CHECK_INT_EQ(u.db, 0);
+    /* unix sockets, as settings.c accepts them */
+    AW_CHECK_INT_EQ(aw_store_url_parse("unix:///run/redis/redis.sock", &u, err, sizeof err), AW_OK);
+    AW_CHECK(u.is_unix);
+    AW_CHECK_STR_EQ(u.host, "/run/redis/redis.sock");
+    AW_CHECK_INT_EQ(u.db, 0);
+    AW_CHECK_INT_EQ(aw_store_url_parse("unix://w:s%2Fcret@/tmp/r.sock?db=3", &u, err, sizeof err),
+                    AW_OK);
+    AW_CHECK(u.is_unix);
+    AW_CHECK_STR_EQ(u.host, "/tmp/r.sock");
+    AW_CHECK_STR_EQ(u.user, "w");
+    AW_CHECK_STR_EQ(u.password, "s/cret");
+    AW_CHECK_INT_EQ(u.db, 3);
+    AW_CHECK_INT_EQ(aw_store_url_parse("redis://h", &u, err, sizeof err), AW_OK);
+    AW_CHECK(!u.is_unix);
+    const char *bad_unix[] = {"unix://", "unix://relative.sock", "unix:///s?x=1", "unix:///s#f",
+                              "unix://:%zz@/s"};
+    for (size_t i = 0; i < sizeof bad_unix / sizeof bad_unix[0]; i++)
+        AW_CHECK_MSG(aw_store_url_parse(bad_unix[i], &u, err, sizeof err) == AW_ERR_CONFIG, "%s",
+                     bad_unix[i]);
     const char *bad[] = {"http://x",        "rediss://x:1",    "redis://",
                          "redis://h:0",     "redis://h:70000", "redis://h:1/x",
                          "redis://h/1?a=b", "redis://:%zz@h",  "redis://[::1"};
@@ -902,6 +921,20 @@ int main(void)
         return 2;
     }
     test_url();
+    /* The same server over its unix socket (test_store.sh starts it with one). */
+    const char *unix_url = getenv("AW_TEST_REDIS_UNIX_URL");
+    AW_CHECK_MSG(unix_url != NULL, "AW_TEST_REDIS_UNIX_URL not set");
+    if (unix_url) {
+        char uerr[256];
+        struct aw_store_config uc = {
+            .url = unix_url, .flush_max_queue = 5, .flush_max_age_ms = MAX_AGE_MS};
+        struct aw_store *us = aw_store_new(&uc, uerr, sizeof uerr);
+        AW_CHECK(us != NULL);
+        if (us) {
+            AW_CHECK_MSG(aw_store_ping(us) == AW_OK, "unix ping: %s", aw_store_errstr(us));
+            aw_store_free(us);
+        }
+    }
     char out[64];
     AW_CHECK_INT_EQ(rcli(out, sizeof out, "FLUSHALL"), 0);
     AW_CHECK_STR_EQ(out, "OK");
