@@ -1050,25 +1050,25 @@ enum aw_err aw_store_pending_get(struct aw_store *s, const char *account_id,
     return e == AW_OK ? string_reply(s, r, out) : e;
 }
 
-enum aw_err aw_store_pending_count(struct aw_store *s, const char *account_id,
-                                   const char *audience_id, int64_t *out)
+/* HLEN of one of the audience's hashes ("pending", "inflight"). */
+static enum aw_err audience_hlen(struct aw_store *s, const char *account_id,
+                                 const char *audience_id, const char *suffix, int64_t *out)
 {
     *out = 0;
     if (!id_ok(account_id) || !id_ok(audience_id))
         return AW_ERR_INVALID;
-    char *key = aud_key(account_id, audience_id, "pending");
+    char *key = aud_key(account_id, audience_id, suffix);
     const char *argv[2] = {"HLEN", key};
     redisReply *r;
-    enum aw_err e = read_cmd(s, 2, argv, "HLEN pending", &r);
+    enum aw_err e = read_cmd(s, 2, argv, "HLEN", &r);
     free(key);
-    if (e != AW_OK)
-        return e;
-    if (r->type == REDIS_REPLY_INTEGER)
-        *out = (int64_t)r->integer;
-    else
-        e = AW_ERR_PROTOCOL;
-    freeReplyObject(r);
-    return e;
+    return e == AW_OK ? int_reply(s, r, "HLEN", out) : e;
+}
+
+enum aw_err aw_store_pending_count(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, int64_t *out)
+{
+    return audience_hlen(s, account_id, audience_id, "pending", out);
 }
 
 enum aw_err aw_store_meta_get(struct aw_store *s, const char *account_id, const char *audience_id,
@@ -1150,15 +1150,7 @@ enum aw_err aw_store_audience_list(struct aw_store *s, size_t max, char ***out, 
 enum aw_err aw_store_inflight_count(struct aw_store *s, const char *account_id,
                                     const char *audience_id, int64_t *out)
 {
-    *out = 0;
-    if (!id_ok(account_id) || !id_ok(audience_id))
-        return AW_ERR_INVALID;
-    char *key = aud_key(account_id, audience_id, "inflight");
-    const char *argv[2] = {"HLEN", key};
-    redisReply *r;
-    enum aw_err e = read_cmd(s, 2, argv, "HLEN inflight", &r);
-    free(key);
-    return e == AW_OK ? int_reply(s, r, "HLEN inflight", out) : e;
+    return audience_hlen(s, account_id, audience_id, "inflight", out);
 }
 
 enum aw_err aw_store_lease_info(struct aw_store *s, int64_t *ttl_ms, uint64_t *epoch)
