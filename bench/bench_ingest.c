@@ -15,11 +15,11 @@
 #include <time.h>
 
 #include "common/phone/phone.h"
-#include "worker/account.h"
-#include "worker/change.h"
-#include "worker/event.h"
-#include "worker/map.h"
-#include "worker/store.h"
+#include "worker/ingest/account.h"
+#include "worker/store/change.h"
+#include "worker/ingest/event.h"
+#include "worker/ingest/map.h"
+#include "worker/store/store.h"
 
 int main(int argc, char **argv);
 

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "common/mem.h"
-#include "worker/change.h"
+#include "worker/store/change.h"
 
 /* Appends an attribute (value_json NULL = unset), in call order. */
 static inline void aw_test_attr(struct aw_change *c, const char *path, const char *value_json)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/event.h"
+#include "worker/ingest/event.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

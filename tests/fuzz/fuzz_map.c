@@ -9,10 +9,10 @@
 
 #include "common/mem.h"
 #include "common/phone/phone.h"
-#include "worker/account.h"
-#include "worker/change.h"
-#include "worker/event.h"
-#include "worker/map.h"
+#include "worker/ingest/account.h"
+#include "worker/store/change.h"
+#include "worker/ingest/event.h"
+#include "worker/ingest/map.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "common/mem.h"
-#include "worker/change.h"
-#include "worker/payload.h"
+#include "worker/store/change.h"
+#include "worker/klaviyo/payload.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

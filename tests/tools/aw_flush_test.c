@@ -17,12 +17,12 @@
 
 #include "common/clock.h"
 #include "common/mem.h"
-#include "worker/account.h"
-#include "worker/change.h"
-#include "worker/flush.h"
-#include "worker/metrics.h"
+#include "worker/ingest/account.h"
+#include "worker/store/change.h"
+#include "worker/flush/flusher.h"
+#include "worker/ops/metrics.h"
 #include "worker/settings.h"
-#include "worker/store.h"
+#include "worker/store/store.h"
 
 static int seed(const char *url)
 {

@@ -22,8 +22,8 @@
 #include "common/mem.h"
 #include "tests/change_builder.h"
 #include "tests/harness.h"
-#include "worker/change.h"
-#include "worker/store.h"
+#include "worker/store/change.h"
+#include "worker/store/store.h"
 
 #define T0 UINT64_C(1700000000000)    /* injected "now" */
 #define MAX_AGE_MS UINT64_C(57600000) /* 16 h */

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "tests/harness.h"
-#include "worker/account.h"
-#include "worker/event.h"
+#include "worker/ingest/account.h"
+#include "worker/ingest/event.h"
 
 int main(void);
 

@@ -4,7 +4,7 @@
 
 #include "common/mem.h"
 #include "tests/harness.h"
-#include "worker/change.h"
+#include "worker/store/change.h"
 
 static void set_attr(struct aw_change_attr *a, const char *path, const char *value_json)
 {

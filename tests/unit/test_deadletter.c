@@ -6,8 +6,8 @@
 
 #include "common/mem.h"
 #include "tests/harness.h"
-#include "worker/change.h"
-#include "worker/deadletter.h"
+#include "worker/store/change.h"
+#include "worker/ops/deadletter.h"
 
 static void test_profile_envelope(void)
 {

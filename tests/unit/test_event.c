@@ -11,7 +11,7 @@
 
 #include "../harness.h"
 #include "common/buf.h"
-#include "worker/event.h"
+#include "worker/ingest/event.h"
 
 int main(void);
 

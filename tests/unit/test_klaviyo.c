@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "tests/harness.h"
-#include "worker/klaviyo.h"
+#include "worker/klaviyo/client.h"
 
 static void test_classification_table(void)
 {

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "tests/harness.h"
-#include "worker/leader.h"
+#include "worker/flush/leader.h"
 
 int main(void)
 {

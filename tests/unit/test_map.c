@@ -26,10 +26,10 @@
 
 #include "common/phone/phone.h"
 #include "tests/harness.h"
-#include "worker/account.h"
-#include "worker/change.h"
-#include "worker/event.h"
-#include "worker/map.h"
+#include "worker/ingest/account.h"
+#include "worker/store/change.h"
+#include "worker/ingest/event.h"
+#include "worker/ingest/map.h"
 
 int main(void);
 

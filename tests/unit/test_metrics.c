@@ -4,7 +4,7 @@
 
 #include "common/buf.h"
 #include "tests/harness.h"
-#include "worker/metrics.h"
+#include "worker/ops/metrics.h"
 
 int main(void)
 {

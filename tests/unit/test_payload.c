@@ -7,8 +7,8 @@
 #include "common/mem.h"
 #include "tests/change_builder.h"
 #include "tests/harness.h"
-#include "worker/change.h"
-#include "worker/payload.h"
+#include "worker/store/change.h"
+#include "worker/klaviyo/payload.h"
 
 static void base(struct aw_change *c, const char *email)
 {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "tests/harness.h"
-#include "worker/ratelimit.h"
+#include "worker/flush/ratelimit.h"
 
 /* Drives one account as fast as the limiter allows for duration_ms; returns send times. */
 static size_t drive(struct aw_ratelimit *rl, const char *acct, struct aw_ratelimit_tier t,

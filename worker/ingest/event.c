@@ -6,7 +6,7 @@
  * shape, never by the input) and stops at the first problem, recording reason and path in
  * struct dec. Arrays of the output are allocated zeroed with their full count before being
  * filled, so aw_event_clear releases a half-built event on any error path. */
-#include "worker/event.h"
+#include "worker/ingest/event.h"
 
 #include <errno.h>
 #include <stdarg.h>

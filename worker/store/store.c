@@ -1,5 +1,5 @@
 /* store.c -- hiredis adapter: connection, aggregation scripts, due index (see store.h). */
-#include "worker/store.h"
+#include "worker/store/store.h"
 #include "worker/settings.h"
 
 #include <errno.h>
@@ -15,8 +15,8 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/text.h"
-#include "worker/change.h"
-#include "worker/store_lua.h"
+#include "worker/store/change.h"
+#include "worker/store/store_lua.h"
 
 #define MOD "store"
 #define ID_MAX 128 /* account / audience id */

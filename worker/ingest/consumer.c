@@ -1,5 +1,5 @@
 /* consumer.c -- the only user of rdkafka.h (STYLE.md §1). */
-#include "worker/consumer.h"
+#include "worker/ingest/consumer.h"
 
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>

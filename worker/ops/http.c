@@ -1,4 +1,4 @@
-#include "worker/http.h"
+#include "worker/ops/http.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/mem.h"
-#include "worker/metrics.h"
+#include "worker/ops/metrics.h"
 
 struct aw_http {
     struct MHD_Daemon *d;

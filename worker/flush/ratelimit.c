@@ -1,4 +1,4 @@
-#include "worker/ratelimit.h"
+#include "worker/flush/ratelimit.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

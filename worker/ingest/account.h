@@ -12,7 +12,7 @@
 #include <stddef.h>
 
 #include "common/err.h"
-#include "worker/change.h"
+#include "worker/store/change.h"
 
 struct aw_event_setting;
 

@@ -1,5 +1,5 @@
 /* klaviyo.c -- the only user of curl/curl.h (STYLE.md §1). */
-#include "worker/klaviyo.h"
+#include "worker/klaviyo/client.h"
 
 #include <ctype.h>
 #include <curl/curl.h>

@@ -6,7 +6,7 @@
  * backing-off or paused account only postpones its own jobs; the thread sleeps only when no job
  * is runnable (at most tick_ms, stop-aware). Requests are synchronous (bounded by the Klaviyo
  * timeout); the lease is driven between steps and rechecked before every request. */
-#include "worker/flush.h"
+#include "worker/flush/flusher.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -22,17 +22,17 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "worker/account.h"
-#include "worker/change.h"
-#include "worker/consumer.h"
-#include "worker/deadletter.h"
-#include "worker/klaviyo.h"
-#include "worker/leader.h"
-#include "worker/metrics.h"
-#include "worker/payload.h"
-#include "worker/ratelimit.h"
+#include "worker/ingest/account.h"
+#include "worker/store/change.h"
+#include "worker/ingest/consumer.h"
+#include "worker/ops/deadletter.h"
+#include "worker/klaviyo/client.h"
+#include "worker/flush/leader.h"
+#include "worker/ops/metrics.h"
+#include "worker/klaviyo/payload.h"
+#include "worker/flush/ratelimit.h"
 #include "worker/settings.h"
-#include "worker/store.h"
+#include "worker/store/store.h"
 
 #define MOD "flush"
 #define PAUSE_MS 60000u       /* a paused account (401/403/410) is retried after this */

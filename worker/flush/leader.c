@@ -1,4 +1,4 @@
-#include "worker/leader.h"
+#include "worker/flush/leader.h"
 
 #include <fcntl.h>
 #include <stdio.h>

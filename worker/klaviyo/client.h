@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "worker/payload.h"
+#include "worker/klaviyo/payload.h"
 
 struct aw_klaviyo;
 

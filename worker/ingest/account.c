@@ -2,7 +2,7 @@
  * file and the JSON-string connection settings; nothing here logs. Error texts name files, JSON
  * pointers and setting names, never values: jansson's own error text quotes the input near the
  * error, which could be an API key, so only its line/column and error code are used. */
-#include "worker/account.h"
+#include "worker/ingest/account.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,7 +16,7 @@
 
 #include "common/buf.h"
 #include "common/mem.h"
-#include "worker/event.h"
+#include "worker/ingest/event.h"
 
 /* ---------------------------------------------------------------- small helpers */
 

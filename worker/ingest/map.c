@@ -1,7 +1,7 @@
 /* map.c -- DESIGN.md §3 mapping rules. No jansson: connection settings are parsed by account.c,
  * and the few JSON string values read here ($country, $source) are decoded by a small
  * non-recursive string decoder. */
-#include "worker/map.h"
+#include "worker/ingest/map.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -12,9 +12,9 @@
 #include "common/mem.h"
 #include "common/phone/phone.h"
 #include "common/text.h"
-#include "worker/account.h"
-#include "worker/change.h"
-#include "worker/event.h"
+#include "worker/ingest/account.h"
+#include "worker/store/change.h"
+#include "worker/ingest/event.h"
 
 /* ---------------------------------------------------------------- helpers */
 

@@ -1,4 +1,4 @@
-#include "worker/metrics.h"
+#include "worker/ops/metrics.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -4,7 +4,7 @@
  * its own) joined by commas, and a fixed suffix. That way the exact byte size is known while
  * filling a batch, so the builder can stop just before a limit instead of dumping and retrying.
  * jansson keeps object members in insertion order, so bodies are deterministic. */
-#include "worker/payload.h"
+#include "worker/klaviyo/payload.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -15,7 +15,7 @@
 #include "common/buf.h"
 #include "common/mem.h"
 #include "common/text.h"
-#include "worker/change.h"
+#include "worker/store/change.h"
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
 

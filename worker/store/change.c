@@ -16,7 +16,7 @@
  * members. It is lenient only where cjson may rewrite our output: member order, "\/" escapes,
  * and empty objects re-encoded as empty arrays ("attrs":[] / "consent":[]). Unknown members are
  * skipped so that a newer writer does not poison an older reader. */
-#include "worker/change.h"
+#include "worker/store/change.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,10 +1,10 @@
-#include "worker/deadletter.h"
+#include "worker/ops/deadletter.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/change.h"
+#include "worker/store/change.h"
 
 static json_t *str_or_null(const char *s)
 {

@@ -1,4 +1,4 @@
-#include "worker/ingest.h"
+#include "worker/ingest/ingest.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -10,14 +10,14 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "worker/account.h"
-#include "worker/change.h"
-#include "worker/consumer.h"
-#include "worker/deadletter.h"
-#include "worker/event.h"
-#include "worker/map.h"
-#include "worker/metrics.h"
-#include "worker/store.h"
+#include "worker/ingest/account.h"
+#include "worker/store/change.h"
+#include "worker/ingest/consumer.h"
+#include "worker/ops/deadletter.h"
+#include "worker/ingest/event.h"
+#include "worker/ingest/map.h"
+#include "worker/ops/metrics.h"
+#include "worker/store/store.h"
 
 /* What one record produced in the current batch. */
 struct rec {
