@@ -1,4 +1,4 @@
-/* aw_payload_dump.c -- prints one Klaviyo request body of every kind payload.c builds, for
+/* aw_payload_dump.c -- prints one Klaviyo request body of every kind build.c builds, for
  * tests/unit/test_payload_openapi.py (validation against the OpenAPI spec) and the fixtures in
  * tests/data/payloads/. Output: one JSON line per body,
  *   {"kind":"<name>","method":"post","path":"/api/...","body":<body>}
@@ -9,8 +9,8 @@
 
 #include "common/mem.h"
 #include "tests/change_builder.h"
+#include "worker/klaviyo/build.h"
 #include "worker/store/change.h"
-#include "worker/klaviyo/payload.h"
 
 static void base(struct aw_change *c, const char *email, const char *phone)
 {
@@ -81,29 +81,29 @@ int main(void)
     size_t used = 0;
     enum aw_err err;
 
-    err = aw_payload_build_import(all, 3, "Y6nRLr", 0, 0, &body, &used);
+    err = aw_build_import(all, 3, "Y6nRLr", 0, 0, &body, &used);
     emit("import_with_list", "post", "/api/profile-bulk-import-jobs",
          used == 3 ? err : AW_ERR_INTERNAL, body);
-    err = aw_payload_build_import(all, 3, NULL, 0, 0, &body, &used);
+    err = aw_build_import(all, 3, NULL, 0, 0, &body, &used);
     emit("import_without_list", "post", "/api/profile-bulk-import-jobs",
          used == 3 ? err : AW_ERR_INTERNAL, body);
-    err = aw_payload_build_profile_import(&c[0], &body);
+    err = aw_build_profile_import(&c[0], &body);
     emit("profile_import_clear", "post", "/api/profile-import", err, body);
 
     const struct aw_change *subs[1] = {&c[0]};
-    err = aw_payload_build_subscribe(subs, 1, 0, &body, &used);
+    err = aw_build_subscribe(subs, 1, 0, &body, &used);
     emit("subscribe", "post", "/api/profile-subscription-bulk-create-jobs", err, body);
     const struct aw_change *unsubs[2] = {&c[1], &c[2]};
-    err = aw_payload_build_unsubscribe(unsubs, 2, 0, &body, &used);
+    err = aw_build_unsubscribe(unsubs, 2, 0, &body, &used);
     emit("unsubscribe", "post", "/api/profile-subscription-bulk-delete-jobs",
          used == 2 ? err : AW_ERR_INTERNAL, body);
 
     const char *ids[3] = {"01H0000000000000000000000A", "01H0000000000000000000000B", "x\"y"};
-    err = aw_payload_build_list_members(ids, 3, 0, &body, &used);
+    err = aw_build_list_members(ids, 3, 0, &body, &used);
     emit("list_members_add", "post", "/api/lists/{id}/relationships/profiles", err, body);
-    err = aw_payload_build_list_members(ids, 2, 0, &body, &used);
+    err = aw_build_list_members(ids, 2, 0, &body, &used);
     emit("list_members_remove", "delete", "/api/lists/{id}/relationships/profiles", err, body);
-    err = aw_payload_build_create_list("Audience \"VIP\" \\ 2024 \xe2\x9c\x93", &body);
+    err = aw_build_create_list("Audience \"VIP\" \\ 2024 \xe2\x9c\x93", &body);
     emit("create_list", "post", "/api/lists", err, body);
 
     for (size_t i = 0; i < 3; i++)

@@ -22,16 +22,17 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "worker/ingest/account.h"
-#include "worker/store/change.h"
-#include "worker/ingest/consumer.h"
-#include "worker/ops/deadletter.h"
-#include "worker/klaviyo/client.h"
 #include "worker/flush/leader.h"
-#include "worker/ops/metrics.h"
-#include "worker/klaviyo/payload.h"
 #include "worker/flush/ratelimit.h"
+#include "worker/ingest/account.h"
+#include "worker/ingest/consumer.h"
+#include "worker/klaviyo/build.h"
+#include "worker/klaviyo/client.h"
+#include "worker/klaviyo/parse.h"
+#include "worker/ops/deadletter.h"
+#include "worker/ops/metrics.h"
 #include "worker/settings.h"
+#include "worker/store/change.h"
 #include "worker/store/store.h"
 
 #define MOD "flush"
@@ -239,7 +240,7 @@ static const char *err_field(const struct aw_klaviyo_response *r, int which)
 {
     if (r->errors.n == 0)
         return NULL;
-    const struct aw_payload_error *e = &r->errors.items[0];
+    const struct aw_parse_error *e = &r->errors.items[0];
     return which == 0 ? e->id : which == 1 ? e->code : e->title;
 }
 
@@ -601,11 +602,11 @@ static void categorize(struct job *j)
             j->cat[CAT_ADD][j->ncat[CAT_ADD]++] = i;
         else if (c->n_attrs > 0 || c->phone_e164 || c->external_id)
             j->cat[CAT_UPD][j->ncat[CAT_UPD]++] = i;
-        if (aw_payload_needs_profile_import(c))
+        if (aw_build_needs_profile_import(c))
             j->cat[CAT_UNSET][j->ncat[CAT_UNSET]++] = i;
-        if (aw_payload_has_subscribe(c))
+        if (aw_build_has_subscribe(c))
             j->cat[CAT_SUB][j->ncat[CAT_SUB]++] = i;
-        if (aw_payload_has_unsubscribe(c))
+        if (aw_build_has_unsubscribe(c))
             j->cat[CAT_UNSUB][j->ncat[CAT_UNSUB]++] = i;
     }
 }
@@ -716,7 +717,7 @@ static void step_list(struct aw_flusher *f, struct job *j)
     }
     char *name = list_name(f, j);
     char *filter = NULL;
-    if (!name || aw_payload_build_list_name_filter(name, &filter) != AW_OK) {
+    if (!name || aw_build_list_name_filter(name, &filter) != AW_OK) {
         drop_list_work(f, j, name ? "invalid_list_name" : "no_list_name", NULL);
         free(name);
         after_list(j);
@@ -730,12 +731,12 @@ static void step_list(struct aw_flusher *f, struct job *j)
     struct aw_klaviyo_response r;
     if (send_req(f, j, AW_RATELIMIT_TIER_L, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
         !handle_common(f, j, "list_find", &r)) {
-        struct aw_payload_page page;
+        struct aw_parse_page page;
         memset(&page, 0, sizeof page);
         if (r.action != AW_KLAVIYO_DONE) {
             drop_list_work(f, j, "klaviyo_list_lookup_rejected", &r);
             after_list(j);
-        } else if (aw_payload_parse_lists_page(r.body, r.body_len, &page) != AW_OK) {
+        } else if (aw_parse_lists_page(r.body, r.body_len, &page) != AW_OK) {
             retry_later(j, "list_find", "unexpected response body");
         } else {
             const char *found = NULL;
@@ -752,7 +753,7 @@ static void step_list(struct aw_flusher *f, struct job *j)
             }
             j->next_at = now_ms();
         }
-        aw_payload_page_clear(&page);
+        aw_parse_page_clear(&page);
     }
     aw_klaviyo_response_clear(&r);
     aw_buf_free(&path);
@@ -763,7 +764,7 @@ static void step_list_create(struct aw_flusher *f, struct job *j)
 {
     char *name = list_name(f, j);
     char *body = NULL;
-    if (!name || aw_payload_build_create_list(name, &body) != AW_OK) {
+    if (!name || aw_build_create_list(name, &body) != AW_OK) {
         drop_list_work(f, j, name ? "invalid_list_name" : "no_list_name", NULL);
         free(name);
         after_list(j);
@@ -798,7 +799,7 @@ static void step_list_create(struct aw_flusher *f, struct job *j)
             } else if (r.action != AW_KLAVIYO_DONE) {
                 drop_list_work(f, j, "klaviyo_list_create_rejected", &r);
                 after_list(j);
-            } else if (aw_payload_parse_resource_id(r.body, r.body_len, "list", &id) != AW_OK) {
+            } else if (aw_parse_resource_id(r.body, r.body_len, "list", &id) != AW_OK) {
                 retry_later(j, "list_create", "unexpected response body");
             } else {
                 set_list(f, j, id);
@@ -824,7 +825,7 @@ static void refuse_items(struct aw_flusher *f, struct job *j, size_t n,
     if (r->action == AW_KLAVIYO_DROP_RECORDS) {
         size_t dropped = 0;
         for (size_t k = 0; k < r->errors.n; k++) {
-            const struct aw_payload_error *e = &r->errors.items[k];
+            const struct aw_parse_error *e = &r->errors.items[k];
             if (e->has_index && e->index < n && !j->gone[items[j->pos + e->index]]) {
                 dead_letter(f, j, items[j->pos + e->index], "klaviyo_invalid_record", e->id,
                             e->code, e->title);
@@ -868,22 +869,21 @@ static void step_send(struct aw_flusher *f, struct job *j)
     switch (c) {
     case CAT_ADD:
     case CAT_UPD:
-        e = aw_payload_build_import(arr, m, c == CAT_ADD ? j->list_id : NULL, 0, 0, &body,
-                                    &consumed);
+        e = aw_build_import(arr, m, c == CAT_ADD ? j->list_id : NULL, 0, 0, &body, &consumed);
         path = "/api/profile-bulk-import-jobs";
         tier = AW_RATELIMIT_TIER_M;
         break;
     case CAT_UNSET:
-        e = aw_payload_build_profile_import(arr[0], &body);
+        e = aw_build_profile_import(arr[0], &body);
         consumed = e == AW_OK ? 1 : 0;
         path = "/api/profile-import";
         break;
     case CAT_SUB:
-        e = aw_payload_build_subscribe(arr, m, 0, &body, &consumed);
+        e = aw_build_subscribe(arr, m, 0, &body, &consumed);
         path = "/api/profile-subscription-bulk-create-jobs";
         break;
     default:
-        e = aw_payload_build_unsubscribe(arr, m, 0, &body, &consumed);
+        e = aw_build_unsubscribe(arr, m, 0, &body, &consumed);
         path = "/api/profile-subscription-bulk-delete-jobs";
         break;
     }
@@ -900,9 +900,9 @@ static void step_send(struct aw_flusher *f, struct job *j)
         j->next_at = now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
             if (c == CAT_ADD || c == CAT_UPD) {
-                struct aw_payload_import_job job;
+                struct aw_parse_import_job job;
                 memset(&job, 0, sizeof job);
-                if (aw_payload_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
+                if (aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
                     retry_later(j, cat_name[c], "unexpected response body");
                 } else {
                     free(j->job_id);
@@ -913,7 +913,7 @@ static void step_send(struct aw_flusher *f, struct job *j)
                     j->phase = PH_JOB_POLL;
                     j->next_at = now_ms() + f->s->klaviyo.job_poll_ms;
                 }
-                aw_payload_import_job_clear(&job);
+                aw_parse_import_job_clear(&job);
             } else {
                 j->pos += consumed;
             }
@@ -955,16 +955,16 @@ static void step_job_poll(struct aw_flusher *f, struct job *j)
     struct aw_klaviyo_response r;
     if (send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
         !handle_common(f, j, "import_job_poll", &r)) {
-        struct aw_payload_import_job job;
+        struct aw_parse_import_job job;
         memset(&job, 0, sizeof job);
         if (r.action == AW_KLAVIYO_NOT_FOUND) {
             resend_job(j, "job_not_found");
         } else if (r.action != AW_KLAVIYO_DONE ||
-                   aw_payload_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
+                   aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
             retry_later(j, "import_job_poll", "unexpected response");
-        } else if (!aw_payload_job_is_done(job.status)) {
+        } else if (!aw_parse_job_is_done(job.status)) {
             j->next_at = now_ms() + f->s->klaviyo.job_poll_ms;
-        } else if (job.status == AW_PAYLOAD_JOB_CANCELLED) {
+        } else if (job.status == AW_PARSE_JOB_CANCELLED) {
             resend_job(j, "job_cancelled");
         } else {
             uint64_t ok = job.completed_count > 0 ? (uint64_t)job.completed_count : 0;
@@ -979,7 +979,7 @@ static void step_job_poll(struct aw_flusher *f, struct job *j)
             }
             j->next_at = now_ms();
         }
-        aw_payload_import_job_clear(&job);
+        aw_parse_import_job_clear(&job);
     }
     aw_klaviyo_response_clear(&r);
     aw_buf_free(&path);
@@ -999,14 +999,14 @@ static void step_job_errors(struct aw_flusher *f, struct job *j)
     struct aw_klaviyo_response r;
     if (send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
         !handle_common(f, j, "import_errors", &r)) {
-        struct aw_payload_errors errs;
+        struct aw_parse_errors errs;
         memset(&errs, 0, sizeof errs);
         if (r.action != AW_KLAVIYO_DONE ||
-            aw_payload_parse_import_errors(r.body, r.body_len, &errs) != AW_OK) {
+            aw_parse_import_errors(r.body, r.body_len, &errs) != AW_OK) {
             retry_later(j, "import_errors", "unexpected response");
         } else {
             for (size_t k = 0; k < errs.n; k++) {
-                const struct aw_payload_error *e = &errs.items[k];
+                const struct aw_parse_error *e = &errs.items[k];
                 size_t idx = SIZE_MAX;
                 if (e->has_index && e->index < j->n_job_items)
                     idx = j->job_items[e->index];
@@ -1023,7 +1023,7 @@ static void step_job_errors(struct aw_flusher *f, struct job *j)
                 j->phase = PH_SEND;
             j->next_at = now_ms();
         }
-        aw_payload_errors_clear(&errs);
+        aw_parse_errors_clear(&errs);
     }
     aw_klaviyo_response_clear(&r);
     aw_buf_free(&path);
@@ -1062,8 +1062,7 @@ static void step_lookup(struct aw_flusher *f, struct job *j)
     }
     char *filter = NULL;
     size_t consumed = 0;
-    enum aw_err e =
-        aw_payload_build_email_filter(emails, ne, 0, FILTER_MAX_BYTES, &filter, &consumed);
+    enum aw_err e = aw_build_email_filter(emails, ne, 0, FILTER_MAX_BYTES, &filter, &consumed);
     free(emails);
     if (e != AW_OK || consumed == 0) {
         dead_letter(f, j, j->job_items[0], "unsendable", NULL, NULL, NULL);
@@ -1080,14 +1079,14 @@ static void step_lookup(struct aw_flusher *f, struct job *j)
     struct aw_klaviyo_response r;
     if (send_req(f, j, AW_RATELIMIT_TIER_L, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
         !handle_common(f, j, "profile_lookup", &r)) {
-        struct aw_payload_page page;
+        struct aw_parse_page page;
         memset(&page, 0, sizeof page);
         j->next_at = now_ms();
         if (r.action != AW_KLAVIYO_DONE) {
             for (size_t k = 0; k < consumed; k++)
                 dead_letter(f, j, j->job_items[k], "klaviyo_lookup_rejected", err_field(&r, 0),
                             err_field(&r, 1), err_field(&r, 2));
-        } else if (aw_payload_parse_profiles_page(r.body, r.body_len, &page) != AW_OK) {
+        } else if (aw_parse_profiles_page(r.body, r.body_len, &page) != AW_OK) {
             retry_later(j, "profile_lookup", "unexpected response body");
         } else {
             for (size_t p = 0; p < page.n; p++) {
@@ -1108,7 +1107,7 @@ static void step_lookup(struct aw_flusher *f, struct job *j)
                     j->n_not_found++; /* no such profile: not in the list either, done */
             }
         }
-        aw_payload_page_clear(&page);
+        aw_parse_page_clear(&page);
     }
     aw_klaviyo_response_clear(&r);
     aw_buf_free(&path);
@@ -1131,7 +1130,7 @@ static void step_remove(struct aw_flusher *f, struct job *j)
         ids[k] = j->del_id[j->rm[j->pos + k]];
     char *body = NULL;
     size_t consumed = 0;
-    enum aw_err e = aw_payload_build_list_members(ids, m, 0, &body, &consumed);
+    enum aw_err e = aw_build_list_members(ids, m, 0, &body, &consumed);
     free(ids);
     if (e != AW_OK || consumed == 0) {
         dead_letter(f, j, j->rm[j->pos], "unsendable", NULL, NULL, NULL);

@@ -1,4 +1,4 @@
-/* payload.h -- Klaviyo request bodies and response parsing (revision 2026-07-15, JSON:API).
+/* build.h -- Klaviyo request bodies (revision 2026-07-15, JSON:API) and Klaviyo filter strings.
  * Pure: no I/O, no global state; every function may run on any thread (the flusher uses it).
  * Bodies are built from struct aw_change (worker/change.h); the mapping rules are DESIGN.md §3
  * and schemas/klaviyo-outbound.md. Every body kind validates against the requestBody schema of
@@ -10,8 +10,8 @@
  * item i). A stopped batch is not an error. When the FIRST item alone cannot be sent (too big
  * on its own, or not sendable by that endpoint), they return AW_ERR_INVALID with *consumed = 0
  * and *out = NULL: that item is permanently bad and should be dead-lettered. */
-#ifndef AW_WORKER_PAYLOAD_H
-#define AW_WORKER_PAYLOAD_H
+#ifndef AW_KLAVIYO_BUILD_H
+#define AW_KLAVIYO_BUILD_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,27 +73,26 @@ struct aw_change;
  * of string fields are sent as their JSON text), `properties`, and property deletes as
  * meta.patch_properties.unset. list_id non-NULL adds the `lists` relationship (adds), NULL
  * omits it (attribute updates: membership unchanged). Deletes of non-property attributes cannot
- * be expressed here (the bulk job ignores nulls): see aw_payload_needs_profile_import.
+ * be expressed here (the bulk job ignores nulls): see aw_build_needs_profile_import.
  * Errors: AW_ERR_INVALID as in the batch contract (unknown attribute path, value that is not
  * JSON, profile over 100 KB, text that is not UTF-8). */
-enum aw_err aw_payload_build_import(const struct aw_change *const *changes, size_t n,
-                                    const char *list_id, size_t max_items, size_t max_bytes,
-                                    char **out, size_t *consumed);
+enum aw_err aw_build_import(const struct aw_change *const *changes, size_t n, const char *list_id,
+                            size_t max_items, size_t max_bytes, char **out, size_t *consumed);
 
 /* True when *c unsets an attribute that is not under `properties.` (first_name, location.city,
- * ...). The bulk import cannot clear those; send aw_payload_build_profile_import for c too. */
-bool aw_payload_needs_profile_import(const struct aw_change *c);
+ * ...). The bulk import cannot clear those; send aw_build_profile_import for c too. */
+bool aw_build_needs_profile_import(const struct aw_change *c);
 
 /* POST /api/profile-import (Create or Update Profile; null clears a field). Body holds the email
  * and, set to null, every non-property attribute *c unsets (nothing else, so it commutes with
  * the bulk import of the same change). AW_ERR_INVALID when c unsets no such attribute, or the
  * body would exceed AW_PAYLOAD_PROFILE_IMPORT_MAX_BYTES. */
-enum aw_err aw_payload_build_profile_import(const struct aw_change *c, char **out);
+enum aw_err aw_build_profile_import(const struct aw_change *c, char **out);
 
 /* True when *c has a consent with subscribe=true that can be sent (SMS needs phone_e164). */
-bool aw_payload_has_subscribe(const struct aw_change *c);
+bool aw_build_has_subscribe(const struct aw_change *c);
 /* True when *c has a consent with subscribe=false that can be sent (SMS needs phone_e164). */
-bool aw_payload_has_unsubscribe(const struct aw_change *c);
+bool aw_build_has_unsubscribe(const struct aw_change *c);
 
 /* POST /api/profile-subscription-bulk-create-jobs: historical_import true, per profile email
  * and/or sms marketing SUBSCRIBED with consented_at (the consent timestamp, else the change's
@@ -102,123 +101,34 @@ bool aw_payload_has_unsubscribe(const struct aw_change *c);
  * A job carries one custom_source, so the batch also stops before the first change whose
  * custom_source differs from the first change's. Errors: AW_ERR_INVALID per the batch contract
  * (a change without a sendable subscribe consent, bad UTF-8). */
-enum aw_err aw_payload_build_subscribe(const struct aw_change *const *changes, size_t n,
-                                       size_t max_items, char **out, size_t *consumed);
+enum aw_err aw_build_subscribe(const struct aw_change *const *changes, size_t n, size_t max_items,
+                               char **out, size_t *consumed);
 
 /* POST /api/profile-subscription-bulk-delete-jobs: email and/or sms marketing UNSUBSCRIBED,
- * no list relationship. Errors as aw_payload_build_subscribe (unsubscribe consents). */
-enum aw_err aw_payload_build_unsubscribe(const struct aw_change *const *changes, size_t n,
-                                         size_t max_items, char **out, size_t *consumed);
+ * no list relationship. Errors as aw_build_subscribe (unsubscribe consents). */
+enum aw_err aw_build_unsubscribe(const struct aw_change *const *changes, size_t n, size_t max_items,
+                                 char **out, size_t *consumed);
 
 /* POST and DELETE /api/lists/{id}/relationships/profiles (same body): {"data":[{"type":
  * "profile","id":...},...]} from Klaviyo profile ids (borrowed). AW_ERR_INVALID per the batch
  * contract (NULL/empty id, not UTF-8). */
-enum aw_err aw_payload_build_list_members(const char *const *profile_ids, size_t n,
-                                          size_t max_items, char **out, size_t *consumed);
+enum aw_err aw_build_list_members(const char *const *profile_ids, size_t n, size_t max_items,
+                                  char **out, size_t *consumed);
 
 /* POST /api/lists: {"data":{"type":"list","attributes":{"name":name}}}. AW_ERR_INVALID when the
  * name is NULL, empty or not UTF-8. */
-enum aw_err aw_payload_build_create_list(const char *name, char **out);
+enum aw_err aw_build_create_list(const char *name, char **out);
 
 /* Filter for GET /api/profiles: any(email,["a","b",...]) -- values double-quoted, `\` and `"`
  * backslash-escaped. The caller percent-encodes the whole value into the query string.
  * max_items 0 = AW_PAYLOAD_FILTER_MAX_VALUES; max_bytes 0 = no byte limit (else the filter
  * text length, to bound the URL). Batch contract; AW_ERR_INVALID for an empty/NULL email, a
  * control character or bad UTF-8. */
-enum aw_err aw_payload_build_email_filter(const char *const *emails, size_t n, size_t max_items,
-                                          size_t max_bytes, char **out, size_t *consumed);
+enum aw_err aw_build_email_filter(const char *const *emails, size_t n, size_t max_items,
+                                  size_t max_bytes, char **out, size_t *consumed);
 
 /* Filter for GET /api/lists: equals(name,"<name>") with the same quoting. AW_ERR_INVALID for a
  * NULL/empty name, a control character or bad UTF-8. */
-enum aw_err aw_payload_build_list_name_filter(const char *name, char **out);
-
-/* ---- Response parsers ----------------------------------------------------------------------
- * Parsers take len bytes (need not be NUL-terminated) and fill a caller-provided struct
- * (overwritten; release with its _clear, safe on a zeroed or cleared struct). They return
- * AW_ERR_PROTOCOL when the body is not the document they expect (on error the struct is left
- * cleared). Strings are owned copies; emails and `detail` are personal / free text: never log. */
-
-enum aw_payload_job_status {
-    AW_PAYLOAD_JOB_QUEUED = 0,
-    AW_PAYLOAD_JOB_PROCESSING,
-    AW_PAYLOAD_JOB_COMPLETE,
-    AW_PAYLOAD_JOB_CANCELLED
-};
-
-struct aw_payload_import_job {
-    char *id; /* owned job id */
-    enum aw_payload_job_status status;
-    int64_t total_count;
-    int64_t completed_count; /* 0 when absent or null */
-    int64_t failed_count;    /* 0 when absent or null */
-};
-
-/* Bulk import job document (POST 202 / GET /api/profile-bulk-import-jobs/{id} 200). */
-enum aw_err aw_payload_parse_import_job(const char *body, size_t len,
-                                        struct aw_payload_import_job *out);
-void aw_payload_import_job_clear(struct aw_payload_import_job *job);
-/* True when the job will not change any more (complete or cancelled). */
-bool aw_payload_job_is_done(enum aw_payload_job_status status);
-/* Stable lower-case name, as Klaviyo spells it ("queued", ...). */
-const char *aw_payload_job_status_str(enum aw_payload_job_status status);
-
-/* One entry of an errors list: a JSON:API error object or an import-error resource. */
-struct aw_payload_error {
-    char *id;       /* owned; "" when absent */
-    int status;     /* HTTP status from the error object, 0 when absent (import errors) */
-    char *code;     /* owned; "" when absent */
-    char *title;    /* owned; "" when absent */
-    char *detail;   /* owned; "" when absent -- free text, may quote input: never log */
-    char *pointer;  /* owned source.pointer; NULL when absent */
-    bool has_index; /* pointer names a record: /data/attributes/profiles/data/<n>/... */
-    size_t index;   /* that record's position in the request body, when has_index */
-    char *email;    /* owned email of the failing record (import errors' original_payload),
-                       NULL when absent -- personal data: never log */
-};
-
-struct aw_payload_errors {
-    struct aw_payload_error *items; /* owned array */
-    size_t n;
-    char *next_cursor; /* owned page[cursor] of links.next (import-errors pages), or NULL */
-};
-
-/* GET /api/profile-bulk-import-jobs/{id}/import-errors page. */
-enum aw_err aw_payload_parse_import_errors(const char *body, size_t len,
-                                           struct aw_payload_errors *out);
-/* Klaviyo error document {"errors":[{id,status,code,title,detail,source{pointer}}]}. */
-enum aw_err aw_payload_parse_error_doc(const char *body, size_t len, struct aw_payload_errors *out);
-void aw_payload_errors_clear(struct aw_payload_errors *errs);
-
-/* Record index named by a JSON pointer into a request body: "/data/attributes/profiles/data/<n>"
- * (jobs) or "/data/<n>" (relationship bodies), optionally followed by "/...". Pure. */
-bool aw_payload_pointer_index(const char *pointer, size_t *index);
-
-/* (id, value) of one resource on a page. */
-struct aw_payload_pair {
-    char *id;    /* owned resource id */
-    char *value; /* owned: profile email / list name; NULL when absent or null */
-};
-
-struct aw_payload_page {
-    struct aw_payload_pair *items; /* owned array */
-    size_t n;
-    char *next_cursor; /* owned page[cursor] of links.next, or NULL on the last page */
-};
-
-/* GET /api/profiles page: (id, attributes.email). */
-enum aw_err aw_payload_parse_profiles_page(const char *body, size_t len,
-                                           struct aw_payload_page *out);
-/* GET /api/lists page: (id, attributes.name). */
-enum aw_err aw_payload_parse_lists_page(const char *body, size_t len, struct aw_payload_page *out);
-void aw_payload_page_clear(struct aw_payload_page *page);
-
-/* data.id of a single-resource document whose data.type is `type` ("list" for POST /api/lists,
- * "profile" for POST /api/profile-import). *id_out is caller-owned; AW_ERR_PROTOCOL otherwise. */
-enum aw_err aw_payload_parse_resource_id(const char *body, size_t len, const char *type,
-                                         char **id_out);
-
-/* page[cursor] value of a links.next URL (percent-decoded), caller-owned; NULL when the URL has
- * none. Pure. */
-char *aw_payload_cursor_from_url(const char *url);
+enum aw_err aw_build_list_name_filter(const char *name, char **out);
 
 #endif

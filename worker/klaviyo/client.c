@@ -104,7 +104,7 @@ bool aw_klaviyo_parse_retry_after(const char *value, uint64_t now_unix_ms, uint6
 void aw_klaviyo_response_clear(struct aw_klaviyo_response *resp)
 {
     free(resp->body);
-    aw_payload_errors_clear(&resp->errors);
+    aw_parse_errors_clear(&resp->errors);
     memset(resp, 0, sizeof *resp);
 }
 
@@ -291,7 +291,7 @@ enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key,
     resp->body = aw_buf_take(&out);
     bool names_records = false;
     if (resp->status >= 400 &&
-        aw_payload_parse_error_doc(resp->body, resp->body_len, &resp->errors) == AW_OK) {
+        aw_parse_error_doc(resp->body, resp->body_len, &resp->errors) == AW_OK) {
         for (size_t i = 0; i < resp->errors.n; i++)
             if (resp->errors.items[i].has_index)
                 names_records = true;

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "worker/klaviyo/payload.h"
+#include "worker/klaviyo/parse.h"
 
 struct aw_klaviyo;
 
@@ -44,13 +44,13 @@ struct aw_klaviyo_response {
     size_t body_len;
     enum aw_klaviyo_action action;
     bool has_retry_after;
-    uint64_t retry_after_ms;         /* from Retry-After (seconds or HTTP date) */
-    long ratelimit_limit;            /* RateLimit-Limit, -1 if absent */
-    long ratelimit_remaining;        /* RateLimit-Remaining, -1 if absent */
-    long ratelimit_reset_s;          /* RateLimit-Reset, -1 if absent */
-    struct aw_payload_errors errors; /* errors[] of a non-2xx JSON body (payload.c's parser);
-                                        `detail` may echo input values: never log it */
-    char transport_error[256];       /* curl's message on transport errors (no secrets, no body) */
+    uint64_t retry_after_ms;       /* from Retry-After (seconds or HTTP date) */
+    long ratelimit_limit;          /* RateLimit-Limit, -1 if absent */
+    long ratelimit_remaining;      /* RateLimit-Remaining, -1 if absent */
+    long ratelimit_reset_s;        /* RateLimit-Reset, -1 if absent */
+    struct aw_parse_errors errors; /* errors[] of a non-2xx JSON body (parse.c); `detail`
+                                      may echo input values: never log it */
+    char transport_error[256];     /* curl's message on transport errors (no secrets, no body) */
 };
 
 /* Creates the client. NULL with the reason in errbuf when the base URL is neither https:// nor
