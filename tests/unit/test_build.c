@@ -7,6 +7,7 @@
 #include "common/mem.h"
 #include "tests/change_builder.h"
 #include "tests/harness.h"
+#include "worker/klaviyo/api.h"
 #include "worker/klaviyo/build.h"
 #include "worker/store/change.h"
 
@@ -99,6 +100,7 @@ static void test_import_invalid_items(void)
 
 static void test_import_limits(void)
 {
+    const struct aw_api_op *op = aw_api_get(AW_API_IMPORT_CREATE);
     enum { N = 10050 };
     struct aw_change *cs = aw_calloc(N, sizeof *cs);
     const struct aw_change **in = aw_calloc(N, sizeof *in);
@@ -112,15 +114,15 @@ static void test_import_limits(void)
     size_t used = 0;
     /* by count: the endpoint maximum of 10,000 */
     AW_CHECK_INT_EQ(aw_build_import(in, N, "L", 0, 0, &body, &used), AW_OK);
-    AW_CHECK_INT_EQ(used, AW_PAYLOAD_IMPORT_MAX_PROFILES);
-    AW_CHECK(body && strlen(body) <= AW_PAYLOAD_IMPORT_MAX_BYTES);
+    AW_CHECK_INT_EQ(used, op->max_items);
+    AW_CHECK(body && strlen(body) <= op->budget_bytes);
     free(body);
     /* caller count below it; larger requests clamp */
     AW_CHECK_INT_EQ(aw_build_import(in, N, "L", 7, 0, &body, &used), AW_OK);
     AW_CHECK_INT_EQ(used, 7);
     free(body);
     AW_CHECK_INT_EQ(aw_build_import(in, N, "L", 20000, 0, &body, &used), AW_OK);
-    AW_CHECK_INT_EQ(used, AW_PAYLOAD_IMPORT_MAX_PROFILES);
+    AW_CHECK_INT_EQ(used, op->max_items);
     free(body);
 
     /* by bytes: each profile here is exactly 74 bytes, the wrapper with list "L" 136 */
@@ -141,7 +143,9 @@ static void test_import_limits(void)
                     AW_ERR_INVALID);
     AW_CHECK_INT_EQ(used, 0);
 
-    /* by bytes at the real 5 MB: big profiles fill a batch to just under the maximum */
+    /* by bytes at the real 5 MB: big profiles fill a batch to just under the budget, which
+     * keeps a margin under the spec's maximum */
+    AW_CHECK(op->budget_bytes < op->max_bytes);
     char *big = aw_malloc(90002);
     big[0] = '"';
     memset(big + 1, 'x', 90000 - 2);
@@ -151,13 +155,22 @@ static void test_import_limits(void)
         aw_test_attr(&cs[i], "properties.blob", big);
     AW_CHECK_INT_EQ(aw_build_import(in, 100, "L", 0, 0, &body, &used), AW_OK);
     AW_CHECK(used > 0 && used < 100);
-    AW_CHECK(strlen(body) <= AW_PAYLOAD_IMPORT_MAX_BYTES);
-    AW_CHECK(strlen(body) + 90100 > AW_PAYLOAD_IMPORT_MAX_BYTES); /* one more would not fit */
+    AW_CHECK(strlen(body) <= op->budget_bytes);
+    AW_CHECK(strlen(body) + 90100 > op->budget_bytes); /* one more would not fit */
     size_t first = used;
     free(body);
-    AW_CHECK_INT_EQ(aw_build_import(in + first, 100 - first, "L", 0, 0, &body, &used), AW_OK);
-    AW_CHECK_INT_EQ(first + used, 100);
-    free(body);
+    /* the rest drains in further full batches, every one under the budget */
+    size_t done = first, batches = 1;
+    while (done < 100 && batches < 10) {
+        AW_CHECK_INT_EQ(aw_build_import(in + done, 100 - done, "L", 0, 0, &body, &used), AW_OK);
+        AW_CHECK(used > 0 && body && strlen(body) <= op->budget_bytes);
+        AW_CHECK(done + used == 100 || used == first); /* same-sized profiles: same count */
+        done += used ? used : 100;
+        batches++;
+        free(body);
+    }
+    AW_CHECK_INT_EQ(done, 100);
+    AW_CHECK_INT_EQ(batches, (100 + first - 1) / first);
     /* one profile over the per-profile 100 KB limit is refused on its own */
     big = aw_realloc(big, 100102);
     memset(big + 1, 'y', 100100 - 2);
@@ -246,12 +259,12 @@ static void test_subscriptions(void)
     for (size_t i = 0; i < M; i++)
         many[i] = &d;
     AW_CHECK_INT_EQ(aw_build_unsubscribe(many, M, 0, &body, &used), AW_OK);
-    AW_CHECK_INT_EQ(used, AW_PAYLOAD_UNSUBSCRIBE_MAX_PROFILES);
+    AW_CHECK_INT_EQ(used, aw_api_get(AW_API_UNSUBSCRIBE)->max_items);
     free(body);
     for (size_t i = 0; i < M; i++)
         many[i] = &b;
     AW_CHECK_INT_EQ(aw_build_subscribe(many, M, 0, &body, &used), AW_OK);
-    AW_CHECK_INT_EQ(used, AW_PAYLOAD_SUBSCRIBE_MAX_PROFILES);
+    AW_CHECK_INT_EQ(used, aw_api_get(AW_API_SUBSCRIBE)->max_items);
     free(body);
     AW_CHECK_INT_EQ(aw_build_subscribe(many, M, 3, &body, &used), AW_OK);
     AW_CHECK_INT_EQ(used, 3);
@@ -279,7 +292,7 @@ static void test_lists_and_filters(void)
     for (size_t i = 0; i < 1500; i++)
         many[i] = "P";
     AW_CHECK_INT_EQ(aw_build_list_members(many, 1500, 0, &body, &used), AW_OK);
-    AW_CHECK_INT_EQ(used, AW_PAYLOAD_LIST_MEMBERS_MAX);
+    AW_CHECK_INT_EQ(used, aw_api_get(AW_API_LIST_REMOVE_PROFILES)->max_items);
     free(body);
 
     AW_CHECK_INT_EQ(aw_build_create_list("My \"List\" \\ 1", &body), AW_OK);
@@ -304,7 +317,7 @@ static void test_lists_and_filters(void)
     for (size_t i = 0; i < 1500; i++)
         many[i] = "a@x.io";
     AW_CHECK_INT_EQ(aw_build_email_filter(many, 1500, 0, 0, &body, &used), AW_OK);
-    AW_CHECK_INT_EQ(used, AW_PAYLOAD_FILTER_MAX_VALUES);
+    AW_CHECK_INT_EQ(used, aw_api_get(AW_API_GET_PROFILES)->filter_max_values);
     free(body);
     free(many);
     const char *ctl[1] = {"a\nb@x.io"};

@@ -18,7 +18,6 @@
 #include <strings.h>
 
 #include "common/backoff.h"
-#include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -26,6 +25,7 @@
 #include "worker/flush/ratelimit.h"
 #include "worker/ingest/account.h"
 #include "worker/ingest/consumer.h"
+#include "worker/klaviyo/api.h"
 #include "worker/klaviyo/build.h"
 #include "worker/klaviyo/client.h"
 #include "worker/klaviyo/parse.h"
@@ -41,7 +41,6 @@
 #define DUE_SCAN_MAX 512u     /* audiences listed per scan of the due index */
 #define MAX_JOBS 512u         /* audiences worked at once */
 #define DLQ_TIMEOUT_MS 10000
-#define FILTER_MAX_BYTES 6000u /* any(email,[...]) text per lookup (bounds the URL) */
 #define ID_CACHE_BUCKETS 4096u
 #define ID_CACHE_MAX 100000u /* email -> profile id entries kept (then cleared) */
 #define RATE_SCALE_PCT 90u   /* headroom under Klaviyo's published limits */
@@ -210,23 +209,6 @@ struct aw_flusher {
 };
 
 /* ---- Small helpers -------------------------------------------------------------------------- */
-
-/* Percent-encodes everything but RFC 3986 unreserved characters (the simulator form-decodes
- * '+', and Klaviyo filters contain quotes, commas and brackets). */
-static void url_encode(struct aw_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            char ch = (char)*p;
-            (void)aw_buf_append(b, &ch, 1);
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            (void)aw_buf_append(b, e, 3);
-        }
-    }
-}
 
 static void free_secret(char *p)
 {
@@ -502,10 +484,11 @@ enum sent { SENT = 0, NOT_SENT };
 /* Sends one request for j unless the lease is gone, the account is paused or has no key, or
  * the rate limit says wait (then j->next_at is set and NOT_SENT returned). resp is always
  * initialised. */
-static enum sent send_req(struct aw_flusher *f, struct job *j, struct aw_ratelimit_tier tier,
-                          enum aw_klaviyo_method m, const char *path, const char *body,
-                          struct aw_klaviyo_response *resp)
+static enum sent send_req(struct aw_flusher *f, struct job *j, enum aw_api_endpoint ep,
+                          const char *path, const char *body, struct aw_klaviyo_response *resp)
 {
+    const struct aw_api_op *op = aw_api_get(ep);
+    struct aw_ratelimit_tier tier = {op->burst_per_s, op->steady_per_min};
     memset(resp, 0, sizeof *resp);
     uint64_t now = now_ms();
     if (!aw_leader_is_held(&f->leader, now)) {
@@ -532,7 +515,8 @@ static enum sent send_req(struct aw_flusher *f, struct job *j, struct aw_ratelim
         return NOT_SENT;
     }
     aw_metrics_add(AW_M_KLAVIYO_REQUESTS, 1);
-    (void)aw_klaviyo_request(f->k, a->api_key, m, path, body, body ? strlen(body) : 0, resp);
+    (void)aw_klaviyo_request(f->k, a->api_key, op->method, path, body, body ? strlen(body) : 0,
+                             resp);
     if (resp->status == 429)
         aw_metrics_add(AW_M_KLAVIYO_RATE_LIMITED, 1);
     if (resp->status == 0 || resp->status >= 500)
@@ -614,8 +598,9 @@ static void categorize(struct job *j)
 /* Returns true when the job is finished (removed by the caller). */
 static bool step_take(struct aw_flusher *f, struct job *j)
 {
-    enum aw_err e = aw_store_flush_take(f->store, j->acct_id, j->aud_id, f->leader.epoch,
-                                        AW_PAYLOAD_IMPORT_MAX_PROFILES, aw_clock_unix_ms(), &j->t);
+    enum aw_err e =
+        aw_store_flush_take(f->store, j->acct_id, j->aud_id, f->leader.epoch,
+                            aw_api_get(AW_API_IMPORT_CREATE)->max_items, aw_clock_unix_ms(), &j->t);
     if (e == AW_ERR_NOT_LEADER) {
         AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
                     j->aud_id);
@@ -723,13 +708,18 @@ static void step_list(struct aw_flusher *f, struct job *j)
         after_list(j);
         return;
     }
-    struct aw_buf path;
-    aw_buf_init(&path, 0);
-    (void)aw_buf_append_str(&path, "/api/lists?filter=");
-    url_encode(&path, filter);
+    char *path = NULL;
+    struct aw_api_query q = {.filter = filter};
+    enum aw_err pe = aw_api_path_build(AW_API_GET_LISTS, NULL, &q, &path);
     free(filter);
+    if (pe != AW_OK) {
+        drop_list_work(f, j, "invalid_list_name", NULL);
+        free(name);
+        after_list(j);
+        return;
+    }
     struct aw_klaviyo_response r;
-    if (send_req(f, j, AW_RATELIMIT_TIER_L, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
+    if (send_req(f, j, AW_API_GET_LISTS, path, NULL, &r) == SENT &&
         !handle_common(f, j, "list_find", &r)) {
         struct aw_parse_page page;
         memset(&page, 0, sizeof page);
@@ -756,7 +746,7 @@ static void step_list(struct aw_flusher *f, struct job *j)
         aw_parse_page_clear(&page);
     }
     aw_klaviyo_response_clear(&r);
-    aw_buf_free(&path);
+    free(path);
     free(name);
 }
 
@@ -775,16 +765,19 @@ static void step_list_create(struct aw_flusher *f, struct job *j)
         aw_store_account_count_list_create(f->store, j->acct_id, aw_clock_unix_ms(), 1, &count);
     if (e != AW_OK) {
         retry_later(j, "list_create_count", aw_store_errstr(f->store));
-    } else if (count > (int64_t)AW_KLAVIYO_RL_CREATE_LIST_DAILY) {
+    } else if (count > (int64_t)aw_api_get(AW_API_CREATE_LIST)->daily) {
         AW_LOG_WARN(MOD, "daily list creation limit reached; waiting",
                     "account=%s audience=%s "
                     "limit=%u",
-                    j->acct_id, j->aud_id, AW_KLAVIYO_RL_CREATE_LIST_DAILY);
+                    j->acct_id, j->aud_id, (unsigned)aw_api_get(AW_API_CREATE_LIST)->daily);
         j->next_at = now_ms() + 3600000u; /* the counter is per UTC day */
     } else {
         struct aw_klaviyo_response r;
-        enum sent sent =
-            send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_POST, "/api/lists", body, &r);
+        char *path = NULL;
+        enum aw_err pe = aw_api_path_build(AW_API_CREATE_LIST, NULL, NULL, &path);
+        AW_ASSERT(pe == AW_OK); /* fixed template, non-empty id */
+        enum sent sent = send_req(f, j, AW_API_CREATE_LIST, path, body, &r);
+        free(path);
         if (sent != SENT) {
             /* Not sent (rate limit, pause, lease): give the day's slot back. A failure here only
              * over-counts, the safe direction. */
@@ -864,27 +857,25 @@ static void step_send(struct aw_flusher *f, struct job *j)
     char *body = NULL;
     size_t consumed = 0;
     enum aw_err e;
-    const char *path;
-    struct aw_ratelimit_tier tier = AW_RATELIMIT_TIER_L;
+    enum aw_api_endpoint ep;
     switch (c) {
     case CAT_ADD:
     case CAT_UPD:
         e = aw_build_import(arr, m, c == CAT_ADD ? j->list_id : NULL, 0, 0, &body, &consumed);
-        path = "/api/profile-bulk-import-jobs";
-        tier = AW_RATELIMIT_TIER_M;
+        ep = AW_API_IMPORT_CREATE;
         break;
     case CAT_UNSET:
         e = aw_build_profile_import(arr[0], &body);
         consumed = e == AW_OK ? 1 : 0;
-        path = "/api/profile-import";
+        ep = AW_API_PROFILE_IMPORT;
         break;
     case CAT_SUB:
         e = aw_build_subscribe(arr, m, 0, &body, &consumed);
-        path = "/api/profile-subscription-bulk-create-jobs";
+        ep = AW_API_SUBSCRIBE;
         break;
     default:
         e = aw_build_unsubscribe(arr, m, 0, &body, &consumed);
-        path = "/api/profile-subscription-bulk-delete-jobs";
+        ep = AW_API_UNSUBSCRIBE;
         break;
     }
     free(arr);
@@ -894,9 +885,11 @@ static void step_send(struct aw_flusher *f, struct job *j)
         j->next_at = now_ms();
         return;
     }
+    char *path = NULL;
+    enum aw_err pe = aw_api_path_build(ep, NULL, NULL, &path);
+    AW_ASSERT(pe == AW_OK); /* fixed template, non-empty id */
     struct aw_klaviyo_response r;
-    if (send_req(f, j, tier, AW_KLAVIYO_POST, path, body, &r) == SENT &&
-        !handle_common(f, j, cat_name[c], &r)) {
+    if (send_req(f, j, ep, path, body, &r) == SENT && !handle_common(f, j, cat_name[c], &r)) {
         j->next_at = now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
             if (c == CAT_ADD || c == CAT_UPD) {
@@ -931,6 +924,7 @@ static void step_send(struct aw_flusher *f, struct job *j)
         }
     }
     aw_klaviyo_response_clear(&r);
+    free(path);
     free(body);
 }
 
@@ -948,12 +942,13 @@ static void resend_job(struct job *j, const char *why)
 
 static void step_job_poll(struct aw_flusher *f, struct job *j)
 {
-    struct aw_buf path;
-    aw_buf_init(&path, 0);
-    (void)aw_buf_append_str(&path, "/api/profile-bulk-import-jobs/");
-    url_encode(&path, j->job_id);
+    char *path = NULL;
+    if (aw_api_path_build(AW_API_IMPORT_GET_JOB, j->job_id, NULL, &path) != AW_OK) {
+        resend_job(j, "job_id_unusable");
+        return;
+    }
     struct aw_klaviyo_response r;
-    if (send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
+    if (send_req(f, j, AW_API_IMPORT_GET_JOB, path, NULL, &r) == SENT &&
         !handle_common(f, j, "import_job_poll", &r)) {
         struct aw_parse_import_job job;
         memset(&job, 0, sizeof job);
@@ -982,22 +977,20 @@ static void step_job_poll(struct aw_flusher *f, struct job *j)
         aw_parse_import_job_clear(&job);
     }
     aw_klaviyo_response_clear(&r);
-    aw_buf_free(&path);
+    free(path);
 }
 
 static void step_job_errors(struct aw_flusher *f, struct job *j)
 {
-    struct aw_buf path;
-    aw_buf_init(&path, 0);
-    (void)aw_buf_append_str(&path, "/api/profile-bulk-import-jobs/");
-    url_encode(&path, j->job_id);
-    (void)aw_buf_append_str(&path, "/import-errors?page%5Bsize%5D=100");
-    if (j->err_cursor) {
-        (void)aw_buf_append_str(&path, "&page%5Bcursor%5D=");
-        url_encode(&path, j->err_cursor);
+    char *path = NULL;
+    struct aw_api_query q = {.page_size = aw_api_get(AW_API_IMPORT_ERRORS)->page_size_max,
+                             .cursor = j->err_cursor};
+    if (aw_api_path_build(AW_API_IMPORT_ERRORS, j->job_id, &q, &path) != AW_OK) {
+        retry_later(j, "import_errors", "unusable job id or cursor");
+        return;
     }
     struct aw_klaviyo_response r;
-    if (send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
+    if (send_req(f, j, AW_API_IMPORT_ERRORS, path, NULL, &r) == SENT &&
         !handle_common(f, j, "import_errors", &r)) {
         struct aw_parse_errors errs;
         memset(&errs, 0, sizeof errs);
@@ -1026,7 +1019,7 @@ static void step_job_errors(struct aw_flusher *f, struct job *j)
         aw_parse_errors_clear(&errs);
     }
     aw_klaviyo_response_clear(&r);
-    aw_buf_free(&path);
+    free(path);
 }
 
 static void step_lookup(struct aw_flusher *f, struct job *j)
@@ -1062,7 +1055,7 @@ static void step_lookup(struct aw_flusher *f, struct job *j)
     }
     char *filter = NULL;
     size_t consumed = 0;
-    enum aw_err e = aw_build_email_filter(emails, ne, 0, FILTER_MAX_BYTES, &filter, &consumed);
+    enum aw_err e = aw_build_email_filter(emails, ne, 0, 0, &filter, &consumed);
     free(emails);
     if (e != AW_OK || consumed == 0) {
         dead_letter(f, j, j->job_items[0], "unsendable", NULL, NULL, NULL);
@@ -1070,14 +1063,14 @@ static void step_lookup(struct aw_flusher *f, struct job *j)
         j->next_at = now_ms();
         return;
     }
-    struct aw_buf path;
-    aw_buf_init(&path, 0);
-    (void)aw_buf_append_str(&path, "/api/profiles?filter=");
-    url_encode(&path, filter);
-    (void)aw_buf_append_str(&path, "&page%5Bsize%5D=100");
+    char *path = NULL;
+    struct aw_api_query q = {.filter = filter,
+                             .page_size = aw_api_get(AW_API_GET_PROFILES)->page_size_max};
+    enum aw_err pe = aw_api_path_build(AW_API_GET_PROFILES, NULL, &q, &path);
+    AW_ASSERT(pe == AW_OK); /* fixed template, non-empty id */
     free(filter);
     struct aw_klaviyo_response r;
-    if (send_req(f, j, AW_RATELIMIT_TIER_L, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
+    if (send_req(f, j, AW_API_GET_PROFILES, path, NULL, &r) == SENT &&
         !handle_common(f, j, "profile_lookup", &r)) {
         struct aw_parse_page page;
         memset(&page, 0, sizeof page);
@@ -1110,7 +1103,7 @@ static void step_lookup(struct aw_flusher *f, struct job *j)
         aw_parse_page_clear(&page);
     }
     aw_klaviyo_response_clear(&r);
-    aw_buf_free(&path);
+    free(path);
 }
 
 static void step_remove(struct aw_flusher *f, struct job *j)
@@ -1138,13 +1131,11 @@ static void step_remove(struct aw_flusher *f, struct job *j)
         j->next_at = now_ms();
         return;
     }
-    struct aw_buf path;
-    aw_buf_init(&path, 0);
-    (void)aw_buf_append_str(&path, "/api/lists/");
-    url_encode(&path, j->list_id);
-    (void)aw_buf_append_str(&path, "/relationships/profiles");
+    char *path = NULL;
+    enum aw_err pe = aw_api_path_build(AW_API_LIST_REMOVE_PROFILES, j->list_id, NULL, &path);
+    AW_ASSERT(pe == AW_OK); /* fixed template, non-empty id */
     struct aw_klaviyo_response r;
-    if (send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_DELETE, path.data, body, &r) == SENT &&
+    if (send_req(f, j, AW_API_LIST_REMOVE_PROFILES, path, body, &r) == SENT &&
         !handle_common(f, j, "remove", &r)) {
         j->next_at = now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
@@ -1162,7 +1153,7 @@ static void step_remove(struct aw_flusher *f, struct job *j)
         }
     }
     aw_klaviyo_response_clear(&r);
-    aw_buf_free(&path);
+    free(path);
     free(body);
 }
 

@@ -13,6 +13,7 @@
 
 #include "common/buf.h"
 #include "common/mem.h"
+#include "worker/klaviyo/api.h"
 #include "worker/store/change.h"
 
 #define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
@@ -369,9 +370,9 @@ enum aw_err aw_build_import(const struct aw_change *const *changes, size_t n, co
     enum aw_err err = build_batch(
         "{\"data\":{\"type\":\"profile-bulk-import-job\",\"attributes\":{\"profiles\":{\"data\":[",
         suffix.data, (const void *const *)changes, n, import_profile,
-        clamp_limit(max_items, AW_PAYLOAD_IMPORT_MAX_PROFILES),
-        clamp_limit(max_bytes, AW_PAYLOAD_IMPORT_MAX_BYTES), AW_PAYLOAD_IMPORT_MAX_PROFILE_BYTES,
-        out, consumed);
+        clamp_limit(max_items, aw_api_get(AW_API_IMPORT_CREATE)->max_items),
+        clamp_limit(max_bytes, aw_api_get(AW_API_IMPORT_CREATE)->budget_bytes),
+        aw_api_get(AW_API_IMPORT_CREATE)->max_item_bytes, out, consumed);
     aw_buf_free(&suffix);
     return err;
 }
@@ -436,7 +437,7 @@ enum aw_err aw_build_profile_import(const struct aw_change *c, char **out)
     char *txt = dump_take(doc);
     if (!txt)
         return AW_ERR_FATAL;
-    if (strlen(txt) > AW_PAYLOAD_PROFILE_IMPORT_MAX_BYTES) {
+    if (strlen(txt) > aw_api_get(AW_API_PROFILE_IMPORT)->budget_bytes) {
         free(txt);
         return AW_ERR_INVALID;
     }
@@ -594,9 +595,10 @@ enum aw_err aw_build_subscribe(const struct aw_change *const *changes, size_t n,
         (void)aw_buf_append(&prefix, ",", 1);
     }
     (void)aw_buf_append_str(&prefix, "\"historical_import\":true,\"profiles\":{\"data\":[");
-    enum aw_err err = build_batch(
-        prefix.data, "]}}}}", (const void *const *)changes, run, subscribe_profile,
-        clamp_limit(max_items, AW_PAYLOAD_SUBSCRIBE_MAX_PROFILES), (size_t)-1, 0, out, consumed);
+    enum aw_err err =
+        build_batch(prefix.data, "]}}}}", (const void *const *)changes, run, subscribe_profile,
+                    clamp_limit(max_items, aw_api_get(AW_API_SUBSCRIBE)->max_items), (size_t)-1, 0,
+                    out, consumed);
     aw_buf_free(&prefix);
     return err;
 }
@@ -608,8 +610,8 @@ enum aw_err aw_build_unsubscribe(const struct aw_change *const *changes, size_t 
     return build_batch("{\"data\":{\"type\":\"profile-subscription-bulk-delete-job\","
                        "\"attributes\":{\"profiles\":{\"data\":[",
                        "]}}}}", (const void *const *)changes, n, unsubscribe_profile,
-                       clamp_limit(max_items, AW_PAYLOAD_UNSUBSCRIBE_MAX_PROFILES), (size_t)-1, 0,
-                       out, consumed);
+                       clamp_limit(max_items, aw_api_get(AW_API_UNSUBSCRIBE)->max_items),
+                       (size_t)-1, 0, out, consumed);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -633,8 +635,8 @@ enum aw_err aw_build_list_members(const char *const *profile_ids, size_t n, size
 {
     AW_ASSERT(out != NULL && consumed != NULL);
     return build_batch("{\"data\":[", "]}", (const void *const *)profile_ids, n, member_item,
-                       clamp_limit(max_items, AW_PAYLOAD_LIST_MEMBERS_MAX), (size_t)-1, 0, out,
-                       consumed);
+                       clamp_limit(max_items, aw_api_get(AW_API_LIST_ADD_PROFILES)->max_items),
+                       (size_t)-1, 0, out, consumed);
 }
 
 enum aw_err aw_build_create_list(const char *name, char **out)
@@ -688,8 +690,9 @@ enum aw_err aw_build_email_filter(const char *const *emails, size_t n, size_t ma
 {
     AW_ASSERT(out != NULL && consumed != NULL);
     return build_batch("any(email,[", "])", (const void *const *)emails, n, filter_item,
-                       clamp_limit(max_items, AW_PAYLOAD_FILTER_MAX_VALUES),
-                       max_bytes ? max_bytes : (size_t)-1, 0, out, consumed);
+                       clamp_limit(max_items, aw_api_get(AW_API_GET_PROFILES)->filter_max_values),
+                       clamp_limit(max_bytes, aw_api_get(AW_API_GET_PROFILES)->filter_max_bytes), 0,
+                       out, consumed);
 }
 
 enum aw_err aw_build_list_name_filter(const char *name, char **out)

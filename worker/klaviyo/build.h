@@ -21,52 +21,10 @@
 
 struct aw_change;
 
-/* ---- Revision and endpoint limits (from the operation descriptions in the spec) ---------- */
-
-#define AW_KLAVIYO_API_REVISION "2026-07-15"
-
-/* POST /api/profile-bulk-import-jobs: "Accepts up to 10,000 profiles per request. The maximum
- * allowed payload size is 5MB. The maximum allowed payload size per-profile is 100KB." MB/KB
- * are taken as decimal units (the smaller reading), so we stay under either. */
-#define AW_PAYLOAD_IMPORT_MAX_PROFILES 10000u
-#define AW_PAYLOAD_IMPORT_MAX_BYTES 5000000u
-#define AW_PAYLOAD_IMPORT_MAX_PROFILE_BYTES 100000u
-/* POST/DELETE /api/lists/{id}/relationships/profiles: "a maximum of 1000 profiles per call". */
-#define AW_PAYLOAD_LIST_MEMBERS_MAX 1000u
-/* POST /api/profile-subscription-bulk-create-jobs: "Maximum number of profiles ...: 1000". */
-#define AW_PAYLOAD_SUBSCRIBE_MAX_PROFILES 1000u
-/* POST /api/profile-subscription-bulk-delete-jobs: "Maximum number of profiles per call: 100". */
-#define AW_PAYLOAD_UNSUBSCRIBE_MAX_PROFILES 100u
-/* POST /api/profile-import (Create or Update Profile): "maximum allowed payload size is 100KB". */
-#define AW_PAYLOAD_PROFILE_IMPORT_MAX_BYTES 100000u
-/* GET /api/profiles filter any(email,[...]): values per call (DESIGN.md §5; not stated in the
- * spec). Equal to the page[size] maximum (100) of GET /api/profiles, so one page answers it. */
-#define AW_PAYLOAD_FILTER_MAX_VALUES 100u
-/* page[size] maxima from the spec: GET /api/profiles and import-errors 100, GET /api/lists 10. */
-#define AW_PAYLOAD_PROFILES_PAGE_MAX 100u
-#define AW_PAYLOAD_IMPORT_ERRORS_PAGE_MAX 100u
-#define AW_PAYLOAD_LISTS_PAGE_MAX 10u
-
-/* x-klaviyo-ratelimit of each operation: burst per second, steady per minute (daily if any). */
-#define AW_KLAVIYO_RL_IMPORT_JOB_BURST_S 10u /* bulk import create, get job, import-errors */
-#define AW_KLAVIYO_RL_IMPORT_JOB_STEADY_M 150u
-#define AW_KLAVIYO_RL_LIST_MEMBERS_BURST_S 10u /* add/remove profiles to/from a list */
-#define AW_KLAVIYO_RL_LIST_MEMBERS_STEADY_M 150u
-#define AW_KLAVIYO_RL_SUBSCRIPTION_BURST_S 75u /* bulk subscribe and bulk unsubscribe jobs */
-#define AW_KLAVIYO_RL_SUBSCRIPTION_STEADY_M 750u
-#define AW_KLAVIYO_RL_CREATE_LIST_BURST_S 10u /* POST /api/lists */
-#define AW_KLAVIYO_RL_CREATE_LIST_STEADY_M 150u
-#define AW_KLAVIYO_RL_CREATE_LIST_DAILY 150u
-#define AW_KLAVIYO_RL_GET_PROFILES_BURST_S 75u /* GET /api/profiles (no predictive fields) */
-#define AW_KLAVIYO_RL_GET_PROFILES_STEADY_M 750u
-#define AW_KLAVIYO_RL_GET_LISTS_BURST_S 75u /* GET /api/lists */
-#define AW_KLAVIYO_RL_GET_LISTS_STEADY_M 750u
-#define AW_KLAVIYO_RL_PROFILE_IMPORT_BURST_S 75u /* POST /api/profile-import */
-#define AW_KLAVIYO_RL_PROFILE_IMPORT_STEADY_M 750u
-
-/* ---- Request bodies ------------------------------------------------------------------------
- * All builders write a caller-owned NUL-terminated compact JSON body into *out (free()), or NULL
- * on error. max_items / max_bytes: 0 = the endpoint maximum; larger values are clamped to it. */
+/* All builders write a caller-owned NUL-terminated compact JSON body (or filter text) into *out
+ * (free()), or NULL on error. Limits come from the operation's row of the API table (api.h):
+ * max_items / max_bytes 0 = that maximum; larger values are clamped to it. Body byte limits
+ * are filled up to the row's budget_bytes (a margin under the spec's maximum). */
 
 /* POST /api/profile-bulk-import-jobs. One profile per change (add or attribute_update): email,
  * phone_number, external_id, mapped attributes (first_name, location.*, ...; non-string values
@@ -75,7 +33,7 @@ struct aw_change;
  * omits it (attribute updates: membership unchanged). Deletes of non-property attributes cannot
  * be expressed here (the bulk job ignores nulls): see aw_build_needs_profile_import.
  * Errors: AW_ERR_INVALID as in the batch contract (unknown attribute path, value that is not
- * JSON, profile over 100 KB, text that is not UTF-8). */
+ * JSON, profile over the row's max_item_bytes, text that is not UTF-8). */
 enum aw_err aw_build_import(const struct aw_change *const *changes, size_t n, const char *list_id,
                             size_t max_items, size_t max_bytes, char **out, size_t *consumed);
 
@@ -86,7 +44,7 @@ bool aw_build_needs_profile_import(const struct aw_change *c);
 /* POST /api/profile-import (Create or Update Profile; null clears a field). Body holds the email
  * and, set to null, every non-property attribute *c unsets (nothing else, so it commutes with
  * the bulk import of the same change). AW_ERR_INVALID when c unsets no such attribute, or the
- * body would exceed AW_PAYLOAD_PROFILE_IMPORT_MAX_BYTES. */
+ * body would exceed the operation's budget_bytes. */
 enum aw_err aw_build_profile_import(const struct aw_change *c, char **out);
 
 /* True when *c has a consent with subscribe=true that can be sent (SMS needs phone_e164). */
@@ -119,11 +77,11 @@ enum aw_err aw_build_list_members(const char *const *profile_ids, size_t n, size
  * name is NULL, empty or not UTF-8. */
 enum aw_err aw_build_create_list(const char *name, char **out);
 
-/* Filter for GET /api/profiles: any(email,["a","b",...]) -- values double-quoted, `\` and `"`
- * backslash-escaped. The caller percent-encodes the whole value into the query string.
- * max_items 0 = AW_PAYLOAD_FILTER_MAX_VALUES; max_bytes 0 = no byte limit (else the filter
- * text length, to bound the URL). Batch contract; AW_ERR_INVALID for an empty/NULL email, a
- * control character or bad UTF-8. */
+/* Filter for GET /api/profiles: any(email,["a","b",...]) -- Klaviyo filter syntax, not JSON:
+ * values double-quoted, `\` and `"` backslash-escaped. aw_api_path_build percent-encodes it
+ * into the query string. max_items 0 = the row's filter_max_values; max_bytes 0 = its
+ * filter_max_bytes (the filter text length, to bound the URL). Batch contract; AW_ERR_INVALID
+ * for an empty/NULL email, a control character or bad UTF-8. */
 enum aw_err aw_build_email_filter(const char *const *emails, size_t n, size_t max_items,
                                   size_t max_bytes, char **out, size_t *consumed);
 
