@@ -71,6 +71,44 @@ static void test_import_exact(void)
     aw_change_clear(&b);
 }
 
+/* Reals: 15 significant digits when they reproduce the value, else 17; one body has one
+ * precision, and the byte limits stay exact across the switch. */
+static void test_import_numbers(void)
+{
+    struct aw_change typed, computed;
+    base(&typed, "t@x.io");
+    aw_test_attr(&typed, "location.latitude", "50.94");
+    aw_test_attr(&typed, "properties.n", "12.5");
+    base(&computed, "c@x.io");
+    aw_test_attr(&computed, "properties.n", "0.30000000000000004"); /* 0.1 + 0.2 */
+    const struct aw_change *in[2] = {&typed, &computed};
+    char *body = NULL;
+    size_t used = 0;
+    AW_CHECK_INT_EQ(aw_build_import(in, 1, NULL, 0, 0, &body, &used), AW_OK);
+    AW_CHECK(body && strstr(body, "\"latitude\":50.94}") && strstr(body, "\"n\":12.5}"));
+    free(body);
+    AW_CHECK_INT_EQ(aw_build_import(in + 1, 1, NULL, 0, 0, &body, &used), AW_OK);
+    AW_CHECK(body && strstr(body, "\"n\":0.30000000000000004}"));
+    free(body);
+    /* both in one body: 17 digits for every real, still the same numbers */
+    AW_CHECK_INT_EQ(aw_build_import(in, 2, NULL, 0, 0, &body, &used), AW_OK);
+    AW_CHECK_INT_EQ(used, 2);
+    AW_CHECK(body && strstr(body, "0.30000000000000004") && !strstr(body, "50.94}"));
+    size_t both = body ? strlen(body) : 0;
+    free(body);
+    /* the limit that holds both exactly keeps both; one byte less keeps the first, short */
+    AW_CHECK_INT_EQ(aw_build_import(in, 2, NULL, 0, both, &body, &used), AW_OK);
+    AW_CHECK_INT_EQ(used, 2);
+    AW_CHECK_INT_EQ(body ? strlen(body) : 0, both);
+    free(body);
+    AW_CHECK_INT_EQ(aw_build_import(in, 2, NULL, 0, both - 1, &body, &used), AW_OK);
+    AW_CHECK_INT_EQ(used, 1);
+    AW_CHECK(body && strstr(body, "\"latitude\":50.94}"));
+    free(body);
+    aw_change_clear(&typed);
+    aw_change_clear(&computed);
+}
+
 static void test_import_invalid_items(void)
 {
     struct aw_change good, unknown, notjson;
@@ -332,6 +370,7 @@ static void test_lists_and_filters(void)
 int main(void)
 {
     test_import_exact();
+    test_import_numbers();
     test_import_invalid_items();
     test_import_limits();
     test_subscriptions();

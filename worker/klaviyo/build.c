@@ -1,9 +1,17 @@
 /* build.c -- Klaviyo request bodies and filter strings (see build.h).
  *
- * Batch bodies are assembled as text: a fixed prefix, the items (each serialised by jansson on
- * its own) joined by commas, and a fixed suffix. That way the exact byte size is known while
- * filling a batch, so the builder can stop just before a limit instead of dumping and retrying.
- * jansson keeps object members in insertion order, so bodies are deterministic. */
+ * Bodies are jansson trees dumped once with JSON_COMPACT (jansson keeps object members in
+ * insertion order, so bodies are deterministic). A batch builder keeps its limits exact
+ * without dumping and retrying: it measures each item's compact text once (json_dumps), and
+ * the body's size is the size of its wrapper with an empty array plus the items plus one comma
+ * between two items -- which is what the final dump produces, asserted.
+ *
+ * Numbers: a real is written with 15 significant digits when that reproduces it (what a sender
+ * typed: 50.94, not 50.939999999999998), else with 17 (exact). One dump has one precision, so
+ * a body uses 17 digits as soon as one of its items needs them; an item is measured at both.
+ *
+ * Filters (any(email,[...]), equals(name,"...")) are Klaviyo filter syntax, not JSON: one
+ * quoting function, filter_quote(). */
 #include "worker/klaviyo/build.h"
 
 #include <jansson.h>
@@ -16,7 +24,8 @@
 #include "worker/klaviyo/api.h"
 #include "worker/store/change.h"
 
-#define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
+#define DUMP_SHORT (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
+#define DUMP_EXACT (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
 
 /* ---------------------------------------------------------------------------------------- */
 /* small helpers */
@@ -26,6 +35,8 @@ static size_t clamp_limit(size_t requested, size_t endpoint_max)
     return (requested == 0 || requested > endpoint_max) ? endpoint_max : requested;
 }
 
+/* For text that is not JSON (filters, attribute paths checked before use as object keys):
+ * jansson checks what becomes a JSON string itself. */
 static bool utf8_valid(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -55,12 +66,11 @@ static bool utf8_valid(const char *s)
     return true;
 }
 
-/* json_string for text we checked; NULL means bad UTF-8 (callers map it to AW_ERR_INVALID). */
+/* A JSON string of s; NULL for NULL or text that is not UTF-8 (json_string refuses it), which
+ * callers map to AW_ERR_INVALID. */
 static json_t *jstr(const char *s)
 {
-    if (!s || !utf8_valid(s))
-        return NULL;
-    return json_string(s);
+    return s ? json_string(s) : NULL;
 }
 
 /* Serialises v (stolen) compactly; NULL when v is NULL or on allocation failure. */
@@ -68,91 +78,125 @@ static char *dump_take(json_t *v)
 {
     if (!v)
         return NULL;
-    char *s = json_dumps(v, DUMP_FLAGS);
+    char *s = json_dumps(v, DUMP_SHORT);
     json_decref(v);
     return s;
 }
 
-/* Serialises v (stolen) with the shortest real precision that reproduces it: 15 significant
- * digits give back what a sender typed (50.94, not 50.939999999999998) and are used whenever
- * they round-trip; otherwise the exact 17. */
+/* True when the compact text of v at 15 significant digits reads back as v (false: v holds a
+ * real that needs 17). */
+static bool short_reproduces(const json_t *v, const char *short_text)
+{
+    json_error_t jerr;
+    json_t *back = json_loads(short_text, JSON_DECODE_ANY, &jerr);
+    bool same = back && json_equal(back, v);
+    json_decref(back);
+    return same;
+}
+
+/* The text of a JSON value v (stolen) for a string field: the shortest precision that
+ * reproduces it. */
 static char *dump_exact_take(json_t *v)
 {
     if (!v)
         return NULL;
-    char *s = json_dumps(v, DUMP_FLAGS | JSON_REAL_PRECISION(15));
-    if (s) {
-        json_error_t jerr;
-        json_t *back = json_loads(s, JSON_DECODE_ANY, &jerr);
-        bool same = back && json_equal(back, v);
-        json_decref(back);
-        if (!same) {
-            free(s);
-            s = json_dumps(v, DUMP_FLAGS);
-        }
+    char *s = json_dumps(v, DUMP_SHORT);
+    if (s && !short_reproduces(v, s)) {
+        free(s);
+        s = json_dumps(v, DUMP_EXACT);
     }
     json_decref(v);
     return s;
 }
 
-/* Appends s as a JSON string literal. AW_ERR_INVALID when s is NULL or not UTF-8. */
-static enum aw_err append_json_str(struct aw_buf *b, const char *s)
+/* Sizes of one item's compact text at both precisions. */
+struct measured {
+    size_t short_len, exact_len;
+    bool needs_exact; /* the 15-digit text does not reproduce the item */
+};
+
+/* false on allocation failure. */
+static bool measure(const json_t *v, struct measured *m)
 {
-    json_t *js = jstr(s);
-    if (!js)
-        return AW_ERR_INVALID;
-    char *txt = dump_take(js);
-    if (!txt)
-        return AW_ERR_FATAL;
-    (void)aw_buf_append_str(b, txt);
-    free(txt);
-    return AW_OK;
+    char *s = json_dumps(v, DUMP_SHORT);
+    char *x = json_dumps(v, DUMP_EXACT);
+    bool ok = s && x;
+    if (ok) {
+        m->short_len = strlen(s);
+        m->exact_len = strlen(x);
+        /* the texts differ only where reals print differently */
+        m->needs_exact = strcmp(s, x) != 0 && !short_reproduces(v, s);
+    }
+    free(s);
+    free(x);
+    return ok;
 }
 
-/* Item serialiser of a batch: writes the item's JSON text to *text (free()). */
-typedef enum aw_err (*item_fn)(const void *item, char **text);
+/* Item builder of a batch: a new JSON value for one input item into *out. */
+typedef enum aw_err (*item_fn)(const void *item, json_t **out);
 
-/* The shared batch loop (see the contract in build.h). items[i] is passed to fn. */
-static enum aw_err build_batch(const char *prefix, const char *suffix, const void *const *items,
-                               size_t n, item_fn fn, size_t max_items, size_t max_bytes,
-                               size_t max_item_bytes, char **out, size_t *consumed)
+struct batch_limits {
+    size_t max_items;
+    size_t max_bytes;      /* whole body */
+    size_t max_item_bytes; /* one item's text; 0 = none */
+};
+
+/* The shared batch loop (see the contract in build.h). doc is the whole body (stolen) holding
+ * arr, an empty array that receives the items (borrowed from doc); items[i] is passed to fn. */
+static enum aw_err build_batch(json_t *doc, json_t *arr, const void *const *items, size_t n,
+                               item_fn fn, struct batch_limits lim, char **out, size_t *consumed)
 {
     *out = NULL;
     *consumed = 0;
-    if (n == 0 || !items)
+    if (!doc || !arr) {
+        json_decref(doc);
+        return AW_ERR_FATAL;
+    }
+    if (n == 0 || !items) {
+        json_decref(doc);
         return AW_ERR_INVALID;
-    struct aw_buf b;
-    aw_buf_init(&b, 0);
-    (void)aw_buf_append_str(&b, prefix);
-    size_t suffix_len = strlen(suffix);
-    size_t taken = 0;
-    enum aw_err err = AW_OK;
-    for (size_t i = 0; i < n && taken < max_items; i++) {
-        char *text = NULL;
-        err = items[i] ? fn(items[i], &text) : AW_ERR_INVALID;
-        if (err != AW_OK) {
-            free(text);
+    }
+    size_t wrapper = json_dumpb(doc, NULL, 0, DUMP_SHORT); /* no reals: same at 17 */
+    size_t sum_short = 0, sum_exact = 0, taken = 0;
+    bool exact = false; /* some item needs 17 digits */
+    enum aw_err err = wrapper ? AW_OK : AW_ERR_FATAL;
+    for (size_t i = 0; err == AW_OK && i < n && taken < lim.max_items; i++) {
+        json_t *item = NULL;
+        err = items[i] ? fn(items[i], &item) : AW_ERR_INVALID;
+        if (err != AW_OK)
+            break;
+        struct measured m;
+        if (!measure(item, &m)) {
+            json_decref(item);
+            err = AW_ERR_FATAL;
             break;
         }
-        size_t tlen = strlen(text);
-        size_t need = b.len + (taken ? 1 : 0) + tlen + suffix_len;
-        if ((max_item_bytes && tlen > max_item_bytes) || need > max_bytes) {
-            free(text);
+        bool body_exact = exact || m.needs_exact;
+        size_t body = wrapper + taken /* commas */ +
+                      (body_exact ? sum_exact + m.exact_len : sum_short + m.short_len);
+        if ((lim.max_item_bytes && m.exact_len > lim.max_item_bytes) || body > lim.max_bytes) {
+            json_decref(item);
             err = AW_ERR_INVALID;
             break;
         }
-        if (taken)
-            (void)aw_buf_append(&b, ",", 1);
-        (void)aw_buf_append(&b, text, tlen);
-        free(text);
+        if (json_array_append_new(arr, item) != 0) {
+            err = AW_ERR_FATAL;
+            break;
+        }
+        sum_short += m.short_len;
+        sum_exact += m.exact_len;
+        exact = body_exact;
         taken++;
     }
     if (taken == 0 || err == AW_ERR_FATAL) {
-        aw_buf_free(&b);
+        json_decref(doc);
         return err == AW_OK ? AW_ERR_INVALID : err;
     }
-    (void)aw_buf_append_str(&b, suffix);
-    *out = aw_buf_take(&b);
+    *out = json_dumps(doc, exact ? DUMP_EXACT : DUMP_SHORT);
+    json_decref(doc);
+    if (!*out)
+        return AW_ERR_FATAL;
+    AW_ASSERT(strlen(*out) == wrapper + taken - 1 + (exact ? sum_exact : sum_short));
     *consumed = taken;
     return AW_OK;
 }
@@ -256,11 +300,11 @@ static json_t *get_or_add_object(json_t *parent, const char *key)
     return o;
 }
 
-/* Profile object for the bulk import. */
-static enum aw_err import_profile(const void *item, char **text)
+/* Profile resource object for the bulk import. */
+static enum aw_err import_profile(const void *item, json_t **out)
 {
     const struct aw_change *c = item;
-    *text = NULL;
+    *out = NULL;
     if (!c->email || !c->email[0])
         return AW_ERR_INVALID;
     json_t *prof = json_object();
@@ -339,8 +383,8 @@ static enum aw_err import_profile(const void *item, char **text)
         json_decref(prof);
         return err;
     }
-    *text = dump_exact_take(prof);
-    return *text ? AW_OK : AW_ERR_FATAL;
+    *out = prof;
+    return AW_OK;
 }
 
 enum aw_err aw_build_import(const struct aw_change *const *changes, size_t n, const char *list_id,
@@ -349,32 +393,34 @@ enum aw_err aw_build_import(const struct aw_change *const *changes, size_t n, co
     AW_ASSERT(out != NULL && consumed != NULL);
     *out = NULL;
     *consumed = 0;
-    struct aw_buf suffix;
-    aw_buf_init(&suffix, 0);
-    (void)aw_buf_append_str(&suffix, "]}}");
+    json_t *rel = NULL;
     if (list_id) {
-        if (!list_id[0]) {
-            aw_buf_free(&suffix);
+        json_t *id = list_id[0] ? jstr(list_id) : NULL;
+        if (!id)
             return AW_ERR_INVALID;
-        }
-        (void)aw_buf_append_str(&suffix, ",\"relationships\":{\"lists\":{\"data\":[{\"type\":"
-                                         "\"list\",\"id\":");
-        enum aw_err err = append_json_str(&suffix, list_id);
-        if (err != AW_OK) {
-            aw_buf_free(&suffix);
-            return err;
-        }
-        (void)aw_buf_append_str(&suffix, "}]}}");
+        rel = json_pack("{s:{s:[{s:s,s:o}]}}", "lists", "data", "type", "list", "id", id);
+        if (!rel)
+            return AW_ERR_FATAL;
     }
-    (void)aw_buf_append_str(&suffix, "}}");
-    enum aw_err err = build_batch(
-        "{\"data\":{\"type\":\"profile-bulk-import-job\",\"attributes\":{\"profiles\":{\"data\":[",
-        suffix.data, (const void *const *)changes, n, import_profile,
-        clamp_limit(max_items, aw_api_get(AW_API_IMPORT_CREATE)->max_items),
-        clamp_limit(max_bytes, aw_api_get(AW_API_IMPORT_CREATE)->budget_bytes),
-        aw_api_get(AW_API_IMPORT_CREATE)->max_item_bytes, out, consumed);
-    aw_buf_free(&suffix);
-    return err;
+    json_t *arr = json_array();
+    json_t *doc = arr ? json_pack("{s:{s:s,s:{s:{s:O}}}}", "data", "type",
+                                  "profile-bulk-import-job", "attributes", "profiles", "data", arr)
+                      : NULL;
+    json_decref(arr); /* doc holds it */
+    if (rel) {
+        /* set_new takes rel even when it fails */
+        if (doc && json_object_set_new(json_object_get(doc, "data"), "relationships", rel) != 0) {
+            json_decref(doc);
+            doc = NULL;
+        } else if (!doc) {
+            json_decref(rel);
+        }
+    }
+    const struct aw_api_op *op = aw_api_get(AW_API_IMPORT_CREATE);
+    struct batch_limits lim = {clamp_limit(max_items, op->max_items),
+                               clamp_limit(max_bytes, op->budget_bytes), op->max_item_bytes};
+    return build_batch(doc, arr, (const void *const *)changes, n, import_profile, lim, out,
+                       consumed);
 }
 
 bool aw_build_needs_profile_import(const struct aw_change *c)
@@ -493,9 +539,9 @@ static bool format_rfc3339_ms(uint64_t unix_ms, char *buf, size_t len)
 }
 
 /* Profile object of a subscription job: identifiers and subscriptions.<channel>.marketing. */
-static enum aw_err subscription_profile(const struct aw_change *c, bool subscribe, char **text)
+static enum aw_err subscription_profile(const struct aw_change *c, bool subscribe, json_t **out)
 {
-    *text = NULL;
+    *out = NULL;
     json_t *subs = json_object();
     if (!subs)
         return AW_ERR_FATAL;
@@ -550,18 +596,18 @@ static enum aw_err subscription_profile(const struct aw_change *c, bool subscrib
     if (phone)
         json_object_set_new(attrs, "phone_number", phone);
     json_object_set_new(attrs, "subscriptions", subs);
-    *text = dump_take(json_pack("{s:s,s:o}", "type", "profile", "attributes", attrs));
-    return *text ? AW_OK : AW_ERR_FATAL;
+    *out = json_pack("{s:s,s:o}", "type", "profile", "attributes", attrs);
+    return *out ? AW_OK : AW_ERR_FATAL;
 }
 
-static enum aw_err subscribe_profile(const void *item, char **text)
+static enum aw_err subscribe_profile(const void *item, json_t **out)
 {
-    return subscription_profile(item, true, text);
+    return subscription_profile(item, true, out);
 }
 
-static enum aw_err unsubscribe_profile(const void *item, char **text)
+static enum aw_err unsubscribe_profile(const void *item, json_t **out)
 {
-    return subscription_profile(item, false, text);
+    return subscription_profile(item, false, out);
 }
 
 static bool same_source(const char *a, const char *b)
@@ -581,62 +627,77 @@ enum aw_err aw_build_subscribe(const struct aw_change *const *changes, size_t n,
     size_t run = 1;
     while (run < n && changes[run] && same_source(changes[run]->custom_source, source))
         run++;
-    struct aw_buf prefix;
-    aw_buf_init(&prefix, 0);
-    (void)aw_buf_append_str(&prefix, "{\"data\":{\"type\":\"profile-subscription-bulk-create-job\","
-                                     "\"attributes\":{");
-    if (source) {
-        (void)aw_buf_append_str(&prefix, "\"custom_source\":");
-        enum aw_err err = append_json_str(&prefix, source);
-        if (err != AW_OK) {
-            aw_buf_free(&prefix);
-            return err;
+    json_t *attrs = json_object();
+    json_t *arr = json_array();
+    bool ok = attrs && arr;
+    if (ok && source) {
+        json_t *src = jstr(source);
+        if (!src) {
+            json_decref(attrs);
+            json_decref(arr);
+            return AW_ERR_INVALID;
         }
-        (void)aw_buf_append(&prefix, ",", 1);
+        ok = json_object_set_new(attrs, "custom_source", src) == 0;
     }
-    (void)aw_buf_append_str(&prefix, "\"historical_import\":true,\"profiles\":{\"data\":[");
-    enum aw_err err =
-        build_batch(prefix.data, "]}}}}", (const void *const *)changes, run, subscribe_profile,
-                    clamp_limit(max_items, aw_api_get(AW_API_SUBSCRIBE)->max_items), (size_t)-1, 0,
-                    out, consumed);
-    aw_buf_free(&prefix);
-    return err;
+    ok = ok && json_object_set_new(attrs, "historical_import", json_true()) == 0 &&
+         json_object_set_new(attrs, "profiles", json_pack("{s:O}", "data", arr)) == 0;
+    json_t *doc = ok ? json_pack("{s:{s:s,s:O}}", "data", "type",
+                                 "profile-subscription-bulk-create-job", "attributes", attrs)
+                     : NULL;
+    json_decref(attrs); /* doc holds them */
+    json_decref(arr);
+    struct batch_limits lim = {clamp_limit(max_items, aw_api_get(AW_API_SUBSCRIBE)->max_items),
+                               (size_t)-1, 0};
+    return build_batch(doc, arr, (const void *const *)changes, run, subscribe_profile, lim, out,
+                       consumed);
 }
 
 enum aw_err aw_build_unsubscribe(const struct aw_change *const *changes, size_t n, size_t max_items,
                                  char **out, size_t *consumed)
 {
     AW_ASSERT(out != NULL && consumed != NULL);
-    return build_batch("{\"data\":{\"type\":\"profile-subscription-bulk-delete-job\","
-                       "\"attributes\":{\"profiles\":{\"data\":[",
-                       "]}}}}", (const void *const *)changes, n, unsubscribe_profile,
-                       clamp_limit(max_items, aw_api_get(AW_API_UNSUBSCRIBE)->max_items),
-                       (size_t)-1, 0, out, consumed);
+    *out = NULL;
+    *consumed = 0;
+    json_t *arr = json_array();
+    json_t *doc = arr ? json_pack("{s:{s:s,s:{s:{s:O}}}}", "data", "type",
+                                  "profile-subscription-bulk-delete-job", "attributes", "profiles",
+                                  "data", arr)
+                      : NULL;
+    json_decref(arr); /* doc holds it */
+    struct batch_limits lim = {clamp_limit(max_items, aw_api_get(AW_API_UNSUBSCRIBE)->max_items),
+                               (size_t)-1, 0};
+    return build_batch(doc, arr, (const void *const *)changes, n, unsubscribe_profile, lim, out,
+                       consumed);
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* lists */
 
-static enum aw_err member_item(const void *item, char **text)
+static enum aw_err member_item(const void *item, json_t **out)
 {
     const char *id = item;
-    *text = NULL;
-    if (!id[0])
-        return AW_ERR_INVALID;
-    json_t *s = jstr(id);
+    *out = NULL;
+    json_t *s = id[0] ? jstr(id) : NULL;
     if (!s)
         return AW_ERR_INVALID;
-    *text = dump_take(json_pack("{s:s,s:o}", "type", "profile", "id", s));
-    return *text ? AW_OK : AW_ERR_FATAL;
+    *out = json_pack("{s:s,s:o}", "type", "profile", "id", s);
+    return *out ? AW_OK : AW_ERR_FATAL;
 }
 
+/* Adding and removing share the body and the limit (test_api.c checks both rows agree). */
 enum aw_err aw_build_list_members(const char *const *profile_ids, size_t n, size_t max_items,
                                   char **out, size_t *consumed)
 {
     AW_ASSERT(out != NULL && consumed != NULL);
-    return build_batch("{\"data\":[", "]}", (const void *const *)profile_ids, n, member_item,
-                       clamp_limit(max_items, aw_api_get(AW_API_LIST_ADD_PROFILES)->max_items),
-                       (size_t)-1, 0, out, consumed);
+    *out = NULL;
+    *consumed = 0;
+    json_t *arr = json_array();
+    json_t *doc = arr ? json_pack("{s:O}", "data", arr) : NULL;
+    json_decref(arr); /* doc holds it */
+    struct batch_limits lim = {
+        clamp_limit(max_items, aw_api_get(AW_API_LIST_ADD_PROFILES)->max_items), (size_t)-1, 0};
+    return build_batch(doc, arr, (const void *const *)profile_ids, n, member_item, lim, out,
+                       consumed);
 }
 
 enum aw_err aw_build_create_list(const char *name, char **out)
@@ -680,19 +741,45 @@ static enum aw_err filter_quote(const char *s, char **text)
     return AW_OK;
 }
 
-static enum aw_err filter_item(const void *item, char **text)
-{
-    return filter_quote(item, text);
-}
-
 enum aw_err aw_build_email_filter(const char *const *emails, size_t n, size_t max_items,
                                   size_t max_bytes, char **out, size_t *consumed)
 {
     AW_ASSERT(out != NULL && consumed != NULL);
-    return build_batch("any(email,[", "])", (const void *const *)emails, n, filter_item,
-                       clamp_limit(max_items, aw_api_get(AW_API_GET_PROFILES)->filter_max_values),
-                       clamp_limit(max_bytes, aw_api_get(AW_API_GET_PROFILES)->filter_max_bytes), 0,
-                       out, consumed);
+    *out = NULL;
+    *consumed = 0;
+    if (n == 0 || !emails)
+        return AW_ERR_INVALID;
+    const struct aw_api_op *op = aw_api_get(AW_API_GET_PROFILES);
+    max_items = clamp_limit(max_items, op->filter_max_values);
+    max_bytes = clamp_limit(max_bytes, op->filter_max_bytes);
+    static const char prefix[] = "any(email,[", suffix[] = "])";
+    struct aw_buf b;
+    aw_buf_init(&b, 0);
+    (void)aw_buf_append_str(&b, prefix);
+    size_t taken = 0;
+    for (size_t i = 0; i < n && taken < max_items; i++) {
+        char *q = NULL;
+        if (filter_quote(emails[i], &q) != AW_OK)
+            break;
+        size_t qlen = strlen(q);
+        if (b.len + (taken ? 1 : 0) + qlen + strlen(suffix) > max_bytes) {
+            free(q);
+            break;
+        }
+        if (taken)
+            (void)aw_buf_append(&b, ",", 1);
+        (void)aw_buf_append(&b, q, qlen);
+        free(q);
+        taken++;
+    }
+    if (taken == 0) {
+        aw_buf_free(&b);
+        return AW_ERR_INVALID;
+    }
+    (void)aw_buf_append_str(&b, suffix);
+    *out = aw_buf_take(&b);
+    *consumed = taken;
+    return AW_OK;
 }
 
 enum aw_err aw_build_list_name_filter(const char *name, char **out)
