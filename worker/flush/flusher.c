@@ -488,7 +488,6 @@ static enum sent send_req(struct aw_flusher *f, struct job *j, enum aw_api_endpo
                           const char *path, const char *body, struct aw_klaviyo_response *resp)
 {
     const struct aw_api_op *op = aw_api_get(ep);
-    struct aw_ratelimit_tier tier = {op->burst_per_s, op->steady_per_min};
     memset(resp, 0, sizeof *resp);
     uint64_t now = now_ms();
     if (!aw_leader_is_held(&f->leader, now)) {
@@ -509,7 +508,7 @@ static enum sent send_req(struct aw_flusher *f, struct job *j, enum aw_api_endpo
         j->next_at = a->paused_until;
         return NOT_SENT;
     }
-    uint64_t w = aw_ratelimit_acquire(f->rl, a->id, tier, now);
+    uint64_t w = aw_ratelimit_acquire(f->rl, a->id, ep, now);
     if (w > 0) {
         j->next_at = now + w;
         return NOT_SENT;
@@ -517,6 +516,9 @@ static enum sent send_req(struct aw_flusher *f, struct job *j, enum aw_api_endpo
     aw_metrics_add(AW_M_KLAVIYO_REQUESTS, 1);
     (void)aw_klaviyo_request(f->k, a->api_key, op->method, path, body, body ? strlen(body) : 0,
                              resp);
+    /* the server's count also holds what other integrations of the account spent */
+    aw_ratelimit_observe(f->rl, a->id, ep, resp->ratelimit_remaining, resp->ratelimit_reset_s,
+                         now_ms());
     if (resp->status == 429)
         aw_metrics_add(AW_M_KLAVIYO_RATE_LIMITED, 1);
     if (resp->status == 0 || resp->status >= 500)
