@@ -1,12 +1,14 @@
-/* fuzz_payload.c -- arbitrary bytes into the pending-store decoder (aw_change_decode) and every
- * Klaviyo response parser. Properties checked: no crash, leak or sanitizer report; a decoded
- * change re-encodes, decodes back to the same text (stable codec) and is accepted or refused
- * cleanly by the body builders. */
+/* fuzz_payload.c -- arbitrary bytes into the pending-store decoder (aw_change_decode), every
+ * Klaviyo response parser (parse.c) and the request path builder (api.c). Properties checked:
+ * no crash, leak or sanitizer report; a decoded change re-encodes, decodes back to the same
+ * text (stable codec) and is accepted or refused cleanly by the body builders (build.c); a
+ * built path holds only URL-safe characters whatever id, filter and cursor it carries. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/mem.h"
+#include "worker/klaviyo/api.h"
 #include "worker/klaviyo/build.h"
 #include "worker/klaviyo/parse.h"
 #include "worker/store/change.h"
@@ -108,6 +110,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(aw_parse_cursor_from_url(z));
     size_t idx;
     (void)aw_parse_pointer_index(z, &idx);
+    char *path = NULL;
+    struct aw_api_query q = {.filter = z, .page_size = 1, .cursor = z};
+    if (aw_api_path_build(AW_API_LIST_PROFILES, z, &q, &path) == AW_OK) {
+        for (const char *p = path; *p; p++)
+            AW_ASSERT(*p > 0x20 && *p < 0x7F && *p != '#' && *p != ' ');
+        /* the id stays one path segment */
+        const char *slash = strchr(path + strlen("/api/lists/"), '/');
+        AW_ASSERT(slash && strncmp(slash, "/profiles", strlen("/profiles")) == 0);
+    }
+    free(path);
     free(z);
     free(text);
     return 0;
