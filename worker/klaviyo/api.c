@@ -97,7 +97,8 @@ static const struct aw_api_op OPS[AW_API_ENDPOINT_COUNT] = {
             .burst_per_s = 10,
             .steady_per_min = 150,
         },
-    /* "The maximum allowed payload size is 100KB." */
+    /* "The maximum allowed payload size is 100KB." One profile per request: the body is a
+     * single resource object (max_items is that shape, not a quoted number). */
     [AW_API_PROFILE_IMPORT] =
         {
             .endpoint = AW_API_PROFILE_IMPORT,
