@@ -1,14 +1,17 @@
-/* fuzz_payload.c -- arbitrary bytes into the pending-store decoder (aw_change_decode) and every
- * Klaviyo response parser. Properties checked: no crash, leak or sanitizer report; a decoded
- * change re-encodes, decodes back to the same text (stable codec) and is accepted or refused
- * cleanly by the body builders. */
+/* fuzz_payload.c -- arbitrary bytes into the pending-store decoder (aw_change_decode), every
+ * Klaviyo response parser (parse.c) and the request path builder (api.c). Properties checked:
+ * no crash, leak or sanitizer report; a decoded change re-encodes, decodes back to the same
+ * text (stable codec) and is accepted or refused cleanly by the body builders (build.c); a
+ * built path holds only URL-safe characters whatever id, filter and cursor it carries. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/mem.h"
+#include "worker/klaviyo/api.h"
+#include "worker/klaviyo/build.h"
+#include "worker/klaviyo/parse.h"
 #include "worker/store/change.h"
-#include "worker/klaviyo/payload.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -31,31 +34,31 @@ static void check_change(const char *text, size_t len)
     const struct aw_change *one[1] = {&c};
     char *body = NULL;
     size_t used = 0;
-    if (aw_payload_build_import(one, 1, c.list_id && c.list_id[0] ? c.list_id : NULL, 0, 0, &body,
-                                &used) == AW_OK)
+    if (aw_build_import(one, 1, c.list_id && c.list_id[0] ? c.list_id : NULL, 0, 0, &body, &used) ==
+        AW_OK)
         AW_ASSERT(body != NULL && used == 1);
     free(body);
     body = NULL;
-    if (aw_payload_needs_profile_import(&c)) {
-        if (aw_payload_build_profile_import(&c, &body) == AW_OK)
+    if (aw_build_needs_profile_import(&c)) {
+        if (aw_build_profile_import(&c, &body) == AW_OK)
             AW_ASSERT(body != NULL);
         free(body);
         body = NULL;
     }
-    if (aw_payload_build_subscribe(one, 1, 0, &body, &used) == AW_OK)
-        AW_ASSERT(aw_payload_has_subscribe(&c));
+    if (aw_build_subscribe(one, 1, 0, &body, &used) == AW_OK)
+        AW_ASSERT(aw_build_has_subscribe(&c));
     free(body);
     body = NULL;
-    if (aw_payload_build_unsubscribe(one, 1, 0, &body, &used) == AW_OK)
-        AW_ASSERT(aw_payload_has_unsubscribe(&c));
+    if (aw_build_unsubscribe(one, 1, 0, &body, &used) == AW_OK)
+        AW_ASSERT(aw_build_has_unsubscribe(&c));
     free(body);
     body = NULL;
     const char *emails[1] = {c.email};
-    if (aw_payload_build_email_filter(emails, 1, 0, 0, &body, &used) == AW_OK)
+    if (aw_build_email_filter(emails, 1, 0, 0, &body, &used) == AW_OK)
         AW_ASSERT(used == 1);
     free(body);
     body = NULL;
-    if (c.audience_name && aw_payload_build_list_name_filter(c.audience_name, &body) == AW_OK)
+    if (c.audience_name && aw_build_list_name_filter(c.audience_name, &body) == AW_OK)
         free(body);
 
     free(enc);
@@ -72,41 +75,51 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(text, data, size);
     check_change(text, size);
 
-    struct aw_payload_import_job job;
-    if (aw_payload_parse_import_job(text, size, &job) == AW_OK)
+    struct aw_parse_import_job job;
+    if (aw_parse_import_job(text, size, &job) == AW_OK)
         AW_ASSERT(job.id != NULL && job.total_count >= 0);
-    aw_payload_import_job_clear(&job);
+    aw_parse_import_job_clear(&job);
 
-    struct aw_payload_errors errs;
-    if (aw_payload_parse_import_errors(text, size, &errs) == AW_OK)
+    struct aw_parse_errors errs;
+    if (aw_parse_import_errors(text, size, &errs) == AW_OK)
         for (size_t i = 0; i < errs.n; i++)
             AW_ASSERT(errs.items[i].id && errs.items[i].code && errs.items[i].title);
-    aw_payload_errors_clear(&errs);
-    if (aw_payload_parse_error_doc(text, size, &errs) == AW_OK)
+    aw_parse_errors_clear(&errs);
+    if (aw_parse_error_doc(text, size, &errs) == AW_OK)
         for (size_t i = 0; i < errs.n; i++)
             AW_ASSERT(!errs.items[i].has_index || errs.items[i].pointer);
-    aw_payload_errors_clear(&errs);
+    aw_parse_errors_clear(&errs);
 
-    struct aw_payload_page page;
-    if (aw_payload_parse_profiles_page(text, size, &page) == AW_OK)
+    struct aw_parse_page page;
+    if (aw_parse_profiles_page(text, size, &page) == AW_OK)
         for (size_t i = 0; i < page.n; i++)
             AW_ASSERT(page.items[i].id && page.items[i].id[0]);
-    aw_payload_page_clear(&page);
-    if (aw_payload_parse_lists_page(text, size, &page) == AW_OK)
+    aw_parse_page_clear(&page);
+    if (aw_parse_lists_page(text, size, &page) == AW_OK)
         for (size_t i = 0; i < page.n; i++)
             AW_ASSERT(page.items[i].id && page.items[i].id[0]);
-    aw_payload_page_clear(&page);
+    aw_parse_page_clear(&page);
 
     char *id = NULL;
-    if (aw_payload_parse_resource_id(text, size, "list", &id) == AW_OK)
+    if (aw_parse_resource_id(text, size, "list", &id) == AW_OK)
         AW_ASSERT(id && id[0]);
     free(id);
 
     /* NUL-terminated view for the string helpers */
     char *z = aw_strndup(text, size);
-    free(aw_payload_cursor_from_url(z));
+    free(aw_parse_cursor_from_url(z));
     size_t idx;
-    (void)aw_payload_pointer_index(z, &idx);
+    (void)aw_parse_pointer_index(z, &idx);
+    char *path = NULL;
+    struct aw_api_query q = {.filter = z, .page_size = 1, .cursor = z};
+    if (aw_api_path_build(AW_API_LIST_PROFILES, z, &q, &path) == AW_OK) {
+        for (const char *p = path; *p; p++)
+            AW_ASSERT(*p > 0x20 && *p < 0x7F && *p != '#' && *p != ' ');
+        /* the id stays one path segment */
+        const char *slash = strchr(path + strlen("/api/lists/"), '/');
+        AW_ASSERT(slash && strncmp(slash, "/profiles", strlen("/profiles")) == 0);
+    }
+    free(path);
     free(z);
     free(text);
     return 0;

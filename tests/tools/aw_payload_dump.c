@@ -1,16 +1,19 @@
-/* aw_payload_dump.c -- prints one Klaviyo request body of every kind payload.c builds, for
+/* aw_payload_dump.c -- prints one Klaviyo request body of every kind build.c builds, for
  * tests/unit/test_payload_openapi.py (validation against the OpenAPI spec) and the fixtures in
- * tests/data/payloads/. Output: one JSON line per body,
+ * tests/data/payloads/. Method and path come from the API table (api.h). Output: one JSON line
+ * per body,
  *   {"kind":"<name>","method":"post","path":"/api/...","body":<body>}
  * Exit status 0 when every builder succeeded. Fictional data only. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/mem.h"
 #include "tests/change_builder.h"
+#include "worker/klaviyo/api.h"
+#include "worker/klaviyo/build.h"
 #include "worker/store/change.h"
-#include "worker/klaviyo/payload.h"
 
 static void base(struct aw_change *c, const char *email, const char *phone)
 {
@@ -27,8 +30,9 @@ static void base(struct aw_change *c, const char *email, const char *phone)
 
 static int failures;
 
-static void emit(const char *kind, const char *method, const char *path, enum aw_err err,
-                 char *body)
+/* Prints {"kind","method","path","body"} for a body built for endpoint e (method and path
+ * template from the API table, as the spec spells them). Takes body. */
+static void emit(const char *kind, enum aw_api_endpoint e, enum aw_err err, char *body)
 {
     if (err != AW_OK || !body) {
         fprintf(stderr, "aw_payload_dump: %s: %s\n", kind, aw_err_str(err));
@@ -36,8 +40,25 @@ static void emit(const char *kind, const char *method, const char *path, enum aw
         free(body);
         return;
     }
-    printf("{\"kind\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"body\":%s}\n", kind, method, path,
-           body);
+    const struct aw_api_op *op = aw_api_get(e);
+    char method[8] = {0};
+    const char *m = aw_api_method_str(op->method);
+    for (size_t i = 0; m[i] && i + 1 < sizeof method; i++)
+        method[i] = (char)(m[i] >= 'A' && m[i] <= 'Z' ? m[i] - 'A' + 'a' : m[i]);
+    json_error_t jerr;
+    json_t *doc = json_loads(body, 0, &jerr);
+    json_t *line = doc ? json_pack("{s:s,s:s,s:s,s:o}", "kind", kind, "method", method, "path",
+                                   op->path, "body", doc)
+                       : NULL;
+    char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+    if (!text) {
+        fprintf(stderr, "aw_payload_dump: %s: body is not JSON: %s\n", kind, jerr.text);
+        failures++;
+    } else {
+        puts(text);
+    }
+    free(text);
+    json_decref(line);
     free(body);
 }
 
@@ -81,30 +102,27 @@ int main(void)
     size_t used = 0;
     enum aw_err err;
 
-    err = aw_payload_build_import(all, 3, "Y6nRLr", 0, 0, &body, &used);
-    emit("import_with_list", "post", "/api/profile-bulk-import-jobs",
-         used == 3 ? err : AW_ERR_INTERNAL, body);
-    err = aw_payload_build_import(all, 3, NULL, 0, 0, &body, &used);
-    emit("import_without_list", "post", "/api/profile-bulk-import-jobs",
-         used == 3 ? err : AW_ERR_INTERNAL, body);
-    err = aw_payload_build_profile_import(&c[0], &body);
-    emit("profile_import_clear", "post", "/api/profile-import", err, body);
+    err = aw_build_import(all, 3, "Y6nRLr", 0, 0, &body, &used);
+    emit("import_with_list", AW_API_IMPORT_CREATE, used == 3 ? err : AW_ERR_INTERNAL, body);
+    err = aw_build_import(all, 3, NULL, 0, 0, &body, &used);
+    emit("import_without_list", AW_API_IMPORT_CREATE, used == 3 ? err : AW_ERR_INTERNAL, body);
+    err = aw_build_profile_import(&c[0], &body);
+    emit("profile_import_clear", AW_API_PROFILE_IMPORT, err, body);
 
     const struct aw_change *subs[1] = {&c[0]};
-    err = aw_payload_build_subscribe(subs, 1, 0, &body, &used);
-    emit("subscribe", "post", "/api/profile-subscription-bulk-create-jobs", err, body);
+    err = aw_build_subscribe(subs, 1, 0, &body, &used);
+    emit("subscribe", AW_API_SUBSCRIBE, err, body);
     const struct aw_change *unsubs[2] = {&c[1], &c[2]};
-    err = aw_payload_build_unsubscribe(unsubs, 2, 0, &body, &used);
-    emit("unsubscribe", "post", "/api/profile-subscription-bulk-delete-jobs",
-         used == 2 ? err : AW_ERR_INTERNAL, body);
+    err = aw_build_unsubscribe(unsubs, 2, 0, &body, &used);
+    emit("unsubscribe", AW_API_UNSUBSCRIBE, used == 2 ? err : AW_ERR_INTERNAL, body);
 
     const char *ids[3] = {"01H0000000000000000000000A", "01H0000000000000000000000B", "x\"y"};
-    err = aw_payload_build_list_members(ids, 3, 0, &body, &used);
-    emit("list_members_add", "post", "/api/lists/{id}/relationships/profiles", err, body);
-    err = aw_payload_build_list_members(ids, 2, 0, &body, &used);
-    emit("list_members_remove", "delete", "/api/lists/{id}/relationships/profiles", err, body);
-    err = aw_payload_build_create_list("Audience \"VIP\" \\ 2024 \xe2\x9c\x93", &body);
-    emit("create_list", "post", "/api/lists", err, body);
+    err = aw_build_list_members(ids, 3, 0, &body, &used);
+    emit("list_members_add", AW_API_LIST_ADD_PROFILES, err, body);
+    err = aw_build_list_members(ids, 2, 0, &body, &used);
+    emit("list_members_remove", AW_API_LIST_REMOVE_PROFILES, err, body);
+    err = aw_build_create_list("Audience \"VIP\" \\ 2024 \xe2\x9c\x93", &body);
+    emit("create_list", AW_API_CREATE_LIST, err, body);
 
     for (size_t i = 0; i < 3; i++)
         aw_change_clear(&c[i]);

@@ -1,5 +1,5 @@
 /* test_klaviyo.c -- the response classification table (one check per row) and Retry-After
- * parsing. No network. (Error documents are payload.c's parser: test_payload.c.) */
+ * parsing. No network. (Error documents are parse.c's parser: test_parse.c.) */
 #include <string.h>
 
 #include "tests/harness.h"

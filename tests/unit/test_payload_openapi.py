@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Every Klaviyo request body payload.c builds validates against its operation's requestBody
+"""Every Klaviyo request body build.c builds validates against its operation's requestBody
 schema in Klaviyo's OpenAPI spec (revision 2026-07-15), resolved with $ref and validated by
 openapi_schema_validator's OAS30Validator (format checks on). Bodies come from the built tool
 tests/tools/aw_payload_dump; they must also equal the reviewed fixtures in tests/data/payloads/.
 The test also proves the validator rejects deliberately broken bodies, so it can fail.
 
-Env: AW_BUILD_DIR (build tree holding tests/aw_payload_dump), AW_SHARED_DIR (spec), AW_SOURCE_DIR.
+The spec is the vendored copy, schemas/vendor/klaviyo/openapi-stable-2026-07-15.json.
+Env: AW_SOURCE_DIR (source tree), AW_BUILD_DIR (build tree holding tests/aw_payload_dump).
 Set AW_PAYLOAD_FIXTURES_WRITE=1 to rewrite the fixtures from the tool (review the diff!)."""
 import copy
 import json
@@ -18,9 +19,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 SRC = os.environ.get("AW_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-SHARED = os.environ.get("AW_SHARED_DIR", os.path.join(SRC, "..", "shared"))
 BUILD = os.environ.get("AW_BUILD_DIR", os.path.join(SRC, "build"))
-SPEC_PATH = os.path.join(SHARED, "klaviyo", "openapi-stable-2026-07-15.json")
+SPEC_PATH = os.path.join(SRC, "schemas", "vendor", "klaviyo", "openapi-stable-2026-07-15.json")
 FIXTURES = os.path.join(SRC, "tests", "data", "payloads")
 SPEC_URI = "urn:klaviyo:openapi-2026-07-15"
 

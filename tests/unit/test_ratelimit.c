@@ -1,19 +1,22 @@
-/* test_ratelimit.c -- sliding-window limits per (account, tier): never more than the burst in
- * any second or the steady limit in any minute, yet running at the limit; Retry-After blocks
- * one account only. Simulated clock. */
+/* test_ratelimit.c -- sliding-window limits per (account, endpoint): never more than the burst
+ * in any second or the steady limit in any minute, yet running at the limit; every endpoint has
+ * its own windows (job polls do not eat the import budget); what the server says remains
+ * (RateLimit-Remaining / -Reset) is never exceeded; Retry-After blocks one account only.
+ * Simulated clock. */
 #include <stdlib.h>
 
 #include "tests/harness.h"
 #include "worker/flush/ratelimit.h"
 
-/* Drives one account as fast as the limiter allows for duration_ms; returns send times. */
-static size_t drive(struct aw_ratelimit *rl, const char *acct, struct aw_ratelimit_tier t,
+/* Drives one (account, endpoint) as fast as the limiter allows for duration_ms; returns the
+ * number of requests and their send times. */
+static size_t drive(struct aw_ratelimit *rl, const char *acct, enum aw_api_endpoint e,
                     uint64_t start, uint64_t duration_ms, uint64_t *times, size_t max)
 {
     size_t n = 0;
     uint64_t now = start;
     while (now < start + duration_ms && n < max) {
-        uint64_t wait = aw_ratelimit_acquire(rl, acct, t, now);
+        uint64_t wait = aw_ratelimit_acquire(rl, acct, e, now);
         if (wait == 0)
             times[n++] = now;
         else
@@ -34,41 +37,131 @@ static size_t max_in_window(const uint64_t *times, size_t n, uint64_t span)
     return best;
 }
 
-int main(void)
+enum { MAX = 20000 };
+
+static void test_windows(uint64_t *times)
 {
-    enum { MAX = 20000 };
-    uint64_t *times = calloc(MAX, sizeof *times);
     struct aw_ratelimit *rl = aw_ratelimit_new(100);
+    const struct aw_api_op *imp = aw_api_get(AW_API_IMPORT_CREATE);
+    const struct aw_api_op *get = aw_api_get(AW_API_GET_PROFILES);
+    AW_CHECK(imp->burst_per_s == 10 && imp->steady_per_min == 150); /* the figures below */
 
-    /* Tier M: 10/s, 150/min, over 3 minutes. */
-    size_t n = drive(rl, "acct-a", AW_RATELIMIT_TIER_M, 1000, 180000, times, MAX);
-    AW_CHECK_MSG(max_in_window(times, n, 1000) <= 10, "burst %zu", max_in_window(times, n, 1000));
-    AW_CHECK_MSG(max_in_window(times, n, 60000) <= 150, "steady %zu",
+    /* bulk import: 10/s, 150/min, over 3 minutes */
+    size_t n = drive(rl, "acct-a", AW_API_IMPORT_CREATE, 1000, 180000, times, MAX);
+    AW_CHECK_MSG(max_in_window(times, n, 1000) <= imp->burst_per_s, "burst %zu",
+                 max_in_window(times, n, 1000));
+    AW_CHECK_MSG(max_in_window(times, n, 60000) <= imp->steady_per_min, "steady %zu",
                  max_in_window(times, n, 60000));
-    AW_CHECK_MSG(n == 450, "at the limit: %zu requests in 3 min", n); /* exactly 3 x 150 */
+    AW_CHECK_MSG(n == 3 * imp->steady_per_min, "at the limit: %zu requests in 3 min", n);
 
-    /* Tier L on another account is independent of account A's exhausted windows. */
-    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct-b", AW_RATELIMIT_TIER_M, 181000), 0);
-    n = drive(rl, "acct-b", AW_RATELIMIT_TIER_L, 181000, 60000, times, MAX);
-    AW_CHECK(max_in_window(times, n, 1000) <= 75);
-    AW_CHECK_INT_EQ(n, 750);
+    /* another account is independent of account A's exhausted windows */
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct-b", AW_API_IMPORT_CREATE, 181000), 0);
+    n = drive(rl, "acct-b", AW_API_GET_PROFILES, 181000, 60000, times, MAX);
+    AW_CHECK(max_in_window(times, n, 1000) <= get->burst_per_s);
+    AW_CHECK_INT_EQ(n, get->steady_per_min);
 
-    /* Retry-After blocks every tier of that account, and only that account. */
+    /* Retry-After blocks every endpoint of that account, and only that account */
     aw_ratelimit_block(rl, "acct-c", 500000);
-    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct-c", AW_RATELIMIT_TIER_L, 400000), 100000);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct-c", AW_API_GET_PROFILES, 400000), 100000);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct-c", AW_API_IMPORT_GET_JOB, 400000), 100000);
     AW_CHECK_INT_EQ(aw_ratelimit_blocked_for(rl, "acct-c", 450000), 50000);
     aw_ratelimit_block(rl, "acct-c", 450000); /* never shortens */
     AW_CHECK_INT_EQ(aw_ratelimit_blocked_for(rl, "acct-c", 450000), 50000);
-    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct-d", AW_RATELIMIT_TIER_L, 400000), 0);
-    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct-c", AW_RATELIMIT_TIER_L, 500000), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct-d", AW_API_GET_PROFILES, 400000), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct-c", AW_API_GET_PROFILES, 500000), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_blocked_for(rl, "acct-unknown", 0), 0);
     aw_ratelimit_free(rl);
 
-    /* Headroom: 90 % of the published limits. */
+    /* headroom: 90 % of the published limits */
     rl = aw_ratelimit_new(90);
-    n = drive(rl, "acct-a", AW_RATELIMIT_TIER_M, 0, 60000, times, MAX);
+    n = drive(rl, "acct-a", AW_API_IMPORT_CREATE, 0, 60000, times, MAX);
     AW_CHECK_INT_EQ(n, 135);
     AW_CHECK(max_in_window(times, n, 1000) <= 9);
     aw_ratelimit_free(rl);
+}
+
+/* Klaviyo limits per endpoint: exhausting the imports leaves job polls, import errors and list
+ * creation their own budgets (under the old shared tiers, polls ate the import budget). */
+static void test_endpoints_independent(uint64_t *times)
+{
+    struct aw_ratelimit *rl = aw_ratelimit_new(90);
+    size_t n = drive(rl, "acct", AW_API_IMPORT_CREATE, 0, 60000, times, MAX);
+    AW_CHECK_INT_EQ(n, 135);
+    AW_CHECK(aw_ratelimit_acquire(rl, "acct", AW_API_IMPORT_CREATE, 59999) > 0); /* exhausted */
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct", AW_API_IMPORT_GET_JOB, 59999), 0);
+    n = drive(rl, "acct", AW_API_IMPORT_GET_JOB, 60000, 59999, times, MAX);
+    AW_CHECK_INT_EQ(n, 134); /* 135 in any minute, one of them taken at 59999 */
+    n = drive(rl, "acct", AW_API_IMPORT_ERRORS, 60000, 60000, times, MAX);
+    AW_CHECK_INT_EQ(n, 135);
+    n = drive(rl, "acct", AW_API_CREATE_LIST, 60000, 1000, times, MAX);
+    AW_CHECK_INT_EQ(n, 9); /* its own burst */
+    /* removals and adds to a list are two operations, each with its own window */
+    n = drive(rl, "acct", AW_API_LIST_REMOVE_PROFILES, 60000, 1000, times, MAX);
+    AW_CHECK_INT_EQ(n, 9);
+    n = drive(rl, "acct", AW_API_LIST_ADD_PROFILES, 60000, 1000, times, MAX);
+    AW_CHECK_INT_EQ(n, 9);
+    aw_ratelimit_free(rl);
+}
+
+/* The server's RateLimit-Remaining / -Reset: never more than it says before the reset. */
+static void test_observe(uint64_t *times)
+{
+    struct aw_ratelimit *rl = aw_ratelimit_new(90);
+    /* another integration used most of the minute: 2 left, reset in 10 s */
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1000), 0);
+    aw_ratelimit_observe(rl, "a", AW_API_IMPORT_CREATE, 2, 10, 1000);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1100), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1200), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1300), 11000 - 1300);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 10999), 1);
+    /* only that (account, endpoint) */
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_GET_JOB, 1300), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "b", AW_API_IMPORT_CREATE, 1300), 0);
+    /* after the reset our own windows decide again */
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 11000), 0);
+    size_t n = drive(rl, "a", AW_API_IMPORT_CREATE, 11000, 1000, times, MAX);
+    AW_CHECK_INT_EQ(n, 8); /* 9 per second, one taken at 11000 */
+
+    /* a driven run under an observation sends exactly what remains before the reset */
+    aw_ratelimit_observe(rl, "c", AW_API_GET_PROFILES, 5, 30, 100000);
+    n = drive(rl, "c", AW_API_GET_PROFILES, 100000, 29999, times, MAX);
+    AW_CHECK_INT_EQ(n, 5);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "c", AW_API_GET_PROFILES, 130000), 0);
+
+    /* the latest observation replaces the earlier one, both ways */
+    aw_ratelimit_observe(rl, "d", AW_API_SUBSCRIBE, 0, 60, 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "d", AW_API_SUBSCRIBE, 0), 60000);
+    aw_ratelimit_observe(rl, "d", AW_API_SUBSCRIBE, 1, 60, 100);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "d", AW_API_SUBSCRIBE, 100), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "d", AW_API_SUBSCRIBE, 200), 60100 - 200);
+
+    /* the server never loosens our limits: plenty remaining, still 9 per second */
+    aw_ratelimit_observe(rl, "e", AW_API_IMPORT_CREATE, 100000, 60, 0);
+    n = drive(rl, "e", AW_API_IMPORT_CREATE, 0, 1000, times, MAX);
+    AW_CHECK_INT_EQ(n, 9);
+
+    /* absent headers (-1) change nothing; a reset of 0 is already over */
+    aw_ratelimit_observe(rl, "f", AW_API_IMPORT_CREATE, -1, 30, 0);
+    aw_ratelimit_observe(rl, "f", AW_API_IMPORT_CREATE, 0, -1, 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "f", AW_API_IMPORT_CREATE, 0), 0);
+    aw_ratelimit_observe(rl, "f", AW_API_IMPORT_CREATE, 0, 0, 5000);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "f", AW_API_IMPORT_CREATE, 5000), 0);
+    /* an absurd reset is capped at a day */
+    aw_ratelimit_observe(rl, "g", AW_API_CREATE_LIST, 0, 10L * 86400L, 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "g", AW_API_CREATE_LIST, 0), 86400000);
+    /* a Retry-After block longer than the server's reset still wins */
+    aw_ratelimit_observe(rl, "h", AW_API_CREATE_LIST, 0, 5, 0);
+    aw_ratelimit_block(rl, "h", 9000);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "h", AW_API_CREATE_LIST, 0), 9000);
+    aw_ratelimit_free(rl);
+}
+
+int main(void)
+{
+    uint64_t *times = calloc(MAX, sizeof *times);
+    test_windows(times);
+    test_endpoints_independent(times);
+    test_observe(times);
     free(times);
     return aw_test_done();
 }

@@ -18,20 +18,21 @@
 #include <strings.h>
 
 #include "common/backoff.h"
-#include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "worker/ingest/account.h"
-#include "worker/store/change.h"
-#include "worker/ingest/consumer.h"
-#include "worker/ops/deadletter.h"
-#include "worker/klaviyo/client.h"
 #include "worker/flush/leader.h"
-#include "worker/ops/metrics.h"
-#include "worker/klaviyo/payload.h"
 #include "worker/flush/ratelimit.h"
+#include "worker/ingest/account.h"
+#include "worker/ingest/consumer.h"
+#include "worker/klaviyo/api.h"
+#include "worker/klaviyo/build.h"
+#include "worker/klaviyo/client.h"
+#include "worker/klaviyo/parse.h"
+#include "worker/ops/deadletter.h"
+#include "worker/ops/metrics.h"
 #include "worker/settings.h"
+#include "worker/store/change.h"
 #include "worker/store/store.h"
 
 #define MOD "flush"
@@ -40,7 +41,6 @@
 #define DUE_SCAN_MAX 512u     /* audiences listed per scan of the due index */
 #define MAX_JOBS 512u         /* audiences worked at once */
 #define DLQ_TIMEOUT_MS 10000
-#define FILTER_MAX_BYTES 6000u /* any(email,[...]) text per lookup (bounds the URL) */
 #define ID_CACHE_BUCKETS 4096u
 #define ID_CACHE_MAX 100000u /* email -> profile id entries kept (then cleared) */
 #define RATE_SCALE_PCT 90u   /* headroom under Klaviyo's published limits */
@@ -210,23 +210,6 @@ struct aw_flusher {
 
 /* ---- Small helpers -------------------------------------------------------------------------- */
 
-/* Percent-encodes everything but RFC 3986 unreserved characters (the simulator form-decodes
- * '+', and Klaviyo filters contain quotes, commas and brackets). */
-static void url_encode(struct aw_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            char ch = (char)*p;
-            (void)aw_buf_append(b, &ch, 1);
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            (void)aw_buf_append(b, e, 3);
-        }
-    }
-}
-
 static void free_secret(char *p)
 {
     if (p) {
@@ -239,7 +222,7 @@ static const char *err_field(const struct aw_klaviyo_response *r, int which)
 {
     if (r->errors.n == 0)
         return NULL;
-    const struct aw_payload_error *e = &r->errors.items[0];
+    const struct aw_parse_error *e = &r->errors.items[0];
     return which == 0 ? e->id : which == 1 ? e->code : e->title;
 }
 
@@ -501,10 +484,10 @@ enum sent { SENT = 0, NOT_SENT };
 /* Sends one request for j unless the lease is gone, the account is paused or has no key, or
  * the rate limit says wait (then j->next_at is set and NOT_SENT returned). resp is always
  * initialised. */
-static enum sent send_req(struct aw_flusher *f, struct job *j, struct aw_ratelimit_tier tier,
-                          enum aw_klaviyo_method m, const char *path, const char *body,
-                          struct aw_klaviyo_response *resp)
+static enum sent send_req(struct aw_flusher *f, struct job *j, enum aw_api_endpoint ep,
+                          const char *path, const char *body, struct aw_klaviyo_response *resp)
 {
+    const struct aw_api_op *op = aw_api_get(ep);
     memset(resp, 0, sizeof *resp);
     uint64_t now = now_ms();
     if (!aw_leader_is_held(&f->leader, now)) {
@@ -525,13 +508,17 @@ static enum sent send_req(struct aw_flusher *f, struct job *j, struct aw_ratelim
         j->next_at = a->paused_until;
         return NOT_SENT;
     }
-    uint64_t w = aw_ratelimit_acquire(f->rl, a->id, tier, now);
+    uint64_t w = aw_ratelimit_acquire(f->rl, a->id, ep, now);
     if (w > 0) {
         j->next_at = now + w;
         return NOT_SENT;
     }
     aw_metrics_add(AW_M_KLAVIYO_REQUESTS, 1);
-    (void)aw_klaviyo_request(f->k, a->api_key, m, path, body, body ? strlen(body) : 0, resp);
+    (void)aw_klaviyo_request(f->k, a->api_key, op->method, path, body, body ? strlen(body) : 0,
+                             resp);
+    /* the server's count also holds what other integrations of the account spent */
+    aw_ratelimit_observe(f->rl, a->id, ep, resp->ratelimit_remaining, resp->ratelimit_reset_s,
+                         now_ms());
     if (resp->status == 429)
         aw_metrics_add(AW_M_KLAVIYO_RATE_LIMITED, 1);
     if (resp->status == 0 || resp->status >= 500)
@@ -601,11 +588,11 @@ static void categorize(struct job *j)
             j->cat[CAT_ADD][j->ncat[CAT_ADD]++] = i;
         else if (c->n_attrs > 0 || c->phone_e164 || c->external_id)
             j->cat[CAT_UPD][j->ncat[CAT_UPD]++] = i;
-        if (aw_payload_needs_profile_import(c))
+        if (aw_build_needs_profile_import(c))
             j->cat[CAT_UNSET][j->ncat[CAT_UNSET]++] = i;
-        if (aw_payload_has_subscribe(c))
+        if (aw_build_has_subscribe(c))
             j->cat[CAT_SUB][j->ncat[CAT_SUB]++] = i;
-        if (aw_payload_has_unsubscribe(c))
+        if (aw_build_has_unsubscribe(c))
             j->cat[CAT_UNSUB][j->ncat[CAT_UNSUB]++] = i;
     }
 }
@@ -613,8 +600,9 @@ static void categorize(struct job *j)
 /* Returns true when the job is finished (removed by the caller). */
 static bool step_take(struct aw_flusher *f, struct job *j)
 {
-    enum aw_err e = aw_store_flush_take(f->store, j->acct_id, j->aud_id, f->leader.epoch,
-                                        AW_PAYLOAD_IMPORT_MAX_PROFILES, aw_clock_unix_ms(), &j->t);
+    enum aw_err e =
+        aw_store_flush_take(f->store, j->acct_id, j->aud_id, f->leader.epoch,
+                            aw_api_get(AW_API_IMPORT_CREATE)->max_items, aw_clock_unix_ms(), &j->t);
     if (e == AW_ERR_NOT_LEADER) {
         AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
                     j->aud_id);
@@ -716,26 +704,31 @@ static void step_list(struct aw_flusher *f, struct job *j)
     }
     char *name = list_name(f, j);
     char *filter = NULL;
-    if (!name || aw_payload_build_list_name_filter(name, &filter) != AW_OK) {
+    if (!name || aw_build_list_name_filter(name, &filter) != AW_OK) {
         drop_list_work(f, j, name ? "invalid_list_name" : "no_list_name", NULL);
         free(name);
         after_list(j);
         return;
     }
-    struct aw_buf path;
-    aw_buf_init(&path, 0);
-    (void)aw_buf_append_str(&path, "/api/lists?filter=");
-    url_encode(&path, filter);
+    char *path = NULL;
+    struct aw_api_query q = {.filter = filter};
+    enum aw_err pe = aw_api_path_build(AW_API_GET_LISTS, NULL, &q, &path);
     free(filter);
+    if (pe != AW_OK) {
+        drop_list_work(f, j, "invalid_list_name", NULL);
+        free(name);
+        after_list(j);
+        return;
+    }
     struct aw_klaviyo_response r;
-    if (send_req(f, j, AW_RATELIMIT_TIER_L, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
+    if (send_req(f, j, AW_API_GET_LISTS, path, NULL, &r) == SENT &&
         !handle_common(f, j, "list_find", &r)) {
-        struct aw_payload_page page;
+        struct aw_parse_page page;
         memset(&page, 0, sizeof page);
         if (r.action != AW_KLAVIYO_DONE) {
             drop_list_work(f, j, "klaviyo_list_lookup_rejected", &r);
             after_list(j);
-        } else if (aw_payload_parse_lists_page(r.body, r.body_len, &page) != AW_OK) {
+        } else if (aw_parse_lists_page(r.body, r.body_len, &page) != AW_OK) {
             retry_later(j, "list_find", "unexpected response body");
         } else {
             const char *found = NULL;
@@ -752,10 +745,10 @@ static void step_list(struct aw_flusher *f, struct job *j)
             }
             j->next_at = now_ms();
         }
-        aw_payload_page_clear(&page);
+        aw_parse_page_clear(&page);
     }
     aw_klaviyo_response_clear(&r);
-    aw_buf_free(&path);
+    free(path);
     free(name);
 }
 
@@ -763,7 +756,7 @@ static void step_list_create(struct aw_flusher *f, struct job *j)
 {
     char *name = list_name(f, j);
     char *body = NULL;
-    if (!name || aw_payload_build_create_list(name, &body) != AW_OK) {
+    if (!name || aw_build_create_list(name, &body) != AW_OK) {
         drop_list_work(f, j, name ? "invalid_list_name" : "no_list_name", NULL);
         free(name);
         after_list(j);
@@ -774,16 +767,19 @@ static void step_list_create(struct aw_flusher *f, struct job *j)
         aw_store_account_count_list_create(f->store, j->acct_id, aw_clock_unix_ms(), 1, &count);
     if (e != AW_OK) {
         retry_later(j, "list_create_count", aw_store_errstr(f->store));
-    } else if (count > (int64_t)AW_KLAVIYO_RL_CREATE_LIST_DAILY) {
+    } else if (count > (int64_t)aw_api_get(AW_API_CREATE_LIST)->daily) {
         AW_LOG_WARN(MOD, "daily list creation limit reached; waiting",
                     "account=%s audience=%s "
                     "limit=%u",
-                    j->acct_id, j->aud_id, AW_KLAVIYO_RL_CREATE_LIST_DAILY);
+                    j->acct_id, j->aud_id, (unsigned)aw_api_get(AW_API_CREATE_LIST)->daily);
         j->next_at = now_ms() + 3600000u; /* the counter is per UTC day */
     } else {
         struct aw_klaviyo_response r;
-        enum sent sent =
-            send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_POST, "/api/lists", body, &r);
+        char *path = NULL;
+        enum aw_err pe = aw_api_path_build(AW_API_CREATE_LIST, NULL, NULL, &path);
+        AW_ASSERT(pe == AW_OK); /* fixed template, non-empty id */
+        enum sent sent = send_req(f, j, AW_API_CREATE_LIST, path, body, &r);
+        free(path);
         if (sent != SENT) {
             /* Not sent (rate limit, pause, lease): give the day's slot back. A failure here only
              * over-counts, the safe direction. */
@@ -798,7 +794,7 @@ static void step_list_create(struct aw_flusher *f, struct job *j)
             } else if (r.action != AW_KLAVIYO_DONE) {
                 drop_list_work(f, j, "klaviyo_list_create_rejected", &r);
                 after_list(j);
-            } else if (aw_payload_parse_resource_id(r.body, r.body_len, "list", &id) != AW_OK) {
+            } else if (aw_parse_resource_id(r.body, r.body_len, "list", &id) != AW_OK) {
                 retry_later(j, "list_create", "unexpected response body");
             } else {
                 set_list(f, j, id);
@@ -824,7 +820,7 @@ static void refuse_items(struct aw_flusher *f, struct job *j, size_t n,
     if (r->action == AW_KLAVIYO_DROP_RECORDS) {
         size_t dropped = 0;
         for (size_t k = 0; k < r->errors.n; k++) {
-            const struct aw_payload_error *e = &r->errors.items[k];
+            const struct aw_parse_error *e = &r->errors.items[k];
             if (e->has_index && e->index < n && !j->gone[items[j->pos + e->index]]) {
                 dead_letter(f, j, items[j->pos + e->index], "klaviyo_invalid_record", e->id,
                             e->code, e->title);
@@ -863,28 +859,25 @@ static void step_send(struct aw_flusher *f, struct job *j)
     char *body = NULL;
     size_t consumed = 0;
     enum aw_err e;
-    const char *path;
-    struct aw_ratelimit_tier tier = AW_RATELIMIT_TIER_L;
+    enum aw_api_endpoint ep;
     switch (c) {
     case CAT_ADD:
     case CAT_UPD:
-        e = aw_payload_build_import(arr, m, c == CAT_ADD ? j->list_id : NULL, 0, 0, &body,
-                                    &consumed);
-        path = "/api/profile-bulk-import-jobs";
-        tier = AW_RATELIMIT_TIER_M;
+        e = aw_build_import(arr, m, c == CAT_ADD ? j->list_id : NULL, 0, 0, &body, &consumed);
+        ep = AW_API_IMPORT_CREATE;
         break;
     case CAT_UNSET:
-        e = aw_payload_build_profile_import(arr[0], &body);
+        e = aw_build_profile_import(arr[0], &body);
         consumed = e == AW_OK ? 1 : 0;
-        path = "/api/profile-import";
+        ep = AW_API_PROFILE_IMPORT;
         break;
     case CAT_SUB:
-        e = aw_payload_build_subscribe(arr, m, 0, &body, &consumed);
-        path = "/api/profile-subscription-bulk-create-jobs";
+        e = aw_build_subscribe(arr, m, 0, &body, &consumed);
+        ep = AW_API_SUBSCRIBE;
         break;
     default:
-        e = aw_payload_build_unsubscribe(arr, m, 0, &body, &consumed);
-        path = "/api/profile-subscription-bulk-delete-jobs";
+        e = aw_build_unsubscribe(arr, m, 0, &body, &consumed);
+        ep = AW_API_UNSUBSCRIBE;
         break;
     }
     free(arr);
@@ -894,15 +887,17 @@ static void step_send(struct aw_flusher *f, struct job *j)
         j->next_at = now_ms();
         return;
     }
+    char *path = NULL;
+    enum aw_err pe = aw_api_path_build(ep, NULL, NULL, &path);
+    AW_ASSERT(pe == AW_OK); /* fixed template, non-empty id */
     struct aw_klaviyo_response r;
-    if (send_req(f, j, tier, AW_KLAVIYO_POST, path, body, &r) == SENT &&
-        !handle_common(f, j, cat_name[c], &r)) {
+    if (send_req(f, j, ep, path, body, &r) == SENT && !handle_common(f, j, cat_name[c], &r)) {
         j->next_at = now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
             if (c == CAT_ADD || c == CAT_UPD) {
-                struct aw_payload_import_job job;
+                struct aw_parse_import_job job;
                 memset(&job, 0, sizeof job);
-                if (aw_payload_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
+                if (aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
                     retry_later(j, cat_name[c], "unexpected response body");
                 } else {
                     free(j->job_id);
@@ -913,7 +908,7 @@ static void step_send(struct aw_flusher *f, struct job *j)
                     j->phase = PH_JOB_POLL;
                     j->next_at = now_ms() + f->s->klaviyo.job_poll_ms;
                 }
-                aw_payload_import_job_clear(&job);
+                aw_parse_import_job_clear(&job);
             } else {
                 j->pos += consumed;
             }
@@ -931,6 +926,7 @@ static void step_send(struct aw_flusher *f, struct job *j)
         }
     }
     aw_klaviyo_response_clear(&r);
+    free(path);
     free(body);
 }
 
@@ -948,23 +944,24 @@ static void resend_job(struct job *j, const char *why)
 
 static void step_job_poll(struct aw_flusher *f, struct job *j)
 {
-    struct aw_buf path;
-    aw_buf_init(&path, 0);
-    (void)aw_buf_append_str(&path, "/api/profile-bulk-import-jobs/");
-    url_encode(&path, j->job_id);
+    char *path = NULL;
+    if (aw_api_path_build(AW_API_IMPORT_GET_JOB, j->job_id, NULL, &path) != AW_OK) {
+        resend_job(j, "job_id_unusable");
+        return;
+    }
     struct aw_klaviyo_response r;
-    if (send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
+    if (send_req(f, j, AW_API_IMPORT_GET_JOB, path, NULL, &r) == SENT &&
         !handle_common(f, j, "import_job_poll", &r)) {
-        struct aw_payload_import_job job;
+        struct aw_parse_import_job job;
         memset(&job, 0, sizeof job);
         if (r.action == AW_KLAVIYO_NOT_FOUND) {
             resend_job(j, "job_not_found");
         } else if (r.action != AW_KLAVIYO_DONE ||
-                   aw_payload_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
+                   aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
             retry_later(j, "import_job_poll", "unexpected response");
-        } else if (!aw_payload_job_is_done(job.status)) {
+        } else if (!aw_parse_job_is_done(job.status)) {
             j->next_at = now_ms() + f->s->klaviyo.job_poll_ms;
-        } else if (job.status == AW_PAYLOAD_JOB_CANCELLED) {
+        } else if (job.status == AW_PARSE_JOB_CANCELLED) {
             resend_job(j, "job_cancelled");
         } else {
             uint64_t ok = job.completed_count > 0 ? (uint64_t)job.completed_count : 0;
@@ -979,34 +976,32 @@ static void step_job_poll(struct aw_flusher *f, struct job *j)
             }
             j->next_at = now_ms();
         }
-        aw_payload_import_job_clear(&job);
+        aw_parse_import_job_clear(&job);
     }
     aw_klaviyo_response_clear(&r);
-    aw_buf_free(&path);
+    free(path);
 }
 
 static void step_job_errors(struct aw_flusher *f, struct job *j)
 {
-    struct aw_buf path;
-    aw_buf_init(&path, 0);
-    (void)aw_buf_append_str(&path, "/api/profile-bulk-import-jobs/");
-    url_encode(&path, j->job_id);
-    (void)aw_buf_append_str(&path, "/import-errors?page%5Bsize%5D=100");
-    if (j->err_cursor) {
-        (void)aw_buf_append_str(&path, "&page%5Bcursor%5D=");
-        url_encode(&path, j->err_cursor);
+    char *path = NULL;
+    struct aw_api_query q = {.page_size = aw_api_get(AW_API_IMPORT_ERRORS)->page_size_max,
+                             .cursor = j->err_cursor};
+    if (aw_api_path_build(AW_API_IMPORT_ERRORS, j->job_id, &q, &path) != AW_OK) {
+        retry_later(j, "import_errors", "unusable job id or cursor");
+        return;
     }
     struct aw_klaviyo_response r;
-    if (send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
+    if (send_req(f, j, AW_API_IMPORT_ERRORS, path, NULL, &r) == SENT &&
         !handle_common(f, j, "import_errors", &r)) {
-        struct aw_payload_errors errs;
+        struct aw_parse_errors errs;
         memset(&errs, 0, sizeof errs);
         if (r.action != AW_KLAVIYO_DONE ||
-            aw_payload_parse_import_errors(r.body, r.body_len, &errs) != AW_OK) {
+            aw_parse_import_errors(r.body, r.body_len, &errs) != AW_OK) {
             retry_later(j, "import_errors", "unexpected response");
         } else {
             for (size_t k = 0; k < errs.n; k++) {
-                const struct aw_payload_error *e = &errs.items[k];
+                const struct aw_parse_error *e = &errs.items[k];
                 size_t idx = SIZE_MAX;
                 if (e->has_index && e->index < j->n_job_items)
                     idx = j->job_items[e->index];
@@ -1023,10 +1018,10 @@ static void step_job_errors(struct aw_flusher *f, struct job *j)
                 j->phase = PH_SEND;
             j->next_at = now_ms();
         }
-        aw_payload_errors_clear(&errs);
+        aw_parse_errors_clear(&errs);
     }
     aw_klaviyo_response_clear(&r);
-    aw_buf_free(&path);
+    free(path);
 }
 
 static void step_lookup(struct aw_flusher *f, struct job *j)
@@ -1062,8 +1057,7 @@ static void step_lookup(struct aw_flusher *f, struct job *j)
     }
     char *filter = NULL;
     size_t consumed = 0;
-    enum aw_err e =
-        aw_payload_build_email_filter(emails, ne, 0, FILTER_MAX_BYTES, &filter, &consumed);
+    enum aw_err e = aw_build_email_filter(emails, ne, 0, 0, &filter, &consumed);
     free(emails);
     if (e != AW_OK || consumed == 0) {
         dead_letter(f, j, j->job_items[0], "unsendable", NULL, NULL, NULL);
@@ -1071,23 +1065,23 @@ static void step_lookup(struct aw_flusher *f, struct job *j)
         j->next_at = now_ms();
         return;
     }
-    struct aw_buf path;
-    aw_buf_init(&path, 0);
-    (void)aw_buf_append_str(&path, "/api/profiles?filter=");
-    url_encode(&path, filter);
-    (void)aw_buf_append_str(&path, "&page%5Bsize%5D=100");
+    char *path = NULL;
+    struct aw_api_query q = {.filter = filter,
+                             .page_size = aw_api_get(AW_API_GET_PROFILES)->page_size_max};
+    enum aw_err pe = aw_api_path_build(AW_API_GET_PROFILES, NULL, &q, &path);
+    AW_ASSERT(pe == AW_OK); /* fixed template, non-empty id */
     free(filter);
     struct aw_klaviyo_response r;
-    if (send_req(f, j, AW_RATELIMIT_TIER_L, AW_KLAVIYO_GET, path.data, NULL, &r) == SENT &&
+    if (send_req(f, j, AW_API_GET_PROFILES, path, NULL, &r) == SENT &&
         !handle_common(f, j, "profile_lookup", &r)) {
-        struct aw_payload_page page;
+        struct aw_parse_page page;
         memset(&page, 0, sizeof page);
         j->next_at = now_ms();
         if (r.action != AW_KLAVIYO_DONE) {
             for (size_t k = 0; k < consumed; k++)
                 dead_letter(f, j, j->job_items[k], "klaviyo_lookup_rejected", err_field(&r, 0),
                             err_field(&r, 1), err_field(&r, 2));
-        } else if (aw_payload_parse_profiles_page(r.body, r.body_len, &page) != AW_OK) {
+        } else if (aw_parse_profiles_page(r.body, r.body_len, &page) != AW_OK) {
             retry_later(j, "profile_lookup", "unexpected response body");
         } else {
             for (size_t p = 0; p < page.n; p++) {
@@ -1108,10 +1102,10 @@ static void step_lookup(struct aw_flusher *f, struct job *j)
                     j->n_not_found++; /* no such profile: not in the list either, done */
             }
         }
-        aw_payload_page_clear(&page);
+        aw_parse_page_clear(&page);
     }
     aw_klaviyo_response_clear(&r);
-    aw_buf_free(&path);
+    free(path);
 }
 
 static void step_remove(struct aw_flusher *f, struct job *j)
@@ -1131,7 +1125,7 @@ static void step_remove(struct aw_flusher *f, struct job *j)
         ids[k] = j->del_id[j->rm[j->pos + k]];
     char *body = NULL;
     size_t consumed = 0;
-    enum aw_err e = aw_payload_build_list_members(ids, m, 0, &body, &consumed);
+    enum aw_err e = aw_build_list_members(ids, m, 0, &body, &consumed);
     free(ids);
     if (e != AW_OK || consumed == 0) {
         dead_letter(f, j, j->rm[j->pos], "unsendable", NULL, NULL, NULL);
@@ -1139,13 +1133,11 @@ static void step_remove(struct aw_flusher *f, struct job *j)
         j->next_at = now_ms();
         return;
     }
-    struct aw_buf path;
-    aw_buf_init(&path, 0);
-    (void)aw_buf_append_str(&path, "/api/lists/");
-    url_encode(&path, j->list_id);
-    (void)aw_buf_append_str(&path, "/relationships/profiles");
+    char *path = NULL;
+    enum aw_err pe = aw_api_path_build(AW_API_LIST_REMOVE_PROFILES, j->list_id, NULL, &path);
+    AW_ASSERT(pe == AW_OK); /* fixed template, non-empty id */
     struct aw_klaviyo_response r;
-    if (send_req(f, j, AW_RATELIMIT_TIER_M, AW_KLAVIYO_DELETE, path.data, body, &r) == SENT &&
+    if (send_req(f, j, AW_API_LIST_REMOVE_PROFILES, path, body, &r) == SENT &&
         !handle_common(f, j, "remove", &r)) {
         j->next_at = now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
@@ -1163,7 +1155,7 @@ static void step_remove(struct aw_flusher *f, struct job *j)
         }
     }
     aw_klaviyo_response_clear(&r);
-    aw_buf_free(&path);
+    free(path);
     free(body);
 }
 

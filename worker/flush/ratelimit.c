@@ -1,3 +1,4 @@
+/* ratelimit.c -- per (account, endpoint) windows plus the server's word (see ratelimit.h). */
 #include "worker/flush/ratelimit.h"
 
 #include <stdbool.h>
@@ -6,26 +7,35 @@
 
 #include "common/mem.h"
 
-/* Sliding-window logs: a ring of the send times of the last `limit` requests. A request may go
+#define MAX_RESET_S 86400L /* a RateLimit-Reset beyond a day is not believed */
+
+/* Sliding-window log: a ring of the send times of the last `limit` requests. A request may go
  * when the oldest of them left the window, which guarantees at most `limit` requests in ANY
  * window -- a token bucket would allow up to twice the steady limit in the first minute. */
 struct window {
-    uint64_t *times; /* ring of limit entries, 0 = unused */
+    uint64_t *times; /* ring of limit entries, 0 = unused; times are stored +1 */
     uint32_t limit;
     uint32_t head; /* index of the oldest entry */
     uint64_t span_ms;
 };
 
-struct entry {
-    char *account;
-    struct aw_ratelimit_tier tier; /* {0,0} = the account's Retry-After record */
+struct endpoint_state {
+    bool used; /* windows allocated */
     struct window burst;
     struct window steady;
-    uint64_t blocked_until_ms;
+    bool observed; /* the server's last word is in force until observed_until_ms */
+    uint64_t observed_until_ms;
+    uint64_t observed_left; /* requests the server still allows before observed_until_ms */
+};
+
+struct account {
+    char *id;
+    uint64_t blocked_until_ms; /* Retry-After, all endpoints */
+    struct endpoint_state ep[AW_API_ENDPOINT_COUNT];
 };
 
 struct aw_ratelimit {
-    struct entry *e;
+    struct account *a;
     size_t n, cap;
     unsigned scale_pct;
 };
@@ -42,11 +52,13 @@ void aw_ratelimit_free(struct aw_ratelimit *rl)
     if (!rl)
         return;
     for (size_t i = 0; i < rl->n; i++) {
-        free(rl->e[i].account);
-        free(rl->e[i].burst.times);
-        free(rl->e[i].steady.times);
+        free(rl->a[i].id);
+        for (int e = 0; e < AW_API_ENDPOINT_COUNT; e++) {
+            free(rl->a[i].ep[e].burst.times);
+            free(rl->a[i].ep[e].steady.times);
+        }
     }
-    free(rl->e);
+    free(rl->a);
     free(rl);
 }
 
@@ -58,8 +70,7 @@ static void window_init(struct window *w, uint64_t limit, uint64_t span_ms)
     w->span_ms = span_ms;
 }
 
-/* ms until one more request fits in the window (0 = now). Times are stored +1 so that 0 can
- * mean "unused" even at now_ms == 0. */
+/* ms until one more request fits in the window (0 = now). */
 static uint64_t window_wait(const struct window *w, uint64_t now)
 {
     uint64_t oldest = w->times[w->head];
@@ -75,65 +86,88 @@ static void window_take(struct window *w, uint64_t now)
     w->head = (w->head + 1) % w->limit;
 }
 
-static bool is_block_tier(struct aw_ratelimit_tier t)
+static struct account *find(const struct aw_ratelimit *rl, const char *id)
 {
-    return t.burst_per_s == 0 && t.steady_per_min == 0;
+    for (size_t i = 0; i < rl->n; i++)
+        if (strcmp(rl->a[i].id, id) == 0)
+            return &rl->a[i];
+    return NULL;
 }
 
-static struct entry *find(struct aw_ratelimit *rl, const char *account,
-                          struct aw_ratelimit_tier tier, bool create)
+static struct account *find_or_add(struct aw_ratelimit *rl, const char *id)
 {
-    for (size_t i = 0; i < rl->n; i++) {
-        struct entry *e = &rl->e[i];
-        if (e->tier.burst_per_s == tier.burst_per_s &&
-            e->tier.steady_per_min == tier.steady_per_min && strcmp(e->account, account) == 0)
-            return e;
+    struct account *a = find(rl, id);
+    if (a)
+        return a;
+    aw_grow((void **)&rl->a, &rl->cap, rl->n + 1, sizeof *rl->a);
+    a = &rl->a[rl->n++];
+    memset(a, 0, sizeof *a);
+    a->id = aw_strdup(id);
+    return a;
+}
+
+static struct endpoint_state *endpoint(struct aw_ratelimit *rl, struct account *a,
+                                       enum aw_api_endpoint e)
+{
+    struct endpoint_state *s = &a->ep[e];
+    if (!s->used) {
+        const struct aw_api_op *op = aw_api_get(e);
+        window_init(&s->burst, (uint64_t)op->burst_per_s * rl->scale_pct / 100u, 1000u);
+        window_init(&s->steady, (uint64_t)op->steady_per_min * rl->scale_pct / 100u, 60000u);
+        s->used = true;
     }
-    if (!create)
-        return NULL;
-    aw_grow((void **)&rl->e, &rl->cap, rl->n + 1, sizeof *rl->e);
-    struct entry *e = &rl->e[rl->n++];
-    memset(e, 0, sizeof *e);
-    e->account = aw_strdup(account);
-    e->tier = tier;
-    if (!is_block_tier(tier)) {
-        window_init(&e->burst, (uint64_t)tier.burst_per_s * rl->scale_pct / 100u, 1000u);
-        window_init(&e->steady, (uint64_t)tier.steady_per_min * rl->scale_pct / 100u, 60000u);
-    }
-    return e;
+    return s;
 }
 
 uint64_t aw_ratelimit_blocked_for(const struct aw_ratelimit *rl, const char *account,
                                   uint64_t now_ms)
 {
-    for (size_t i = 0; i < rl->n; i++) {
-        const struct entry *e = &rl->e[i];
-        if (is_block_tier(e->tier) && strcmp(e->account, account) == 0)
-            return e->blocked_until_ms > now_ms ? e->blocked_until_ms - now_ms : 0;
-    }
-    return 0;
+    const struct account *a = find(rl, account);
+    return a && a->blocked_until_ms > now_ms ? a->blocked_until_ms - now_ms : 0;
 }
 
 void aw_ratelimit_block(struct aw_ratelimit *rl, const char *account, uint64_t until_ms)
 {
-    struct entry *e = find(rl, account, (struct aw_ratelimit_tier){0, 0}, true);
-    if (until_ms > e->blocked_until_ms)
-        e->blocked_until_ms = until_ms;
+    struct account *a = find_or_add(rl, account);
+    if (until_ms > a->blocked_until_ms)
+        a->blocked_until_ms = until_ms;
+}
+
+void aw_ratelimit_observe(struct aw_ratelimit *rl, const char *account,
+                          enum aw_api_endpoint endpoint_id, long remaining, long reset_s,
+                          uint64_t now_ms)
+{
+    if (remaining < 0 || reset_s < 0)
+        return; /* header absent or unreadable: our own windows decide */
+    struct endpoint_state *s = endpoint(rl, find_or_add(rl, account), endpoint_id);
+    if (reset_s > MAX_RESET_S)
+        reset_s = MAX_RESET_S;
+    s->observed = true;
+    s->observed_until_ms = now_ms + (uint64_t)reset_s * 1000u;
+    s->observed_left = (uint64_t)remaining;
 }
 
 uint64_t aw_ratelimit_acquire(struct aw_ratelimit *rl, const char *account,
-                              struct aw_ratelimit_tier tier, uint64_t now_ms)
+                              enum aw_api_endpoint endpoint_id, uint64_t now_ms)
 {
-    uint64_t blocked = aw_ratelimit_blocked_for(rl, account, now_ms);
-    if (blocked)
-        return blocked;
-    if (is_block_tier(tier))
-        tier = AW_RATELIMIT_TIER_M; /* unknown tier: assume the stricter common one */
-    struct entry *e = find(rl, account, tier, true);
-    uint64_t w1 = window_wait(&e->burst, now_ms), w2 = window_wait(&e->steady, now_ms);
-    if (w1 || w2)
-        return w1 > w2 ? w1 : w2;
-    window_take(&e->burst, now_ms);
-    window_take(&e->steady, now_ms);
+    struct account *a = find_or_add(rl, account);
+    uint64_t wait = a->blocked_until_ms > now_ms ? a->blocked_until_ms - now_ms : 0;
+    struct endpoint_state *s = endpoint(rl, a, endpoint_id);
+    uint64_t w = window_wait(&s->burst, now_ms);
+    if (w > wait)
+        wait = w;
+    w = window_wait(&s->steady, now_ms);
+    if (w > wait)
+        wait = w;
+    if (s->observed && now_ms >= s->observed_until_ms)
+        s->observed = false; /* the server's window reset: its count no longer binds */
+    if (s->observed && s->observed_left == 0 && s->observed_until_ms - now_ms > wait)
+        wait = s->observed_until_ms - now_ms;
+    if (wait)
+        return wait;
+    window_take(&s->burst, now_ms);
+    window_take(&s->steady, now_ms);
+    if (s->observed)
+        s->observed_left--;
     return 0;
 }

@@ -1,4 +1,4 @@
-/* klaviyo.c -- the only user of curl/curl.h (STYLE.md §1). */
+/* client.c -- the only user of curl/curl.h (STYLE.md §1). */
 #include "worker/klaviyo/client.h"
 
 #include <ctype.h>
@@ -104,7 +104,7 @@ bool aw_klaviyo_parse_retry_after(const char *value, uint64_t now_unix_ms, uint6
 void aw_klaviyo_response_clear(struct aw_klaviyo_response *resp)
 {
     free(resp->body);
-    aw_payload_errors_clear(&resp->errors);
+    aw_parse_errors_clear(&resp->errors);
     memset(resp, 0, sizeof *resp);
 }
 
@@ -202,24 +202,9 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
-static const char *method_name(enum aw_klaviyo_method m)
-{
-    switch (m) {
-    case AW_KLAVIYO_GET:
-        return "GET";
-    case AW_KLAVIYO_POST:
-        return "POST";
-    case AW_KLAVIYO_PATCH:
-        return "PATCH";
-    case AW_KLAVIYO_DELETE:
-        return "DELETE";
-    }
-    return "GET";
-}
-
-enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key,
-                               enum aw_klaviyo_method method, const char *path, const char *body,
-                               size_t body_len, struct aw_klaviyo_response *resp)
+enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key, enum aw_api_method method,
+                               const char *path, const char *body, size_t body_len,
+                               struct aw_klaviyo_response *resp)
 {
     memset(resp, 0, sizeof *resp);
     resp->ratelimit_limit = resp->ratelimit_remaining = resp->ratelimit_reset_s = -1;
@@ -262,8 +247,8 @@ enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key,
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &hs);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method_name(method));
-    if (method == AW_KLAVIYO_GET)
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, aw_api_method_str(method));
+    if (method == AW_API_GET)
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -291,7 +276,7 @@ enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key,
     resp->body = aw_buf_take(&out);
     bool names_records = false;
     if (resp->status >= 400 &&
-        aw_payload_parse_error_doc(resp->body, resp->body_len, &resp->errors) == AW_OK) {
+        aw_parse_error_doc(resp->body, resp->body_len, &resp->errors) == AW_OK) {
         for (size_t i = 0; i < resp->errors.n; i++)
             if (resp->errors.items[i].has_index)
                 names_records = true;

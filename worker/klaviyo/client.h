@@ -1,15 +1,16 @@
-/* klaviyo.h -- the libcurl adapter: one Klaviyo API request at a time on a reused, keep-alive
+/* client.h -- the libcurl adapter: one Klaviyo API request at a time on a reused, keep-alive
  * easy handle, and the classification of every answer into what the flusher must do
  * (DESIGN.md §5, STYLE.md §5). One struct aw_klaviyo per thread (the flusher's). */
-#ifndef AW_WORKER_KLAVIYO_H
-#define AW_WORKER_KLAVIYO_H
+#ifndef AW_KLAVIYO_CLIENT_H
+#define AW_KLAVIYO_CLIENT_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
-#include "worker/klaviyo/payload.h"
+#include "worker/klaviyo/api.h"
+#include "worker/klaviyo/parse.h"
 
 struct aw_klaviyo;
 
@@ -20,8 +21,6 @@ struct aw_klaviyo_config {
     long connect_timeout_ms; /* > 0 */
     long timeout_ms;         /* total per request, > 0 */
 };
-
-enum aw_klaviyo_method { AW_KLAVIYO_GET = 0, AW_KLAVIYO_POST, AW_KLAVIYO_PATCH, AW_KLAVIYO_DELETE };
 
 /* What the caller must do with an answer (the classification table, one test per row). */
 enum aw_klaviyo_action {
@@ -44,28 +43,28 @@ struct aw_klaviyo_response {
     size_t body_len;
     enum aw_klaviyo_action action;
     bool has_retry_after;
-    uint64_t retry_after_ms;         /* from Retry-After (seconds or HTTP date) */
-    long ratelimit_limit;            /* RateLimit-Limit, -1 if absent */
-    long ratelimit_remaining;        /* RateLimit-Remaining, -1 if absent */
-    long ratelimit_reset_s;          /* RateLimit-Reset, -1 if absent */
-    struct aw_payload_errors errors; /* errors[] of a non-2xx JSON body (payload.c's parser);
-                                        `detail` may echo input values: never log it */
-    char transport_error[256];       /* curl's message on transport errors (no secrets, no body) */
+    uint64_t retry_after_ms;       /* from Retry-After (seconds or HTTP date) */
+    long ratelimit_limit;          /* RateLimit-Limit, -1 if absent */
+    long ratelimit_remaining;      /* RateLimit-Remaining, -1 if absent */
+    long ratelimit_reset_s;        /* RateLimit-Reset, -1 if absent */
+    struct aw_parse_errors errors; /* errors[] of a non-2xx JSON body (parse.c); `detail`
+                                      may echo input values: never log it */
+    char transport_error[256];     /* curl's message on transport errors (no secrets, no body) */
 };
 
 /* Creates the client. NULL with the reason in errbuf when the base URL is neither https:// nor
  * http:// or curl cannot be initialised. curl_global_init must have run (main). */
 struct aw_klaviyo *aw_klaviyo_new(const struct aw_klaviyo_config *cfg, char *errbuf, size_t errlen);
 
-/* Sends one request to base_url + path (path starts with "/api/..." and carries its query,
- * already escaped) with the contract headers (Authorization: Klaviyo-API-Key <api_key>,
- * revision, JSON:API accept/content type). body may be NULL. *resp is overwritten (release
- * with aw_klaviyo_response_clear) and always classified. Returns AW_OK when an HTTP answer
- * arrived (whatever its status), AW_ERR_TIMEOUT / AW_ERR_IO on transport failure (then
- * resp->action is AW_KLAVIYO_RETRY). Flusher thread. */
-enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key,
-                               enum aw_klaviyo_method method, const char *path, const char *body,
-                               size_t body_len, struct aw_klaviyo_response *resp);
+/* Sends one request to base_url + path (from aw_api_path_build: the operation's path with its
+ * query, already escaped; method from the same row of the API table) with the contract headers
+ * (Authorization: Klaviyo-API-Key <api_key>, revision, JSON:API accept/content type). body may be
+ * NULL. *resp is overwritten (release with aw_klaviyo_response_clear) and always classified.
+ * Returns AW_OK when an HTTP answer arrived (whatever its status), AW_ERR_TIMEOUT / AW_ERR_IO on
+ * transport failure (then resp->action is AW_KLAVIYO_RETRY). Flusher thread. */
+enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key, enum aw_api_method method,
+                               const char *path, const char *body, size_t body_len,
+                               struct aw_klaviyo_response *resp);
 
 /* Releases what *resp owns and zeroes it. */
 void aw_klaviyo_response_clear(struct aw_klaviyo_response *resp);
