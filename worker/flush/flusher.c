@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "worker/ingest/account.h"
+#include "worker/ingest/config_file.h"
 #include "worker/store/change.h"
 #include "worker/ingest/consumer.h"
 #include "worker/ops/deadletter.h"
@@ -188,7 +189,7 @@ struct job {
 
 struct aw_flusher {
     const struct aw_settings *s;
-    const struct aw_account_config *accounts;
+    const struct aw_config_file *accounts;
     const volatile sig_atomic_t *stop;
     struct aw_store *store;
     struct aw_klaviyo *k;
@@ -266,7 +267,7 @@ static enum aw_err acct_load(struct aw_flusher *f, struct acct *a)
     char *key = NULL;
     if (f->accounts) {
         struct aw_account acc;
-        aw_account_resolve(f->accounts, a->id, NULL, 0, &acc);
+        aw_account_resolve(aw_config_file_get(f->accounts, a->id), a->id, NULL, 0, &acc);
         if (acc.api_key)
             key = aw_strdup(acc.api_key);
         aw_account_clear(&acc);
@@ -1396,7 +1397,7 @@ static void flusher_free(struct aw_flusher *f)
 }
 
 struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
-                                    const struct aw_account_config *accounts,
+                                    const struct aw_config_file *accounts,
                                     const volatile sig_atomic_t *stop, char *errbuf, size_t errlen)
 {
     struct aw_flusher *f = aw_calloc(1, sizeof *f);

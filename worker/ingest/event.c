@@ -663,10 +663,34 @@ static bool decode_root(struct dec *d, const json_t *root, struct aw_event *out)
     return true;
 }
 
+const char *aw_event_json_error_str(int code)
+{
+    switch ((enum json_error_code)code) {
+    case json_error_out_of_memory:
+        return "out of memory";
+    case json_error_stack_overflow:
+        return "nesting too deep";
+    case json_error_invalid_utf8:
+        return "invalid UTF-8";
+    case json_error_premature_end_of_input:
+        return "truncated";
+    case json_error_end_of_input_expected:
+        return "trailing data";
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        return "NUL character";
+    case json_error_duplicate_key:
+        return "duplicate key";
+    case json_error_numeric_overflow:
+        return "number out of range";
+    default:
+        return "syntax error";
+    }
+}
+
 /* Maps a jansson parse failure to a reason and a value-free detail. */
 static void parse_failure(struct dec *d, const json_error_t *jerr)
 {
-    const char *what = "syntax error";
     switch (json_error_code(jerr)) {
     case json_error_out_of_memory:
         d->err = AW_ERR_FATAL;
@@ -675,29 +699,11 @@ static void parse_failure(struct dec *d, const json_error_t *jerr)
     case json_error_stack_overflow:
         fail(d, AW_EVENT_OVERSIZE, "nesting");
         return;
-    case json_error_invalid_utf8:
-        what = "invalid UTF-8";
-        break;
-    case json_error_premature_end_of_input:
-        what = "truncated";
-        break;
-    case json_error_end_of_input_expected:
-        what = "trailing data";
-        break;
-    case json_error_null_character:
-    case json_error_null_byte_in_key:
-        what = "NUL character";
-        break;
-    case json_error_duplicate_key:
-        what = "duplicate key";
-        break;
-    case json_error_numeric_overflow:
-        what = "number out of range";
-        break;
     default:
-        break;
+        fail(d, AW_EVENT_NOT_JSON, "%s at offset %d",
+             aw_event_json_error_str(json_error_code(jerr)), jerr->position);
+        return;
     }
-    fail(d, AW_EVENT_NOT_JSON, "%s at offset %d", what, jerr->position);
 }
 
 enum aw_err aw_event_decode(const char *payload, size_t len, struct aw_event *out,

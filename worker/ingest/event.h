@@ -171,6 +171,12 @@ void aw_event_clear(struct aw_event *ev);
 /* Stable lower-case name of a reason ("not_json", ...). */
 const char *aw_event_reason_str(enum aw_event_reason reason);
 
+/* Value-free name of a jansson parse error ("duplicate key", "truncated", "syntax error", ...);
+ * code is json_error_code() of the json_error_t. For error texts of every JSON text read in
+ * ingest: jansson's own message quotes the input near the error (personal data, keys). Static
+ * string; any thread. */
+const char *aw_event_json_error_str(int code);
+
 /* Looks up a setting by exact key; borrowed value or NULL. */
 const char *aw_event_setting_get(const struct aw_event_setting *settings, size_t n,
                                  const char *key);

@@ -1,4 +1,4 @@
-/* map.c -- DESIGN.md §3 mapping rules. No jansson: connection settings are parsed by account.c,
+/* map.c -- DESIGN.md §3 mapping rules. No jansson: connection settings are parsed by connection.c,
  * and the few JSON string values read here ($country, $source) are decoded by a small
  * non-recursive string decoder. */
 #include "worker/ingest/map.h"
@@ -13,8 +13,9 @@
 #include "common/phone/phone.h"
 #include "common/text.h"
 #include "worker/ingest/account.h"
-#include "worker/store/change.h"
+#include "worker/ingest/connection.h"
 #include "worker/ingest/event.h"
+#include "worker/store/change.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -242,7 +243,7 @@ static const struct path_map k_default[] = {
     {"$address", "location.address1"},
 };
 
-/* Paths of propertyMapping targets, indexed by enum aw_account_target; NULL = custom_source. */
+/* Paths of propertyMapping targets, indexed by enum aw_connection_target; NULL = custom_source. */
 static const char *const k_target_path[AW_TARGET_COUNT] = {
     [AW_TARGET_ADDRESS2] = "location.address2", [AW_TARGET_IMAGE] = "image",
     [AW_TARGET_LATITUDE] = "location.latitude", [AW_TARGET_LONGITUDE] = "location.longitude",
@@ -321,8 +322,8 @@ static char *property_path(const char *key)
     return p;
 }
 
-static void map_attributes(const struct aw_event_audience *aud,
-                           const struct aw_account_connection *conn, struct aw_change *c)
+static void map_attributes(const struct aw_event_audience *aud, const struct aw_connection *conn,
+                           struct aw_change *c)
 {
     struct attr_list l = {0};
     for (size_t i = 0; i < aud->n_attributes; i++) {
@@ -380,9 +381,8 @@ static bool consent_beats(const struct aw_event_consent *cand, const struct aw_e
     return !cand->consented && cur->consented;
 }
 
-static void map_consents(const struct aw_event_profile *prof,
-                         const struct aw_account_connection *conn, bool has_phone,
-                         struct aw_change *c)
+static void map_consents(const struct aw_event_profile *prof, const struct aw_connection *conn,
+                         bool has_phone, struct aw_change *c)
 {
     const struct aw_event_consent *best[2] = {NULL, NULL};
     for (size_t i = 0; i < prof->n_consents; i++) {
@@ -481,7 +481,7 @@ static bool profile_region(const struct aw_event_profile *p, char region[3])
 struct conn_slot {
     const char *list_id, *props, *consents; /* borrowed raw setting texts (the cache key) */
     enum aw_err err;
-    struct aw_account_connection conn;
+    struct aw_connection conn;
     char detail[200];
 };
 
@@ -514,7 +514,7 @@ static void check_reserved(struct conn_slot *s)
         if (aw_map_default_path(s->conn.properties[k].attribute)) {
             snprintf(s->detail, sizeof s->detail,
                      "propertyMapping[%zu].map: attribute has a fixed default mapping", k);
-            aw_account_connection_clear(&s->conn);
+            aw_connection_clear(&s->conn);
             s->err = AW_ERR_INVALID;
             return;
         }
@@ -535,13 +535,13 @@ static const struct conn_slot *conn_get(struct conn_cache *cc, const struct aw_e
         s = &cc->slots[cc->n++];
     } else {
         s = &cc->scratch;
-        aw_account_connection_clear(&s->conn);
+        aw_connection_clear(&s->conn);
     }
     s->list_id = l;
     s->props = pm;
     s->consents = cm;
-    s->err = aw_account_connection_parse(aud->settings, aud->n_settings, &s->conn, s->detail,
-                                         sizeof s->detail);
+    s->err =
+        aw_connection_parse(aud->settings, aud->n_settings, &s->conn, s->detail, sizeof s->detail);
     if (s->err == AW_OK)
         check_reserved(s);
     return s;
@@ -550,8 +550,8 @@ static const struct conn_slot *conn_get(struct conn_cache *cc, const struct aw_e
 static void conn_cache_clear(struct conn_cache *cc)
 {
     for (size_t i = 0; i < cc->n; i++)
-        aw_account_connection_clear(&cc->slots[i].conn);
-    aw_account_connection_clear(&cc->scratch.conn);
+        aw_connection_clear(&cc->slots[i].conn);
+    aw_connection_clear(&cc->scratch.conn);
 }
 
 static char *dup_or_null(const char *s)
@@ -642,7 +642,7 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
             const struct aw_event_audience *aud = &p->audiences[ai];
             const struct conn_slot *slot = conn_get(cache, aud);
             if (slot->err != AW_OK) {
-                reject_add(out, &rejects_cap, pi, aud->audience_id, AW_ACCOUNT_INVALID_CONNECTION,
+                reject_add(out, &rejects_cap, pi, aud->audience_id, AW_CONNECTION_INVALID,
                            slot->detail);
                 continue;
             }
