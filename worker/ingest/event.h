@@ -39,7 +39,10 @@
  *   upsert: `value` (string/number/bool, kept as its JSON text) or `list_value` (array of
  *   strings/numbers/bools, kept as a compact JSON array); both at once is "bad_value"; neither
  *   gives value_json NULL. delete: `value`/`list_value` are ignored, value_json is NULL.
- *   Reals are written in their shortest round-trip form ("1.5", "100000.0").
+ *   value_json and non-string settings are jansson's compact text (json_dumps): strings escape
+ *   only '"', '\\' and control characters; reals have 17 significant digits, so they read back
+ *   as the same double (1.1 -> "1.1000000000000001", 100000.0 -> "100000.0"; payload.c sends
+ *   Klaviyo 15 digits whenever those read back the same).
  * - consent_state: `gdpr{purpose:{...}}` and `ccpa{data_sale_opt_out:{...}}`, each purpose an
  *   object with required boolean `consented`, optional integer >= 0 `timestamp_unixtime_ms`,
  *   optional string `document`, `location`, `hardware_id` (type-checked, not kept). The

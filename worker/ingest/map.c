@@ -1,6 +1,6 @@
-/* map.c -- DESIGN.md §3 mapping rules. No jansson: connection settings are parsed by connection.c,
- * and the few JSON string values read here ($country, $source) are decoded by a small
- * non-recursive string decoder. */
+/* map.c -- DESIGN.md §3 mapping rules. Connection settings are parsed by connection.c; the few
+ * attribute values read here as text ($country, $source) are decoded from their JSON with
+ * jansson. */
 #include "worker/ingest/map.h"
 
 #include <stdbool.h>
@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "common/mem.h"
 #include "common/phone/phone.h"
@@ -36,131 +38,17 @@ static bool ieq(const char *a, const char *b)
     return *a == *b;
 }
 
-static bool is_space(char c)
+/* The string a value_json holds, caller-owned; NULL when it is not a JSON string (a number, a
+ * list_value array, ...). value_json comes from event.c, so it is valid JSON without NUL. */
+static char *json_text_string(const char *value_json)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
-static bool is_blank(const char *s)
-{
-    for (; *s; s++) {
-        if (!is_space(*s))
-            return false;
-    }
-    return true;
-}
-
-static bool read_u4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = aw_text_hexval((unsigned char)p[i]);
-        if (h < 0)
-            return false;
-        v = v * 16u + (unsigned)h;
-    }
-    *out = v;
-    return true;
-}
-
-/* Decodes JSON text that is exactly one string ("..." with escapes) into a caller-owned
- * UTF-8 string; NULL when json is not a JSON string or decodes to text containing NUL. */
-static char *json_string_decode(const char *json)
-{
-    if (!json)
+    if (!value_json)
         return NULL;
-    size_t len = strlen(json);
-    while (len > 0 && is_space(json[len - 1]))
-        len--;
-    size_t i = 0;
-    while (i < len && is_space(json[i]))
-        i++;
-    if (len - i < 2 || json[i] != '"' || json[len - 1] != '"')
-        return NULL;
-    const char *p = json + i + 1;
-    const char *end = json + len - 1;
-    char *out = aw_malloc((size_t)(end - p) + 1); /* decoding never grows the text */
-    size_t o = 0;
-    while (p < end) {
-        char c = *p++;
-        if (c == '"')
-            goto bad; /* an unescaped quote inside: not a single string */
-        if (c != '\\') {
-            out[o++] = c;
-            continue;
-        }
-        if (p >= end)
-            goto bad;
-        char e = *p++;
-        switch (e) {
-        case '"':
-            out[o++] = '"';
-            break;
-        case '\\':
-            out[o++] = '\\';
-            break;
-        case '/':
-            out[o++] = '/';
-            break;
-        case 'b':
-            out[o++] = '\b';
-            break;
-        case 'f':
-            out[o++] = '\f';
-            break;
-        case 'n':
-            out[o++] = '\n';
-            break;
-        case 'r':
-            out[o++] = '\r';
-            break;
-        case 't':
-            out[o++] = '\t';
-            break;
-        case 'u': {
-            unsigned cp;
-            if (end - p < 4 || !read_u4(p, &cp))
-                goto bad;
-            p += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                unsigned lo;
-                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !read_u4(p + 2, &lo) ||
-                    lo < 0xDC00 || lo > 0xDFFF)
-                    goto bad;
-                p += 6;
-                cp = 0x10000u + ((cp - 0xD800u) << 10) + (lo - 0xDC00u);
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                goto bad;
-            }
-            if (cp == 0)
-                goto bad;
-            /* \uXXXX is 6 (or 12) input bytes and at most 4 output bytes. */
-            if (cp < 0x80) {
-                out[o++] = (char)cp;
-            } else if (cp < 0x800) {
-                out[o++] = (char)(0xC0 | (cp >> 6));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                out[o++] = (char)(0xE0 | (cp >> 12));
-                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            } else {
-                out[o++] = (char)(0xF0 | (cp >> 18));
-                out[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            }
-            break;
-        }
-        default:
-            goto bad;
-        }
-    }
-    out[o] = '\0';
-    return out;
-bad:
-    free(out);
-    return NULL;
+    json_error_t jerr;
+    json_t *v = json_loads(value_json, JSON_DECODE_ANY, &jerr);
+    char *s = json_is_string(v) ? aw_strdup(json_string_value(v)) : NULL;
+    json_decref(v);
+    return s;
 }
 
 /* ---------------------------------------------------------------- email */
@@ -197,15 +85,12 @@ enum aw_err aw_map_email_normalise(const char *raw, char **out)
     *out = NULL;
     if (!raw)
         return AW_ERR_INVALID;
-    size_t len = strlen(raw), start = 0;
-    while (start < len && is_space(raw[start]))
-        start++;
-    while (len > start && is_space(raw[len - 1]))
-        len--;
-    len -= start;
-    if (len == 0 || len > AW_MAP_EMAIL_MAX)
+    char *e = aw_text_trim_dup(raw, strlen(raw));
+    size_t len = strlen(e);
+    if (len == 0 || len > AW_MAP_EMAIL_MAX) {
+        free(e);
         return AW_ERR_INVALID;
-    char *e = aw_strndup(raw + start, len);
+    }
     size_t at = len;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)e[i];
@@ -352,7 +237,7 @@ static void map_attributes(const struct aw_event_audience *aud, const struct aw_
                 free(c->custom_source);
                 c->custom_source = NULL;
             } else {
-                char *s = json_string_decode(value);
+                char *s = json_text_string(value);
                 if (s) { /* non-string values (list_value) cannot be a source: ignored */
                     free(c->custom_source);
                     c->custom_source = s;
@@ -442,7 +327,7 @@ static const char *find_raw_identity(const struct aw_event_profile *p, const cha
             continue;
         if (seen_any)
             *seen_any = true;
-        if (ieq(id->encoding, "raw") && id->value && !is_blank(id->value))
+        if (ieq(id->encoding, "raw") && id->value && !aw_text_is_blank(id->value))
             return id->value;
     }
     return NULL;
@@ -463,16 +348,12 @@ static bool profile_region(const struct aw_event_profile *p, char region[3])
     }
     if (!last)
         return false;
-    char *s = json_string_decode(last);
+    char *s = json_text_string(last);
     if (!s)
         return false;
-    size_t len = strlen(s), start = 0;
-    while (start < len && is_space(s[start]))
-        start++;
-    while (len > start && is_space(s[len - 1]))
-        len--;
-    s[len] = '\0';
-    bool ok = aw_phone_region_from_country(s + start, region) == AW_OK;
+    char *code = aw_text_trim_dup(s, strlen(s));
+    bool ok = aw_phone_region_from_country(code, region) == AW_OK;
+    free(code);
     free(s);
     return ok;
 }
@@ -498,15 +379,6 @@ static bool same(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static const char *setting(const struct aw_event_audience *aud, const char *key)
-{
-    for (size_t i = 0; i < aud->n_settings; i++) {
-        if (aud->settings[i].key && strcmp(aud->settings[i].key, key) == 0)
-            return aud->settings[i].value;
-    }
-    return NULL;
-}
-
 /* Refuses a propertyMapping on an attribute that the fixed default mapping already maps. */
 static void check_reserved(struct conn_slot *s)
 {
@@ -523,8 +395,9 @@ static void check_reserved(struct conn_slot *s)
 
 static const struct conn_slot *conn_get(struct conn_cache *cc, const struct aw_event_audience *aud)
 {
-    const char *l = setting(aud, "listId"), *pm = setting(aud, "propertyMapping"),
-               *cm = setting(aud, "consentMapping");
+    const char *l = aw_event_setting_get(aud->settings, aud->n_settings, "listId");
+    const char *pm = aw_event_setting_get(aud->settings, aud->n_settings, "propertyMapping");
+    const char *cm = aw_event_setting_get(aud->settings, aud->n_settings, "consentMapping");
     for (size_t i = 0; i < cc->n; i++) {
         struct conn_slot *s = &cc->slots[i];
         if (same(s->list_id, l) && same(s->props, pm) && same(s->consents, cm))
