@@ -255,49 +255,74 @@ static void map_attributes(const struct aw_event_audience *aud, const struct aw_
 
 /* ---------------------------------------------------------------- consent */
 
-/* True when candidate should replace current for the same channel: newer timestamp wins, a
- * timestamped consent beats one without, and on a tie an opt-out beats an opt-in. */
-static bool consent_beats(const struct aw_event_consent *cand, const struct aw_event_consent *cur)
+/* What one consent purpose asks of the channel it is mapped to. */
+struct intent {
+    const struct aw_event_consent *ec; /* NULL = nothing asked */
+    bool subscribe;
+};
+
+/* The intent of a purpose (DESIGN.md §3). GDPR: consented -> subscribe, not consented ->
+ * unsubscribe. CCPA (data_sale_opt_out) is not a marketing consent: an opt-out (consented:
+ * true) unsubscribes, an opt-in (consented: false) asks nothing. */
+static struct intent consent_intent(const struct aw_event_consent *ec)
 {
-    if (cand->has_timestamp != cur->has_timestamp)
-        return cand->has_timestamp;
-    if (cand->has_timestamp && cand->timestamp_unix_ms != cur->timestamp_unix_ms)
-        return cand->timestamp_unix_ms > cur->timestamp_unix_ms;
-    return !cand->consented && cur->consented;
+    struct intent in = {ec, ec->consented};
+    if (ec->is_ccpa) {
+        in.subscribe = false;
+        if (!ec->consented)
+            in.ec = NULL;
+    }
+    return in;
+}
+
+/* True when cand should replace cur for the same channel: the newer purpose timestamp wins, a
+ * timestamped consent beats one without, and on a tie the unsubscribe (opt-out) wins. */
+static bool intent_beats(const struct intent *cand, const struct intent *cur)
+{
+    if (cand->ec->has_timestamp != cur->ec->has_timestamp)
+        return cand->ec->has_timestamp;
+    if (cand->ec->has_timestamp && cand->ec->timestamp_unix_ms != cur->ec->timestamp_unix_ms)
+        return cand->ec->timestamp_unix_ms > cur->ec->timestamp_unix_ms;
+    return !cand->subscribe && cur->subscribe;
 }
 
 static void map_consents(const struct aw_event_profile *prof, const struct aw_connection *conn,
                          bool has_phone, struct aw_change *c)
 {
-    const struct aw_event_consent *best[2] = {NULL, NULL};
+    struct intent best[2] = {{NULL, false}, {NULL, false}}; /* [0] email, [1] sms */
     for (size_t i = 0; i < prof->n_consents; i++) {
         const struct aw_event_consent *ec = &prof->consents[i];
         if (!ec->purpose)
+            continue;
+        struct intent in = consent_intent(ec);
+        if (!in.ec)
             continue;
         for (size_t k = 0; k < conn->n_consents; k++) {
             if (!ieq(conn->consents[k].purpose, ec->purpose))
                 continue;
             int ch = conn->consents[k].channel == AW_CHANNEL_SMS ? 1 : 0;
-            if (!best[ch] || consent_beats(ec, best[ch]))
-                best[ch] = ec;
+            if (!best[ch].ec || intent_beats(&in, &best[ch]))
+                best[ch] = in;
         }
     }
-    if (best[1] && !has_phone) {
+    if (best[1].ec && !has_phone) {
         c->drops |= AW_CHANGE_DROP_SMS_NO_PHONE;
-        best[1] = NULL;
+        best[1].ec = NULL;
     }
-    size_t n = (best[0] != NULL) + (best[1] != NULL);
+    size_t n = (best[0].ec != NULL) + (best[1].ec != NULL);
     if (n == 0)
         return;
     c->consents = aw_calloc(n, sizeof *c->consents);
     for (int ch = 0; ch < 2; ch++) {
-        if (!best[ch])
+        if (!best[ch].ec)
             continue;
         struct aw_change_consent *cc = &c->consents[c->n_consents++];
         cc->channel = ch ? AW_CHANNEL_SMS : AW_CHANNEL_EMAIL;
-        cc->subscribe = best[ch]->consented;
-        cc->has_consented_at = best[ch]->has_timestamp;
-        cc->consented_at_unix_ms = best[ch]->timestamp_unix_ms;
+        cc->subscribe = best[ch].subscribe;
+        /* The purpose's own timestamp is the version of this consent, for subscribe and
+         * unsubscribe alike (DESIGN.md §3); Klaviyo also gets it as consented_at. */
+        cc->has_consented_at = best[ch].ec->has_timestamp;
+        cc->consented_at_unix_ms = best[ch].ec->timestamp_unix_ms;
     }
 }
 
