@@ -558,17 +558,7 @@ static void test_fixture_lists_complete(void)
     }
 }
 
-/* ---- mParticle's own examples ---- */
-
-static char *read_shared(const char *rel, size_t *len)
-{
-    const char *shared = getenv("AW_SHARED_DIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", shared ? shared : "../shared", rel);
-    char *buf = aw_test_read_file(path, len);
-    AW_CHECK_MSG(buf != NULL, "cannot read %s", path);
-    return buf;
-}
+/* ---- mParticle's own examples (vendored in schemas/vendor/mparticle/) ---- */
 
 static void test_mparticle_examples(void)
 {
@@ -577,7 +567,8 @@ static void test_mparticle_examples(void)
     enum aw_event_reason reason;
     char detail[DETAIL_LEN];
 
-    char *buf = read_shared("mparticle/examples/AudienceMembershipChangeRequest.json", &len);
+    char *buf =
+        read_rel("schemas/vendor/mparticle/examples", "AudienceMembershipChangeRequest.json", &len);
     if (buf != NULL) {
         enum aw_err err = decode_exact(buf, len, &ev, &reason, detail);
         AW_CHECK_MSG(err == AW_OK, "membership example: %s %s", aw_event_reason_str(reason),
@@ -623,7 +614,7 @@ static void test_mparticle_examples(void)
         free(buf);
     }
 
-    buf = read_shared("mparticle/examples/AudienceSubscriptionRequest.json", &len);
+    buf = read_rel("schemas/vendor/mparticle/examples", "AudienceSubscriptionRequest.json", &len);
     if (buf != NULL) {
         enum aw_err err = decode_exact(buf, len, &ev, &reason, detail);
         AW_CHECK_MSG(err == AW_OK, "subscription example: %s %s", aw_event_reason_str(reason),
@@ -646,7 +637,8 @@ static void test_mparticle_examples(void)
     }
 
     /* The response messages are not inputs: unknown_type. */
-    buf = read_shared("mparticle/examples/AudienceMembershipChangeResponse.json", &len);
+    buf = read_rel("schemas/vendor/mparticle/examples", "AudienceMembershipChangeResponse.json",
+                   &len);
     if (buf != NULL) {
         AW_CHECK_INT_EQ(decode_exact(buf, len, &ev, &reason, detail), AW_ERR_INVALID);
         AW_CHECK_INT_EQ(reason, AW_EVENT_UNKNOWN_TYPE);

@@ -329,10 +329,9 @@ static size_t run_fixtures(void)
 /* mParticle's own example message: its only email identity is md5-hashed. */
 static void test_mparticle_example(void)
 {
-    const char *shared = getenv("AW_SHARED_DIR");
     char path[4096];
-    snprintf(path, sizeof path, "%s/mparticle/examples/AudienceMembershipChangeRequest.json",
-             shared ? shared : "../shared");
+    aw_test_src_path(path, sizeof path,
+                     "schemas/vendor/mparticle/examples/AudienceMembershipChangeRequest.json");
     size_t len = 0;
     char *text = aw_test_read_file(path, &len);
     AW_CHECK_MSG(text != NULL, "cannot read %s", path);
