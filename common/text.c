@@ -15,6 +15,30 @@ int aw_text_hexval(int ch)
     return -1;
 }
 
+bool aw_text_is_space(int ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\v' || ch == '\f' || ch == '\r';
+}
+
+bool aw_text_is_blank(const char *s)
+{
+    for (; *s; s++) {
+        if (!aw_text_is_space((unsigned char)*s))
+            return false;
+    }
+    return true;
+}
+
+char *aw_text_trim_dup(const char *s, size_t len)
+{
+    size_t start = 0;
+    while (start < len && aw_text_is_space((unsigned char)s[start]))
+        start++;
+    while (len > start && aw_text_is_space((unsigned char)s[len - 1]))
+        len--;
+    return aw_strndup(s + start, len - start);
+}
+
 char *aw_text_pct_decode(const char *s, size_t n)
 {
     char *d = aw_malloc(n + 1);

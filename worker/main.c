@@ -18,7 +18,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/phone/phone.h"
-#include "worker/ingest/account.h"
+#include "worker/ingest/config_file.h"
 #include "worker/ingest/consumer.h"
 #include "worker/flush/flusher.h"
 #include "worker/ops/http.h"
@@ -138,16 +138,16 @@ static int cmd_check_config(void)
     /* The per-account file is part of the configuration: check it the way run loads it. */
     size_t n_accounts = 0;
     if (s.process.accounts_file) {
-        struct aw_account_config *accounts = NULL;
+        struct aw_config_file *accounts = NULL;
         char err[4096];
-        if (aw_account_config_load(s.process.accounts_file, aw_settings_getenv_process, NULL,
-                                   &accounts, err, sizeof err) != AW_OK) {
+        if (aw_config_file_load(s.process.accounts_file, aw_settings_getenv_process, NULL,
+                                &accounts, err, sizeof err) != AW_OK) {
             fprintf(stderr, "aw-worker: AW_CONFIG_FILE: %s\n", err);
             aw_settings_free(&s);
             return AW_SETTINGS_EXIT_CONFIG;
         }
-        n_accounts = aw_account_config_count(accounts);
-        aw_account_config_free(accounts);
+        n_accounts = aw_config_file_count(accounts);
+        aw_config_file_free(accounts);
     }
     enum aw_err rc = aw_settings_print(&s, stdout);
     if (s.process.accounts_file)
@@ -259,7 +259,7 @@ static int cmd_run(const struct aw_settings *s)
 {
     char err[1024];
     int status = 1;
-    struct aw_account_config *accounts = NULL;
+    struct aw_config_file *accounts = NULL;
     struct aw_http *http = NULL;
     struct aw_store *store = NULL;
     struct aw_consumer *consumer = NULL;
@@ -268,8 +268,8 @@ static int cmd_run(const struct aw_settings *s)
     const char **extra = NULL;
 
     if (s->process.accounts_file &&
-        aw_account_config_load(s->process.accounts_file, aw_settings_getenv_process, NULL,
-                               &accounts, err, sizeof err) != AW_OK) {
+        aw_config_file_load(s->process.accounts_file, aw_settings_getenv_process, NULL, &accounts,
+                            err, sizeof err) != AW_OK) {
         char q[1100];
         AW_LOG_ERROR("main", "invalid account config file", "problems=%s",
                      aw_log_quote(q, sizeof q, err));
@@ -346,7 +346,7 @@ out:
     free(extra);
     aw_store_free(store);
     aw_http_free(http);
-    aw_account_config_free(accounts);
+    aw_config_file_free(accounts);
     if (status == 0)
         AW_LOG_INFO("main", "stopped", "%s", "");
     return status;

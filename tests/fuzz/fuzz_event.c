@@ -1,8 +1,11 @@
 /* fuzz_event.c -- aw_event_decode on arbitrary bytes: must never crash, leak or read past len,
- * and its result must be self-consistent. Seeds: tests/fuzz/corpus/event/ (the event fixtures). */
+ * and its result must be self-consistent (attribute values: canonical jansson text).
+ * Seeds: tests/fuzz/corpus/event/ (the event fixtures). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "worker/ingest/event.h"
 
@@ -23,6 +26,15 @@ static void check_audience(const struct aw_event_audience *a)
         const struct aw_event_attribute *at = &a->attributes[i];
         must(at->key != NULL && at->key[0] != '\0');
         must(at->action == AW_EVENT_ATTR_UPSERT || at->value_json == NULL);
+        if (at->value_json != NULL) {
+            /* JSON text that jansson reads back, and canonical: dumped again, it is the same. */
+            json_t *v = json_loads(at->value_json, JSON_DECODE_ANY, NULL);
+            must(v != NULL && !json_is_object(v) && !json_is_null(v));
+            char *again = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            must(again != NULL && strcmp(again, at->value_json) == 0);
+            free(again);
+            json_decref(v);
+        }
     }
 }
 

@@ -10,9 +10,10 @@
 #include "common/mem.h"
 #include "common/phone/phone.h"
 #include "worker/ingest/account.h"
-#include "worker/store/change.h"
+#include "worker/ingest/connection.h"
 #include "worker/ingest/event.h"
 #include "worker/ingest/map.h"
+#include "worker/store/change.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -55,11 +56,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct aw_event_setting s[] = {
         {"listId", text}, {"propertyMapping", text}, {"consentMapping", text}};
-    struct aw_account_connection conn;
+    struct aw_connection conn;
     char detail[128];
     for (size_t i = 0; i < 3; i++) {
-        (void)aw_account_connection_parse(&s[i], 1, &conn, detail, sizeof detail);
-        aw_account_connection_clear(&conn);
+        (void)aw_connection_parse(&s[i], 1, &conn, detail, sizeof detail);
+        aw_connection_clear(&conn);
     }
 
     struct aw_event ev;

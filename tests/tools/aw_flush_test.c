@@ -17,7 +17,7 @@
 
 #include "common/clock.h"
 #include "common/mem.h"
-#include "worker/ingest/account.h"
+#include "worker/ingest/config_file.h"
 #include "worker/store/change.h"
 #include "worker/flush/flusher.h"
 #include "worker/ops/metrics.h"
@@ -140,8 +140,8 @@ static int run(int argc, char **argv)
             ign[n_ign++] = argv[i + 1];
     }
     char err[2048];
-    struct aw_account_config *accounts = NULL;
-    if (config && aw_account_config_load(config, NULL, NULL, &accounts, err, sizeof err) != AW_OK) {
+    struct aw_config_file *accounts = NULL;
+    if (config && aw_config_file_load(config, NULL, NULL, &accounts, err, sizeof err) != AW_OK) {
         fprintf(stderr, "config: %s\n", err);
         return 2;
     }
@@ -172,7 +172,7 @@ static int run(int argc, char **argv)
     if (!f || !s) {
         fprintf(stderr, "start: %s\n", err);
         aw_store_free(s);
-        aw_account_config_free(accounts);
+        aw_config_file_free(accounts);
         return 2;
     }
     uint64_t deadline = aw_clock_mono_ms() + (uint64_t)timeout_s * 1000u;
@@ -211,7 +211,7 @@ static int run(int argc, char **argv)
     if (rc != 0)
         fprintf(stderr, "timeout: audiences still due or in flight\n");
     aw_store_free(s);
-    aw_account_config_free(accounts);
+    aw_config_file_free(accounts);
     return rc;
 }
 

@@ -27,9 +27,10 @@
 #include "common/phone/phone.h"
 #include "tests/harness.h"
 #include "worker/ingest/account.h"
-#include "worker/store/change.h"
+#include "worker/ingest/config_file.h"
 #include "worker/ingest/event.h"
 #include "worker/ingest/map.h"
+#include "worker/store/change.h"
 
 int main(void);
 
@@ -213,7 +214,7 @@ static void compare_rejects(const struct aw_map_result *r, json_t *want)
 }
 
 /* Writes the fixture's config to a temporary file and loads it. */
-static struct aw_account_config *load_config(json_t *config, json_t *env)
+static struct aw_config_file *load_config(json_t *config, json_t *env)
 {
     char path[] = "/tmp/aw_test_map_cfg_XXXXXX";
     int fd = mkstemp(path);
@@ -222,9 +223,9 @@ static struct aw_account_config *load_config(json_t *config, json_t *env)
         return NULL;
     close(fd);
     AW_CHECK(json_dump_file(config, path, 0) == 0);
-    struct aw_account_config *cfg = NULL;
+    struct aw_config_file *cfg = NULL;
     char err[1024];
-    enum aw_err rc = aw_account_config_load(path, fixture_getenv, env, &cfg, err, sizeof err);
+    enum aw_err rc = aw_config_file_load(path, fixture_getenv, env, &cfg, err, sizeof err);
     AW_CHECK_MSG(rc == AW_OK, "%s: config does not load: %s", g_case, err);
     unlink(path);
     return cfg;
@@ -261,13 +262,14 @@ static void run_fixture(const char *dir, const char *name)
         json_decref(fx);
         return;
     }
-    struct aw_account_config *cfg = NULL;
+    struct aw_config_file *cfg = NULL;
     json_t *config = json_object_get(fx, "config");
     if (config)
         cfg = load_config(config, json_object_get(fx, "env"));
 
     struct aw_account acct;
-    (void)aw_account_resolve(cfg, ev.account_id, ev.account_settings, ev.n_account_settings, &acct);
+    (void)aw_account_resolve(aw_config_file_get(cfg, ev.account_id), ev.account_id,
+                             ev.account_settings, ev.n_account_settings, &acct);
     struct aw_map_result res;
     rc = aw_map_event(&ev, &acct, &res);
     AW_CHECK_MSG(rc == AW_OK, "%s: aw_map_event: %s", name, aw_err_str(rc));
@@ -281,7 +283,7 @@ static void run_fixture(const char *dir, const char *name)
 
     aw_map_result_clear(&res);
     aw_account_clear(&acct);
-    aw_account_config_free(cfg);
+    aw_config_file_free(cfg);
     aw_event_clear(&ev);
     json_decref(fx);
 }
@@ -327,10 +329,9 @@ static size_t run_fixtures(void)
 /* mParticle's own example message: its only email identity is md5-hashed. */
 static void test_mparticle_example(void)
 {
-    const char *shared = getenv("AW_SHARED_DIR");
     char path[4096];
-    snprintf(path, sizeof path, "%s/mparticle/examples/AudienceMembershipChangeRequest.json",
-             shared ? shared : "../shared");
+    aw_test_src_path(path, sizeof path,
+                     "schemas/vendor/mparticle/examples/AudienceMembershipChangeRequest.json");
     size_t len = 0;
     char *text = aw_test_read_file(path, &len);
     AW_CHECK_MSG(text != NULL, "cannot read %s", path);

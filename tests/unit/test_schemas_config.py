@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Validates the config-file fixtures (tests/data/config/) against schemas/aw-config-file.schema.json:
-every valid/*.json must pass, every invalid/*.json must fail. test_account.c checks that the C loader
-agrees on the same files, so schema and loader cannot drift apart silently."""
+every valid/*.json must pass, every invalid/*.json must fail. test_config_file.c checks that the C
+loader agrees on the same files, so schema and loader cannot drift apart silently."""
 import glob
 import json
 import os

@@ -3,7 +3,7 @@
 
 - every tests/data/events/valid/*.json parses like the worker parses (strict UTF-8, no duplicate
   keys, no NUL in strings, no NaN/Infinity, integers within int64, nesting <= 32) and validates;
-- mParticle's own example requests validate too;
+- mParticle's own example requests (vendored in schemas/vendor/mparticle/) validate too;
 - every tests/data/events/invalid/<reason>__<case>.json is rejected: by that strict parse for the
   parse-level reasons (empty, not_json, nesting), otherwise by the schema -- except the few cases
   listed in NOT_EXPRESSIBLE, which the schema cannot state (the decoder alone rejects them).
@@ -15,7 +15,7 @@ import sys
 import jsonschema
 
 SRC = os.environ.get("AW_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-SHARED = os.environ.get("AW_SHARED_DIR", os.path.join(SRC, "..", "shared"))
+MPARTICLE_EXAMPLES = os.path.join(SRC, "schemas", "vendor", "mparticle", "examples")
 SCHEMA_PATH = os.path.join(SRC, "schemas", "mparticle-audience-message.schema.json")
 EVENTS = os.path.join(SRC, "tests", "data", "events")
 MAX_DEPTH = 32
@@ -73,7 +73,7 @@ def _check_tree(doc):
 
 
 def worker_parse(data):
-    """Parses bytes with the decoder's rules (see worker/event.h)."""
+    """Parses bytes with the decoder's rules (see worker/ingest/event.h)."""
     if len(data) == 0:
         raise ParseError("empty", "empty")
     try:
@@ -101,7 +101,7 @@ def main():
 
     valid_dir = os.path.join(EVENTS, "valid")
     valid_files = sorted(n for n in os.listdir(valid_dir) if n.endswith(".json"))
-    examples = [os.path.join(SHARED, "mparticle", "examples", n) for n in
+    examples = [os.path.join(MPARTICLE_EXAMPLES, n) for n in
                 ("AudienceMembershipChangeRequest.json", "AudienceSubscriptionRequest.json")]
     for path in [os.path.join(valid_dir, n) for n in valid_files] + examples:
         with open(path, "rb") as f:

@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "worker/ingest/config_file.h"
 #include "worker/flush/leader.h"
 #include "worker/flush/ratelimit.h"
 #include "worker/ingest/account.h"
@@ -188,7 +189,7 @@ struct job {
 
 struct aw_flusher {
     const struct aw_settings *s;
-    const struct aw_account_config *accounts;
+    const struct aw_config_file *accounts;
     const volatile sig_atomic_t *stop;
     struct aw_store *store;
     struct aw_klaviyo *k;
@@ -249,7 +250,7 @@ static enum aw_err acct_load(struct aw_flusher *f, struct acct *a)
     char *key = NULL;
     if (f->accounts) {
         struct aw_account acc;
-        aw_account_resolve(f->accounts, a->id, NULL, 0, &acc);
+        aw_account_resolve(aw_config_file_get(f->accounts, a->id), a->id, NULL, 0, &acc);
         if (acc.api_key)
             key = aw_strdup(acc.api_key);
         aw_account_clear(&acc);
@@ -1388,7 +1389,7 @@ static void flusher_free(struct aw_flusher *f)
 }
 
 struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
-                                    const struct aw_account_config *accounts,
+                                    const struct aw_config_file *accounts,
                                     const volatile sig_atomic_t *stop, char *errbuf, size_t errlen)
 {
     struct aw_flusher *f = aw_calloc(1, sizeof *f);

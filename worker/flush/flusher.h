@@ -9,14 +9,14 @@
 #include <stddef.h>
 
 struct aw_settings;
-struct aw_account_config;
+struct aw_config_file;
 struct aw_flusher;
 
 /* Starts the flusher thread. s and accounts (may be NULL) are borrowed and must outlive the
  * flusher; stop is the process stop flag (read only). NULL on failure with the reason in errbuf.
  * Main thread. */
 struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
-                                    const struct aw_account_config *accounts,
+                                    const struct aw_config_file *accounts,
                                     const volatile sig_atomic_t *stop, char *errbuf, size_t errlen);
 
 /* Waits for the thread to end (it ends once *stop is set: the current request finishes within

@@ -16,7 +16,6 @@
 
 #include <jansson.h>
 
-#include "common/buf.h"
 #include "common/mem.h"
 
 #define PATH_LEN 192
@@ -71,8 +70,11 @@ static json_t *member(const json_t *obj, const char *key)
     return (v != NULL && json_is_null(v)) ? NULL : v;
 }
 
-/* Nesting depth of arrays/objects, counted on the raw bytes (strings skipped). The payload may
- * not be valid JSON; this only bounds what the parser is asked to build. */
+/* Nesting depth of arrays/objects, counted on the raw bytes (strings skipped). Not a JSON
+ * reader: it only bounds what the parser is asked to build, and the payload may not be valid
+ * JSON. It exists because jansson cannot do this job: its depth limit is a compile-time constant
+ * (JSON_PARSER_MAX_DEPTH, 2048 in Debian's build), not a per-call option, and event.h promises
+ * AW_EVENT_MAX_DEPTH. */
 static bool is_too_deep(const char *p, size_t len)
 {
     size_t depth = 0;
@@ -206,54 +208,20 @@ static bool take_enum(struct dec *d, const json_t *obj, const char *prefix, cons
     return fail_at(d, AW_EVENT_BAD_VALUE, prefix, field);
 }
 
-/* ---- JSON text of attribute values ---- */
+/* ---- JSON text of values ---- */
 
-static enum aw_err append_json_string(struct aw_buf *b, const char *s, size_t len)
+/* The compact JSON text of v (any JSON value) into *out, caller-owned. Reals get jansson's
+ * 17 significant digits, which read back as the same double (1.1 -> "1.1000000000000001"). */
+static bool dump_value(struct dec *d, const json_t *v, char **out)
 {
-    static const char hex[] = "0123456789abcdef";
-    enum aw_err err = aw_buf_append(b, "\"", 1);
-    size_t run = 0; /* bytes copied verbatim, flushed in one append */
-    for (size_t i = 0; i < len && err == AW_OK; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            continue;
-        }
-        err = aw_buf_append(b, s + i - run, run);
-        run = 0;
-        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
-        size_t n = 6;
-        if (c == '"' || c == '\\') {
-            esc[1] = (char)c;
-            n = 2;
-        } else if (c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') {
-            esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : c == '\b' ? 'b' : 'f';
-            n = 2;
-        }
-        if (err == AW_OK)
-            err = aw_buf_append(b, esc, n);
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text == NULL) {
+        d->err = AW_ERR_FATAL;
+        return fail(d, AW_EVENT_OK, "out of memory");
     }
-    if (err == AW_OK)
-        err = aw_buf_append(b, s + len - run, run);
-    if (err == AW_OK)
-        err = aw_buf_append(b, "\"", 1);
-    return err;
-}
-
-/* Shortest of %.15g/%.16g/%.17g that reads back as the same double; ".0" keeps it a real.
- * Reals out of parse are finite (jansson rejects overflow). */
-static void format_real(double x, char *out, size_t outlen)
-{
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(out, outlen, "%.*g", prec, x);
-        if (strtod(out, NULL) == x)
-            break;
-    }
-    if (strpbrk(out, ".eE") == NULL) {
-        size_t n = strlen(out);
-        if (n + 2 < outlen)
-            memcpy(out + n, ".0", 3);
-    }
+    *out = aw_strdup(text); /* owned memory comes from common/mem.h */
+    free(text);
+    return true;
 }
 
 static bool is_scalar(const json_t *v)
@@ -261,21 +229,15 @@ static bool is_scalar(const json_t *v)
     return json_is_string(v) || json_is_number(v) || json_is_boolean(v);
 }
 
-/* Appends the JSON text of a scalar (is_scalar(v)). */
-static enum aw_err append_scalar(struct aw_buf *b, const json_t *v)
+/* A scalar attribute value (value, or an item of list_value) within the limits; path names it
+ * for a failure. */
+static bool check_scalar(struct dec *d, const json_t *v, const char *path)
 {
-    char num[40];
-    if (json_is_string(v))
-        return append_json_string(b, json_string_value(v), json_string_length(v));
-    if (json_is_integer(v)) {
-        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return aw_buf_append_str(b, num);
-    }
-    if (json_is_real(v)) {
-        format_real(json_real_value(v), num, sizeof num);
-        return aw_buf_append_str(b, num);
-    }
-    return aw_buf_append_str(b, json_is_true(v) ? "true" : "false");
+    if (!is_scalar(v))
+        return fail(d, AW_EVENT_WRONG_TYPE, "%s", path);
+    if (json_is_string(v) && json_string_length(v) > AW_EVENT_MAX_STRING)
+        return fail(d, AW_EVENT_OVERSIZE, "%s", path);
+    return true;
 }
 
 /* ---- objects ---- */
@@ -307,19 +269,11 @@ static bool take_settings(struct dec *d, const json_t *obj, const char *prefix, 
                         at);
         if (json_is_null(val))
             continue;
-        char *text;
-        if (json_is_string(val)) {
+        char *text = NULL;
+        if (json_is_string(val))
             text = aw_strndup(json_string_value(val), json_string_length(val));
-        } else {
-            char *dumped =
-                json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-            if (dumped == NULL) {
-                d->err = AW_ERR_FATAL;
-                return fail(d, AW_EVENT_OK, "out of memory");
-            }
-            text = aw_strdup(dumped);
-            free(dumped);
-        }
+        else if (!dump_value(d, val, &text))
+            return false;
         struct aw_event_setting *s = &(*out)[kept++];
         s->key = aw_strdup(key);
         s->value = text;
@@ -353,51 +307,26 @@ static bool take_attr_value(struct dec *d, const json_t *a, const char *prefix,
     json_t *list = member(a, "list_value");
     if (value != NULL && list != NULL)
         return fail_at(d, AW_EVENT_BAD_VALUE, prefix, "list_value");
-    if (value == NULL && list == NULL)
-        return true;
-
-    struct aw_buf b;
-    aw_buf_init(&b, 0); /* output never exceeds the (bounded) input by more than a small factor */
-    enum aw_err err = AW_OK;
-    bool ok = true;
+    char path[PATH_LEN];
     if (value != NULL) {
-        if (!is_scalar(value))
-            ok = fail_at(d, AW_EVENT_WRONG_TYPE, prefix, "value");
-        else if (json_is_string(value) && json_string_length(value) > AW_EVENT_MAX_STRING)
-            ok = fail_at(d, AW_EVENT_OVERSIZE, prefix, "value");
-        else
-            err = append_scalar(&b, value);
-    } else if (!json_is_array(list)) {
-        ok = fail_at(d, AW_EVENT_WRONG_TYPE, prefix, "list_value");
-    } else if (json_array_size(list) > AW_EVENT_MAX_ITEMS) {
-        ok = fail_at(d, AW_EVENT_OVERSIZE, prefix, "list_value");
-    } else {
-        err = aw_buf_append(&b, "[", 1);
-        size_t i;
-        json_t *item;
-        json_array_foreach(list, i, item)
-        {
-            if (!is_scalar(item)) {
-                ok = fail(d, AW_EVENT_WRONG_TYPE, "%s.list_value[%zu]", prefix, i);
-                break;
-            }
-            if (json_is_string(item) && json_string_length(item) > AW_EVENT_MAX_STRING) {
-                ok = fail(d, AW_EVENT_OVERSIZE, "%s.list_value[%zu]", prefix, i);
-                break;
-            }
-            if (err == AW_OK && i > 0)
-                err = aw_buf_append(&b, ",", 1);
-            if (err == AW_OK)
-                err = append_scalar(&b, item);
-        }
-        if (err == AW_OK)
-            err = aw_buf_append(&b, "]", 1);
+        path_fmt(path, sizeof path, "%s.value", prefix);
+        return check_scalar(d, value, path) && dump_value(d, value, &out->value_json);
     }
-    AW_ASSERT(err == AW_OK); /* unlimited buffer: append only fails by aborting on OOM */
-    if (ok)
-        out->value_json = aw_buf_take(&b);
-    aw_buf_free(&b);
-    return ok;
+    if (list == NULL)
+        return true;
+    if (!json_is_array(list))
+        return fail_at(d, AW_EVENT_WRONG_TYPE, prefix, "list_value");
+    if (json_array_size(list) > AW_EVENT_MAX_ITEMS)
+        return fail_at(d, AW_EVENT_OVERSIZE, prefix, "list_value");
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        path_fmt(path, sizeof path, "%s.list_value[%zu]", prefix, i);
+        if (!check_scalar(d, item, path))
+            return false;
+    }
+    return dump_value(d, list, &out->value_json);
 }
 
 /* One user_attributes element. *skip is set for an element without a key. */
@@ -663,10 +592,34 @@ static bool decode_root(struct dec *d, const json_t *root, struct aw_event *out)
     return true;
 }
 
+const char *aw_event_json_error_str(int code)
+{
+    switch ((enum json_error_code)code) {
+    case json_error_out_of_memory:
+        return "out of memory";
+    case json_error_stack_overflow:
+        return "nesting too deep";
+    case json_error_invalid_utf8:
+        return "invalid UTF-8";
+    case json_error_premature_end_of_input:
+        return "truncated";
+    case json_error_end_of_input_expected:
+        return "trailing data";
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        return "NUL character";
+    case json_error_duplicate_key:
+        return "duplicate key";
+    case json_error_numeric_overflow:
+        return "number out of range";
+    default:
+        return "syntax error";
+    }
+}
+
 /* Maps a jansson parse failure to a reason and a value-free detail. */
 static void parse_failure(struct dec *d, const json_error_t *jerr)
 {
-    const char *what = "syntax error";
     switch (json_error_code(jerr)) {
     case json_error_out_of_memory:
         d->err = AW_ERR_FATAL;
@@ -675,29 +628,11 @@ static void parse_failure(struct dec *d, const json_error_t *jerr)
     case json_error_stack_overflow:
         fail(d, AW_EVENT_OVERSIZE, "nesting");
         return;
-    case json_error_invalid_utf8:
-        what = "invalid UTF-8";
-        break;
-    case json_error_premature_end_of_input:
-        what = "truncated";
-        break;
-    case json_error_end_of_input_expected:
-        what = "trailing data";
-        break;
-    case json_error_null_character:
-    case json_error_null_byte_in_key:
-        what = "NUL character";
-        break;
-    case json_error_duplicate_key:
-        what = "duplicate key";
-        break;
-    case json_error_numeric_overflow:
-        what = "number out of range";
-        break;
     default:
-        break;
+        fail(d, AW_EVENT_NOT_JSON, "%s at offset %d",
+             aw_event_json_error_str(json_error_code(jerr)), jerr->position);
+        return;
     }
-    fail(d, AW_EVENT_NOT_JSON, "%s at offset %d", what, jerr->position);
 }
 
 enum aw_err aw_event_decode(const char *payload, size_t len, struct aw_event *out,

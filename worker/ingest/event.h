@@ -39,7 +39,10 @@
  *   upsert: `value` (string/number/bool, kept as its JSON text) or `list_value` (array of
  *   strings/numbers/bools, kept as a compact JSON array); both at once is "bad_value"; neither
  *   gives value_json NULL. delete: `value`/`list_value` are ignored, value_json is NULL.
- *   Reals are written in their shortest round-trip form ("1.5", "100000.0").
+ *   value_json and non-string settings are jansson's compact text (json_dumps): strings escape
+ *   only '"', '\\' and control characters; reals have 17 significant digits, so they read back
+ *   as the same double (1.1 -> "1.1000000000000001", 100000.0 -> "100000.0"; payload.c sends
+ *   Klaviyo 15 digits whenever those read back the same).
  * - consent_state: `gdpr{purpose:{...}}` and `ccpa{data_sale_opt_out:{...}}`, each purpose an
  *   object with required boolean `consented`, optional integer >= 0 `timestamp_unixtime_ms`,
  *   optional string `document`, `location`, `hardware_id` (type-checked, not kept). The
@@ -170,6 +173,12 @@ void aw_event_clear(struct aw_event *ev);
 
 /* Stable lower-case name of a reason ("not_json", ...). */
 const char *aw_event_reason_str(enum aw_event_reason reason);
+
+/* Value-free name of a jansson parse error ("duplicate key", "truncated", "syntax error", ...);
+ * code is json_error_code() of the json_error_t. For error texts of every JSON text read in
+ * ingest: jansson's own message quotes the input near the error (personal data, keys). Static
+ * string; any thread. */
+const char *aw_event_json_error_str(int code);
 
 /* Looks up a setting by exact key; borrowed value or NULL. */
 const char *aw_event_setting_get(const struct aw_event_setting *settings, size_t n,

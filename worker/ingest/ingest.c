@@ -11,12 +11,14 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "worker/ingest/account.h"
-#include "worker/store/change.h"
+#include "worker/ingest/config_file.h"
+#include "worker/ingest/connection.h"
 #include "worker/ingest/consumer.h"
-#include "worker/ops/deadletter.h"
 #include "worker/ingest/event.h"
 #include "worker/ingest/map.h"
+#include "worker/ops/deadletter.h"
 #include "worker/ops/metrics.h"
+#include "worker/store/change.h"
 #include "worker/store/store.h"
 
 /* What one record produced in the current batch. */
@@ -101,17 +103,17 @@ static void prepare_subscription(struct aw_ingest *ing, const struct aw_consumer
         err = aw_store_batch_add_remove(ing->batch, ev->account_id, a->audience_id,
                                         ev->timestamp_ms, ev->id, NULL);
     } else {
-        struct aw_account_connection conn;
+        struct aw_connection conn;
         char detail[160];
-        if (aw_account_connection_parse(a->settings, a->n_settings, &conn, detail, sizeof detail) !=
+        if (aw_connection_parse(a->settings, a->n_settings, &conn, detail, sizeof detail) !=
             AW_OK) {
-            dead_letter(ing, m, r, NULL, 0, AW_ACCOUNT_INVALID_CONNECTION, "decode");
+            dead_letter(ing, m, r, NULL, 0, AW_CONNECTION_INVALID, "decode");
             return;
         }
         err =
             aw_store_batch_add_upsert(ing->batch, ev->account_id, a->audience_id, a->audience_name,
                                       conn.list_id, ev->timestamp_ms, ev->id, NULL);
-        aw_account_connection_clear(&conn);
+        aw_connection_clear(&conn);
     }
     if (err != AW_OK) {
         dead_letter(ing, m, r, NULL, 0, "invalid_ids", "decode");
@@ -167,8 +169,9 @@ static void prepare_membership(struct aw_ingest *ing, const struct aw_consumer_m
 {
     struct aw_account acct;
     struct aw_map_result res;
-    aw_account_resolve(ing->cfg.accounts, ev->account_id, ev->account_settings,
-                       ev->n_account_settings, &acct); /* a problem is reported by map */
+    /* A problem with the account is reported by map, profile by profile. */
+    aw_account_resolve(aw_config_file_get(ing->cfg.accounts, ev->account_id), ev->account_id,
+                       ev->account_settings, ev->n_account_settings, &acct);
     remember_key(ing, r, &acct);
     enum aw_err err = aw_map_event(ev, &acct, &res);
     aw_account_clear(&acct);

@@ -1,9 +1,9 @@
 /* ingest.h -- the consumer loop (main thread): poll a batch of Kafka records, decode (event.c),
- * resolve settings (account.c), map (map.c), write every change of the batch to Redis in one
- * pipeline (store.c), dead-letter what is invalid (consumer.c), and store each record's offset
- * only once Redis and the dead-letter topic acknowledged everything the record produced.
- * A transient failure rewinds the partition to the first record not done and backs off: nothing
- * is skipped, and every write is idempotent, so redelivery is harmless. */
+ * resolve settings (account.c with config_file.c, connection.c), map (map.c), write every change
+ * of the batch to Redis in one pipeline (store), dead-letter what is invalid (consumer.c), and
+ * store each record's offset only once Redis and the dead-letter topic acknowledged everything
+ * the record produced. A transient failure rewinds the partition to the first record not done
+ * and backs off: nothing is skipped, and every write is idempotent, so redelivery is harmless. */
 #ifndef AW_WORKER_INGEST_H
 #define AW_WORKER_INGEST_H
 
@@ -14,17 +14,17 @@
 
 struct aw_consumer;
 struct aw_store;
-struct aw_account_config;
+struct aw_config_file;
 
 struct aw_ingest_config {
-    struct aw_consumer *consumer;             /* borrowed, main thread */
-    struct aw_store *store;                   /* borrowed, main thread */
-    const struct aw_account_config *accounts; /* borrowed, may be NULL (no AW_CONFIG_FILE) */
-    size_t batch_max;                         /* records per poll, >= 1 */
-    int poll_timeout_ms;                      /* <= 200 (stop flag latency) */
-    uint64_t backoff_base_ms;                 /* first wait after a transient failure */
-    uint64_t backoff_max_ms;                  /* cap, well below max.poll.interval.ms */
-    int dlq_timeout_ms;                       /* wait for dead-letter acks per batch */
+    struct aw_consumer *consumer;          /* borrowed, main thread */
+    struct aw_store *store;                /* borrowed, main thread */
+    const struct aw_config_file *accounts; /* borrowed, may be NULL (no AW_CONFIG_FILE) */
+    size_t batch_max;                      /* records per poll, >= 1 */
+    int poll_timeout_ms;                   /* <= 200 (stop flag latency) */
+    uint64_t backoff_base_ms;              /* first wait after a transient failure */
+    uint64_t backoff_max_ms;               /* cap, well below max.poll.interval.ms */
+    int dlq_timeout_ms;                    /* wait for dead-letter acks per batch */
 };
 
 struct aw_ingest;

@@ -1,6 +1,6 @@
-/* map.c -- DESIGN.md §3 mapping rules. No jansson: connection settings are parsed by account.c,
- * and the few JSON string values read here ($country, $source) are decoded by a small
- * non-recursive string decoder. */
+/* map.c -- DESIGN.md §3 mapping rules. Connection settings are parsed by connection.c; the few
+ * attribute values read here as text ($country, $source) are decoded from their JSON with
+ * jansson. */
 #include "worker/ingest/map.h"
 
 #include <stdbool.h>
@@ -9,12 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "common/mem.h"
 #include "common/phone/phone.h"
 #include "common/text.h"
 #include "worker/ingest/account.h"
-#include "worker/store/change.h"
+#include "worker/ingest/connection.h"
 #include "worker/ingest/event.h"
+#include "worker/store/change.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -35,131 +38,17 @@ static bool ieq(const char *a, const char *b)
     return *a == *b;
 }
 
-static bool is_space(char c)
+/* The string a value_json holds, caller-owned; NULL when it is not a JSON string (a number, a
+ * list_value array, ...). value_json comes from event.c, so it is valid JSON without NUL. */
+static char *json_text_string(const char *value_json)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
-static bool is_blank(const char *s)
-{
-    for (; *s; s++) {
-        if (!is_space(*s))
-            return false;
-    }
-    return true;
-}
-
-static bool read_u4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = aw_text_hexval((unsigned char)p[i]);
-        if (h < 0)
-            return false;
-        v = v * 16u + (unsigned)h;
-    }
-    *out = v;
-    return true;
-}
-
-/* Decodes JSON text that is exactly one string ("..." with escapes) into a caller-owned
- * UTF-8 string; NULL when json is not a JSON string or decodes to text containing NUL. */
-static char *json_string_decode(const char *json)
-{
-    if (!json)
+    if (!value_json)
         return NULL;
-    size_t len = strlen(json);
-    while (len > 0 && is_space(json[len - 1]))
-        len--;
-    size_t i = 0;
-    while (i < len && is_space(json[i]))
-        i++;
-    if (len - i < 2 || json[i] != '"' || json[len - 1] != '"')
-        return NULL;
-    const char *p = json + i + 1;
-    const char *end = json + len - 1;
-    char *out = aw_malloc((size_t)(end - p) + 1); /* decoding never grows the text */
-    size_t o = 0;
-    while (p < end) {
-        char c = *p++;
-        if (c == '"')
-            goto bad; /* an unescaped quote inside: not a single string */
-        if (c != '\\') {
-            out[o++] = c;
-            continue;
-        }
-        if (p >= end)
-            goto bad;
-        char e = *p++;
-        switch (e) {
-        case '"':
-            out[o++] = '"';
-            break;
-        case '\\':
-            out[o++] = '\\';
-            break;
-        case '/':
-            out[o++] = '/';
-            break;
-        case 'b':
-            out[o++] = '\b';
-            break;
-        case 'f':
-            out[o++] = '\f';
-            break;
-        case 'n':
-            out[o++] = '\n';
-            break;
-        case 'r':
-            out[o++] = '\r';
-            break;
-        case 't':
-            out[o++] = '\t';
-            break;
-        case 'u': {
-            unsigned cp;
-            if (end - p < 4 || !read_u4(p, &cp))
-                goto bad;
-            p += 4;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                unsigned lo;
-                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !read_u4(p + 2, &lo) ||
-                    lo < 0xDC00 || lo > 0xDFFF)
-                    goto bad;
-                p += 6;
-                cp = 0x10000u + ((cp - 0xD800u) << 10) + (lo - 0xDC00u);
-            } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                goto bad;
-            }
-            if (cp == 0)
-                goto bad;
-            /* \uXXXX is 6 (or 12) input bytes and at most 4 output bytes. */
-            if (cp < 0x80) {
-                out[o++] = (char)cp;
-            } else if (cp < 0x800) {
-                out[o++] = (char)(0xC0 | (cp >> 6));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                out[o++] = (char)(0xE0 | (cp >> 12));
-                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            } else {
-                out[o++] = (char)(0xF0 | (cp >> 18));
-                out[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                out[o++] = (char)(0x80 | (cp & 0x3F));
-            }
-            break;
-        }
-        default:
-            goto bad;
-        }
-    }
-    out[o] = '\0';
-    return out;
-bad:
-    free(out);
-    return NULL;
+    json_error_t jerr;
+    json_t *v = json_loads(value_json, JSON_DECODE_ANY, &jerr);
+    char *s = json_is_string(v) ? aw_strdup(json_string_value(v)) : NULL;
+    json_decref(v);
+    return s;
 }
 
 /* ---------------------------------------------------------------- email */
@@ -196,15 +85,12 @@ enum aw_err aw_map_email_normalise(const char *raw, char **out)
     *out = NULL;
     if (!raw)
         return AW_ERR_INVALID;
-    size_t len = strlen(raw), start = 0;
-    while (start < len && is_space(raw[start]))
-        start++;
-    while (len > start && is_space(raw[len - 1]))
-        len--;
-    len -= start;
-    if (len == 0 || len > AW_MAP_EMAIL_MAX)
+    char *e = aw_text_trim_dup(raw, strlen(raw));
+    size_t len = strlen(e);
+    if (len == 0 || len > AW_MAP_EMAIL_MAX) {
+        free(e);
         return AW_ERR_INVALID;
-    char *e = aw_strndup(raw + start, len);
+    }
     size_t at = len;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)e[i];
@@ -242,7 +128,7 @@ static const struct path_map k_default[] = {
     {"$address", "location.address1"},
 };
 
-/* Paths of propertyMapping targets, indexed by enum aw_account_target; NULL = custom_source. */
+/* Paths of propertyMapping targets, indexed by enum aw_connection_target; NULL = custom_source. */
 static const char *const k_target_path[AW_TARGET_COUNT] = {
     [AW_TARGET_ADDRESS2] = "location.address2", [AW_TARGET_IMAGE] = "image",
     [AW_TARGET_LATITUDE] = "location.latitude", [AW_TARGET_LONGITUDE] = "location.longitude",
@@ -321,8 +207,8 @@ static char *property_path(const char *key)
     return p;
 }
 
-static void map_attributes(const struct aw_event_audience *aud,
-                           const struct aw_account_connection *conn, struct aw_change *c)
+static void map_attributes(const struct aw_event_audience *aud, const struct aw_connection *conn,
+                           struct aw_change *c)
 {
     struct attr_list l = {0};
     for (size_t i = 0; i < aud->n_attributes; i++) {
@@ -351,7 +237,7 @@ static void map_attributes(const struct aw_event_audience *aud,
                 free(c->custom_source);
                 c->custom_source = NULL;
             } else {
-                char *s = json_string_decode(value);
+                char *s = json_text_string(value);
                 if (s) { /* non-string values (list_value) cannot be a source: ignored */
                     free(c->custom_source);
                     c->custom_source = s;
@@ -369,50 +255,74 @@ static void map_attributes(const struct aw_event_audience *aud,
 
 /* ---------------------------------------------------------------- consent */
 
-/* True when candidate should replace current for the same channel: newer timestamp wins, a
- * timestamped consent beats one without, and on a tie an opt-out beats an opt-in. */
-static bool consent_beats(const struct aw_event_consent *cand, const struct aw_event_consent *cur)
+/* What one consent purpose asks of the channel it is mapped to. */
+struct intent {
+    const struct aw_event_consent *ec; /* NULL = nothing asked */
+    bool subscribe;
+};
+
+/* The intent of a purpose (DESIGN.md §3). GDPR: consented -> subscribe, not consented ->
+ * unsubscribe. CCPA (data_sale_opt_out) is not a marketing consent: an opt-out (consented:
+ * true) unsubscribes, an opt-in (consented: false) asks nothing. */
+static struct intent consent_intent(const struct aw_event_consent *ec)
 {
-    if (cand->has_timestamp != cur->has_timestamp)
-        return cand->has_timestamp;
-    if (cand->has_timestamp && cand->timestamp_unix_ms != cur->timestamp_unix_ms)
-        return cand->timestamp_unix_ms > cur->timestamp_unix_ms;
-    return !cand->consented && cur->consented;
+    struct intent in = {ec, ec->consented};
+    if (ec->is_ccpa) {
+        in.subscribe = false;
+        if (!ec->consented)
+            in.ec = NULL;
+    }
+    return in;
 }
 
-static void map_consents(const struct aw_event_profile *prof,
-                         const struct aw_account_connection *conn, bool has_phone,
-                         struct aw_change *c)
+/* True when cand should replace cur for the same channel: the newer purpose timestamp wins, a
+ * timestamped consent beats one without, and on a tie the unsubscribe (opt-out) wins. */
+static bool intent_beats(const struct intent *cand, const struct intent *cur)
 {
-    const struct aw_event_consent *best[2] = {NULL, NULL};
+    if (cand->ec->has_timestamp != cur->ec->has_timestamp)
+        return cand->ec->has_timestamp;
+    if (cand->ec->has_timestamp && cand->ec->timestamp_unix_ms != cur->ec->timestamp_unix_ms)
+        return cand->ec->timestamp_unix_ms > cur->ec->timestamp_unix_ms;
+    return !cand->subscribe && cur->subscribe;
+}
+
+static void map_consents(const struct aw_event_profile *prof, const struct aw_connection *conn,
+                         bool has_phone, struct aw_change *c)
+{
+    struct intent best[2] = {{NULL, false}, {NULL, false}}; /* [0] email, [1] sms */
     for (size_t i = 0; i < prof->n_consents; i++) {
         const struct aw_event_consent *ec = &prof->consents[i];
         if (!ec->purpose)
+            continue;
+        struct intent in = consent_intent(ec);
+        if (!in.ec)
             continue;
         for (size_t k = 0; k < conn->n_consents; k++) {
             if (!ieq(conn->consents[k].purpose, ec->purpose))
                 continue;
             int ch = conn->consents[k].channel == AW_CHANNEL_SMS ? 1 : 0;
-            if (!best[ch] || consent_beats(ec, best[ch]))
-                best[ch] = ec;
+            if (!best[ch].ec || intent_beats(&in, &best[ch]))
+                best[ch] = in;
         }
     }
-    if (best[1] && !has_phone) {
+    if (best[1].ec && !has_phone) {
         c->drops |= AW_CHANGE_DROP_SMS_NO_PHONE;
-        best[1] = NULL;
+        best[1].ec = NULL;
     }
-    size_t n = (best[0] != NULL) + (best[1] != NULL);
+    size_t n = (best[0].ec != NULL) + (best[1].ec != NULL);
     if (n == 0)
         return;
     c->consents = aw_calloc(n, sizeof *c->consents);
     for (int ch = 0; ch < 2; ch++) {
-        if (!best[ch])
+        if (!best[ch].ec)
             continue;
         struct aw_change_consent *cc = &c->consents[c->n_consents++];
         cc->channel = ch ? AW_CHANNEL_SMS : AW_CHANNEL_EMAIL;
-        cc->subscribe = best[ch]->consented;
-        cc->has_consented_at = best[ch]->has_timestamp;
-        cc->consented_at_unix_ms = best[ch]->timestamp_unix_ms;
+        cc->subscribe = best[ch].subscribe;
+        /* The purpose's own timestamp is the version of this consent, for subscribe and
+         * unsubscribe alike (DESIGN.md §3); Klaviyo also gets it as consented_at. */
+        cc->has_consented_at = best[ch].ec->has_timestamp;
+        cc->consented_at_unix_ms = best[ch].ec->timestamp_unix_ms;
     }
 }
 
@@ -442,7 +352,7 @@ static const char *find_raw_identity(const struct aw_event_profile *p, const cha
             continue;
         if (seen_any)
             *seen_any = true;
-        if (ieq(id->encoding, "raw") && id->value && !is_blank(id->value))
+        if (ieq(id->encoding, "raw") && id->value && !aw_text_is_blank(id->value))
             return id->value;
     }
     return NULL;
@@ -463,16 +373,12 @@ static bool profile_region(const struct aw_event_profile *p, char region[3])
     }
     if (!last)
         return false;
-    char *s = json_string_decode(last);
+    char *s = json_text_string(last);
     if (!s)
         return false;
-    size_t len = strlen(s), start = 0;
-    while (start < len && is_space(s[start]))
-        start++;
-    while (len > start && is_space(s[len - 1]))
-        len--;
-    s[len] = '\0';
-    bool ok = aw_phone_region_from_country(s + start, region) == AW_OK;
+    char *code = aw_text_trim_dup(s, strlen(s));
+    bool ok = aw_phone_region_from_country(code, region) == AW_OK;
+    free(code);
     free(s);
     return ok;
 }
@@ -481,7 +387,7 @@ static bool profile_region(const struct aw_event_profile *p, char region[3])
 struct conn_slot {
     const char *list_id, *props, *consents; /* borrowed raw setting texts (the cache key) */
     enum aw_err err;
-    struct aw_account_connection conn;
+    struct aw_connection conn;
     char detail[200];
 };
 
@@ -498,15 +404,6 @@ static bool same(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static const char *setting(const struct aw_event_audience *aud, const char *key)
-{
-    for (size_t i = 0; i < aud->n_settings; i++) {
-        if (aud->settings[i].key && strcmp(aud->settings[i].key, key) == 0)
-            return aud->settings[i].value;
-    }
-    return NULL;
-}
-
 /* Refuses a propertyMapping on an attribute that the fixed default mapping already maps. */
 static void check_reserved(struct conn_slot *s)
 {
@@ -514,7 +411,7 @@ static void check_reserved(struct conn_slot *s)
         if (aw_map_default_path(s->conn.properties[k].attribute)) {
             snprintf(s->detail, sizeof s->detail,
                      "propertyMapping[%zu].map: attribute has a fixed default mapping", k);
-            aw_account_connection_clear(&s->conn);
+            aw_connection_clear(&s->conn);
             s->err = AW_ERR_INVALID;
             return;
         }
@@ -523,8 +420,9 @@ static void check_reserved(struct conn_slot *s)
 
 static const struct conn_slot *conn_get(struct conn_cache *cc, const struct aw_event_audience *aud)
 {
-    const char *l = setting(aud, "listId"), *pm = setting(aud, "propertyMapping"),
-               *cm = setting(aud, "consentMapping");
+    const char *l = aw_event_setting_get(aud->settings, aud->n_settings, "listId");
+    const char *pm = aw_event_setting_get(aud->settings, aud->n_settings, "propertyMapping");
+    const char *cm = aw_event_setting_get(aud->settings, aud->n_settings, "consentMapping");
     for (size_t i = 0; i < cc->n; i++) {
         struct conn_slot *s = &cc->slots[i];
         if (same(s->list_id, l) && same(s->props, pm) && same(s->consents, cm))
@@ -535,13 +433,13 @@ static const struct conn_slot *conn_get(struct conn_cache *cc, const struct aw_e
         s = &cc->slots[cc->n++];
     } else {
         s = &cc->scratch;
-        aw_account_connection_clear(&s->conn);
+        aw_connection_clear(&s->conn);
     }
     s->list_id = l;
     s->props = pm;
     s->consents = cm;
-    s->err = aw_account_connection_parse(aud->settings, aud->n_settings, &s->conn, s->detail,
-                                         sizeof s->detail);
+    s->err =
+        aw_connection_parse(aud->settings, aud->n_settings, &s->conn, s->detail, sizeof s->detail);
     if (s->err == AW_OK)
         check_reserved(s);
     return s;
@@ -550,8 +448,8 @@ static const struct conn_slot *conn_get(struct conn_cache *cc, const struct aw_e
 static void conn_cache_clear(struct conn_cache *cc)
 {
     for (size_t i = 0; i < cc->n; i++)
-        aw_account_connection_clear(&cc->slots[i].conn);
-    aw_account_connection_clear(&cc->scratch.conn);
+        aw_connection_clear(&cc->slots[i].conn);
+    aw_connection_clear(&cc->scratch.conn);
 }
 
 static char *dup_or_null(const char *s)
@@ -642,7 +540,7 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
             const struct aw_event_audience *aud = &p->audiences[ai];
             const struct conn_slot *slot = conn_get(cache, aud);
             if (slot->err != AW_OK) {
-                reject_add(out, &rejects_cap, pi, aud->audience_id, AW_ACCOUNT_INVALID_CONNECTION,
+                reject_add(out, &rejects_cap, pi, aud->audience_id, AW_CONNECTION_INVALID,
                            slot->detail);
                 continue;
             }

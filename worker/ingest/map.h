@@ -1,7 +1,7 @@
 /* map.h -- the mapping rules of DESIGN.md §3: a decoded membership message plus the resolved
  * account settings become one struct aw_change per (audience, profile), and a reject per profile
- * or (profile, audience) that cannot be mapped. Pure (no I/O, no jansson, no global state);
- * any thread after aw_phone_init. The rule table as implemented is in README ("Mapping"). */
+ * or (profile, audience) that cannot be mapped. Pure (no I/O, no global state); any thread
+ * after aw_phone_init. The rule table as implemented is in README ("Mapping"). */
 #ifndef AW_WORKER_MAP_H
 #define AW_WORKER_MAP_H
 
@@ -17,8 +17,8 @@ struct aw_change;
 #define AW_MAP_MISSING_EMAIL "missing_email" /* no `email` identity */
 #define AW_MAP_HASHED_EMAIL "hashed_email"   /* `email` identities, none with encoding raw */
 #define AW_MAP_INVALID_EMAIL "invalid_email" /* raw email fails validation after normalising */
-/* also AW_ACCOUNT_MISSING_API_KEY, AW_ACCOUNT_INVALID_SETTINGS (whole profile) and
- * AW_ACCOUNT_INVALID_CONNECTION (one audience of a profile), see worker/account.h */
+/* also AW_ACCOUNT_MISSING_API_KEY, AW_ACCOUNT_INVALID_SETTINGS (whole profile, account.h) and
+ * AW_CONNECTION_INVALID (one audience of a profile, connection.h) */
 
 /* Longest email accepted (RFC 5321 path limit) and its local part. */
 #define AW_MAP_EMAIL_MAX 254u
