@@ -16,9 +16,10 @@
 
 #include "common/phone/phone.h"
 #include "worker/ingest/account.h"
-#include "worker/store/change.h"
 #include "worker/ingest/event.h"
 #include "worker/ingest/map.h"
+#include "worker/store/change.h"
+#include "worker/store/ingest_ops.h"
 #include "worker/store/store.h"
 
 int main(int argc, char **argv);

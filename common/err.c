@@ -25,11 +25,14 @@ const char *aw_err_str(enum aw_err err)
         return "fatal";
     case AW_ERR_INTERNAL:
         return "internal";
+    case AW_ERR_FULL:
+        return "full";
     }
     return "unknown";
 }
 
 bool aw_err_is_transient(enum aw_err err)
 {
-    return err == AW_ERR_IO || err == AW_ERR_TIMEOUT || err == AW_ERR_RATE_LIMITED;
+    return err == AW_ERR_IO || err == AW_ERR_TIMEOUT || err == AW_ERR_RATE_LIMITED ||
+           err == AW_ERR_FULL;
 }

@@ -15,7 +15,8 @@ enum aw_err {
     AW_ERR_REJECTED,     /* remote refused, permanent */
     AW_ERR_NOT_LEADER,   /* lease not held (fencing) */
     AW_ERR_FATAL,        /* cannot continue */
-    AW_ERR_INTERNAL      /* bug or invariant violated */
+    AW_ERR_INTERNAL,     /* bug or invariant violated */
+    AW_ERR_FULL          /* storage full (Redis maxmemory): retry once space is freed */
 };
 
 /* Static, never-NULL name of an error ("ok", "invalid", ...). Any thread. */

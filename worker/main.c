@@ -18,13 +18,15 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/phone/phone.h"
+#include "worker/flush/flusher.h"
 #include "worker/ingest/config_file.h"
 #include "worker/ingest/consumer.h"
-#include "worker/flush/flusher.h"
-#include "worker/ops/http.h"
 #include "worker/ingest/ingest.h"
+#include "worker/ops/http.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
+#include "worker/store/lease.h"
+#include "worker/store/status.h"
 #include "worker/store/store.h"
 
 #ifndef AW_VERSION
@@ -158,7 +160,42 @@ static int cmd_check_config(void)
     return 0;
 }
 
-/* Admin: the lease and each audience's state as Redis holds them, one logfmt line each. */
+/* One stream's line of `status` (audience, or the account's profiles when aud is NULL). */
+static int status_stream(struct aw_store *st, const char *acct, const char *aud, uint64_t now)
+{
+    struct aw_store_stream_info in;
+    if (aw_store_stream_info(st, acct, aud, &in) != AW_OK) {
+        fprintf(stderr, "aw-worker: redis: %s\n", aw_store_errstr(st));
+        return 1;
+    }
+    char qname[300], due_in[32];
+    if (in.due_unix_ms < 0)
+        snprintf(due_in, sizeof due_in, "none");
+    else if ((uint64_t)in.due_unix_ms <= now)
+        snprintf(due_in, sizeof due_in, "now");
+    else
+        snprintf(due_in, sizeof due_in, "%llus",
+                 (unsigned long long)(((uint64_t)in.due_unix_ms - now) / 1000u));
+    char last[24] = "never";
+    if (in.last_upload_ms >= 0)
+        snprintf(last, sizeof last, "%lld", (long long)in.last_upload_ms);
+    if (aud)
+        printf("audience account=%s audience=%s name=%s state=%s pending=%lld inflight=%lld "
+               "due=%s last_upload_ms=%s list_id=%s\n",
+               acct, aud, aw_log_quote(qname, sizeof qname, in.name ? in.name : ""),
+               in.state ? in.state : "active", (long long)in.pending, (long long)in.inflight,
+               due_in, last,
+               in.list_id           ? in.list_id
+               : in.klaviyo_list_id ? in.klaviyo_list_id
+                                    : "none");
+    else
+        printf("profiles account=%s pending=%lld inflight=%lld due=%s last_upload_ms=%s\n", acct,
+               (long long)in.pending, (long long)in.inflight, due_in, last);
+    aw_store_stream_info_clear(&in);
+    return 0;
+}
+
+/* Admin: the lease and each stream's state as Redis holds them, one logfmt line each. */
 static int cmd_status(void)
 {
     struct aw_settings s;
@@ -169,7 +206,7 @@ static int cmd_status(void)
     aw_store_config_from_settings(&s, &sc);
     struct aw_store *st = aw_store_new(&sc, err, sizeof err);
     int status = 1;
-    char **auds = NULL;
+    char **accts = NULL;
     size_t n = 0;
     int64_t ttl = -2;
     uint64_t epoch = 0;
@@ -178,57 +215,30 @@ static int cmd_status(void)
         goto out;
     }
     if (aw_store_lease_info(st, &ttl, &epoch) != AW_OK ||
-        aw_store_audience_list(st, 100000, &auds, &n) != AW_OK) {
+        aw_store_accounts(st, &accts, &n) != AW_OK) {
         fprintf(stderr, "aw-worker: redis: %s\n", aw_store_errstr(st));
         goto out;
     }
-    printf("lease held=%s ttl_ms=%lld epoch=%llu audiences=%zu\n", ttl >= 0 ? "true" : "false",
+    printf("lease held=%s ttl_ms=%lld epoch=%llu accounts=%zu\n", ttl >= 0 ? "true" : "false",
            (long long)(ttl >= 0 ? ttl : 0), (unsigned long long)epoch, n);
     uint64_t now = aw_clock_unix_ms();
     status = 0;
     for (size_t i = 0; i < n && status == 0; i++) {
-        char *colon = strchr(auds[i], ':');
-        if (!colon)
-            continue;
-        *colon = '\0';
-        const char *acct = auds[i], *aud = colon + 1;
-        int64_t pending = 0, inflight = 0, due = -1;
-        char *name = NULL, *state = NULL, *last = NULL, *list = NULL, *klist = NULL;
-        if (aw_store_pending_count(st, acct, aud, &pending) != AW_OK ||
-            aw_store_inflight_count(st, acct, aud, &inflight) != AW_OK ||
-            aw_store_due_score(st, acct, aud, &due) != AW_OK ||
-            aw_store_meta_get(st, acct, aud, "name", &name) != AW_OK ||
-            aw_store_meta_get(st, acct, aud, "state", &state) != AW_OK ||
-            aw_store_meta_get(st, acct, aud, "last_upload_ms", &last) != AW_OK ||
-            aw_store_meta_get(st, acct, aud, "list_id", &list) != AW_OK ||
-            aw_store_meta_get(st, acct, aud, "klaviyo_list_id", &klist) != AW_OK) {
+        char **auds = NULL;
+        size_t na = 0;
+        if (aw_store_audiences(st, accts[i], &auds, &na) != AW_OK) {
             fprintf(stderr, "aw-worker: redis: %s\n", aw_store_errstr(st));
             status = 1;
-        } else {
-            char qname[300], due_in[32];
-            if (due < 0)
-                snprintf(due_in, sizeof due_in, "none");
-            else if ((uint64_t)due <= now)
-                snprintf(due_in, sizeof due_in, "now");
-            else
-                snprintf(due_in, sizeof due_in, "%llus",
-                         (unsigned long long)(((uint64_t)due - now) / 1000u));
-            printf("audience account=%s audience=%s name=%s state=%s pending=%lld inflight=%lld "
-                   "due=%s last_upload_ms=%s list_id=%s\n",
-                   acct, aud, aw_log_quote(qname, sizeof qname, name ? name : ""),
-                   state ? state : "active", (long long)pending, (long long)inflight, due_in,
-                   last ? last : "never", list ? list : (klist ? klist : "none"));
+            break;
         }
-        free(name);
-        free(state);
-        free(last);
-        free(list);
-        free(klist);
+        for (size_t k = 0; k < na && status == 0; k++)
+            status = status_stream(st, accts[i], auds[k], now);
+        if (status == 0)
+            status = status_stream(st, accts[i], NULL, now);
+        aw_store_strings_free(auds, na);
     }
 out:
-    for (size_t i = 0; i < n; i++)
-        free(auds[i]);
-    free(auds);
+    aw_store_strings_free(accts, n);
     aw_store_free(st);
     aw_settings_free(&s);
     return status;

@@ -7,7 +7,7 @@
  *          tokens: phone=<e164>  set:<path>=<json>  unset:<path>  sub:email|sms  unsub:email|sms
  *   aw_flush_test run <redis-url> <klaviyo-url> <brokers> <dlq-topic> <timeout-s>
  *                 [--config FILE] [--ignore-account A]...
- *       runs the flusher thread (aw_flusher_start) until no audience of a non-ignored account is
+ *       runs the flusher thread (aw_flusher_start) until no stream of a non-ignored account is
  *       due or in flight, then stops it (lease released); exit 0, or 1 on timeout. */
 #include <signal.h>
 #include <stdbool.h>
@@ -22,6 +22,9 @@
 #include "worker/flush/flusher.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
+#include "worker/store/account_ops.h"
+#include "worker/store/flush_ops.h"
+#include "worker/store/ingest_ops.h"
 #include "worker/store/store.h"
 
 static int seed(const char *url)
@@ -116,13 +119,11 @@ static int seed(const char *url)
 
 static volatile sig_atomic_t g_stop;
 
-static bool ignored(const char *member, char **ign, size_t n)
+static bool ignored(const char *account, char **ign, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        size_t l = strlen(ign[i]);
-        if (strncmp(member, ign[i], l) == 0 && member[l] == ':')
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(account, ign[i]) == 0)
             return true;
-    }
     return false;
 }
 
@@ -182,7 +183,7 @@ static int run(int argc, char **argv)
         aw_clock_sleep_ms(200, NULL);
         char **due = NULL;
         size_t n = 0;
-        if (aw_store_due_list(s, aw_clock_unix_ms() + 3600000u, 1000, &due, &n) != AW_OK)
+        if (aw_store_due_accounts(s, aw_clock_unix_ms() + 3600000u, 1000, &due, &n) != AW_OK)
             continue;
         size_t busy = 0;
         for (size_t i = 0; i < n; i++) {

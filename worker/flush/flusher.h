@@ -1,9 +1,10 @@
-/* flush.h -- the flusher thread: leader lease (leader.c driven through store.c), then for each
- * due audience an in-flight batch turned into Klaviyo requests (payload.c, klaviyo.c) within
- * the account's rate limits (ratelimit.c), acked, retried or dead-lettered (DESIGN.md §5).
- * Owns its own store connection, CURL handle and dead-letter producer (STYLE.md §1). */
-#ifndef AW_WORKER_FLUSH_H
-#define AW_WORKER_FLUSH_H
+/* flusher.h -- the flusher thread: the leader lease (leader.c, driven through the store), then
+ * for each due stream (an audience's membership, an account's profiles) its in-flight batch
+ * turned into Klaviyo requests (job.c) within the account's rate limits (ratelimit.c), acked,
+ * retried or dead-lettered (DESIGN.md §5). Owns its own store connection, CURL handle and
+ * dead-letter producer (STYLE.md §1). */
+#ifndef AW_WORKER_FLUSH_FLUSHER_H
+#define AW_WORKER_FLUSH_FLUSHER_H
 
 #include <signal.h>
 #include <stddef.h>

@@ -18,7 +18,9 @@
 #include "worker/ingest/map.h"
 #include "worker/ops/deadletter.h"
 #include "worker/ops/metrics.h"
+#include "worker/store/account_ops.h"
 #include "worker/store/change.h"
+#include "worker/store/ingest_ops.h"
 #include "worker/store/store.h"
 
 /* What one record produced in the current batch. */
@@ -45,6 +47,7 @@ struct aw_ingest {
     struct rec *recs;
     struct aw_store_batch *batch;
     struct aw_backoff backoff;
+    uint64_t full_logged_ms; /* last "redis is full" line */
 };
 
 struct aw_ingest *aw_ingest_new(const struct aw_ingest_config *cfg)
@@ -229,25 +232,53 @@ static void prepare(struct aw_ingest *ing, const struct aw_consumer_msg *m, stru
     aw_event_clear(&ev);
 }
 
-/* True when everything the record produced was acknowledged (or permanently refused). */
+/* True when everything the record produced was acknowledged (or permanently refused and
+ * dead-lettered). */
 static bool rec_done(const struct aw_ingest *ing, const struct rec *r)
 {
     if (r->failed)
         return false;
     for (size_t k = r->first_op; k < r->first_op + r->n_ops; k++) {
         const struct aw_store_result *res = aw_store_batch_result(ing->batch, k);
-        if (res->err == AW_OK)
-            continue;
-        if (res->err == AW_ERR_INVALID) {
-            /* Refused by the script for its data: permanent. Counted and logged, never retried
-             * forever (ids were validated before, so this is not expected). */
-            aw_metrics_reason("store_refused", "aggregate", "invalid");
-            AW_LOG_ERROR("ingest", "store refused an operation", "op=%zu", k);
-            continue;
-        }
-        return false;
+        if (res->err != AW_OK && res->err != AW_ERR_INVALID)
+            return false;
     }
     return true;
+}
+
+/* A record whose operation the store refused for its data (a script's INVALID: permanent) is
+ * dead-lettered whole, with its original bytes, so it is never dropped silently. */
+static void dead_letter_refused(struct aw_ingest *ing, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct rec *r = &ing->recs[i];
+        for (size_t k = r->first_op; k < r->first_op + r->n_ops; k++) {
+            if (aw_store_batch_result(ing->batch, k)->err != AW_ERR_INVALID)
+                continue;
+            AW_LOG_ERROR("ingest", "store refused an operation",
+                         "op=%zu topic=%s partition=%" PRId32 " offset=%" PRId64, k,
+                         ing->msgs[i].topic, ing->msgs[i].partition, ing->msgs[i].offset);
+            dead_letter(ing, &ing->msgs[i], r, NULL, 0, "store_refused", "store");
+            break;
+        }
+    }
+}
+
+/* One WARN per interval while Redis refuses writes for memory (maxmemory): ingest pauses (no
+ * offset stored) and resumes by itself once the leader drained enough. */
+static void report_full(struct aw_ingest *ing, size_t n)
+{
+    size_t full = 0;
+    for (size_t i = 0; i < aw_store_batch_count(ing->batch); i++)
+        full += aw_store_batch_result(ing->batch, i)->err == AW_ERR_FULL;
+    if (full == 0)
+        return;
+    uint64_t now = aw_clock_mono_ms();
+    if (ing->full_logged_ms == 0 || now - ing->full_logged_ms >= 10000) {
+        AW_LOG_WARN("ingest", "redis is full (maxmemory): ingest paused until the leader drains",
+                    "ops_refused=%zu records=%zu", full, n);
+        ing->full_logged_ms = now;
+    }
 }
 
 enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
@@ -274,6 +305,10 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
             AW_LOG_WARN("ingest", "store batch failed", "err=%s detail=%s", aw_err_str(serr),
                         aw_store_errstr(ing->cfg.store));
         }
+    }
+    if (serr == AW_OK || aw_store_batch_count(ing->batch) > 0) {
+        dead_letter_refused(ing, n);
+        report_full(ing, n);
     }
     enum aw_err derr = aw_consumer_dlq_wait(ing->cfg.consumer, ing->cfg.dlq_timeout_ms);
 

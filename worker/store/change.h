@@ -1,6 +1,7 @@
 /* change.h -- the normalised change for one (audience, user): what map.c produces from an
- * event, what Redis keeps pending (encoded as JSON by aw_change_encode), and what payload.c
- * turns into Klaviyo bodies. Plain data; one owner. Pure functions; any thread. */
+ * event, what the store keeps (as facets of the user, see worker/store/scripts/apply.lua) and
+ * hands back to the leader as records (aw_change_record_decode), and what the Klaviyo body
+ * builders turn into requests. Plain data; one owner. Pure functions; any thread. */
 #ifndef AW_WORKER_CHANGE_H
 #define AW_WORKER_CHANGE_H
 
@@ -57,6 +58,8 @@ struct aw_change {
     char *custom_source; /* owned `$source` via propertyMapping (subscription jobs); NULL if none */
 
     unsigned drops; /* AW_CHANGE_DROP_* flags */
+    bool ids_changed; /* records only: phone, external id or custom source changed (they may
+                         also be carried unchanged, for consent) */
 };
 
 /* Releases everything *c owns and zeroes it. Safe on a zeroed struct. */
@@ -65,18 +68,32 @@ void aw_change_clear(struct aw_change *c);
 /* Deep copy of src into *dst (overwritten). */
 void aw_change_copy(struct aw_change *dst, const struct aw_change *src);
 
-/* Compares the versions of two changes: <0 when a is older than b, 0 when equal, >0 when newer.
- * Order: version_ms, then event_id compared as lower-case strings (DESIGN.md §3). */
-int aw_change_version_cmp(uint64_t a_version_ms, const char *a_event_id, uint64_t b_version_ms,
-                          const char *b_event_id);
+/* ---- The pending-change codec ---------------------------------------------------------------
+ * Redis keeps a change as facets of the user (worker/store/scripts/apply.lua) and hands the
+ * leader records: one flat list of (field, value) per email, field names from the one table
+ * worker/store/fields.def (REC_*). Values of attributes are JSON text ("null" unsets); the
+ * special paths phone_number, external_id and @source hold plain text. */
 
-/* Serialises *c as a compact JSON object (caller-owned string) for the pending store.
- * Field names are stable: see the implementation comment. AW_ERR_INTERNAL on encoder failure. */
-enum aw_err aw_change_encode(const struct aw_change *c, char **out);
+/* Consent as the store versions it: "<timestamp_ms>:<1 subscribe|0 unsubscribe>" (timestamp 0
+ * when the purpose had none) into buf. False when buf is too small. */
+bool aw_change_consent_format(const struct aw_change_consent *c, char *buf, size_t len);
 
-/* Parses text produced by aw_change_encode into *out (overwritten; caller clears).
- * AW_ERR_INVALID when the text is not a valid encoded change. */
-enum aw_err aw_change_decode(const char *text, size_t len, struct aw_change *out);
+/* One (field, value) of a record; not NUL-terminated. */
+struct aw_change_field {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+
+/* Decodes the record of one email into *out (overwritten; caller clears): membership records
+ * (act, ver) give action add/delete; profile records (a:, i:, c:, ver) give an
+ * attribute_update with attributes, phone, external id, custom source and consents.
+ * account_id, audience_id (NULL for the profile stream) and email are copied. AW_ERR_INVALID
+ * when a field is unknown or a value malformed (the caller dead-letters it). Pure. */
+enum aw_err aw_change_record_decode(const char *account_id, const char *audience_id,
+                                    const char *email, const struct aw_change_field *fields,
+                                    size_t n, struct aw_change *out);
 
 /* Stable names: "add"/"delete"/"attribute_update"; "email"/"sms"; "invalid_phone"/... */
 const char *aw_change_action_str(enum aw_change_action a);

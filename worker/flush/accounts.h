@@ -1,0 +1,59 @@
+/* accounts.h -- the flusher's view of each account: its API key (the config file's, else the
+ * one the messages carried, from Redis), a predecessor's Retry-After block, and whether it is
+ * paused because Klaviyo refused its key (401/403/410). A paused account only delays its own
+ * streams; it is retried after a pause and resumes on the first accepted request. Flusher
+ * thread only. */
+#ifndef AW_WORKER_FLUSH_ACCOUNTS_H
+#define AW_WORKER_FLUSH_ACCOUNTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct aw_flush_ctx;
+
+#define AW_FLUSH_PAUSE_MS 60000u /* a paused account is tried again after this */
+
+struct aw_flush_account {
+    char *id;                /* owned */
+    char *api_key;           /* SECRET, owned; NULL until loaded (or none anywhere) */
+    bool loaded;             /* key and Retry-After block read in this tenure */
+    bool paused;
+    uint64_t paused_until;   /* monotonic ms */
+    uint64_t last_pause_log; /* monotonic ms */
+    unsigned pause_count;    /* refusals since the last ERROR line */
+};
+
+struct aw_flush_accounts;
+
+struct aw_flush_accounts *aw_flush_accounts_new(void);
+/* Frees every account (wiping keys). NULL is a no-op. */
+void aw_flush_accounts_free(struct aw_flush_accounts *a);
+
+/* The account id (created on first use; borrowed pointer valid until free). */
+struct aw_flush_account *aw_flush_accounts_get(struct aw_flush_accounts *a, const char *id);
+
+/* Forgets every loaded key (a new tenure reads keys and blocks again). */
+void aw_flush_accounts_unload(struct aw_flush_accounts *a);
+
+/* Paused accounts right now. */
+size_t aw_flush_accounts_paused(const struct aw_flush_accounts *a);
+
+/* Reads the account's key (config file first, else the stored one) and a stored Retry-After
+ * block (into the limiter) unless already loaded. AW_ERR_IO when Redis failed. */
+enum aw_err aw_flush_account_load(struct aw_flush_ctx *ctx, struct aw_flush_account *acc);
+
+/* Klaviyo refused the key (status; 0 = no key anywhere): paused for AW_FLUSH_PAUSE_MS, key
+ * re-read before the retry; one ERROR line per pause period with the refusal count. */
+void aw_flush_account_pause(struct aw_flush_ctx *ctx, struct aw_flush_account *acc, long status,
+                            const char *reason);
+
+/* The key was accepted: the account is no longer paused. */
+void aw_flush_account_resume(struct aw_flush_ctx *ctx, struct aw_flush_account *acc);
+
+/* True while paused at now (monotonic ms). */
+bool aw_flush_account_is_paused(const struct aw_flush_account *acc, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,36 @@
+/* job.h -- one stream's batch on its way to Klaviyo: a small state machine the flusher runs a
+ * step at a time (DESIGN §5). A stream is an audience (membership: list resolved or created,
+ * adds imported into the list, removals looked up and deleted from it) or an account's
+ * profiles (attributes imported, non-property fields cleared, consent subscribed and
+ * unsubscribed). Each step sends at most one request, so a rate-limited, backing-off or paused
+ * account only postpones its own jobs. Flusher thread only. */
+#ifndef AW_WORKER_FLUSH_JOB_H
+#define AW_WORKER_FLUSH_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct aw_flush_ctx;
+struct aw_flush_job;
+
+/* A job for the stream of account_id: audience_id, or the account's profiles when NULL.
+ * Strings copied. It starts by taking (or resuming) the stream's batch. */
+struct aw_flush_job *aw_flush_job_new(struct aw_flush_ctx *ctx, const char *account_id,
+                                      const char *audience_id);
+
+/* Frees the job; its batch stays in Redis (a new leader resumes it). NULL is a no-op. */
+void aw_flush_job_free(struct aw_flush_job *j);
+
+/* Runs the next step. True when the job is over (batch acked, nothing to take, or fenced). */
+bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+
+/* Monotonic ms at which the job wants its next step. */
+uint64_t aw_flush_job_next_at(const struct aw_flush_job *j);
+
+const char *aw_flush_job_account(const struct aw_flush_job *j);
+const char *aw_flush_job_audience(const struct aw_flush_job *j); /* NULL: profiles */
+
+/* Produces again every dead letter the job keeps (after the broker did not confirm them). */
+void aw_flush_job_reproduce(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+
+#endif

@@ -1,0 +1,173 @@
+/* account_ops.c -- per-account state and Klaviyo-side facts (see account_ops.h). */
+#include "worker/store/account_ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/mem.h"
+#include "worker/store/internal.h"
+
+#define API_KEY_MAX 512
+#define LIST_COUNT_TTL "172800" /* two days: the count is per UTC day */
+
+/* Runs one plain command on an account key and drops the reply. */
+static enum aw_err simple(struct aw_store *s, int argc, const char **argv)
+{
+    struct aw_redis_cmd c = {.script = -1, .route = argv[1], .argc = argc, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK)
+        aw_redis_cmd_clear(&c);
+    return e;
+}
+
+enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, const char *api_key)
+{
+    if (!aw_store_id_ok(account_id) || !api_key || !api_key[0] || strlen(api_key) > API_KEY_MAX)
+        return AW_ERR_INVALID;
+    char *key = aw_store_key(account_id, AW_K_ACCOUNT, NULL, NULL);
+    const char *argv[4] = {"HSET", key, aw_store_name(AW_F_ACCT_API_KEY), api_key};
+    enum aw_err e = simple(s, 4, argv);
+    free(key);
+    return e;
+}
+
+enum aw_err aw_store_account_get(struct aw_store *s, const char *account_id, char **api_key,
+                                 uint64_t *block_until_unix_ms)
+{
+    if (api_key)
+        *api_key = NULL;
+    if (block_until_unix_ms)
+        *block_until_unix_ms = 0;
+    if (!aw_store_id_ok(account_id))
+        return AW_ERR_INVALID;
+    char *key = aw_store_key(account_id, AW_K_ACCOUNT, NULL, NULL);
+    const char *argv[4] = {"HMGET", key, aw_store_name(AW_F_ACCT_API_KEY),
+                           aw_store_name(AW_F_ACCT_BLOCK_UNTIL)};
+    struct aw_redis_cmd c = {.script = -1, .route = key, .argc = 4, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    free(key);
+    if (e != AW_OK)
+        return e;
+    if (c.reply.type != AW_REPLY_ARRAY || c.reply.n != 2) {
+        aw_redis_cmd_clear(&c);
+        snprintf(s->err, sizeof s->err, "HMGET account: unexpected reply");
+        return AW_ERR_PROTOCOL;
+    }
+    struct aw_reply *k = &c.reply.elem[0], *b = &c.reply.elem[1];
+    if (api_key && k->type == AW_REPLY_STR && k->len > 0)
+        *api_key = aw_strndup(k->str, k->len);
+    if (block_until_unix_ms && b->type == AW_REPLY_STR)
+        *block_until_unix_ms = strtoull(b->str, NULL, 10);
+    if (k->type == AW_REPLY_STR && k->str)
+        memset(k->str, 0, k->len); /* the reply held the key: wipe it before freeing */
+    aw_redis_cmd_clear(&c);
+    return AW_OK;
+}
+
+enum aw_err aw_store_account_block(struct aw_store *s, const char *account_id,
+                                   uint64_t until_unix_ms)
+{
+    if (!aw_store_id_ok(account_id))
+        return AW_ERR_INVALID;
+    char *key = aw_store_key(account_id, AW_K_ACCOUNT, NULL, NULL);
+    char until[24];
+    const char *argv[2] = {key, aw_store_u64(until_unix_ms, until)};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_BLOCK, .nkeys = 1, .route = key, .argc = 2, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK)
+        aw_redis_cmd_clear(&c);
+    free(key);
+    return e;
+}
+
+enum aw_err aw_store_account_count_list_create(struct aw_store *s, const char *account_id,
+                                               uint64_t now_unix_ms, int64_t delta, int64_t *count)
+{
+    *count = 0;
+    if (!aw_store_id_ok(account_id))
+        return AW_ERR_INVALID;
+    char day[24], by[24];
+    char *key = aw_store_key(account_id, AW_K_LISTS_CREATED, aw_store_u64(now_unix_ms / 86400000u, day),
+                             NULL);
+    const char *incr[3] = {"INCRBY", key, aw_store_i64(delta, by)};
+    const char *exp[3] = {"EXPIRE", key, LIST_COUNT_TTL};
+    struct aw_redis_cmd c[2] = {{.script = -1, .route = key, .argc = 3, .argv = incr},
+                                {.script = -1, .route = key, .argc = 3, .argv = exp}};
+    enum aw_err e = aw_redis_exec(s->r, c, 2);
+    if (e == AW_OK)
+        e = c[0].err != AW_OK ? c[0].err : c[1].err;
+    if (e == AW_OK && c[0].reply.type == AW_REPLY_INT)
+        *count = c[0].reply.integer;
+    else if (e == AW_OK)
+        e = AW_ERR_PROTOCOL;
+    aw_redis_cmd_clear(&c[0]);
+    aw_redis_cmd_clear(&c[1]);
+    free(key);
+    return aw_store_fail(s, e);
+}
+
+enum aw_err aw_store_audience_list_set(struct aw_store *s, const char *account_id,
+                                       const char *audience_id, const char *list_id)
+{
+    if (!aw_store_id_ok(account_id) || !aw_store_id_ok(audience_id) ||
+        (list_id && strlen(list_id) > 1024))
+        return AW_ERR_INVALID;
+    char *key = aw_store_key(account_id, AW_K_AUDIENCE, audience_id, NULL);
+    const char *argv[4] = {list_id ? "HSET" : "HDEL", key,
+                           aw_store_name(AW_F_META_KLAVIYO_LIST_ID), list_id};
+    enum aw_err e = simple(s, list_id ? 4 : 3, argv);
+    free(key);
+    return e;
+}
+
+enum aw_err aw_store_profile_ids_get(struct aw_store *s, const char *account_id,
+                                     const char *const *emails, size_t n, char **ids)
+{
+    for (size_t i = 0; i < n; i++)
+        ids[i] = NULL;
+    if (!aw_store_id_ok(account_id))
+        return AW_ERR_INVALID;
+    if (n == 0)
+        return AW_OK;
+    char **keys = aw_calloc(n, sizeof *keys);
+    const char **argv = aw_calloc(3 * n, sizeof *argv);
+    struct aw_redis_cmd *c = aw_calloc(n, sizeof *c);
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = aw_store_key(account_id, AW_K_USER, emails[i], NULL);
+        argv[3 * i] = "HGET";
+        argv[3 * i + 1] = keys[i];
+        argv[3 * i + 2] = aw_store_name(AW_F_USER_PROFILE_ID);
+        c[i] = (struct aw_redis_cmd){.script = -1, .route = keys[i], .argc = 3, .argv = &argv[3 * i]};
+    }
+    enum aw_err e = aw_redis_exec(s->r, c, n);
+    for (size_t i = 0; i < n; i++) {
+        if (e == AW_OK && c[i].err != AW_OK)
+            e = c[i].err;
+        if (c[i].err == AW_OK && c[i].reply.type == AW_REPLY_STR && c[i].reply.len)
+            ids[i] = aw_strndup(c[i].reply.str, c[i].reply.len);
+        aw_redis_cmd_clear(&c[i]);
+        free(keys[i]);
+    }
+    free(c);
+    free(argv);
+    free(keys);
+    return aw_store_fail(s, e);
+}
+
+enum aw_err aw_store_profile_id_set(struct aw_store *s, const char *account_id, const char *email,
+                                    const char *id)
+{
+    if (!aw_store_id_ok(account_id) || !email || !email[0] || (id && strlen(id) > 256))
+        return AW_ERR_INVALID;
+    char *key = aw_store_key(account_id, AW_K_USER, email, NULL);
+    const char *argv[2] = {key, id ? id : ""};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_PROFILE_ID, .nkeys = 1, .route = key, .argc = 2, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK)
+        aw_redis_cmd_clear(&c);
+    free(key);
+    return e;
+}

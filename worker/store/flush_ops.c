@@ -1,0 +1,414 @@
+/* flush_ops.c -- due streams and batches for the leader (see flush_ops.h). */
+#include "worker/store/flush_ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/mem.h"
+#include "worker/store/internal.h"
+
+#define CHUNK 1000u     /* entries moved or acked per script call (bounded blocking) */
+#define READ_PAGE 1000u /* in-flight entries read per page on resume */
+
+/* ---- Due ----------------------------------------------------------------------------------- */
+
+static enum aw_err zrange_due(struct aw_store *s, const char *key, uint64_t now, size_t max,
+                              struct aw_redis_cmd *c)
+{
+    char nows[24], maxs[24];
+    const char *argv[8] = {"ZRANGEBYSCORE",        key,     "-inf", aw_store_u64(now, nows),
+                           "WITHSCORES",           "LIMIT", "0",    aw_store_u64(max, maxs)};
+    memset(c, 0, sizeof *c);
+    c->script = -1;
+    c->route = key;
+    c->argc = 8;
+    c->argv = argv;
+    enum aw_err e = aw_store_run(s, c);
+    if (e == AW_OK && (c->reply.type != AW_REPLY_ARRAY || c->reply.n % 2 != 0)) {
+        aw_redis_cmd_clear(c);
+        snprintf(s->err, sizeof s->err, "ZRANGEBYSCORE: unexpected reply");
+        return AW_ERR_PROTOCOL;
+    }
+    return e;
+}
+
+enum aw_err aw_store_due_accounts(struct aw_store *s, uint64_t now_unix_ms, size_t max, char ***out,
+                                  size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    struct aw_redis_cmd c;
+    enum aw_err e = zrange_due(s, aw_store_name(AW_K_GLOBAL_DUE), now_unix_ms, max, &c);
+    if (e != AW_OK)
+        return e;
+    size_t m = c.reply.n / 2;
+    char **ids = aw_calloc(m ? m : 1, sizeof *ids);
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++) {
+        const struct aw_reply *id = &c.reply.elem[2 * i];
+        if (id->type == AW_REPLY_STR && aw_store_id_ok(id->str))
+            ids[k++] = aw_strdup(id->str);
+    }
+    aw_redis_cmd_clear(&c);
+    *out = ids;
+    *n = k;
+    return AW_OK;
+}
+
+void aw_store_streams_free(struct aw_store_stream *st, size_t n)
+{
+    for (size_t i = 0; i < n && st; i++)
+        free(st[i].audience_id);
+    free(st);
+}
+
+enum aw_err aw_store_due_streams(struct aw_store *s, const char *account_id, uint64_t now_unix_ms,
+                                 size_t max, struct aw_store_stream **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!aw_store_id_ok(account_id))
+        return AW_ERR_INVALID;
+    char *key = aw_store_key(account_id, AW_K_DUE, NULL, NULL);
+    struct aw_redis_cmd c;
+    enum aw_err e = zrange_due(s, key, now_unix_ms, max, &c);
+    free(key);
+    if (e != AW_OK)
+        return e;
+    size_t m = c.reply.n / 2;
+    struct aw_store_stream *st = aw_calloc(m ? m : 1, sizeof *st);
+    size_t k = 0;
+    const char *aprefix = aw_store_name(AW_F_DUE_AUDIENCE);
+    size_t plen = strlen(aprefix);
+    for (size_t i = 0; i < m; i++) {
+        const struct aw_reply *mem = &c.reply.elem[2 * i], *sc = &c.reply.elem[2 * i + 1];
+        if (mem->type != AW_REPLY_STR || sc->type != AW_REPLY_STR)
+            continue;
+        if (strcmp(mem->str, aw_store_name(AW_F_DUE_PROFILES)) == 0) {
+            st[k].audience_id = NULL;
+        } else if (strncmp(mem->str, aprefix, plen) == 0 && aw_store_id_ok(mem->str + plen)) {
+            st[k].audience_id = aw_strdup(mem->str + plen);
+        } else {
+            continue;
+        }
+        st[k].due_unix_ms = strtoll(sc->str, NULL, 10);
+        k++;
+    }
+    aw_redis_cmd_clear(&c);
+    *out = st;
+    *n = k;
+    return AW_OK;
+}
+
+/* ---- Batches ------------------------------------------------------------------------------- */
+
+void aw_store_taken_clear(struct aw_store_taken *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->entries[i].email);
+        aw_change_clear(&t->entries[i].change);
+    }
+    free(t->entries);
+    free(t->batch_id);
+    free(t->name);
+    free(t->list_id);
+    free(t->klaviyo_list_id);
+    free(t->job_id);
+    memset(t, 0, sizeof *t);
+}
+
+/* Keys and fixed arguments of one stream. */
+struct stream {
+    const char *acct;
+    const char *aud; /* NULL: profiles */
+    char *meta;      /* owned key */
+    char *member;    /* owned due member */
+};
+
+static bool stream_init(struct stream *st, const char *acct, const char *aud)
+{
+    memset(st, 0, sizeof *st);
+    if (!aw_store_id_ok(acct) || (aud && !aw_store_id_ok(aud)))
+        return false;
+    st->acct = acct;
+    st->aud = aud;
+    st->meta = aud ? aw_store_key(acct, AW_K_AUDIENCE, aud, NULL)
+                   : aw_store_key(acct, AW_K_PROFILES, NULL, NULL);
+    st->member = aw_store_stream_member(aud);
+    return true;
+}
+
+static void stream_free(struct stream *st)
+{
+    free(st->meta);
+    free(st->member);
+}
+
+static bool seen_before(const struct aw_store_taken *t, const char *email, size_t len)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strlen(t->entries[i].email) == len && memcmp(t->entries[i].email, email, len) == 0)
+            return true;
+    return false;
+}
+
+/* Appends (email, record) pairs of rp from index i on. */
+static enum aw_err add_entries(struct aw_store *s, const struct stream *st, const struct aw_reply *rp,
+                               size_t i, struct aw_store_taken *t, uint64_t disabled_version)
+{
+    if ((rp->n - i) % 2 != 0)
+        goto bad;
+    size_t add = (rp->n - i) / 2;
+    t->entries = aw_realloc(t->entries, (t->n + add + 1) * sizeof *t->entries);
+    for (; i + 1 < rp->n; i += 2) {
+        const struct aw_reply *em = &rp->elem[i], *rec = &rp->elem[i + 1];
+        if (em->type != AW_REPLY_STR || rec->type != AW_REPLY_ARRAY || rec->n % 2 != 0)
+            goto bad;
+        if (seen_before(t, em->str, em->len))
+            continue; /* HSCAN may repeat an entry */
+        struct aw_store_entry *e = &t->entries[t->n];
+        memset(e, 0, sizeof *e);
+        e->email = aw_strndup(em->str, em->len);
+        t->n++;
+        size_t nf = rec->n / 2;
+        struct aw_change_field *f = aw_calloc(nf ? nf : 1, sizeof *f);
+        bool ok = true;
+        for (size_t k = 0; k < nf; k++) {
+            const struct aw_reply *nm = &rec->elem[2 * k], *val = &rec->elem[2 * k + 1];
+            if (nm->type != AW_REPLY_STR || val->type != AW_REPLY_STR) {
+                ok = false;
+                break;
+            }
+            f[k] = (struct aw_change_field){nm->str, nm->len, val->str, val->len};
+        }
+        e->bad = !ok || strlen(e->email) != em->len ||
+                 aw_change_record_decode(st->acct, st->aud, e->email, f, nf, &e->change) != AW_OK;
+        free(f);
+        if (!e->bad && st->aud && disabled_version && e->change.version_ms <= disabled_version)
+            e->dropped = true;
+    }
+    return AW_OK;
+bad:
+    snprintf(s->err, sizeof s->err, "take: unexpected entry shape");
+    return AW_ERR_PROTOCOL;
+}
+
+static char *str_or_null(const struct aw_reply *r)
+{
+    return r->type == AW_REPLY_STR && r->len ? aw_strndup(r->str, r->len) : NULL;
+}
+
+/* Reads the stream's meta the flusher needs. */
+static enum aw_err read_meta(struct aw_store *s, const struct stream *st, struct aw_store_taken *t)
+{
+    const char *argv[6] = {"HMGET",
+                           st->meta,
+                           aw_store_name(AW_F_META_NAME),
+                           aw_store_name(AW_F_META_LIST_ID),
+                           aw_store_name(AW_F_META_KLAVIYO_LIST_ID),
+                           aw_store_name(AW_F_META_JOB_ID)};
+    struct aw_redis_cmd c = {.script = -1, .route = st->meta, .argc = 6, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e != AW_OK)
+        return e;
+    if (c.reply.type != AW_REPLY_ARRAY || c.reply.n != 4) {
+        aw_redis_cmd_clear(&c);
+        snprintf(s->err, sizeof s->err, "HMGET meta: unexpected reply");
+        return AW_ERR_PROTOCOL;
+    }
+    t->name = str_or_null(&c.reply.elem[0]);
+    t->list_id = str_or_null(&c.reply.elem[1]);
+    t->klaviyo_list_id = str_or_null(&c.reply.elem[2]);
+    t->job_id = str_or_null(&c.reply.elem[3]);
+    aw_redis_cmd_clear(&c);
+    return AW_OK;
+}
+
+/* Reads the whole in-flight batch, a page at a time. */
+static enum aw_err read_inflight(struct aw_store *s, const struct stream *st,
+                                 struct aw_store_taken *t, uint64_t disabled_version)
+{
+    char cursor[32] = "0", page[24];
+    aw_store_u64(READ_PAGE, page);
+    const char *stream_arg = st->member;
+    do {
+        const char *argv[5] = {st->meta, st->acct, stream_arg, cursor, page};
+        struct aw_redis_cmd c = {
+            .script = AW_SCRIPT_READ, .nkeys = 1, .route = st->meta, .argc = 5, .argv = argv};
+        enum aw_err e = aw_store_run(s, &c);
+        if (e != AW_OK)
+            return e;
+        if (c.reply.type != AW_REPLY_ARRAY || c.reply.n < 1 ||
+            c.reply.elem[0].type != AW_REPLY_STR || c.reply.elem[0].len >= sizeof cursor) {
+            aw_redis_cmd_clear(&c);
+            snprintf(s->err, sizeof s->err, "read: unexpected reply");
+            return AW_ERR_PROTOCOL;
+        }
+        memcpy(cursor, c.reply.elem[0].str, c.reply.elem[0].len + 1);
+        e = add_entries(s, st, &c.reply, 1, t, disabled_version);
+        aw_redis_cmd_clear(&c);
+        if (e != AW_OK)
+            return e;
+    } while (strcmp(cursor, "0") != 0);
+    return AW_OK;
+}
+
+enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id,
+                                const char *audience_id, uint64_t epoch, size_t max_items,
+                                uint64_t now_unix_ms, struct aw_store_taken *out)
+{
+    memset(out, 0, sizeof *out);
+    struct stream st;
+    if (max_items == 0 || !stream_init(&st, account_id, audience_id))
+        return AW_ERR_INVALID;
+    char ep[24], mx[24], ch[24], now[24];
+    aw_store_u64(epoch, ep);
+    aw_store_u64(max_items, mx);
+    aw_store_u64(CHUNK, ch);
+    aw_store_u64(now_unix_ms, now);
+    char *bid = aw_strdup("");
+    enum aw_err e = AW_OK;
+    for (;;) {
+        const char *argv[11] = {st.meta,       account_id,    st.member,       ep,
+                                bid,           mx,            ch,              now,
+                                s->max_queue_s, s->max_age_s, s->retention_s_s};
+        struct aw_redis_cmd c = {
+            .script = AW_SCRIPT_TAKE, .nkeys = 1, .route = st.meta, .argc = 11, .argv = argv};
+        e = aw_store_run_due(s, &c, account_id, 3);
+        if (e != AW_OK)
+            break;
+        const struct aw_reply *rp = &c.reply;
+        if (rp->n < 8 || rp->elem[0].type != AW_REPLY_STR || rp->elem[1].type != AW_REPLY_STR ||
+            rp->elem[2].type != AW_REPLY_INT || rp->elem[6].type != AW_REPLY_STR ||
+            rp->elem[7].type != AW_REPLY_STR) {
+            aw_redis_cmd_clear(&c);
+            snprintf(s->err, sizeof s->err, "take: unexpected reply shape");
+            e = AW_ERR_PROTOCOL;
+            break;
+        }
+        const char *status = rp->elem[0].str;
+        bool more = rp->elem[2].integer != 0;
+        out->disabled = strcmp(rp->elem[6].str, "disabled") == 0;
+        uint64_t dv = strtoull(rp->elem[7].str, NULL, 10);
+        free(bid);
+        bid = aw_strndup(rp->elem[1].str, rp->elem[1].len);
+        if (strcmp(status, "resumed") == 0) {
+            out->status = AW_STORE_BATCH_RESUMED;
+            aw_redis_cmd_clear(&c);
+            e = read_inflight(s, &st, out, dv);
+            break;
+        }
+        if (strcmp(status, "taken") == 0) {
+            out->status = AW_STORE_BATCH_TAKEN;
+            e = add_entries(s, &st, rp, 8, out, dv);
+            aw_redis_cmd_clear(&c);
+            if (e != AW_OK || !more || out->n >= max_items)
+                break;
+            continue;
+        }
+        aw_redis_cmd_clear(&c);
+        /* "empty", or "gone" while filling (an audience removal cannot end a batch, so this is
+         * another leader's doing: the fencing check comes first) */
+        if (out->status != AW_STORE_BATCH_TAKEN)
+            out->status = AW_STORE_BATCH_EMPTY;
+        break;
+    }
+    if (e == AW_OK && out->status != AW_STORE_BATCH_EMPTY) {
+        out->batch_id = bid;
+        bid = NULL;
+        e = read_meta(s, &st, out);
+    }
+    free(bid);
+    stream_free(&st);
+    if (e != AW_OK)
+        aw_store_taken_clear(out);
+    return e;
+}
+
+enum aw_err aw_store_flush_ack(struct aw_store *s, const char *account_id, const char *audience_id,
+                               uint64_t epoch, const char *batch_id, const char *const *emails,
+                               const char *const *accepted, size_t n, uint64_t now_unix_ms,
+                               enum aw_store_batch_status *status)
+{
+    if (status)
+        *status = AW_STORE_BATCH_GONE;
+    struct stream st;
+    if (!batch_id || !batch_id[0] || !stream_init(&st, account_id, audience_id))
+        return AW_ERR_INVALID;
+    char ep[24], now[24];
+    aw_store_u64(epoch, ep);
+    aw_store_u64(now_unix_ms, now);
+    const char **argv = aw_calloc(8 + 2 * CHUNK, sizeof *argv);
+    enum aw_err e = AW_OK;
+    size_t pos = 0;
+    do {
+        size_t m = n - pos < CHUNK ? n - pos : CHUNK;
+        const char *fixed[9] = {st.meta, account_id,    st.member,    ep,
+                                batch_id, now,          s->max_queue_s, s->max_age_s,
+                                s->retention_s_s};
+        memcpy(argv, fixed, sizeof fixed);
+        for (size_t k = 0; k < m; k++) {
+            argv[9 + 2 * k] = emails[pos + k];
+            argv[10 + 2 * k] = accepted && accepted[pos + k] ? accepted[pos + k] : "";
+        }
+        struct aw_redis_cmd c = {.script = AW_SCRIPT_ACK,
+                                 .nkeys = 1,
+                                 .route = st.meta,
+                                 .argc = (int)(9 + 2 * m),
+                                 .argv = argv};
+        e = aw_store_run_due(s, &c, account_id, 2);
+        if (e != AW_OK)
+            break;
+        const struct aw_reply *rp = &c.reply;
+        if (rp->n < 5 || rp->elem[0].type != AW_REPLY_STR) {
+            aw_redis_cmd_clear(&c);
+            snprintf(s->err, sizeof s->err, "ack: unexpected reply shape");
+            e = AW_ERR_PROTOCOL;
+            break;
+        }
+        bool gone = strcmp(rp->elem[0].str, "gone") == 0;
+        bool acked = strcmp(rp->elem[0].str, "acked") == 0;
+        aw_redis_cmd_clear(&c);
+        if (gone)
+            break;
+        if (acked) {
+            if (status)
+                *status = AW_STORE_BATCH_DONE;
+            break;
+        }
+        pos += m;
+        if (status)
+            *status = AW_STORE_BATCH_PARTIAL;
+    } while (pos < n);
+    free(argv);
+    stream_free(&st);
+    return e;
+}
+
+enum aw_err aw_store_flush_set_job(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, uint64_t epoch, const char *batch_id,
+                                   const char *job_id, bool *written)
+{
+    if (written)
+        *written = false;
+    struct stream st;
+    if (!batch_id || !batch_id[0] || (job_id && strlen(job_id) > 256) ||
+        !stream_init(&st, account_id, audience_id))
+        return AW_ERR_INVALID;
+    char ep[24];
+    const char *argv[5] = {st.meta, aw_store_u64(epoch, ep), batch_id,
+                           aw_store_name(AW_F_META_JOB_ID), job_id ? job_id : ""};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_BATCH_SET, .nkeys = 1, .route = st.meta, .argc = 5, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK) {
+        if (written)
+            *written = c.reply.type == AW_REPLY_INT && c.reply.integer == 1;
+        aw_redis_cmd_clear(&c);
+    }
+    stream_free(&st);
+    return e;
+}

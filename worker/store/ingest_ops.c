@@ -1,0 +1,450 @@
+/* ingest_ops.c -- changes and subscription messages into Redis, pipelined (see ingest_ops.h). */
+#include "worker/store/ingest_ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/mem.h"
+#include "worker/store/change.h"
+#include "worker/store/internal.h"
+
+/* ARGV slots filled at exec time, shared by every op of the batch. */
+enum { SLOT_NOW = 0, SLOT_MAXQ, SLOT_MAXAGE, SLOT_RETENTION, SLOT_COUNT };
+
+struct op {
+    int script;
+    char *acct;        /* owned */
+    char *arena;       /* owned: every argument string, NUL-separated */
+    size_t arena_len;  /* bytes used */
+    const char **argv; /* owned array into arena (and the batch's exec slots) */
+    int argc;
+    int slot_at[SLOT_COUNT]; /* argv index of each exec slot, -1 when unused */
+    struct aw_store_result res;
+    bool ran;
+    int64_t min, seq;
+    bool changed;
+};
+
+struct aw_store_batch {
+    struct op *ops;
+    size_t n, cap;
+    size_t bytes;
+    char slots[SLOT_COUNT][24];
+};
+
+struct aw_store_batch *aw_store_batch_new(void)
+{
+    return aw_calloc(1, sizeof(struct aw_store_batch));
+}
+
+static void op_clear(struct op *o)
+{
+    free(o->acct);
+    free(o->arena);
+    free(o->argv);
+    memset(o, 0, sizeof *o);
+}
+
+void aw_store_batch_reset(struct aw_store_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        op_clear(&b->ops[i]);
+    b->n = 0;
+    b->bytes = 0;
+}
+
+void aw_store_batch_free(struct aw_store_batch *b)
+{
+    if (!b)
+        return;
+    aw_store_batch_reset(b);
+    free(b->ops);
+    free(b);
+}
+
+size_t aw_store_batch_count(const struct aw_store_batch *b)
+{
+    return b->n;
+}
+
+size_t aw_store_batch_bytes(const struct aw_store_batch *b)
+{
+    return b->bytes;
+}
+
+const struct aw_store_result *aw_store_batch_result(const struct aw_store_batch *b, size_t i)
+{
+    AW_ASSERT(i < b->n);
+    return &b->ops[i].res;
+}
+
+/* ---- Building one op: arguments packed into one allocation ---------------------------------- */
+
+/* Argument under construction: either a string to copy or an exec slot. */
+struct arg {
+    const char *s; /* NULL: exec slot */
+    size_t len;
+    int slot;
+};
+
+struct args {
+    struct arg *a;
+    size_t n, cap;
+};
+
+static void push(struct args *v, const char *s, size_t len)
+{
+    aw_grow((void **)&v->a, &v->cap, v->n + 1, sizeof *v->a);
+    v->a[v->n++] = (struct arg){s, len, -1};
+}
+
+static void push_str(struct args *v, const char *s)
+{
+    push(v, s ? s : "", s ? strlen(s) : 0);
+}
+
+static void push_slot(struct args *v, int slot)
+{
+    aw_grow((void **)&v->a, &v->cap, v->n + 1, sizeof *v->a);
+    v->a[v->n++] = (struct arg){NULL, 0, slot};
+}
+
+/* Appends an op running script with args (KEYS[1] first; one key). */
+static struct op *op_push(struct aw_store_batch *b, int script, const char *acct,
+                          const struct args *v, size_t *index)
+{
+    AW_ASSERT(v->n <= AW_REDIS_ARGS_MAX);
+    aw_grow((void **)&b->ops, &b->cap, b->n + 1, sizeof *b->ops);
+    struct op *o = &b->ops[b->n];
+    memset(o, 0, sizeof *o);
+    o->script = script;
+    o->acct = aw_strdup(acct);
+    size_t total = 0;
+    for (size_t i = 0; i < v->n; i++)
+        total += v->a[i].len + 1;
+    o->arena = aw_malloc(total ? total : 1);
+    o->argv = aw_calloc(v->n, sizeof *o->argv);
+    for (int k = 0; k < SLOT_COUNT; k++)
+        o->slot_at[k] = -1;
+    char *p = o->arena;
+    for (size_t i = 0; i < v->n; i++) {
+        if (!v->a[i].s) {
+            o->slot_at[v->a[i].slot] = (int)i;
+            continue;
+        }
+        memcpy(p, v->a[i].s, v->a[i].len);
+        p[v->a[i].len] = '\0';
+        o->argv[i] = p;
+        p += v->a[i].len + 1;
+    }
+    o->arena_len = total;
+    o->argc = (int)v->n;
+    o->res.err = AW_ERR_IO;
+    b->bytes += total + 16 * v->n;
+    if (index)
+        *index = b->n;
+    b->n++;
+    return o;
+}
+
+static bool text_ok(const char *t, size_t max)
+{
+    return t && t[0] && strlen(t) <= max;
+}
+
+static char *lower_dup(const char *s)
+{
+    char *d = aw_strdup(s);
+    for (char *p = d; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return d;
+}
+
+static const char *action_code(enum aw_change_action a)
+{
+    switch (a) {
+    case AW_CHANGE_ADD:
+        return "a";
+    case AW_CHANGE_DELETE:
+        return "d";
+    case AW_CHANGE_ATTRIBUTE_UPDATE:
+        break;
+    }
+    return "u";
+}
+
+enum aw_err aw_store_batch_add_apply(struct aw_store_batch *b, const struct aw_change *c,
+                                     size_t *index)
+{
+    if (!aw_store_id_ok(c->account_id) || !aw_store_id_ok(c->audience_id) ||
+        !text_ok(c->event_id, AW_STORE_EVENT_ID_MAX) || !text_ok(c->email, AW_STORE_EMAIL_MAX))
+        return AW_ERR_INVALID;
+    char consent[2][48] = {"", ""};
+    for (size_t i = 0; i < c->n_consents; i++) {
+        const struct aw_change_consent *cs = &c->consents[i];
+        if (!aw_change_consent_format(cs, consent[cs->channel == AW_CHANNEL_SMS],
+                                      sizeof consent[0]))
+            return AW_ERR_INVALID;
+    }
+    char ts[24];
+    char *ukey = aw_store_key(c->account_id, AW_K_USER, c->email, NULL);
+    char *id = lower_dup(c->event_id);
+    struct args v = {0};
+    push_str(&v, ukey);
+    push_str(&v, c->account_id);
+    push_str(&v, c->audience_id);
+    push_str(&v, c->email);
+    push_str(&v, aw_store_u64(c->version_ms, ts));
+    push_str(&v, id);
+    push_slot(&v, SLOT_NOW);
+    push_slot(&v, SLOT_MAXQ);
+    push_slot(&v, SLOT_MAXAGE);
+    push_slot(&v, SLOT_RETENTION);
+    push_str(&v, c->audience_name);
+    push_str(&v, c->list_id);
+    push_str(&v, action_code(c->action));
+    push_str(&v, consent[0]);
+    push_str(&v, consent[1]);
+    if (c->action != AW_CHANGE_DELETE) {
+        for (size_t i = 0; i < c->n_attrs; i++) {
+            push_str(&v, c->attrs[i].path);
+            push_str(&v, c->attrs[i].value_json ? c->attrs[i].value_json : "null");
+        }
+        static const enum aw_store_name special[3] = {AW_F_PATH_PHONE, AW_F_PATH_EXTERNAL_ID,
+                                                      AW_F_PATH_SOURCE};
+        const char *values[3] = {c->phone_e164, c->external_id, c->custom_source};
+        for (int k = 0; k < 3; k++) {
+            if (values[k]) {
+                push_str(&v, aw_store_name(special[k]));
+                push_str(&v, values[k]);
+            }
+        }
+    }
+    enum aw_err e = AW_OK;
+    if (v.n - 1 > AW_REDIS_ARGS_MAX - 1)
+        e = AW_ERR_INVALID; /* more attributes than one script call takes */
+    else
+        (void)op_push(b, AW_SCRIPT_APPLY, c->account_id, &v, index);
+    free(v.a);
+    free(ukey);
+    free(id);
+    return e;
+}
+
+static enum aw_err add_audience(struct aw_store_batch *b, const char *op, const char *acct,
+                                const char *aud, const char *name, const char *list_id,
+                                uint64_t version_ms, const char *event_id, size_t *index)
+{
+    if (!aw_store_id_ok(acct) || !aw_store_id_ok(aud) || !text_ok(event_id, AW_STORE_EVENT_ID_MAX))
+        return AW_ERR_INVALID;
+    char ts[24];
+    char *meta = aw_store_key(acct, AW_K_AUDIENCE, aud, NULL);
+    char *id = lower_dup(event_id);
+    struct args v = {0};
+    push_str(&v, meta);
+    push_str(&v, acct);
+    push_str(&v, aud);
+    push_str(&v, op);
+    push_str(&v, aw_store_u64(version_ms, ts));
+    push_str(&v, id);
+    push_slot(&v, SLOT_NOW);
+    push_slot(&v, SLOT_MAXQ);
+    push_slot(&v, SLOT_MAXAGE);
+    push_str(&v, name);
+    push_str(&v, list_id);
+    (void)op_push(b, AW_SCRIPT_AUDIENCE, acct, &v, index);
+    free(v.a);
+    free(meta);
+    free(id);
+    return AW_OK;
+}
+
+enum aw_err aw_store_batch_add_upsert(struct aw_store_batch *b, const char *account_id,
+                                      const char *audience_id, const char *name,
+                                      const char *list_id, uint64_t version_ms,
+                                      const char *event_id, size_t *index)
+{
+    return add_audience(b, "upsert", account_id, audience_id, name, list_id, version_ms, event_id,
+                        index);
+}
+
+enum aw_err aw_store_batch_add_remove(struct aw_store_batch *b, const char *account_id,
+                                      const char *audience_id, uint64_t version_ms,
+                                      const char *event_id, size_t *index)
+{
+    return add_audience(b, "remove", account_id, audience_id, NULL, NULL, version_ms, event_id,
+                        index);
+}
+
+/* ---- Exec ------------------------------------------------------------------------------------ */
+
+/* {status, pending, min, seq, changed} into o. */
+static void parse_reply(struct aw_store *s, struct op *o, const struct aw_reply *rp)
+{
+    const struct aw_reply *st = rp->type == AW_REPLY_ARRAY && rp->n >= 5 ? &rp->elem[0] : NULL;
+    if (!st || st->type != AW_REPLY_STR || rp->elem[1].type != AW_REPLY_INT ||
+        !aw_store_due_fields(rp, 2, &o->min, &o->seq, &o->changed)) {
+        snprintf(s->err, sizeof s->err, "%s: unexpected reply shape", aw_script_name[o->script]);
+        o->res.err = AW_ERR_PROTOCOL;
+        return;
+    }
+    o->res.pending = rp->elem[1].integer;
+    o->res.due_unix_ms = o->min;
+    if (strcmp(st->str, "applied") == 0) {
+        o->res.status = AW_STORE_APPLIED;
+    } else if (strcmp(st->str, "stale") == 0) {
+        o->res.status = AW_STORE_STALE;
+        o->changed = true; /* maybe a redelivery whose due write never happened: write again */
+    } else if (strcmp(st->str, "disabled") == 0) {
+        o->res.status = AW_STORE_DISABLED;
+        o->changed = true;
+    } else {
+        snprintf(s->err, sizeof s->err, "%s: unknown status", aw_script_name[o->script]);
+        o->res.err = AW_ERR_PROTOCOL;
+        return;
+    }
+    o->ran = true;
+}
+
+/* Phase 2: one global due write per account that needs it: the newest (seq) state of the
+ * account seen in this exec. Sets each ran op's err from the write of its account. */
+static enum aw_err update_due(struct aw_store *s, struct aw_store_batch *b)
+{
+    size_t *rep = aw_calloc(b->n, sizeof *rep); /* op index of each account's newest state */
+    bool *need = aw_calloc(b->n, sizeof *need);
+    size_t *acct_of = aw_calloc(b->n, sizeof *acct_of);
+    size_t na = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        struct op *o = &b->ops[i];
+        if (!o->ran)
+            continue;
+        size_t a = 0;
+        while (a < na && strcmp(b->ops[rep[a]].acct, o->acct) != 0)
+            a++;
+        if (a == na)
+            rep[na++] = i;
+        else if (o->seq >= b->ops[rep[a]].seq)
+            rep[a] = i;
+        need[a] = need[a] || o->changed;
+        acct_of[i] = a;
+    }
+    struct aw_redis_cmd *cmds = aw_calloc(na ? na : 1, sizeof *cmds);
+    struct aw_store_due_buf *bufs = aw_calloc(na ? na : 1, sizeof *bufs);
+    size_t *cmd_of = aw_calloc(na ? na : 1, sizeof *cmd_of);
+    size_t nc = 0;
+    for (size_t a = 0; a < na; a++) {
+        if (!need[a])
+            continue;
+        const struct op *o = &b->ops[rep[a]];
+        aw_store_due_cmd(o->acct, o->min, o->seq, &bufs[nc], &cmds[nc]);
+        cmd_of[a] = nc++;
+    }
+    enum aw_err e = aw_redis_exec(s->r, cmds, nc);
+    (void)aw_store_fail(s, e);
+    for (size_t i = 0; i < b->n; i++) {
+        struct op *o = &b->ops[i];
+        if (!o->ran)
+            continue;
+        size_t a = acct_of[i];
+        enum aw_err ae = need[a] ? cmds[cmd_of[a]].err : AW_OK;
+        o->res.err = ae == AW_OK ? AW_OK : ae == AW_ERR_FULL ? AW_ERR_FULL : AW_ERR_IO;
+    }
+    for (size_t c = 0; c < nc; c++)
+        aw_redis_cmd_clear(&cmds[c]);
+    free(cmds);
+    free(bufs);
+    free(cmd_of);
+    free(rep);
+    free(need);
+    free(acct_of);
+    return e;
+}
+
+enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b, uint64_t now_unix_ms)
+{
+    aw_store_u64(now_unix_ms, b->slots[SLOT_NOW]);
+    snprintf(b->slots[SLOT_MAXQ], sizeof b->slots[0], "%s", s->max_queue_s);
+    snprintf(b->slots[SLOT_MAXAGE], sizeof b->slots[0], "%s", s->max_age_s);
+    snprintf(b->slots[SLOT_RETENTION], sizeof b->slots[0], "%s", s->retention_s_s);
+    if (b->n == 0)
+        return AW_OK;
+    struct aw_redis_cmd *cmds = aw_calloc(b->n, sizeof *cmds);
+    for (size_t i = 0; i < b->n; i++) {
+        struct op *o = &b->ops[i];
+        for (int k = 0; k < SLOT_COUNT; k++)
+            if (o->slot_at[k] >= 0)
+                o->argv[o->slot_at[k]] = b->slots[k];
+        memset(&o->res, 0, sizeof o->res);
+        o->res.err = AW_ERR_IO;
+        o->ran = false;
+        cmds[i].script = o->script;
+        cmds[i].nkeys = 1;
+        cmds[i].route = o->argv[0];
+        cmds[i].argc = o->argc;
+        cmds[i].argv = o->argv;
+    }
+    enum aw_err e = aw_redis_exec(s->r, cmds, b->n);
+    (void)aw_store_fail(s, e);
+    for (size_t i = 0; i < b->n; i++) {
+        struct op *o = &b->ops[i];
+        if (cmds[i].err == AW_OK)
+            parse_reply(s, o, &cmds[i].reply);
+        else
+            o->res.err = cmds[i].err;
+        aw_redis_cmd_clear(&cmds[i]);
+    }
+    free(cmds);
+    enum aw_err de = update_due(s, b);
+    return e == AW_OK && de == AW_OK ? AW_OK : AW_ERR_IO;
+}
+
+/* ---- Single operations ------------------------------------------------------------------- */
+
+static enum aw_err exec_single(struct aw_store *s, struct aw_store_batch *b, enum aw_err added,
+                               uint64_t now_unix_ms, struct aw_store_result *out)
+{
+    enum aw_err e = added;
+    if (e == AW_OK) {
+        (void)aw_store_batch_exec(s, b, now_unix_ms);
+        const struct aw_store_result *r = aw_store_batch_result(b, 0);
+        if (out)
+            *out = *r;
+        e = r->err;
+    } else if (out) {
+        memset(out, 0, sizeof *out);
+        out->err = e;
+    }
+    aw_store_batch_free(b);
+    return e;
+}
+
+enum aw_err aw_store_apply(struct aw_store *s, const struct aw_change *c, uint64_t now_unix_ms,
+                           struct aw_store_result *out)
+{
+    struct aw_store_batch *b = aw_store_batch_new();
+    return exec_single(s, b, aw_store_batch_add_apply(b, c, NULL), now_unix_ms, out);
+}
+
+enum aw_err aw_store_audience_upsert(struct aw_store *s, const char *account_id,
+                                     const char *audience_id, const char *name, const char *list_id,
+                                     uint64_t version_ms, const char *event_id,
+                                     uint64_t now_unix_ms, struct aw_store_result *out)
+{
+    struct aw_store_batch *b = aw_store_batch_new();
+    enum aw_err e = aw_store_batch_add_upsert(b, account_id, audience_id, name, list_id, version_ms,
+                                              event_id, NULL);
+    return exec_single(s, b, e, now_unix_ms, out);
+}
+
+enum aw_err aw_store_audience_remove(struct aw_store *s, const char *account_id,
+                                     const char *audience_id, uint64_t version_ms,
+                                     const char *event_id, uint64_t now_unix_ms,
+                                     struct aw_store_result *out)
+{
+    struct aw_store_batch *b = aw_store_batch_new();
+    enum aw_err e =
+        aw_store_batch_add_remove(b, account_id, audience_id, version_ms, event_id, NULL);
+    return exec_single(s, b, e, now_unix_ms, out);
+}

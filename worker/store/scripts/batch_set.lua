@@ -1,0 +1,19 @@
+-- batch_set.lua -- the leader records a fact about a stream's in-flight batch (the Klaviyo job
+-- it created, DESIGN §5: a new leader polls that job instead of sending the batch again).
+--
+-- KEYS[1]  the stream's meta hash (see take.lua)
+-- ARGV     1 leader epoch, 2 batch id, 3 field (META_JOB_ID), 4 value ('' deletes)
+-- Reply    1 when written, 0 when that batch is no longer in flight
+-- Errors   NOTLEADER when a newer epoch stamped the batch.
+local epoch, bid, field = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+if not epoch or bid == '' or field ~= F_META_JOB_ID then
+  return redis.error_reply('INVALID batch_set arguments')
+end
+local m = redis.call('HMGET', KEYS[1], F_META_BATCH_ID, F_META_BATCH_EPOCH)
+if m[2] and tonumber(m[2]) > epoch then
+  return redis.error_reply('NOTLEADER batch fenced by a newer epoch')
+end
+if m[1] ~= bid then return 0 end
+if ARGV[4] == '' then redis.call('HDEL', KEYS[1], field)
+else redis.call('HSET', KEYS[1], field, ARGV[4]) end
+return 1
