@@ -2,8 +2,8 @@
 """Klaviyo API simulator for audience-worker tests and the local stack.
 
 Serves the subset of Klaviyo's REST API the worker uses (DESIGN.md section 5) on loopback,
-validates every request against Klaviyo's published OpenAPI spec (revision 2026-07-15,
-../shared/klaviyo/openapi-stable-2026-07-15.json), enforces the spec's rate limits
+validates every request against Klaviyo's published OpenAPI spec (revision 2026-07-15, vendored
+in schemas/vendor/klaviyo/openapi-stable-2026-07-15.json), enforces the spec's rate limits
 (x-klaviyo-ratelimit) and payload limits, runs bulk jobs asynchronously, keeps list/profile
 state for assertions and injects faults on demand. See README.md next to this file.
 
@@ -50,13 +50,14 @@ def now_iso(t=None):
     return datetime.fromtimestamp(time.time() if t is None else t, timezone.utc).isoformat(timespec="seconds")
 
 
+SPEC_REL = os.path.join("schemas", "vendor", "klaviyo", "openapi-stable-2026-07-15.json")
+
+
 def default_spec_path():
-    """Spec path from AW_SHARED_DIR, else ../shared relative to the repo root."""
-    shared = os.environ.get("AW_SHARED_DIR")
-    if not shared:
-        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        shared = os.path.join(os.path.dirname(repo), "shared")
-    return os.path.join(shared, "klaviyo", "openapi-stable-2026-07-15.json")
+    """The spec vendored in this repository, found from this file's own location
+    (tests/klaviyo_sim/ is two levels below the root), so no environment is needed."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.join(root, SPEC_REL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1373,7 +1374,7 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     ap.add_argument("--port-file", help="write the bound port here (atomically)")
-    ap.add_argument("--spec", default=None, help="OpenAPI spec (default $AW_SHARED_DIR/klaviyo/...)")
+    ap.add_argument("--spec", default=None, help="OpenAPI spec (default: the vendored schemas/vendor/klaviyo/...)")
     ap.add_argument("--job-delay", type=float, default=None, help="seconds a job stays queued and processing each")
     ap.add_argument("--time-scale", type=float, default=None, help="scale of rate-limit windows")
     ap.add_argument("--no-rate-limits", action="store_true")
