@@ -693,7 +693,7 @@ class SimTest(unittest.TestCase):
             t0 = time.monotonic()
             while not os.path.exists(pf) and p.poll() is None and time.monotonic() - t0 < 10:
                 time.sleep(0.02)
-            self.assertIsNone(p.poll(), "the simulator needs no environment and no ../shared")
+            self.assertIsNone(p.poll(), "the simulator needs no environment and nothing outside the repository")
             with open(pf) as f:
                 port = int(f.read())
             self.assertEqual(call("GET", "/_sim/health", key=None, revision=None, port=port).json["revision"], REV)
