@@ -479,7 +479,13 @@ start_worker() {
     if [ -n "${AW_TEST_KLAVIYO_URL:-}" ]; then
         env+=(AW_KLAVIYO_BASE_URL="$AW_TEST_KLAVIYO_URL")
     fi
-    start_service "$name" env "${env[@]}" "$@" "$bin" run
+    # The test harness's own AW_* variables are not settings: keep them from the worker, which
+    # warns about every unknown AW_* variable.
+    local -a unset=() v
+    for v in $(compgen -e); do
+        case $v in AW_TEST_* | AW_BUILD_DIR | AW_SOURCE_DIR | AW_KEEP_TEST_DIR) unset+=(-u "$v") ;; esac
+    done
+    start_service "$name" env "${unset[@]}" "${env[@]}" "$@" "$bin" run
     local deadline=$((SECONDS + 15))
     until curl -sf --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
         service_is_running "$name" || fail "$name exited at start (see $AW_TEST_DIR/$name.log)"
