@@ -52,7 +52,7 @@ print("audiences flushed                  %d (%d profiles) in %.1f s" % (int(sys
 print("requests, all tiers                %d" % total)
 # With at most 135 requests in any 60 s window and 9 in any second (the client limiter at 90 %
 # of 150/min and 10/s), request k (0-based) cannot start before floor(k / 135) minutes plus
-# floor((k mod 135) / 9) seconds: the fastest possible run ends at the last request's start.
+# floor((k mod 135) / 9) seconds: the fastest possible run ends when the last request starts.
 fastest = (n - 1) // 135 * 60 + ((n - 1) % 135) // 9
 print("10/s-150/min tier requests         %d" % n)
 print("fastest possible at 135/min        %d s; achieved %.1f s; efficiency %.2f" % (fastest, secs, fastest / secs if secs else 0))
