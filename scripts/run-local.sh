@@ -17,14 +17,9 @@ source "$root/tests/integration/lib.sh"
 start_redis --appendonly yes
 start_devbroker --topic mparticle.audience:3 --topic mparticle.audience.dlq:1
 start_klaviyo_sim --job-delay 0.2
-printf 'session.timeout.ms=6000\n' >"$AW_TEST_DIR/kafka.conf"
 for r in 1 2; do
-    start_service "aw-worker-$r" env AW_KAFKA_BROKERS="$AW_TEST_BROKERS" \
-        AW_REDIS_URL="$AW_TEST_REDIS_URL" AW_KLAVIYO_BASE_URL="$AW_TEST_KLAVIYO_URL" \
-        AW_KAFKA_CONFIG_FILE="$AW_TEST_DIR/kafka.conf" AW_HTTP_ADDR="127.0.0.1:$(free_port)" \
-        AW_INSTANCE_ID="replica-$r" AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_MAX_AGE_S=5 \
-        AW_FLUSH_TICK_MS=200 AW_LEASE_TTL_MS=3000 AW_KLAVIYO_JOB_POLL_MS=200 \
-        "$build/aw-worker" run
+    start_worker "replica-$r" AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_MAX_AGE_S=5 AW_FLUSH_TICK_MS=200 \
+        AW_KLAVIYO_JOB_POLL_MS=200
 done
 note "two aw-worker replicas started (logs in $AW_TEST_DIR)"
 
@@ -62,6 +57,6 @@ if ! wait_until "report quiet" 120; then
 fi
 report
 for r in 1 2; do
-    stop_service "aw-worker-$r" TERM 30 || fail "aw-worker-$r did not exit 0 on SIGTERM"
+    stop_worker "replica-$r" || fail "replica-$r did not exit 0 on SIGTERM"
 done
 note "done; everything started here is stopped"

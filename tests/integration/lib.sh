@@ -19,6 +19,8 @@
 #   aw_bin NAME                    print the path of a built binary (tests/NAME, then NAME)
 #   free_port                      print a free TCP port on 127.0.0.1 (kernel-chosen)
 #   wait_until CMD TIMEOUT_S       eval CMD every 0.1 s until it succeeds; 1 on timeout
+#   wait_for DESC TIMEOUT_S CMD    the same, but a timeout fails the test:
+#                                  "FAIL: timed out after Ns waiting for DESC"
 #   on_exit CMD                    run CMD (eval) during cleanup, before services are killed
 #   start_service NAME CMD...      run CMD in its own process group, stdout+stderr to
 #                                  $AW_TEST_DIR/NAME.log; exports nothing, records the pid
@@ -56,6 +58,29 @@
 #                                  --job-delay 0.2); waits for the port file; exports
 #                                  AW_TEST_KLAVIYO_PORT, AW_TEST_KLAVIYO_URL (http://127.0.0.1:PORT)
 #   stop_klaviyo_sim               SIGTERM, returns the simulator's exit status
+#   sim_control WHAT JSON          POST JSON to the simulator's /_sim/WHAT (faults, config, reset)
+#   sim_eval PYEXPR                0 when the Python expression PYEXPR is true of the simulator's
+#                                  state (GET /_sim/state, bound to `s`), e.g. sim_eval 's["jobs"]'
+#   start_worker NAME [VAR=VALUE...]
+#                                  `aw-worker run` as service NAME wired to the services started
+#                                  here: AW_KAFKA_BROKERS, AW_REDIS_URL, AW_KLAVIYO_BASE_URL (when a
+#                                  simulator runs), AW_KAFKA_CONFIG_FILE ($AW_TEST_DIR/kafka.conf,
+#                                  written once: session.timeout.ms=6000 for the mock coordinator),
+#                                  AW_HTTP_ADDR=127.0.0.1:<free port>, AW_INSTANCE_ID=NAME and fast
+#                                  test timings (AW_FLUSH_TICK_MS=100 AW_LEASE_TTL_MS=3000
+#                                  AW_KLAVIYO_JOB_POLL_MS=100); VAR=VALUE arguments come last and
+#                                  win. Waits until its /healthz answers (fails if it exits first
+#                                  or after 15 s). Sets AW_WORKER_PORT[NAME]
+#   stop_worker NAME [TIMEOUT_S]   SIGTERM (drain), wait up to TIMEOUT_S (30); returns the exit status
+#   worker_url NAME                print http://127.0.0.1:PORT of its /metrics, /status, /healthz
+#   worker_metric NAME METRIC      print the value of an unlabelled metric from /metrics; 1 when
+#                                  the worker does not answer or has no such metric
+#   worker_is_leader NAME          0 when its /status says "leader":true
+#   leader_of NAME...              print the first NAME that holds the lease; 1 when none does
+#   wait_metric NAME METRIC OP VALUE TIMEOUT_S
+#                                  poll /metrics every 0.1 s until `METRIC OP VALUE` holds (OP: one
+#                                  of test's -eq -ne -gt -ge -lt -le); fails the test with the last
+#                                  value seen on timeout, or at once when the worker exited
 #   records_kv                     filter: JSON lines on stdin -> "key<TAB>payload" lines (null -> "")
 #   records_header NAME            filter: JSON lines -> the value of header NAME per record ("" if none)
 #
@@ -74,6 +99,7 @@ export AW_SOURCE_DIR AW_BUILD_DIR
 declare -gA AW_SVC_PID=()  # name -> pid (== process group id)
 declare -gA AW_SVC_CMD=()  # name -> command, for messages
 declare -ga AW_EXIT_HOOKS=()
+declare -gA AW_WORKER_PORT=() # worker name -> its AW_HTTP_ADDR port
 AW_REDIS_ARGS=()
 
 note() {
@@ -210,6 +236,12 @@ wait_until() {
         fi
         sleep 0.1
     done
+}
+
+wait_for() {
+    local desc=$1 timeout_s=$2
+    shift 2
+    wait_until "$*" "$timeout_s" || fail "timed out after ${timeout_s}s waiting for $desc"
 }
 
 # ---- generic services ------------------------------------------------------------------------
@@ -411,6 +443,105 @@ start_klaviyo_sim() {
 
 stop_klaviyo_sim() {
     stop_service klaviyo_sim TERM 10
+}
+
+sim_control() {
+    [ -n "${AW_TEST_KLAVIYO_URL:-}" ] || fail "sim_control: no simulator (call start_klaviyo_sim)"
+    curl -sf -X POST -H 'Content-Type: application/json' -d "$2" \
+        "$AW_TEST_KLAVIYO_URL/_sim/$1" >/dev/null || fail "simulator refused /_sim/$1 $2"
+}
+
+sim_eval() {
+    [ -n "${AW_TEST_KLAVIYO_URL:-}" ] || fail "sim_eval: no simulator (call start_klaviyo_sim)"
+    python3 -c 'import json, sys, urllib.request
+s = json.load(urllib.request.urlopen(sys.argv[1] + "/_sim/state", timeout=10))
+sys.exit(0 if eval(sys.argv[2]) else 1)' "$AW_TEST_KLAVIYO_URL" "$1"
+}
+
+# ---- aw-worker -------------------------------------------------------------------------------
+
+start_worker() {
+    local name=$1
+    shift
+    local bin port
+    bin=$(aw_bin aw-worker)
+    require_cmd "$bin" curl
+    [ -n "${AW_TEST_BROKERS:-}" ] || fail "start_worker: no broker (call start_devbroker)"
+    [ -n "${AW_TEST_REDIS_URL:-}" ] || fail "start_worker: no redis (call start_redis)"
+    [ -f "$AW_TEST_DIR/kafka.conf" ] ||
+        printf '# The mock coordinator keeps a departed member for its session timeout.\nsession.timeout.ms=6000\n' \
+            >"$AW_TEST_DIR/kafka.conf"
+    port=$(free_port)
+    AW_WORKER_PORT[$name]=$port
+    local -a env=(AW_KAFKA_BROKERS="$AW_TEST_BROKERS" AW_REDIS_URL="$AW_TEST_REDIS_URL"
+        AW_KAFKA_CONFIG_FILE="$AW_TEST_DIR/kafka.conf" AW_HTTP_ADDR="127.0.0.1:$port"
+        AW_INSTANCE_ID="$name" AW_FLUSH_TICK_MS=100 AW_LEASE_TTL_MS=3000 AW_KLAVIYO_JOB_POLL_MS=100)
+    if [ -n "${AW_TEST_KLAVIYO_URL:-}" ]; then
+        env+=(AW_KLAVIYO_BASE_URL="$AW_TEST_KLAVIYO_URL")
+    fi
+    # The test harness's own AW_* variables are not settings: keep them from the worker, which
+    # warns about every unknown AW_* variable.
+    local -a unset=() v
+    for v in $(compgen -e); do
+        case $v in AW_TEST_* | AW_BUILD_DIR | AW_SOURCE_DIR | AW_KEEP_TEST_DIR) unset+=(-u "$v") ;; esac
+    done
+    start_service "$name" env "${unset[@]}" "${env[@]}" "$@" "$bin" run
+    local deadline=$((SECONDS + 15))
+    until curl -sf --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
+        service_is_running "$name" || fail "$name exited at start (see $AW_TEST_DIR/$name.log)"
+        [ "$SECONDS" -lt "$deadline" ] || fail "$name did not answer /healthz on port $port within 15s"
+        sleep 0.05
+    done
+    note "$name up (http://127.0.0.1:$port)"
+}
+
+stop_worker() {
+    stop_service "$1" TERM "${2:-30}"
+}
+
+worker_url() {
+    [ -n "${AW_WORKER_PORT[$1]:-}" ] || fail "worker_url: unknown worker $1"
+    printf 'http://127.0.0.1:%s\n' "${AW_WORKER_PORT[$1]}"
+}
+
+worker_metric() {
+    local url
+    url=$(worker_url "$1")
+    curl -sf --max-time 2 "$url/metrics" | awk -v m="$2" '$1 == m { print $2; found = 1 } END { exit !found }'
+}
+
+worker_is_leader() {
+    local url
+    url=$(worker_url "$1")
+    curl -sf --max-time 2 "$url/status" | grep -q '"leader":true'
+}
+
+leader_of() {
+    local w
+    for w in "$@"; do
+        if worker_is_leader "$w"; then
+            printf '%s\n' "$w"
+            return 0
+        fi
+    done
+    return 1
+}
+
+wait_metric() {
+    local name=$1 metric=$2 op=$3 want=$4 timeout_s=$5 v=""
+    case $op in -eq | -ne | -gt | -ge | -lt | -le) ;; *) fail "wait_metric: bad operator $op" ;; esac
+    local deadline=$(($(date +%s%N) / 1000000 + timeout_s * 1000))
+    while :; do
+        v=$(worker_metric "$name" "$metric" 2>/dev/null) || v=""
+        if [ -n "$v" ] && [ "$v" "$op" "$want" ]; then
+            return 0
+        fi
+        service_is_running "$name" ||
+            fail "$name exited while waiting for $metric $op $want (see $AW_TEST_DIR/$name.log)"
+        [ $(($(date +%s%N) / 1000000)) -lt "$deadline" ] ||
+            fail "$name: $metric is ${v:-unavailable} after ${timeout_s}s, want $op $want"
+        sleep 0.1
+    done
 }
 
 # ---- record filters --------------------------------------------------------------------------

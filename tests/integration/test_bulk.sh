@@ -9,12 +9,10 @@ source "$(dirname "$0")/lib.sh"
 
 require_built aw-worker aw_devbroker
 require_cmd kcat python3 curl
-worker=$(aw_bin aw-worker)
 start_redis
 start_devbroker --topic mparticle.audience:2 --topic mparticle.audience.dlq:1
 start_klaviyo_sim --job-delay 0.1
 sim=$AW_TEST_KLAVIYO_URL
-printf 'session.timeout.ms=6000\n' >"$AW_TEST_DIR/kafka.conf"
 
 gen() { # gen FILE FIRST COUNT ACTION TS
     python3 - "$@" <<'PY'
@@ -31,11 +29,7 @@ with open(path, "w") as f:
 PY
 }
 run_worker() { # NAME LEADER
-    start_service "$1" env AW_KAFKA_BROKERS="$AW_TEST_BROKERS" AW_REDIS_URL="$AW_TEST_REDIS_URL" \
-        AW_KLAVIYO_BASE_URL="$sim" AW_KAFKA_CONFIG_FILE="$AW_TEST_DIR/kafka.conf" \
-        AW_HTTP_ADDR="127.0.0.1:$(free_port)" AW_INSTANCE_ID="$1" AW_LEADER_ENABLED="$2" \
-        AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_MAX_AGE_S=1 AW_FLUSH_TICK_MS=100 AW_LEASE_TTL_MS=3000 \
-        AW_KLAVIYO_JOB_POLL_MS=100 "$worker" run
+    start_worker "$1" AW_LEADER_ENABLED="$2" AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_MAX_AGE_S=1
 }
 pending() { redis_cmd HLEN 'aw:{5001:51}:pending'; }
 members() {
@@ -52,7 +46,7 @@ wait_until '[ "$(pending)" -eq 12000 ]' 90 || fail "ingested $(pending) of 12000
 note "12000 adds pending; starting the leader"
 run_worker leader true
 wait_until '[ "$(members)" -eq 12000 ]' 120 || fail "list has $(members) of 12000 members"
-stop_service leader TERM 30 || fail "leader did not stop cleanly"
+stop_worker leader || fail "leader did not stop cleanly"
 
 produce_file mparticle.audience "$AW_TEST_DIR/dels.tsv"
 wait_until '[ "$(pending)" -eq 2500 ]' 60 || fail "ingested $(pending) of 2500 removals"
@@ -96,5 +90,5 @@ wait_until '[ "$(new_lists)" -eq 30 ]' 150 || fail "$(new_lists) of 30 new lists
 if grep -q 'daily list creation limit reached' "$AW_TEST_DIR/leader2.log"; then
     fail "the daily list-creation budget was spent on requests never sent"
 fi
-stop_service leader2 TERM 30 || fail "leader2 did not stop cleanly"
+stop_worker leader2 || fail "leader2 did not stop cleanly"
 echo "test_bulk: PASS"

@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh"
 require_built aw-worker aw_devbroker
 require_cmd kcat redis-cli python3 curl
 model="$AW_SOURCE_DIR/tests/integration/e2e_model.py"
-worker=$(aw_bin aw-worker)
+worker=$(aw_bin aw-worker) # for `aw-worker status`
 python3 "$model" gen "$AW_TEST_DIR" "${AW_TEST_SEED:-4242}"
 expected="$AW_TEST_DIR/expected.json"
 
@@ -19,51 +19,30 @@ start_redis --appendonly yes --appendfsync always
 start_devbroker --brokers 2 --topic mparticle.audience:4 --topic mparticle.audience.dlq:1
 start_klaviyo_sim --job-delay 0.2 --check-responses
 sim=$AW_TEST_KLAVIYO_URL
-curl -sf -X POST "$sim/_sim/faults" -H 'Content-Type: application/json' -d '{
+sim_control faults '{
   "error_rate_5xx": 0.15, "status": 503,
   "storm_429": {"count": 8, "retry_after": 1},
-  "unauthorized_keys": ["pk_e2e_revoked_key"]}' >/dev/null || fail "cannot set simulator faults"
-printf 'session.timeout.ms=6000\n' >"$AW_TEST_DIR/kafka.conf"
+  "unauthorized_keys": ["pk_e2e_revoked_key"]}'
 
-declare -A PORT=()
-start_worker() {
-    local name=$1
-    PORT[$name]=$(free_port)
-    start_service "$name" env AW_KAFKA_BROKERS="$AW_TEST_BROKERS" AW_REDIS_URL="$AW_TEST_REDIS_URL" \
-        AW_KLAVIYO_BASE_URL="$sim" AW_KAFKA_CONFIG_FILE="$AW_TEST_DIR/kafka.conf" \
-        AW_HTTP_ADDR="127.0.0.1:${PORT[$name]}" AW_INSTANCE_ID="$name" \
-        AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_MAX_AGE_S=2 AW_FLUSH_TICK_MS=100 AW_LEASE_TTL_MS=3000 \
-        AW_KLAVIYO_JOB_POLL_MS=100 AW_KLAVIYO_RETRY_BASE_MS=50 AW_KLAVIYO_RETRY_MAX_MS=1000 \
-        AW_CONSUMER_BATCH_MAX=50 "$worker" run
+replica() { # NAME: a replica with the e2e timings (flush by 100 pending or after 2 s, fast retries)
+    start_worker "$1" AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_MAX_AGE_S=2 AW_KLAVIYO_RETRY_BASE_MS=50 \
+        AW_KLAVIYO_RETRY_MAX_MS=1000 AW_CONSUMER_BATCH_MAX=50
 }
-is_leader() { curl -sf "http://127.0.0.1:${PORT[$1]}/status" | grep -q '"leader":true'; }
-leader_of() {
-    local w
-    for w in "$@"; do
-        if is_leader "$w"; then
-            echo "$w"
-            return 0
-        fi
-    done
-    return 1
-}
-
-start_worker replica-1
-start_worker replica-2
+replica replica-1
+replica replica-2
 produce_file mparticle.audience "$AW_TEST_DIR/part1.tsv"
-wait_until "leader_of replica-1 replica-2" 30 || fail "no replica took the lease"
+wait_for "a replica to take the lease (/status leader)" 30 leader_of replica-1 replica-2
 leader=$(leader_of replica-1 replica-2)
 other=replica-1
 [ "$leader" = replica-1 ] && other=replica-2
 # Kill the leader while it is flushing: once Klaviyo has seen a bulk import job.
-wait_until "curl -sf '$sim/_sim/state' | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)[\"jobs\"] else 1)'" 60 ||
-    fail "the leader never started a flush"
+wait_for "the leader's first bulk import job at Klaviyo" 60 sim_eval "'s[\"jobs\"]'"
 note "kill -9 the leader ($leader) mid-flush"
 kill9_service "$leader"
 produce_file mparticle.audience "$AW_TEST_DIR/part2.tsv"
-wait_until "is_leader $other" 20 || fail "$other did not take the lease over"
+wait_metric "$other" aw_leader -eq 1 20
 note "$other took the lease over"
-start_worker replica-3
+replica replica-3
 
 if ! wait_until "python3 '$model' check '$sim' '$expected'" 180; then
     python3 "$model" check "$sim" "$expected" -v || true
@@ -74,13 +53,12 @@ note "Klaviyo's lists, profiles and consent equal the model"
 # The paused account: its data is kept (in flight or pending), its pause is reported.
 kept=$(($(redis_cmd HLEN 'aw:{3002:33}:pending') + $(redis_cmd HLEN 'aw:{3002:33}:inflight')))
 [ "$kept" -eq 20 ] || fail "paused account keeps $kept of its 20 changes"
-curl -sf "http://127.0.0.1:${PORT[$other]}/metrics" | grep -q '^aw_accounts_paused 1$' ||
+[ "$(worker_metric "$other" aw_accounts_paused)" = 1 ] ||
     fail "the leader does not report the paused account"
 grep -q 'level=error' "$AW_TEST_DIR/$other.log" || fail "no ERROR line for the paused account"
 # The backlog gauges: only the paused account's audience is still due and being worked on.
-wait_until "curl -sf 'http://127.0.0.1:${PORT[$other]}/metrics' | grep -q '^aw_due_audiences 1$'" 10 ||
-    fail "aw_due_audiences does not show the one audience left"
-curl -sf "http://127.0.0.1:${PORT[$other]}/metrics" | grep -q '^aw_flush_jobs 1$' ||
+wait_metric "$other" aw_due_audiences -eq 1 10
+[ "$(worker_metric "$other" aw_flush_jobs)" = 1 ] ||
     fail "aw_flush_jobs does not show the paused audience's flush"
 # The admin view from Redis: the lease, and the paused audience's batch still in flight.
 AW_REDIS_URL="$AW_TEST_REDIS_URL" "$worker" status >"$AW_TEST_DIR/status.txt" ||
@@ -110,6 +88,6 @@ if grep -E 'example\.net|pk_e2e' "$AW_TEST_DIR"/replica-*.log; then
     fail "personal data or an API key reached the logs"
 fi
 for w in "$other" replica-3; do
-    stop_service "$w" TERM 30 || fail "$w did not exit 0 on SIGTERM"
+    stop_worker "$w" || fail "$w did not exit 0 on SIGTERM"
 done
 echo "test_e2e: PASS"

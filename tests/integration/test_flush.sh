@@ -13,8 +13,7 @@ DLQ=aw.flush.dlq
 start_redis
 start_devbroker --topic "$DLQ:1"
 start_klaviyo_sim --job-delay 0.1
-sim() { curl -fsS -X "$1" -H 'Content-Type: application/json' ${3:+-d "$3"} "$AW_TEST_KLAVIYO_URL$2"; }
-state() { sim GET /_sim/state >"$AW_TEST_DIR/state.json"; }
+state() { curl -fsS "$AW_TEST_KLAVIYO_URL/_sim/state" >"$AW_TEST_DIR/state.json"; }
 check() { # python assertion over the simulator state ($1: description, $2: python expression)
     state
     python3 - "$AW_TEST_DIR/state.json" "$2" <<'EOF' || fail "$1"
@@ -44,7 +43,7 @@ run_flusher() { # timeout_s [args]
 
 # Account A2's key comes from the config file; A1 and A3 from what the messages carried (Redis).
 printf '{"A2":{"apiKey":"pk_beta_0000000000"}}\n' >"$AW_TEST_DIR/accounts.json"
-sim POST /_sim/faults '{"unauthorized_keys":["pk_revoked_0000000"]}' >/dev/null
+sim_control faults '{"unauthorized_keys":["pk_revoked_0000000"]}'
 
 # ---- 1. first flush: adds, update, unset, consent; one record Klaviyo refuses; A3 paused ----
 {
@@ -97,7 +96,7 @@ list_reqs_before=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); 
     echo 'A1 101 Alpha_List update frank@example.com unsub:email'
     echo 'A2 201 Beta_List delete yan@example.net'
 } | "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed 2"
-sim POST /_sim/faults '{"unauthorized_keys":["pk_revoked_0000000"],"storm_429":{"count":6,"retry_after":1}}' >/dev/null
+sim_control faults '{"unauthorized_keys":["pk_revoked_0000000"],"storm_429":{"count":6,"retry_after":1}}'
 t0=$SECONDS
 run_flusher 60 --ignore-account A3 || fail "flush 2 did not complete under a 429 storm"
 [ $((SECONDS - t0)) -ge 1 ] || fail "Retry-After was not honoured"
@@ -112,9 +111,9 @@ check "list not created again" 'count("Alpha List") == 1 and count("Beta List") 
     for i in $(seq -w 41 70); do echo "A1 101 Alpha_List add user$i@example.com"; done
     echo 'A2 201 Beta_List add xia@example.net'
 } | "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed 3"
-sim POST /_sim/faults '{"unauthorized_keys":["pk_revoked_0000000"],"error_rate_5xx":0.5,"status":503}' >/dev/null
+sim_control faults '{"unauthorized_keys":["pk_revoked_0000000"],"error_rate_5xx":0.5,"status":503}'
 run_flusher 90 --ignore-account A3 || fail "flush 3 did not complete under 5xx"
-sim POST /_sim/faults '{}' >/dev/null
+sim_control faults '{}'
 check "5xx burst completed" 'all(("user%02d@example.com" % i) in members("Alpha List") for i in range(41, 71)) and "xia@example.net" in members("Beta List")'
 grep -q 'errors=[1-9]' "$AW_TEST_DIR/metrics.txt" || fail "no 5xx was seen"
 

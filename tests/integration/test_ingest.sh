@@ -8,26 +8,17 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 require_built aw-worker aw_devbroker
-require_cmd kcat redis-cli python3
+require_cmd kcat redis-cli python3 curl
 model="$AW_SOURCE_DIR/tests/integration/ingest_model.py"
-worker=$(aw_bin aw-worker)
 
 python3 "$model" gen "$AW_TEST_DIR" "${AW_TEST_SEED:-20261128}"
 # appendfsync always: a write Redis acknowledged survives its kill -9 (production runs AOF too).
 start_redis --appendonly yes --appendfsync always
 start_devbroker --brokers 2 --topic mparticle.audience:4 --topic mparticle.audience.dlq:1
 
-cat >"$AW_TEST_DIR/kafka.conf" <<CONF
-# The mock cluster keeps a departed member's group slot for its session timeout.
-session.timeout.ms=6000
-CONF
-
-start_worker() {
-    local name=$1
-    start_service "$name" env AW_KAFKA_BROKERS="$AW_TEST_BROKERS" AW_REDIS_URL="$AW_TEST_REDIS_URL" \
-        AW_KAFKA_CONFIG_FILE="$AW_TEST_DIR/kafka.conf" AW_LEADER_ENABLED=false \
-        AW_HTTP_ADDR="127.0.0.1:$(free_port)" AW_INSTANCE_ID="$name" AW_CONSUMER_BATCH_MAX=50 \
-        AW_REDIS_TIMEOUT_MS=1000 AW_REDIS_CONNECT_TIMEOUT_MS=500 AW_LOG_LEVEL=info "$worker" run
+consumer() { # NAME: a consumer-only replica with short Redis timeouts
+    start_worker "$1" AW_LEADER_ENABLED=false AW_CONSUMER_BATCH_MAX=50 AW_REDIS_TIMEOUT_MS=1000 \
+        AW_REDIS_CONNECT_TIMEOUT_MS=500 AW_LOG_LEVEL=info
 }
 
 pending_total() {
@@ -40,22 +31,23 @@ pending_total() {
 }
 
 produce_file mparticle.audience "$AW_TEST_DIR/part1.tsv"
-start_worker worker1
-wait_until '[ "$(pending_total)" -gt 20 ]' 60 || fail "worker1 applied nothing (see worker1.log)"
+consumer worker1
+wait_for "worker1 to apply changes (Redis pending > 20)" 60 '[ "$(pending_total)" -gt 20 ]'
 note "worker1 is applying ($(pending_total) pending); kill -9"
 kill9_service worker1
 
 produce_file mparticle.audience "$AW_TEST_DIR/part2.tsv"
-start_worker worker2
+consumer worker2
 # The mock broker holds worker1's group slot until its session times out (6 s).
-wait_until "grep -q 'partitions assigned' '$AW_TEST_DIR/worker2.log'" 30 ||
-    fail "worker2 got no partitions"
+wait_metric worker2 aw_partitions_assigned -gt 0 30
 note "kill -9 redis under worker2, produce more, then restart redis"
+errors_before=$(worker_metric worker2 aw_store_errors_total) || fail "worker2 has no aw_store_errors_total"
 kill9_redis
 produce_file mparticle.audience "$AW_TEST_DIR/part3.tsv"
-wait_until "grep -q 'transient failure, backing off' '$AW_TEST_DIR/worker2.log'" 20 ||
-    fail "worker2 did not notice the Redis outage"
-sleep 2
+# worker2 notices the outage (aw_store_up 0) and keeps retrying through it: let three failed
+# attempts pass (backing off in between) before Redis comes back.
+wait_metric worker2 aw_store_up -eq 0 20
+wait_metric worker2 aw_store_errors_total -ge $((errors_before + 3)) 30
 restart_redis
 service_is_running worker2 || fail "worker2 died while Redis was down (see worker2.log)"
 
@@ -78,6 +70,6 @@ if grep -E '@example\.com|pk_test_ingest' "$AW_TEST_DIR"/worker*.log; then
     fail "personal data or an API key reached the logs"
 fi
 
-stop_service worker2 TERM 20 || fail "worker2 did not exit 0 on SIGTERM"
+stop_worker worker2 20 || fail "worker2 did not exit 0 on SIGTERM"
 grep -q 'msg="stopped"' "$AW_TEST_DIR/worker2.log" || fail "worker2 did not drain cleanly"
 echo "test_ingest: PASS"

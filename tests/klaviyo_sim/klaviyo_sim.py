@@ -2,8 +2,8 @@
 """Klaviyo API simulator for audience-worker tests and the local stack.
 
 Serves the subset of Klaviyo's REST API the worker uses (DESIGN.md section 5) on loopback,
-validates every request against Klaviyo's published OpenAPI spec (revision 2026-07-15,
-../shared/klaviyo/openapi-stable-2026-07-15.json), enforces the spec's rate limits
+validates every request against Klaviyo's published OpenAPI spec (revision 2026-07-15, vendored
+in schemas/vendor/klaviyo/openapi-stable-2026-07-15.json), enforces the spec's rate limits
 (x-klaviyo-ratelimit) and payload limits, runs bulk jobs asynchronously, keeps list/profile
 state for assertions and injects faults on demand. See README.md next to this file.
 
@@ -50,13 +50,14 @@ def now_iso(t=None):
     return datetime.fromtimestamp(time.time() if t is None else t, timezone.utc).isoformat(timespec="seconds")
 
 
+SPEC_REL = os.path.join("schemas", "vendor", "klaviyo", "openapi-stable-2026-07-15.json")
+
+
 def default_spec_path():
-    """Spec path from AW_SHARED_DIR, else ../shared relative to the repo root."""
-    shared = os.environ.get("AW_SHARED_DIR")
-    if not shared:
-        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        shared = os.path.join(os.path.dirname(repo), "shared")
-    return os.path.join(shared, "klaviyo", "openapi-stable-2026-07-15.json")
+    """The spec vendored in this repository, found from this file's own location
+    (tests/klaviyo_sim/ is two levels below the root), so no environment is needed."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.join(root, SPEC_REL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,6 +391,27 @@ def filter_match(conds, rec):
     return True
 
 
+def without_nulls(rec):
+    """A bulk-import record as Klaviyo applies it: "The Bulk Import Profiles API does not support
+    setting fields to null to clear them. Only fields explicitly provided with non-null values
+    will be updated" (Klaviyo's bulk import guide). Nulls are dropped from the attributes and
+    from location/properties; clearing goes through profile-import (null clears) or, for
+    properties, meta.patch_properties.unset."""
+    attrs = rec.get("attributes")
+    if not isinstance(attrs, dict):
+        return rec
+    out = {}
+    for k, v in attrs.items():
+        if v is None:
+            continue
+        if k in ("location", "properties") and isinstance(v, dict):
+            v = {pk: pv for pk, pv in v.items() if pv is not None}
+        out[k] = v
+    rec = dict(rec)
+    rec["attributes"] = out
+    return rec
+
+
 # ---------------------------------------------------------------------------------------------
 # Simulator state and behaviour
 # ---------------------------------------------------------------------------------------------
@@ -397,10 +419,19 @@ def filter_match(conds, rec):
 DEFAULT_CONFIG = {
     "job_queued_s": 0.2,          # time a job stays `queued`
     "job_processing_s": 0.2,      # time a job stays `processing` before it is applied
+    "job_jitter_s": 0.0,          # extra processing time per job, uniform in [0, this]: jobs end
+                                  # late and out of order (Klaviyo runs them concurrently)
+    "bulk_import_nulls": "ignore",  # "ignore": a null in a bulk import changes nothing (Klaviyo's
+                                  # documented behaviour); "clear": null clears, as profile-import
     "time_scale": 1.0,            # multiplies rate-limit window lengths (1 s, 60 s, 1 d)
     "rate_limit_scale": 1.0,      # multiplies rate-limit counts (min 1)
     "rate_limits": True,          # False disables rate limiting entirely
     "rate_limit_overrides": {},   # {"create_list": {"burst": 1, "steady": 5, "daily": 3}}
+    "accounts": {},               # API key -> account id; keys not listed are an account each.
+                                  # Rate limits are per (account, operation), as Klaviyo's
+    "other_usage": {},            # {account|key|"*": {op_id|"*": requests/s}}: another integration
+                                  # spending the same account's burst and steady quota
+    "max_url_bytes": 8192,        # a longer request target (path + query) gets 414
     "api_keys": None,             # None: any non-empty key is valid; else the allowlist
     "revisions": [],              # extra accepted revisions besides the spec's own
     "strict_content_type": False, # True: only application/vnd.api+json (else also application/json)
@@ -409,7 +440,8 @@ DEFAULT_CONFIG = {
 }
 
 FAULT_KEYS = {"error_rate_5xx", "status", "error_after_apply", "storm_429", "slow_ms",
-              "drop_connections", "unauthorized_keys", "paths"}
+              "drop_connections", "drop_after_apply", "unauthorized_keys", "paths"}
+DROP_AFTER_APPLY_KEYS = {"count", "rate", "ops", "paths"}
 
 
 class Sim:
@@ -431,6 +463,8 @@ class Sim:
     # -- state -------------------------------------------------------------------------------
     def _reset_locked(self):
         self.rng = random.Random(self.config.get("seed", 1))
+        self.job_rng = random.Random("jobs-%s" % self.config.get("seed", 1))
+        self.jobs_applied = 0    # jobs applied so far (their applied_seq)
         self.profiles = {}       # id -> profile dict
         self.by_email = {}       # lower email -> id
         self.by_phone = {}
@@ -467,38 +501,60 @@ class Sim:
         return "".join(self.rng.choice(string.ascii_letters + string.digits) for _ in range(32))
 
     # -- rate limiting -----------------------------------------------------------------------
+    def account_of(self, key):
+        """The account an API key belongs to (config `accounts`), else the key itself."""
+        return (self.config.get("accounts") or {}).get(key, key)
+
+    def other_rps(self, account, key, op_id):
+        """Requests per second another integration spends on (account, operation)."""
+        usage = self.config.get("other_usage") or {}
+        for who in (account, key, "*"):
+            per_op = usage.get(who)
+            if isinstance(per_op, dict):
+                for o in (op_id, "*"):
+                    if o in per_op:
+                        return max(0.0, float(per_op[o]))
+        return 0.0
+
     def rate_check(self, key, op):
-        """Fixed windows per (API key, operation) as Klaviyo documents. -> (ok, headers)."""
+        """Fixed windows per (account, operation) as Klaviyo documents: burst (1 s), steady
+        (60 s), daily where the spec has one. Another integration's usage (other_usage) fills the
+        burst and steady windows of the same account at a constant rate. -> (ok, headers): on
+        success the RateLimit-* headers of the steady window, else Retry-After only."""
         cfg = self.config
         limits = dict(op.limits)
-        for name, n in (cfg.get("rate_limit_overrides") or {}).get(op.op_id, {}).items():
+        overrides = (cfg.get("rate_limit_overrides") or {}).get(op.op_id, {})
+        for name, n in overrides.items():
             limits[name] = (int(n), limits.get(name, (0, {"burst": 1.0, "steady": 60.0, "daily": 86400.0}[name]))[1])
         if not cfg.get("rate_limits", True) or not limits:
             return True, {}
+        account = self.account_of(key)
+        rps = self.other_rps(account, key, op.op_id)
         now = time.monotonic() - self.epoch
         ts = float(cfg.get("time_scale", 1.0)) or 1.0
         scale = float(cfg.get("rate_limit_scale", 1.0))
         state = []
         for name, (n, window) in limits.items():
-            if name not in (cfg.get("rate_limit_overrides") or {}).get(op.op_id, {}):
+            if name not in overrides:
                 n = max(1, int(n * scale))
             w = window * ts
             idx = int(now // w)
-            cur = self.rate.get((key, op.op_id, name))
-            count = cur[1] if cur and cur[0] == idx else 0
+            cur = self.rate.get((account, op.op_id, name))
+            own = cur[1] if cur and cur[0] == idx else 0
+            other = min(n, int(rps * (now - idx * w))) if name in ("burst", "steady") else 0
             reset = (idx + 1) * w - now
-            state.append((name, n, idx, count, reset))
-        over = [s for s in state if s[3] >= s[1]]
+            state.append((name, n, idx, own, own + other, reset))
+        over = [st for st in state if st[4] >= st[1]]
         if over:
-            wait = max(s[4] for s in over)
+            wait = max(st[5] for st in over)
             self.throttled[op.op_id] = self.throttled.get(op.op_id, 0) + 1
             return False, {"Retry-After": str(max(1, math.ceil(wait)))}
-        for name, n, idx, count, reset in state:
-            self.rate[(key, op.op_id, name)] = (idx, count + 1)
-        steady = next((s for s in state if s[0] == "steady"), state[0])
+        for name, n, idx, own, used, reset in state:
+            self.rate[(account, op.op_id, name)] = (idx, own + 1)
+        steady = next((st for st in state if st[0] == "steady"), state[0])
         return True, {"RateLimit-Limit": str(steady[1]),
-                      "RateLimit-Remaining": str(max(0, steady[1] - steady[3] - 1)),
-                      "RateLimit-Reset": str(max(0, math.ceil(steady[4])))}
+                      "RateLimit-Remaining": str(max(0, steady[1] - steady[4] - 1)),
+                      "RateLimit-Reset": str(max(0, math.ceil(steady[5])))}
 
     # -- profiles ----------------------------------------------------------------------------
     def _index(self, p, field, old=None):
@@ -545,7 +601,8 @@ class Sim:
         return None
 
     def apply_profile_attrs(self, p, attrs, meta):
-        """Upsert semantics: absent = unchanged, null = cleared; location/properties merged."""
+        """Upsert semantics of profile-import: absent = unchanged, null = cleared (also a key of
+        location/properties); location/properties merged."""
         for field in ("email", "phone_number", "external_id"):
             if field in attrs:
                 old = p.get(field)
@@ -554,16 +611,17 @@ class Sim:
         for field in ("first_name", "last_name", "organization", "locale", "title", "image", "_kx"):
             if field in attrs:
                 p[field] = attrs[field]
-        if "location" in attrs:
-            if attrs["location"] is None:
-                p["location"] = {}
-            else:
-                p["location"].update(attrs["location"])
-        if "properties" in attrs:
-            if attrs["properties"] is None:
-                p["properties"] = {}
-            else:
-                p["properties"].update(attrs["properties"])
+        for field in ("location", "properties"):
+            if field not in attrs:
+                continue
+            if attrs[field] is None:
+                p[field] = {}
+                continue
+            for k, v in attrs[field].items():
+                if v is None:
+                    p[field].pop(k, None)
+                else:
+                    p[field][k] = v
         pp = (meta or {}).get("patch_properties") or {}
         unset = pp.get("unset")
         if unset is not None:
@@ -624,6 +682,14 @@ class Sim:
 
     # -- jobs --------------------------------------------------------------------------------
     def enqueue_job(self, job):
+        """Schedules a job: `queued` for job_queued_s, then `processing` for job_processing_s
+        plus a random extra of up to job_jitter_s, then applied. Jobs run concurrently, so with
+        jitter a later job can finish first, as on Klaviyo."""
+        cfg = self.config
+        jitter = float(cfg.get("job_jitter_s", 0) or 0)
+        job["_start_at"] = job["_created"] + float(cfg.get("job_queued_s", 0))
+        job["_done_at"] = job["_start_at"] + float(cfg.get("job_processing_s", 0)) + \
+            (self.job_rng.uniform(0, jitter) if jitter > 0 else 0.0)
         self.jobs[job["id"]] = job
         self.job_order.append(job["id"])
         self.job_queue.append(job["id"])
@@ -632,40 +698,41 @@ class Sim:
     def _job_loop(self):
         with self.lock:
             while not self.stopping:
-                if not self.job_queue:
-                    self.cond.wait(0.5)
-                    continue
-                job = self.jobs[self.job_queue[0]]
-                gen = self.generation
                 now = time.time()
-                qd = float(self.config.get("job_queued_s", 0))
-                pd = float(self.config.get("job_processing_s", 0))
-                if job["status"] == "queued":
-                    due = job["_created"] + qd
-                    if now < due:
-                        self.cond.wait(due - now)
-                        continue
-                    job["status"] = "processing"
-                    job["started_at"] = now_iso(now)
-                    job["_started"] = now
-                    continue
-                due = job["_started"] + pd
-                if now < due:
-                    self.cond.wait(due - now)
-                    continue
-                if gen != self.generation or not self.job_queue or self.job_queue[0] != job["id"]:
-                    continue
-                self.job_queue.pop(0)
-                try:
-                    self._apply_job(job)
-                except Exception as e:  # never let the job thread die
-                    job["status"] = "cancelled"
-                    sys.stderr.write("klaviyo_sim: job failed: %r\n" % (e,))
-                job["completed_at"] = now_iso()
+                wake = now + 0.5
+                due = []
+                for jid in self.job_queue:
+                    job = self.jobs[jid]
+                    if job["status"] == "queued":
+                        if now < job["_start_at"]:
+                            wake = min(wake, job["_start_at"])
+                            continue
+                        job["status"] = "processing"
+                        job["started_at"] = now_iso(now)
+                    if now < job["_done_at"]:
+                        wake = min(wake, job["_done_at"])
+                    else:
+                        due.append(job)
+                # Equal end times keep the submission order (job_queue is in that order).
+                due.sort(key=lambda j: j["_done_at"])
+                for job in due:
+                    self.job_queue.remove(job["id"])
+                    try:
+                        self._apply_job(job)
+                    except Exception as e:  # never let the job thread die
+                        job["status"] = "cancelled"
+                        sys.stderr.write("klaviyo_sim: job failed: %r\n" % (e,))
+                    self.jobs_applied += 1
+                    job["applied_seq"] = self.jobs_applied
+                    job["completed_at"] = now_iso()
+                if not due:
+                    self.cond.wait(max(0.0, wake - now))
 
     def _apply_job(self, job):
         recs = job.pop("_records")
         if job["type"] == "profile-bulk-import-job":
+            if self.config.get("bulk_import_nulls", "ignore") != "clear":
+                recs = [without_nulls(r) for r in recs]
             ok_ids = []
             for i, rec in enumerate(recs):
                 base = "/data/attributes/profiles/data/%d" % i
@@ -847,7 +914,12 @@ def paginate(base, path, query, op, items):
 # ---------------------------------------------------------------------------------------------
 
 class DropConnection(Exception):
-    pass
+    """Close the connection without an answer; applied_status is the status of a request that
+    was applied before its answer was lost (drop_after_apply), else None."""
+
+    def __init__(self, applied_status=None):
+        super().__init__("dropped")
+        self.applied_status = applied_status
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -929,23 +1001,27 @@ class Handler(BaseHTTPRequestHandler):
         op, params = sim.spec.match(method, path)
         label = op.op_id if isinstance(op, Operation) else "%s %s" % (method, op)
         status, body, headers = 500, None, {}
+        counted = None  # the status recorded in req_counts, when it differs from the one sent
         try:
             try:
                 raw = self._read_body(MAX_BODY)
             except ApiError as e:
                 status, body, headers = e.status, e.body(), e.headers
                 return
+            max_url = int(sim.config.get("max_url_bytes") or 0)
+            if max_url and len(self.path.encode("latin-1", "replace")) > max_url:
+                # Klaviyo's edge refuses it before authentication or rate limiting.
+                raise ApiError(414, "request_uri_too_long", "Request URI too long.",
+                               "The request URL exceeds %d bytes." % max_url)
             if not isinstance(op, Operation):
                 if op == "404":
                     raise ApiError(404, "not_found", "Not found.", "The requested path was not found.")
                 if op == "405":
                     raise ApiError(405, "method_not_allowed", "Method not allowed.", "Method %s is not allowed." % method)
                 raise ApiError(501, "not_implemented", "Not implemented.", "This endpoint is not simulated.")
-            after = self._faults_before(path, label)
-            status, body, headers = self._api(op, params, method, path, query, raw)
-            if after:
-                status, body, headers = after
-        except DropConnection:
+            status, body, headers = self._api(op, params, method, path, query, raw, label)
+        except DropConnection as d:
+            counted = ("%d-dropped" % d.applied_status) if d.applied_status else None
             status = 0
             self.close_connection = True
             try:
@@ -957,11 +1033,14 @@ class Handler(BaseHTTPRequestHandler):
             status, body, headers = e.status, e.body(), e.headers
         finally:
             with sim.lock:
+                key = counted or str(status)
                 sim.req_counts.setdefault(label, {})
-                sim.req_counts[label][str(status)] = sim.req_counts[label].get(str(status), 0) + 1
+                sim.req_counts[label][key] = sim.req_counts[label].get(key, 0) + 1
                 sim.recent.append({"t": now_iso(), "method": method, "path": path, "op": label,
                                    "status": status, "revision": self.headers.get("revision"),
                                    "content_type": self.headers.get("Content-Type")})
+                if counted:
+                    sim.recent[-1]["dropped_after_apply"] = True
                 del sim.recent[:-200]
             if status:
                 if sim.config.get("check_responses") and isinstance(op, Operation) and body is not None:
@@ -978,46 +1057,84 @@ class Handler(BaseHTTPRequestHandler):
                                                      "path": "/" + "/".join(str(p) for p in e.absolute_path),
                                                      "message": e.message[:200]})
 
-    def _faults_before(self, path, label):
-        """Apply injected faults. Returns a replacement response for error_after_apply."""
+    # -- faults (POST /_sim/faults); callers hold no lock ------------------------------------
+    def _fault_set(self, path):
+        """The active fault set when it applies to path (its `paths` regex), else None.
+        Caller holds sim.lock."""
+        f = self.sim.faults
+        if not f or (f.get("paths") and not re.search(f["paths"], path)):
+            return None
+        return f
+
+    def _count_fault(self, kind):
+        self.sim.faults_injected[kind] = self.sim.faults_injected.get(kind, 0) + 1
+
+    def _fault_storm(self, path, label):
+        """storm_429: the next N requests get 429 (not counted against the rate windows)."""
         sim = self.sim
         with sim.lock:
-            f = sim.faults
+            f = self._fault_set(path)
+            storm = f.get("storm_429") if f else None
+            if not storm or storm.get("count", 0) <= 0:
+                return
+            storm["count"] -= 1
+            self._count_fault("storm_429")
+            sim.throttled[label] = sim.throttled.get(label, 0) + 1
+            ra = str(storm.get("retry_after", 1))
+        raise ApiError(429, "throttled", "Request was throttled.",
+                       "Request was throttled. Expected available in %s seconds." % ra,
+                       headers={"Retry-After": ra})
+
+    def _faults_before(self, path, label):
+        """drop_connections, slow_ms and error_rate_5xx. Returns the error to answer after the
+        request was applied (error_after_apply), else None; raises for the other faults."""
+        sim = self.sim
+        with sim.lock:
+            f = self._fault_set(path)
             if not f:
                 return None
-            if f.get("paths") and not re.search(f["paths"], path):
-                return None
-
-            def count(kind):
-                sim.faults_injected[kind] = sim.faults_injected.get(kind, 0) + 1
             if f.get("drop_connections", 0) > 0:
                 f["drop_connections"] -= 1
-                count("drop_connections")
+                self._count_fault("drop_connections")
                 raise DropConnection()
-            storm = f.get("storm_429")
-            if storm and storm.get("count", 0) > 0:
-                storm["count"] -= 1
-                count("storm_429")
-                sim.throttled[label] = sim.throttled.get(label, 0) + 1
-                raise ApiError(429, "throttled", "Request was throttled.",
-                               "Request was throttled. Expected available in %s seconds." % storm.get("retry_after", 1),
-                               headers={"Retry-After": str(storm.get("retry_after", 1))})
             slow = f.get("slow_ms", 0)
             fail = f.get("error_rate_5xx", 0) and sim.rng.random() < float(f["error_rate_5xx"])
             st = int(f.get("status", 503))
             after_apply = bool(f.get("error_after_apply"))
             if fail:
-                count("5xx")
+                self._count_fault("5xx")
         if slow:
             time.sleep(slow / 1000.0)
         if fail:
             err = ApiError(st, "error", "A server error occurred.", "Simulated server error.")
             if after_apply:
-                return err.status, err.body(), {}
+                return err
             raise err
         return None
 
-    def _api(self, op, params, method, path, query, raw):
+    def _drop_after_apply(self, path, op):
+        """drop_after_apply {count, rate, ops, paths}: True when this applied request's answer is
+        to be lost (the connection closes without a response)."""
+        sim = self.sim
+        with sim.lock:
+            d = sim.faults.get("drop_after_apply")
+            if not d:
+                return False
+            if d.get("ops") and op.op_id not in d["ops"]:
+                return False
+            if d.get("paths") and not re.search(d["paths"], path):
+                return False
+            if d.get("count", 0) > 0:
+                d["count"] -= 1
+            elif not (d.get("rate") and sim.rng.random() < float(d["rate"])):
+                return False
+            self._count_fault("drop_after_apply")
+            return True
+
+    def _api(self, op, params, method, path, query, raw, label):
+        """Order: authentication, injected 429 storm, rate limit (every answer after it carries
+        the RateLimit-* headers of the steady window), revision, injected faults, body checks,
+        the handler, then the after-apply faults."""
         sim = self.sim
         auth = self.headers.get("Authorization") or ""
         m = re.match(r"^Klaviyo-API-Key\s+(\S+)$", auth.strip())
@@ -1029,16 +1146,11 @@ class Handler(BaseHTTPRequestHandler):
             allowed = sim.config.get("api_keys")
             bad = key in (sim.faults.get("unauthorized_keys") or [])
             if bad:
-                sim.faults_injected["unauthorized"] = sim.faults_injected.get("unauthorized", 0) + 1
+                self._count_fault("unauthorized")
         if bad or (allowed is not None and key not in allowed):
             raise ApiError(401, "not_authenticated", "Incorrect authentication credentials.",
                            "Incorrect authentication credentials.")
-        rev = self.headers.get("revision")
-        if not rev:
-            raise ApiError(400, "invalid", "Invalid input.", "Missing 'revision' header.", parameter="revision")
-        known = {sim.spec.version} | set(sim.config.get("revisions") or [])
-        if not REVISION_RE.match(rev) or rev not in known:
-            raise ApiError(400, "invalid", "Invalid input.", "Invalid or unsupported revision.", parameter="revision")
+        self._fault_storm(path, label)
         with sim.lock:
             ok, rl_headers = sim.rate_check(key, op)
         if not ok:
@@ -1046,6 +1158,13 @@ class Handler(BaseHTTPRequestHandler):
                            "Request was throttled. Expected available in %s seconds." % rl_headers["Retry-After"],
                            headers=rl_headers)
         try:
+            rev = self.headers.get("revision")
+            if not rev:
+                raise ApiError(400, "invalid", "Invalid input.", "Missing 'revision' header.", parameter="revision")
+            known = {sim.spec.version} | set(sim.config.get("revisions") or [])
+            if not REVISION_RE.match(rev) or rev not in known:
+                raise ApiError(400, "invalid", "Invalid input.", "Invalid or unsupported revision.", parameter="revision")
+            after = self._faults_before(path, label)
             body = None
             if op.body_validator is not None:
                 ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -1072,6 +1191,10 @@ class Handler(BaseHTTPRequestHandler):
                     e.errors = errs
                     raise e
             status, out = getattr(self, "h_" + op.handler_name)(op, params, query, body, path)
+            if after is not None:
+                raise after
+            if 200 <= status < 300 and self._drop_after_apply(path, op):
+                raise DropConnection(status)
             return status, out, rl_headers
         except ApiError as e:
             e.headers.update(rl_headers)
@@ -1096,6 +1219,10 @@ class Handler(BaseHTTPRequestHandler):
             unknown = set(body) - FAULT_KEYS
             if unknown:
                 return self._send(400, {"error": "unknown fault keys", "keys": sorted(unknown)}, ctype="application/json")
+            daa = body.get("drop_after_apply")
+            if daa is not None and (not isinstance(daa, dict) or set(daa) - DROP_AFTER_APPLY_KEYS):
+                return self._send(400, {"error": "drop_after_apply takes an object with keys %s"
+                                        % sorted(DROP_AFTER_APPLY_KEYS)}, ctype="application/json")
             with sim.lock:
                 sim.faults = copy.deepcopy(body)
             return self._send(200, {"faults": body}, ctype="application/json")
@@ -1107,6 +1234,7 @@ class Handler(BaseHTTPRequestHandler):
                 sim.config.update(body)
                 if "seed" in body:
                     sim.rng = random.Random(body["seed"])
+                    sim.job_rng = random.Random("jobs-%s" % body["seed"])
                 sim.cond.notify_all()
                 cfg = copy.deepcopy(sim.config)
             return self._send(200, {"config": cfg}, ctype="application/json")
@@ -1373,8 +1501,10 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     ap.add_argument("--port-file", help="write the bound port here (atomically)")
-    ap.add_argument("--spec", default=None, help="OpenAPI spec (default $AW_SHARED_DIR/klaviyo/...)")
+    ap.add_argument("--spec", default=None, help="OpenAPI spec (default: the vendored schemas/vendor/klaviyo/...)")
     ap.add_argument("--job-delay", type=float, default=None, help="seconds a job stays queued and processing each")
+    ap.add_argument("--job-jitter", type=float, default=None,
+                    help="up to this many extra seconds of processing per job (jobs end out of order)")
     ap.add_argument("--time-scale", type=float, default=None, help="scale of rate-limit windows")
     ap.add_argument("--no-rate-limits", action="store_true")
     ap.add_argument("--check-responses", action="store_true")
@@ -1382,6 +1512,8 @@ def main(argv=None):
     cfg = {}
     if args.job_delay is not None:
         cfg["job_queued_s"] = cfg["job_processing_s"] = args.job_delay
+    if args.job_jitter is not None:
+        cfg["job_jitter_s"] = args.job_jitter
     if args.time_scale is not None:
         cfg["time_scale"] = args.time_scale
     if args.no_rate_limits:

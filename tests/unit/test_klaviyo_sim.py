@@ -273,15 +273,44 @@ class SimTest(unittest.TestCase):
         r = call("POST", "/api/profile-bulk-import-jobs", import_body(
             [profile("Keep@Example.com", first_name="A", title="T", properties={"a": 1, "b": 2})]))
         self.wait_job(r.json["data"]["id"])
-        upd = profile("keep@example.com", first_name="B", title=None, properties={"c": 3})
+        upd = profile("keep@example.com", first_name="B", properties={"c": 3})
         upd["meta"] = {"patch_properties": {"unset": ["a"]}}
         r = call("POST", "/api/profile-bulk-import-jobs", import_body([upd]))
         self.wait_job(r.json["data"]["id"])
         profs = state()["profiles"]
         self.assertEqual(len(profs), 1, "same email (case-insensitive) must update, not duplicate")
         p = profs[0]
-        self.assertEqual((p["first_name"], p["title"]), ("B", None))
+        self.assertEqual((p["first_name"], p["title"]), ("B", "T"))
         self.assertEqual(p["properties"], {"b": 2, "c": 3})
+
+    def test_bulk_import_ignores_nulls_profile_import_clears(self):
+        # Klaviyo's bulk import guide: null does not clear a field; profile-import: null clears.
+        full = profile("n@example.com", first_name="F", title="T", phone_number="+15005550006",
+                       location={"city": "Paris", "zip": "75001"}, properties={"a": 1, "b": 2})
+        self.wait_job(call("POST", "/api/profile-bulk-import-jobs", import_body([full])).json["data"]["id"])
+        nulls = profile("n@example.com", first_name=None, title=None, phone_number=None,
+                        location={"city": None, "zip": "75002"}, properties={"a": None, "c": 3})
+        job = self.wait_job(call("POST", "/api/profile-bulk-import-jobs", import_body([nulls])).json["data"]["id"])
+        self.assertEqual((job["attributes"]["completed_count"], job["attributes"]["failed_count"]), (1, 0))
+        p = state()["profiles"][0]
+        self.assertEqual((p["first_name"], p["title"], p["phone_number"]), ("F", "T", "+15005550006"),
+                         "bulk import: null leaves the field unchanged")
+        self.assertEqual(p["location"], {"city": "Paris", "zip": "75002"})
+        self.assertEqual(p["properties"], {"a": 1, "b": 2, "c": 3})
+        r = call("POST", "/api/profile-import", {"data": profile(
+            "n@example.com", title=None, phone_number=None, location={"city": None}, properties={"b": None})})
+        self.assertEqual(r.status, 200, r.raw)
+        self.assertIsNone(r.json["data"]["attributes"]["title"])
+        p = state()["profiles"][0]
+        self.assertEqual((p["first_name"], p["title"], p["phone_number"]), ("F", None, None),
+                         "profile-import: null clears, absent leaves unchanged")
+        self.assertEqual(p["location"], {"zip": "75002"})
+        self.assertEqual(p["properties"], {"a": 1, "c": 3})
+        # The switch back to the old simulator behaviour (null clears in bulk imports as well).
+        control("config", {"bulk_import_nulls": "clear"})
+        self.wait_job(call("POST", "/api/profile-bulk-import-jobs",
+                           import_body([profile("n@example.com", first_name=None)])).json["data"]["id"])
+        self.assertIsNone(state()["profiles"][0]["first_name"])
 
     def test_profiles_filters_and_paging(self):
         r = call("POST", "/api/profile-bulk-import-jobs",
@@ -545,6 +574,132 @@ class SimTest(unittest.TestCase):
         self.assertGreaterEqual(st["throttled"]["get_lists"], 2)
         r = call("POST", "/_sim/faults", {"bogus": 1}, key=None, revision=None, ctype="application/json")
         self.assertEqual(r.status, 400)
+
+    def test_jobs_finish_late_and_out_of_order(self):
+        def run(n):
+            ids = [call("POST", "/api/profile-bulk-import-jobs",
+                        import_body([profile("j%d@example.com" % i)])).json["data"]["id"] for i in range(n)]
+            t0 = time.monotonic()
+            self.wait_jobs_done(limit=10)
+            took = time.monotonic() - t0
+            seq = {j["id"]: j["applied_seq"] for j in state()["jobs"]}
+            return [seq[i] for i in ids], took
+        order, _ = run(5)
+        self.assertEqual(order, sorted(order), "without jitter jobs finish in submission order")
+        control("reset", {})
+        control("config", {"job_jitter_s": 1.5, "seed": 3})
+        order, took = run(8)
+        self.assertNotEqual(order, sorted(order), "with jitter a later job finishes first")
+        self.assertGreater(took, 0.2 + 0.3, "jitter makes jobs late")
+        self.assertEqual(len(state()["profiles"]), 8, "every job is applied exactly once")
+
+    def test_drop_after_apply(self):
+        body = {"data": {"type": "list", "attributes": {"name": "Lost answer"}}}
+        control("faults", {"drop_after_apply": {"count": 1, "ops": ["create_list"]}})
+        self.assertEqual(call("GET", "/api/lists").status, 200, "other operations are not dropped")
+        with self.assertRaises((http.client.HTTPException, urllib.error.URLError, ConnectionError)):
+            call("POST", "/api/lists", body)
+        st = state()
+        self.assertEqual([l["name"] for l in st["lists"]], ["Lost answer"], "applied although the answer was lost")
+        self.assertEqual(st["requests"]["create_list"], {"201-dropped": 1})
+        self.assertEqual(st["faults_injected"]["drop_after_apply"], 1)
+        self.assertEqual(call("POST", "/api/lists", body).status, 201, "only the next N requests")
+        # by probability, on every operation: a bulk import job is created, its answer lost
+        control("faults", {"drop_after_apply": {"rate": 1.0}})
+        with self.assertRaises((http.client.HTTPException, urllib.error.URLError, ConnectionError)):
+            call("POST", "/api/profile-bulk-import-jobs", import_body([profile("d@example.com")]))
+        with self.assertRaises((http.client.HTTPException, urllib.error.URLError, ConnectionError)):
+            call("GET", "/api/profiles")
+        # a refused request is not applied, so its answer is not dropped
+        self.assert_error(call("POST", "/api/lists", {"data": {"type": "list", "attributes": {}}}), 400)
+        control("faults", {})
+        self.wait_jobs_done()
+        self.assertEqual([p["email"] for p in state()["profiles"]], ["d@example.com"])
+        r = call("POST", "/_sim/faults", {"drop_after_apply": {"bogus": 1}}, key=None, revision=None,
+                 ctype="application/json")
+        self.assertEqual(r.status, 400)
+
+    def test_long_url_414(self):
+        def lookup(n):
+            emails = ",".join('"u%05d@example.com"' % i for i in range(n))
+            return call("GET", "/api/profiles?filter=" + urllib.request.quote("any(email,[%s])" % emails))
+        short = lookup(100)                        # ~4.5 KB: allowed
+        self.assertEqual(short.status, 200, short.raw[:200])
+        r = call("GET", "/api/lists?filter=" + "x" * 8192)
+        self.assert_error(r, 414)
+        self.assertIsNone(r.headers.get("RateLimit-Remaining"), "refused before rate limiting")
+        self.assertEqual(state()["requests"]["get_lists"], {"414": 1})
+
+    def test_rate_limit_headers_on_every_answer(self):
+        control("config", {"rate_limits": True})
+        answers = [call("GET", "/api/lists"),                                      # 200
+                   call("GET", "/api/lists/nope"),                                  # 404
+                   call("GET", "/api/lists", revision="2019-01-01"),                # 400
+                   call("POST", "/api/lists", {"data": {"type": "list", "attributes": {}}})]  # 400
+        control("faults", {"error_rate_5xx": 1.0})
+        answers.append(call("GET", "/api/profiles"))                                # 503
+        control("faults", {})
+        self.assertEqual([r.status for r in answers], [200, 404, 400, 400, 503])
+        for r in answers:
+            for h in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"):
+                self.assertRegex(r.headers.get(h) or "", r"^[0-9]+$", (r.status, h))
+        # each operation has its own window: get_lists 750/m, get_list 750/m, create_list 150/m
+        self.assertEqual([r.headers["RateLimit-Limit"] for r in answers], ["750", "750", "750", "150", "750"])
+        self.assertEqual(answers[2].headers["RateLimit-Remaining"], "748", "get_lists: 2 spent")
+        self.assertEqual(answers[3].headers["RateLimit-Remaining"], "149")
+        # 429: Retry-After (integer seconds), no RateLimit-* (as Klaviyo documents)
+        control("config", {"rate_limit_overrides": {"get_profiles": {"burst": 1}}})
+        r = call("GET", "/api/profiles")
+        self.assertEqual(r.status, 429, "the 503 above spent the one request of this second")
+        self.assertRegex(r.headers["Retry-After"], r"^[1-9][0-9]*$")
+        self.assertIsNone(r.headers.get("RateLimit-Limit"))
+        self.assertEqual(call("GET", "/api/lists").status, 200, "another operation has its own quota")
+
+    def test_rate_limits_per_account(self):
+        control("config", {"rate_limits": True, "rate_limit_overrides": {"get_lists": {"burst": 10, "steady": 4}},
+                           "accounts": {"pk_a1": "A", "pk_a2": "A"}})
+        codes = [call("GET", "/api/lists", key=k).status for k in ("pk_a1", "pk_a2", "pk_a1", "pk_a2", "pk_a1",
+                                                                   "pk_a2", "pk_a1", "pk_a2")]
+        self.assertEqual(codes, [200] * 4 + [429] * 4, "two keys of one account share its steady quota")
+        self.assertEqual(call("GET", "/api/lists", key="pk_b").status, 200, "another account has its own")
+
+    def test_other_integration_spends_the_quota(self):
+        control("config", {"rate_limits": True, "other_usage": {KEY: {"get_lists": 20}}})
+        t0 = time.monotonic()
+        r1 = call("GET", "/api/lists")
+        time.sleep(0.5)
+        r2 = call("GET", "/api/lists")
+        bound = 1 + 20 * (time.monotonic() - t0) + 1
+        spent = int(r1.headers["RateLimit-Remaining"]) - int(r2.headers["RateLimit-Remaining"])
+        self.assertTrue(1 + 9 <= spent <= bound, "our 1 request + 20/s of the other integration: %d" % spent)
+        r = call("GET", "/api/profiles")
+        self.assertEqual(r.headers["RateLimit-Remaining"], "749", "only the configured operation")
+        self.assertEqual(call("GET", "/api/lists", key="pk_other").headers["RateLimit-Remaining"], "749")
+        # enough other usage exhausts the window: 429 although we sent few requests ourselves
+        control("config", {"other_usage": {"*": {"*": 200}},
+                           "rate_limit_overrides": {"get_profiles": {"steady": 100}}})
+        time.sleep(0.6)
+        r = call("GET", "/api/profiles")
+        self.assert_error(r, 429, code="throttled")
+        self.assertGreaterEqual(int(r.headers["Retry-After"]), 1)
+
+    def test_default_spec_is_vendored(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AW_")}
+        tmp = tempfile.mkdtemp(prefix="ksim")
+        pf = os.path.join(tmp, "port")
+        p = subprocess.Popen([sys.executable, SIM, "--port", "0", "--port-file", pf], cwd=tmp, env=env,
+                             stdout=subprocess.DEVNULL)
+        try:
+            t0 = time.monotonic()
+            while not os.path.exists(pf) and p.poll() is None and time.monotonic() - t0 < 10:
+                time.sleep(0.02)
+            self.assertIsNone(p.poll(), "the simulator needs no environment and nothing outside the repository")
+            with open(pf) as f:
+                port = int(f.read())
+            self.assertEqual(call("GET", "/_sim/health", key=None, revision=None, port=port).json["revision"], REV)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            p.wait(5)
 
     def test_keep_alive_and_state_dump(self):
         conn = http.client.HTTPConnection("127.0.0.1", _port, timeout=5)

@@ -23,17 +23,29 @@ int main(void)
     AW_CHECK_INT_EQ(l.valid_until_ms, 3400);
     AW_CHECK_INT_EQ(aw_leader_next(&l, 1500), AW_LEADER_OP_NONE);
     AW_CHECK_INT_EQ(aw_leader_next(&l, 2000), AW_LEADER_OP_RENEW);
-    /* Renewed at 2000: extends validity, same epoch. */
-    AW_CHECK(!aw_leader_on_result(&l, AW_LEADER_OP_RENEW, 2000, AW_OK, true, 7, 2010));
+    /* Renewed: sent at 2000, answered late at 2900. Validity extends from the send time (Redis
+     * may have restarted the TTL as early as 2000), same epoch. */
+    const uint64_t renew_sent = 2000;
+    AW_CHECK(!aw_leader_on_result(&l, AW_LEADER_OP_RENEW, renew_sent, AW_OK, true, 7, 2900));
     AW_CHECK_INT_EQ(l.valid_until_ms, 4400);
     AW_CHECK_INT_EQ(l.epoch, 7);
+    /* The margin: by our clock the lease ends strictly before Redis can expire it (no earlier
+     * than renew_sent + ttl), so another replica can never acquire it while we still act on it,
+     * and the next renewal is due before that end. */
+    AW_CHECK(l.margin_ms > 0);
+    AW_CHECK(l.valid_until_ms > renew_sent);
+    AW_CHECK_MSG(l.valid_until_ms - renew_sent < l.ttl_ms,
+                 "lease valid %llu ms after the renew was sent, ttl %llu ms",
+                 (unsigned long long)(l.valid_until_ms - renew_sent), (unsigned long long)l.ttl_ms);
+    AW_CHECK(l.next_due_ms < l.valid_until_ms);
 
     /* Redis stops answering: renewals fail, the lease stays until 4400 by our clock, then it is
      * lost whether or not Redis ever answers -- within the TTL of the last successful renew. */
     AW_CHECK(!aw_leader_on_result(&l, AW_LEADER_OP_RENEW, 3000, AW_ERR_IO, false, 0, 3100));
-    AW_CHECK(aw_leader_is_held(&l, 4399));
-    AW_CHECK(!aw_leader_is_held(&l, 4400));
-    AW_CHECK(4400 - 2000 < 3000); /* stops before another replica can acquire it */
+    AW_CHECK_INT_EQ(l.valid_until_ms, 4400); /* a failed renew never extends */
+    AW_CHECK(aw_leader_is_held(&l, l.valid_until_ms - 1));
+    AW_CHECK(!aw_leader_is_held(&l, l.valid_until_ms));
+    AW_CHECK(!aw_leader_is_held(&l, renew_sent + l.ttl_ms - 1)); /* before Redis can expire it */
     AW_CHECK_INT_EQ(aw_leader_next(&l, 4500), AW_LEADER_OP_ACQUIRE);
 
     /* Refused: someone else holds it. */
