@@ -72,9 +72,6 @@ static void check_change(const char *text, size_t len)
     if (c.audience_name && aw_build_list_name_filter(c.audience_name, &body) == AW_OK)
         free(body);
 
-    free(enc);
-    free(enc2);
-    aw_change_clear(&d);
     aw_change_clear(&c);
 }
 

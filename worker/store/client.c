@@ -662,8 +662,10 @@ enum aw_err aw_redis_exec(struct aw_redis *r, struct aw_redis_cmd *cmds, size_t 
         tr[i].ask_node = -1;
         tr[i].retry = true;
     }
+    enum aw_err topo = AW_OK;
     for (int round = 0; round < ROUNDS; round++) {
-        if (ensure_topology(r) != AW_OK)
+        topo = ensure_topology(r);
+        if (topo != AW_OK)
             break;
         for (size_t i = 0; i < n; i++)
             if (tr[i].retry && route(r, &cmds[i], &tr[i]) < 0)
@@ -683,10 +685,14 @@ enum aw_err aw_redis_exec(struct aw_redis *r, struct aw_redis_cmd *cmds, size_t 
             break;
     }
     bool all = true;
-    for (size_t i = 0; i < n; i++)
-        all = all && cmds[i].err != AW_ERR_IO;
+    for (size_t i = 0; i < n; i++) {
+        /* a server that refuses our AUTH or SELECT is a setup fault: say so */
+        if (topo == AW_ERR_CONFIG && cmds[i].err == AW_ERR_IO)
+            cmds[i].err = AW_ERR_CONFIG;
+        all = all && cmds[i].err != AW_ERR_IO && cmds[i].err != AW_ERR_CONFIG;
+    }
     free(tr);
     free(argv);
     free(lens);
-    return all ? AW_OK : AW_ERR_IO;
+    return all ? AW_OK : topo == AW_ERR_CONFIG ? AW_ERR_CONFIG : AW_ERR_IO;
 }

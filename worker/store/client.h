@@ -70,7 +70,8 @@ const char *aw_redis_errstr(const struct aw_redis *r);
  * node keep their order; a command redirected (MOVED/ASK) or retried after NOSCRIPT runs after
  * the others. Returns AW_OK when every command got a definite answer (which may itself be an
  * error code), else AW_ERR_IO (some command carries AW_ERR_IO: a connection failed, the cluster
- * is changing, or redirections did not settle). */
+ * is changing, or redirections did not settle) or AW_ERR_CONFIG (the server refused AUTH or
+ * SELECT: every unanswered command carries it). */
 enum aw_err aw_redis_exec(struct aw_redis *r, struct aw_redis_cmd *cmds, size_t n);
 
 /* Releases cmd->reply. */
