@@ -13,16 +13,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/phone/phone.h"
+#include "worker/flush/flusher.h"
 #include "worker/ingest/account.h"
 #include "worker/ingest/consumer.h"
-#include "worker/flush/flusher.h"
-#include "worker/ops/http.h"
 #include "worker/ingest/ingest.h"
+#include "worker/ops/http.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
 #include "worker/store/store.h"
@@ -234,24 +233,6 @@ out:
     return status;
 }
 
-/* /status body: read only atomics (HTTP thread). */
-static void status_json(struct aw_buf *out, void *opaque)
-{
-    const struct aw_settings *s = opaque;
-    aw_buf_appendf(
-        out,
-        "{\"version\":\"%s\",\"instance\":\"%s\",\"leader\":%s,"
-        "\"partitions_assigned\":%lld,\"store_up\":%s,\"records_consumed\":%lld,"
-        "\"records_done\":%lld,\"dead_letters\":%lld,\"flushes\":%lld,"
-        "\"accounts_paused\":%lld}",
-        AW_VERSION, s->process.instance_id, aw_metrics_get(AW_M_LEADER) ? "true" : "false",
-        (long long)aw_metrics_get(AW_M_PARTITIONS_ASSIGNED),
-        aw_metrics_get(AW_M_STORE_UP) ? "true" : "false",
-        (long long)aw_metrics_get(AW_M_RECORDS_CONSUMED),
-        (long long)aw_metrics_get(AW_M_RECORDS_DONE), (long long)aw_metrics_get(AW_M_DEAD_LETTERS),
-        (long long)aw_metrics_get(AW_M_FLUSHES), (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED));
-}
-
 /* Runs one replica until stop_requested. Returns the process exit status. Teardown order:
  * stop polling -> join flusher -> (lease released by the flusher) -> consumer close (commits
  * stored offsets) -> free in reverse creation order. */
@@ -276,7 +257,13 @@ static int cmd_run(const struct aw_settings *s)
         status = AW_SETTINGS_EXIT_CONFIG;
         goto out;
     }
-    http = aw_http_new(s->http.host, s->http.port, status_json, (void *)s, err, sizeof err);
+    struct aw_http_config hc = {
+        .host = s->http.host,
+        .port = s->http.port,
+        .instance_id = s->process.instance_id,
+        .version = AW_VERSION,
+    };
+    http = aw_http_new(&hc, err, sizeof err);
     if (!http) {
         AW_LOG_ERROR("main", "cannot start http server", "detail=\"%s\"", err);
         goto out;

@@ -17,11 +17,11 @@
 
 #include "common/clock.h"
 #include "common/mem.h"
-#include "worker/ingest/account.h"
-#include "worker/store/change.h"
 #include "worker/flush/flusher.h"
+#include "worker/ingest/account.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
+#include "worker/store/change.h"
 #include "worker/store/store.h"
 
 static int seed(const char *url)
@@ -206,7 +206,8 @@ static int run(int argc, char **argv)
            (long long)aw_metrics_get(AW_M_KLAVIYO_ERRORS),
            (long long)aw_metrics_get(AW_M_PROFILES_UPLOADED),
            (long long)aw_metrics_get(AW_M_PROFILES_REMOVED),
-           (long long)aw_metrics_get(AW_M_FLUSHES), (long long)aw_metrics_get(AW_M_DEAD_LETTERS),
+           (long long)aw_metrics_get(AW_M_FLUSHES),
+           (long long)aw_metrics_family_total(AW_MF_DEAD_LETTERS),
            (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED));
     if (rc != 0)
         fprintf(stderr, "timeout: audiences still due or in flight\n");

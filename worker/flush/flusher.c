@@ -410,8 +410,7 @@ static void dead_letter(struct aw_flusher *f, struct job *j, size_t idx, const c
                     "account=%s "
                     "audience=%s reason=%s",
                     j->acct_id, j->aud_id, reason);
-    aw_metrics_add(AW_M_DEAD_LETTERS, 1);
-    aw_metrics_reason("dead_letters_by_reason", "flush", reason);
+    aw_metrics_count(AW_MF_DEAD_LETTERS, "flush", reason);
     AW_LOG_INFO(MOD, "record dead-lettered",
                 "account=%s audience=%s reason=%s klaviyo_id=%s "
                 "klaviyo_code=%s",

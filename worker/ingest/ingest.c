@@ -85,8 +85,7 @@ static void dead_letter(struct aw_ingest *ing, const struct aw_consumer_msg *m, 
         return;
     }
     r->n_dlq++;
-    aw_metrics_add(AW_M_DEAD_LETTERS, 1);
-    aw_metrics_reason("dead_letters", stage, reason);
+    aw_metrics_count(AW_MF_DEAD_LETTERS, stage, reason);
     AW_LOG_WARN("ingest", "dead-lettered",
                 "stage=%s reason=%s topic=%s partition=%" PRId32 " offset=%" PRId64, stage, reason,
                 m->topic, m->partition, m->offset);
@@ -238,7 +237,7 @@ static bool rec_done(const struct aw_ingest *ing, const struct rec *r)
         if (res->err == AW_ERR_INVALID) {
             /* Refused by the script for its data: permanent. Counted and logged, never retried
              * forever (ids were validated before, so this is not expected). */
-            aw_metrics_reason("store_refused", "aggregate", "invalid");
+            aw_metrics_count(AW_MF_STORE_REFUSED, "aggregate", "invalid");
             AW_LOG_ERROR("ingest", "store refused an operation", "op=%zu", k);
             continue;
         }
