@@ -10,6 +10,7 @@
  *       runs the flusher thread (aw_flusher_start) until no audience of a non-ignored account is
  *       due or in flight, then stops it (lease released); exit 0, or 1 on timeout. */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +115,7 @@ static int seed(const char *url)
     return rc;
 }
 
-static volatile sig_atomic_t g_stop;
+static atomic_int g_stop; /* never set by a signal here: the run ends on its own */
 
 static bool ignored(const char *member, char **ign, size_t n)
 {
@@ -197,7 +198,7 @@ static int run(int argc, char **argv)
             break;
         }
     }
-    g_stop = 1;
+    atomic_store(&g_stop, 1);
     aw_flusher_join(f);
     printf("leader=%lld requests=%lld rate_limited=%lld errors=%lld uploaded=%lld removed=%lld "
            "flushes=%lld dead_letters=%lld paused=%lld\n",

@@ -189,7 +189,7 @@ struct job {
 struct aw_flusher {
     const struct aw_settings *s;
     const struct aw_account_config *accounts;
-    const volatile sig_atomic_t *stop;
+    const atomic_int *stop;
     struct aw_store *store;
     struct aw_klaviyo *k;
     struct aw_ratelimit *rl;
@@ -1310,7 +1310,7 @@ static void scan(struct aw_flusher *f)
 
 static void run(struct aw_flusher *f)
 {
-    const volatile int *stop = (const volatile int *)f->stop;
+    const atomic_int *stop = f->stop;
     uint64_t tick = f->s->flush.tick_ms ? f->s->flush.tick_ms : 1000;
     while (!*f->stop) {
         lease_drive(f);
@@ -1396,7 +1396,7 @@ static void flusher_free(struct aw_flusher *f)
 
 struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
                                     const struct aw_account_config *accounts,
-                                    const volatile sig_atomic_t *stop, char *errbuf, size_t errlen)
+                                    const atomic_int *stop, char *errbuf, size_t errlen)
 {
     struct aw_flusher *f = aw_calloc(1, sizeof *f);
     f->s = s;

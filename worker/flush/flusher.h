@@ -5,7 +5,7 @@
 #ifndef AW_WORKER_FLUSH_H
 #define AW_WORKER_FLUSH_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 struct aw_settings;
@@ -17,7 +17,7 @@ struct aw_flusher;
  * Main thread. */
 struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
                                     const struct aw_account_config *accounts,
-                                    const volatile sig_atomic_t *stop, char *errbuf, size_t errlen);
+                                    const atomic_int *stop, char *errbuf, size_t errlen);
 
 /* Waits for the thread to end (it ends once *stop is set: the current request finishes within
  * its timeout, the lease is released), then frees. NULL is a no-op. Main thread. */

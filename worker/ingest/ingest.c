@@ -313,9 +313,9 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
     return rewound ? AW_ERR_IO : AW_OK;
 }
 
-enum aw_err aw_ingest_run(struct aw_ingest *ing, const volatile int *stop)
+enum aw_err aw_ingest_run(struct aw_ingest *ing, const atomic_int *stop)
 {
-    while (!*stop) {
+    while (!atomic_load(stop)) {
         if (aw_consumer_is_fatal(ing->cfg.consumer))
             return AW_ERR_FATAL;
         size_t n = 0;
