@@ -1,4 +1,4 @@
-# aw-worker container image (STYLE.md §10): release build on Debian 12, slim runtime, non-root.
+# aw-worker container image: release build on Debian 12, slim runtime, non-root.
 #   docker build -t aw-worker:0.1.0 .
 #   docker run --rm -e AW_KAFKA_BROKERS=kafka:9092 aw-worker:0.1.0 --check-config
 

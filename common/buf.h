@@ -1,4 +1,4 @@
-/* buf.h -- growable byte buffer with a hard maximum (STYLE.md §4). Plain data, one owner. */
+/* buf.h -- growable byte buffer with a hard maximum. Plain data, one owner. */
 #ifndef AW_COMMON_BUF_H
 #define AW_COMMON_BUF_H
 

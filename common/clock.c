@@ -20,12 +20,12 @@ uint64_t aw_clock_unix_ms(void)
     return read_ms(CLOCK_REALTIME);
 }
 
-void aw_clock_sleep_ms(uint64_t ms, const volatile int *stop)
+void aw_clock_sleep_ms(uint64_t ms, const atomic_int *stop)
 {
     /* Sleep in slices so a stop flag is noticed within 50 ms. */
     uint64_t end = aw_clock_mono_ms() + ms;
     for (;;) {
-        if (stop && *stop)
+        if (stop && atomic_load(stop))
             return;
         uint64_t now = aw_clock_mono_ms();
         if (now >= end)
@@ -33,7 +33,7 @@ void aw_clock_sleep_ms(uint64_t ms, const volatile int *stop)
         uint64_t slice = end - now > 50 ? 50 : end - now;
         struct timespec ts = {(time_t)(slice / 1000), (long)(slice % 1000) * 1000000L};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-            if (stop && *stop)
+            if (stop && atomic_load(stop))
                 return;
         }
     }

@@ -1,4 +1,4 @@
-/* config.h -- generic `key=value` file parser (the lines of AW_KAFKA_CONFIG_FILE, STYLE.md §7).
+/* config.h -- generic `key=value` file parser (the lines of AW_KAFKA_CONFIG_FILE).
  * Knows nothing about what the keys mean: values are kept verbatim for the caller to pass on.
  *
  * Syntax, one entry per line (LF or CRLF):

@@ -1,4 +1,4 @@
-/* err.h -- the one error enum of the project (STYLE.md §4). Append only, never renumber. */
+/* err.h -- the one error enum of the project. Append only, never renumber. */
 #ifndef AW_COMMON_ERR_H
 #define AW_COMMON_ERR_H
 

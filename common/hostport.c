@@ -1,6 +1,8 @@
 /* hostport.c -- host[:port] grammar (see hostport.h). */
 #include "common/hostport.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
 
 static bool is_digit(char c)
@@ -48,14 +50,23 @@ const char *aw_hostport_parse(const char *s, size_t n, uint16_t default_port, bo
             return "unterminated [ in the address";
         hb = b + 1;
         he = close;
-        bool colon = false;
-        for (const char *p = hb; p < he; p++) {
+        for (const char *p = hb; p < he; p++)
             if (!(is_hex(*p) || *p == ':' || *p == '.'))
                 return "invalid IPv6 address";
-            colon = colon || *p == ':';
+        /* The characters alone let "[:::]" or "[1::2::3]" through, which every later
+         * inet_pton/getaddrinfo refuses: check the literal here, so what settings accept the
+         * listeners and clients can use. */
+        char lit[INET6_ADDRSTRLEN];
+        struct in6_addr a6;
+        size_t len = (size_t)(he - hb);
+        if (len > 0) {
+            if (len >= sizeof lit)
+                return "invalid IPv6 address";
+            memcpy(lit, hb, len);
+            lit[len] = '\0';
+            if (inet_pton(AF_INET6, lit, &a6) != 1)
+                return "invalid IPv6 address";
         }
-        if (hb < he && !colon)
-            return "invalid IPv6 address";
         rest = close + 1;
     } else {
         const char *colon = memchr(b, ':', n);

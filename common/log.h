@@ -1,4 +1,4 @@
-/* log.h -- one logfmt line per record on stderr, written with a single write() (STYLE.md §6).
+/* log.h -- one logfmt line per record on stderr, written with a single write().
  * Never pass API keys, emails, phone numbers or payloads to these macros. */
 #ifndef AW_COMMON_LOG_H
 #define AW_COMMON_LOG_H

@@ -1,4 +1,4 @@
-/* mem.h -- allocation that never returns NULL: out-of-memory logs and aborts (STYLE.md §4). */
+/* mem.h -- allocation that never returns NULL: out-of-memory logs and aborts. */
 #ifndef AW_COMMON_MEM_H
 #define AW_COMMON_MEM_H
 

@@ -4,7 +4,10 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       librdkafka-dev libcurl4-openssl-dev libjansson-dev libphonenumber-dev libhiredis-dev
-      libmicrohttpd-dev redis-server kcat python3 python3-yaml curl ca-certificates)
+      libmicrohttpd-dev redis-server kcat python3 python3-yaml curl ca-certificates
+      prometheus)
+# prometheus: for /usr/bin/promtool, which test_metrics runs on the /metrics exposition
+# (`promtool check metrics`); a missing promtool fails that test.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,4 +22,6 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# The Debian package starts a system redis on 6379; tests start their own on free ports.
+# The Debian packages start a system redis on 6379 (and, where systemd runs, a prometheus
+# server on 9090); tests start their own services on free ports.
+command -v promtool >/dev/null || { echo "install-deps: promtool missing after install" >&2; exit 1; }

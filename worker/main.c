@@ -5,15 +5,16 @@
  *                            effective settings with secrets masked; exit 0, or 78 on problems
  *   aw-worker --config-table the variable table in markdown (README)
  *   aw-worker --help | --version */
+#include <assert.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -37,16 +38,19 @@
 
 extern char **environ;
 
-/* Set by SIGTERM/SIGINT; the run loop checks it every turn (STYLE.md §5). */
-static volatile sig_atomic_t stop_requested;
+/* The process stop flag, the only one: set by SIGTERM/SIGINT (or by the main thread when it
+ * leaves on an error), read by the consumer loop every turn and by the flusher thread. An
+ * atomic_int, not a volatile sig_atomic_t, because another thread reads it; a signal handler may
+ * use it because it is lock-free. */
+static atomic_int stop_requested;
+static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop flag must be lock-free to be set in a handler");
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
     /* Only async-signal-safe work here: no logging. A second signal means "now". */
-    if (stop_requested)
+    if (atomic_exchange(&stop_requested, 1) != 0)
         _exit(1);
-    stop_requested = 1;
 }
 
 static int install_signal_handlers(void)
@@ -244,24 +248,6 @@ out:
     return status;
 }
 
-/* /status body: read only atomics (HTTP thread). */
-static void status_json(struct aw_buf *out, void *opaque)
-{
-    const struct aw_settings *s = opaque;
-    aw_buf_appendf(
-        out,
-        "{\"version\":\"%s\",\"instance\":\"%s\",\"leader\":%s,"
-        "\"partitions_assigned\":%lld,\"store_up\":%s,\"records_consumed\":%lld,"
-        "\"records_done\":%lld,\"dead_letters\":%lld,\"flushes\":%lld,"
-        "\"accounts_paused\":%lld}",
-        AW_VERSION, s->process.instance_id, aw_metrics_get(AW_M_LEADER) ? "true" : "false",
-        (long long)aw_metrics_get(AW_M_PARTITIONS_ASSIGNED),
-        aw_metrics_get(AW_M_STORE_UP) ? "true" : "false",
-        (long long)aw_metrics_get(AW_M_RECORDS_CONSUMED),
-        (long long)aw_metrics_get(AW_M_RECORDS_DONE), (long long)aw_metrics_get(AW_M_DEAD_LETTERS),
-        (long long)aw_metrics_get(AW_M_FLUSHES), (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED));
-}
-
 /* Runs one replica until stop_requested. Returns the process exit status. Teardown order:
  * stop polling -> join flusher -> (lease released by the flusher) -> consumer close (commits
  * stored offsets) -> free in reverse creation order. */
@@ -286,7 +272,13 @@ static int cmd_run(const struct aw_settings *s)
         status = AW_SETTINGS_EXIT_CONFIG;
         goto out;
     }
-    http = aw_http_new(s->http.host, s->http.port, status_json, (void *)s, err, sizeof err);
+    struct aw_http_config hc = {
+        .host = s->http.host,
+        .port = s->http.port,
+        .instance_id = s->process.instance_id,
+        .version = AW_VERSION,
+    };
+    http = aw_http_new(&hc, err, sizeof err);
     if (!http) {
         AW_LOG_ERROR("main", "cannot start http server", "detail=\"%s\"", err);
         goto out;
@@ -343,13 +335,13 @@ static int cmd_run(const struct aw_settings *s)
     AW_LOG_INFO("main", "running", "topics=%zu group=%s leader_candidate=%d http_port=%u",
                 s->kafka.n_topics, s->kafka.group, (int)s->leader.enabled,
                 (unsigned)aw_http_port(http));
-    enum aw_err rc = aw_ingest_run(ingest, (const volatile int *)&stop_requested);
+    enum aw_err rc = aw_ingest_run(ingest, &stop_requested);
     aw_http_set_ready(http, false);
     status = rc == AW_OK ? 0 : 1;
     AW_LOG_INFO("main", "stopping", "reason=%s", rc == AW_OK ? "signal" : "fatal");
 
 out:
-    stop_requested = 1; /* the flusher stops too when we leave on an error */
+    atomic_store(&stop_requested, 1); /* the flusher stops too when we leave on an error */
     aw_flusher_join(flusher);
     aw_ingest_free(ingest);
     aw_consumer_free(consumer); /* closes: commits stored offsets, leaves the group */

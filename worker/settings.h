@@ -1,7 +1,9 @@
-/* settings.h -- process configuration: the AW_* environment variables (DESIGN.md §2, STYLE.md §7).
+/* settings.h -- process configuration: the AW_* environment variables (docs/contract.md).
  *
  * Every variable is declared once, in the table of settings.c (name, type, default, range,
- * required, secret, meaning); nothing else in the program calls getenv. The environment is read
+ * required, secret, meaning); nothing else in the program calls getenv. The module is split in
+ * settings.c (table, load), settings_parse.c (value parsers) and settings_print.c (printing);
+ * see settings_table.h. The environment is read
  * through an injectable lookup function, parsed once into a struct aw_settings whose sections are
  * plain data handed to the modules, and every problem is collected so they can be reported
  * together (then the process exits AW_SETTINGS_EXIT_CONFIG).
@@ -45,7 +47,8 @@ enum aw_settings_purpose {
 
 /* AW_KAFKA_*, AW_CONSUMER_*: consumer.c. */
 struct aw_settings_kafka {
-    char *brokers; /* AW_KAFKA_BROKERS, bootstrap list as given; NULL only FOR_ADMIN */
+    char *brokers; /* AW_KAFKA_BROKERS as given: host[:port] entries (common/hostport.h) joined
+                      by ','; NULL only FOR_ADMIN */
     char **topics; /* AW_KAFKA_TOPICS split on ',', n_topics >= 1, distinct, valid names */
     size_t n_topics;
     char *group;            /* AW_KAFKA_GROUP, consumer group id */
@@ -56,17 +59,14 @@ struct aw_settings_kafka {
     uint64_t batch_max;     /* AW_CONSUMER_BATCH_MAX: messages per Redis round trip */
 };
 
-/* AW_REDIS_*: store.c. */
+/* AW_REDIS_*: the store. The URL is checked here with aw_redis_url_parse (common/redis_url.h),
+ * the one grammar of AW_REDIS_URL; the store parses url again with the same function, so a
+ * loaded url always parses there. */
 struct aw_settings_redis {
-    bool is_unix;      /* unix:// URL: connect to socket_path instead of host:port */
-    char *host;        /* TCP host name or address (IPv6 without brackets); NULL if is_unix */
-    uint16_t port;     /* TCP port (default 6379); 0 if is_unix */
-    char *socket_path; /* unix socket path; NULL unless is_unix */
-    char *username;    /* ACL user (AUTH user password) or NULL */
-    char *password;    /* SECRET: AUTH password or NULL; never log or print it */
-    uint32_t db;       /* database index (SELECT) */
-    char *url;         /* SECRET: AW_REDIS_URL as given (store.c parses it); never log it */
-    char *url_masked;  /* AW_REDIS_URL with the password replaced by AW_SETTINGS_MASK */
+    char *url;        /* SECRET: AW_REDIS_URL as given (trimmed) or the default; never NULL after
+                         a successful load; never log or print it (it may hold the password) */
+    char *url_masked; /* the same URL from aw_redis_url_format_masked: canonical, the password
+                         as AW_SETTINGS_MASK; safe to print and log */
     uint64_t connect_timeout_ms; /* AW_REDIS_CONNECT_TIMEOUT_MS */
     uint64_t timeout_ms;         /* AW_REDIS_TIMEOUT_MS: per command */
 };
@@ -97,9 +97,10 @@ struct aw_settings_leader {
     uint64_t lease_ttl_ms; /* AW_LEASE_TTL_MS */
 };
 
-/* AW_HTTP_ADDR: the metrics/health server. */
+/* AW_HTTP_ADDR: the metrics/health server (common/hostport.h grammar; http.c listens on
+ * exactly what is accepted here: names are resolved, IPv6 literals bound as such). */
 struct aw_settings_http {
-    char *host;    /* bind address (IPv6 without brackets) */
+    char *host;    /* host name, IPv4 literal or IPv6 literal (without brackets) */
     uint16_t port; /* 1..65535 */
 };
 
@@ -152,8 +153,9 @@ void aw_settings_problems_free(struct aw_settings_problems *p);
 
 /* Writes the effective settings, one `AW_NAME=value` line per variable in table order (unset
  * optional ones as empty), followed by the AW_KAFKA_CONFIG_FILE entries as `kafka.<key>=value`.
- * Secrets are masked: the Redis password, and Kafka values whose key names a secret (password,
- * secret, jaas, token, key material). AW_ERR_IO when writing fails. Main thread. */
+ * Secrets are masked: the Redis password (AW_REDIS_URL prints as url_masked), and Kafka values
+ * whose key names a secret (password, secret, jaas, token, key material). AW_ERR_IO when writing
+ * fails. Main thread. */
 enum aw_err aw_settings_print(const struct aw_settings *s, FILE *out);
 
 /* Writes the variable table as a markdown table (name, default, range, meaning), the form

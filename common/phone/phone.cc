@@ -1,4 +1,4 @@
-// phone.cc -- the libphonenumber shim: the only C++ in the repository (STYLE.md §8).
+// phone.cc -- the libphonenumber shim: the only C++ in the repository.
 // Every exported function catches all exceptions; no memory crosses the language boundary.
 #include "common/phone/phone.h"
 

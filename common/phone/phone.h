@@ -1,4 +1,4 @@
-/* phone.h -- plain-C face of the libphonenumber shim (the only C++ in the tree, STYLE.md §8).
+/* phone.h -- plain-C face of the libphonenumber shim (the only C++ in the tree).
  * No memory crosses languages: results go into caller buffers. Every function catches all
  * C++ exceptions and returns AW_ERR_INTERNAL. */
 #ifndef AW_COMMON_PHONE_H

@@ -1,8 +1,9 @@
 /* fuzz_settings.c -- worker/settings and common/config on arbitrary input.
  * The input is read twice: as a key=value file (aw_config_parse), and as an environment of
  * NAME=value lines given to aw_settings_load. Properties checked beyond "no crash, no leak":
- * a successful load prints without error, and the Redis password never appears in the printed
- * AW_REDIS_URL line. File-path variables are ignored so no input opens arbitrary paths. */
+ * a successful load prints without error, its AW_REDIS_URL parses with the store's parser, and
+ * the Redis password never appears in the printed AW_REDIS_URL line. File-path variables are
+ * ignored so no input opens arbitrary paths. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 #include "common/config.h"
 #include "common/mem.h"
+#include "common/redis_url.h"
 #include "worker/settings.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -35,17 +37,25 @@ static const char *fuzz_get(const char *name, void *ctx)
     return NULL;
 }
 
+/* A loaded AW_REDIS_URL parses with the store's parser (common/redis_url.h), and the printed
+ * settings never show its password. */
 static void check_print(const struct aw_settings *s)
 {
+    struct aw_redis_url u;
+    char why[256];
+    AW_ASSERT(s->redis.url != NULL);
+    AW_ASSERT(aw_redis_url_parse(s->redis.url, &u, why, sizeof why) == AW_OK);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    if (!f)
+    if (!f) {
+        aw_redis_url_wipe(&u);
         return;
+    }
     AW_ASSERT(aw_settings_print(s, f) == AW_OK);
     fclose(f);
-    const char *pw = s->redis.password;
-    if (pw && strlen(pw) >= 4) {
+    const char *pw = u.password;
+    if (strlen(pw) >= 4) {
         /* The line that starts with the name (another value may contain the same text). */
         const char *line =
             strncmp(text, "AW_REDIS_URL=", 13) == 0 ? text : strstr(text, "\nAW_REDIS_URL=");
@@ -54,18 +64,17 @@ static void check_print(const struct aw_settings *s)
             line++;
         const char *eol = strchr(line, '\n');
         char *url = aw_strndup(line, eol ? (size_t)(eol - line) : strlen(line));
-        /* Only a coincidence with a non-secret part may show the same characters. */
         /* A password without URL punctuation can only show up inside one token of the line;
          * skip the ones that may legitimately hold the same characters. */
-        bool coincidence = strpbrk(pw, ":/@?=*[]%") != NULL ||
+        bool coincidence = strpbrk(pw, ":/@?=*[]%,") != NULL ||
                            strspn(pw, "0123456789") == strlen(pw) ||
-                           strstr("AW_REDIS_URL redis unix db", pw) ||
-                           (s->redis.host && strstr(s->redis.host, pw)) ||
-                           (s->redis.username && strstr(s->redis.username, pw)) ||
-                           (s->redis.socket_path && strstr(s->redis.socket_path, pw));
+                           strstr("AW_REDIS_URL redis unix db", pw) || strstr(u.user, pw);
+        for (size_t i = 0; i < u.n_nodes && !coincidence; i++)
+            coincidence = strstr(u.nodes[i].host, pw) != NULL;
         AW_ASSERT(coincidence || strstr(url, pw) == NULL);
         free(url);
     }
+    aw_redis_url_wipe(&u);
     free(text);
 }
 

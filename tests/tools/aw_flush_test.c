@@ -10,6 +10,7 @@
  *       runs the flusher thread (aw_flusher_start) until no stream of a non-ignored account is
  *       due or in flight, then stops it (lease released); exit 0, or 1 on timeout. */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +18,13 @@
 
 #include "common/clock.h"
 #include "common/mem.h"
-#include "worker/ingest/config_file.h"
-#include "worker/store/change.h"
 #include "worker/flush/flusher.h"
+#include "worker/ingest/account.h"
+#include "worker/ingest/config_file.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
 #include "worker/store/account_ops.h"
+#include "worker/store/change.h"
 #include "worker/store/flush_ops.h"
 #include "worker/store/ingest_ops.h"
 #include "worker/store/store.h"
@@ -117,7 +119,7 @@ static int seed(const char *url)
     return rc;
 }
 
-static volatile sig_atomic_t g_stop;
+static atomic_int g_stop; /* never set by a signal here: the run ends on its own */
 
 static bool ignored(const char *account, char **ign, size_t n)
 {
@@ -198,7 +200,7 @@ static int run(int argc, char **argv)
             break;
         }
     }
-    g_stop = 1;
+    atomic_store(&g_stop, 1);
     aw_flusher_join(f);
     printf("leader=%lld requests=%lld rate_limited=%lld errors=%lld uploaded=%lld removed=%lld "
            "flushes=%lld dead_letters=%lld paused=%lld\n",
@@ -207,7 +209,8 @@ static int run(int argc, char **argv)
            (long long)aw_metrics_get(AW_M_KLAVIYO_ERRORS),
            (long long)aw_metrics_get(AW_M_PROFILES_UPLOADED),
            (long long)aw_metrics_get(AW_M_PROFILES_REMOVED),
-           (long long)aw_metrics_get(AW_M_FLUSHES), (long long)aw_metrics_get(AW_M_DEAD_LETTERS),
+           (long long)aw_metrics_get(AW_M_FLUSHES),
+           (long long)aw_metrics_family_total(AW_MF_DEAD_LETTERS),
            (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED));
     if (rc != 0)
         fprintf(stderr, "timeout: audiences still due or in flight\n");

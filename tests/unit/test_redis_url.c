@@ -121,6 +121,16 @@ static void test_hostport(void)
     AW_CHECK(aw_hostport_parse("0.0.0.0", 7, 9092, false, host, &port) == NULL);
     AW_CHECK_INT_EQ(port, 9092);
     AW_CHECK(aw_hostport_parse("[1.2.3.4]:1", 11, 0, true, host, &port) != NULL);
+    /* IPv6 literals are checked as addresses, not only as characters */
+    static const char *const bad_v6[] = {"[:::]:1", "[1::2::3]:1", "[12345::]:1", "[::1:]:1",
+                                         "[::ffff:1.2.3]:1"};
+    for (size_t i = 0; i < sizeof bad_v6 / sizeof bad_v6[0]; i++)
+        AW_CHECK_MSG(aw_hostport_parse(bad_v6[i], strlen(bad_v6[i]), 0, true, host, &port) != NULL,
+                     "%s accepted", bad_v6[i]);
+    AW_CHECK(aw_hostport_parse("[::ffff:10.0.0.1]:1", 19, 0, true, host, &port) == NULL);
+    AW_CHECK_STR_EQ(host, "::ffff:10.0.0.1");
+    AW_CHECK(aw_hostport_parse("[fe80::1]", 9, 6379, false, host, &port) == NULL);
+    AW_CHECK_INT_EQ(port, 6379);
 }
 
 int main(void)

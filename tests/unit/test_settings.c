@@ -1,5 +1,6 @@
 /* test_settings.c -- worker/settings: defaults, every variable's parse and range errors, all
- * problems reported together, Redis/Klaviyo/HTTP address parsing, masking of secrets in the
+ * problems reported together, Redis URL / Kafka broker / HTTP / Klaviyo addresses (through the
+ * shared grammars, so the store's parser reads what settings accepted), masking of secrets in the
  * printed settings and in problems, AW_KAFKA_CONFIG_FILE problems as file:line. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/redis_url.h"
 #include "tests/harness.h"
 #include "worker/settings.h"
 
@@ -95,7 +97,7 @@ static void expect_one_problem(const char *name, const char *value, const char *
                      "line %d: \"%s\" lacks \"%s\"", line, p.items[0], want);
     }
     /* On failure the settings own nothing and are zeroed. */
-    AW_CHECK(s.kafka.brokers == NULL && s.kafka.topics == NULL && s.redis.host == NULL);
+    AW_CHECK(s.kafka.brokers == NULL && s.kafka.topics == NULL && s.redis.url == NULL);
     aw_settings_problems_free(&p);
     AW_CHECK(p.items == NULL && p.n == 0);
 }
@@ -117,11 +119,7 @@ static void test_defaults(void)
     AW_CHECK(s.kafka.config_file == NULL);
     AW_CHECK_INT_EQ(s.kafka.extra.n_entries, 0);
     AW_CHECK_INT_EQ(s.kafka.batch_max, 500);
-    AW_CHECK(!s.redis.is_unix);
-    AW_CHECK_STR_EQ(s.redis.host, "127.0.0.1");
-    AW_CHECK_INT_EQ(s.redis.port, 6379);
-    AW_CHECK_INT_EQ(s.redis.db, 0);
-    AW_CHECK(s.redis.password == NULL && s.redis.username == NULL);
+    AW_CHECK_STR_EQ(s.redis.url, "redis://127.0.0.1:6379/0");
     AW_CHECK_STR_EQ(s.redis.url_masked, "redis://127.0.0.1:6379/0");
     AW_CHECK_INT_EQ(s.redis.connect_timeout_ms, 2000);
     AW_CHECK_INT_EQ(s.redis.timeout_ms, 2000);
@@ -247,6 +245,13 @@ static void test_each_variable_errors(void)
         {"AW_KAFKA_BROKERS", "a:1, b:2", "blanks"},
         {"AW_KAFKA_BROKERS", "a:1,,b:2", "empty broker"},
         {"AW_KAFKA_BROKERS", ",a:1", "empty broker"},
+        {"AW_KAFKA_BROKERS", "a:1,", "empty broker"},
+        {"AW_KAFKA_BROKERS", "kafka-0:99999", "port must be 1-65535"},
+        {"AW_KAFKA_BROKERS", "kafka-0:", "port must be 1-65535"},
+        {"AW_KAFKA_BROKERS", "[::1:9092", "unterminated"},
+        {"AW_KAFKA_BROKERS", "a:1,[:::]:9092", "invalid IPv6"},
+        {"AW_KAFKA_BROKERS", "PLAINTEXT://a:9092", "security.protocol"},
+        {"AW_KAFKA_BROKERS", "kafka/0:9092", "invalid character"},
         {"AW_KAFKA_TOPICS", "a,,b", "empty topic"},
         {"AW_KAFKA_TOPICS", "a,b,a", "twice"},
         {"AW_KAFKA_TOPICS", "bad topic!", "not a valid topic"},
@@ -273,7 +278,9 @@ static void test_each_variable_errors(void)
         {"AW_REDIS_URL", "redis://h?foo=1", "query"},
         {"AW_REDIS_URL", "redis://h/1?db=2", "query"},
         {"AW_REDIS_URL", "redis://h#x", "fragment"},
-        {"AW_REDIS_URL", "redis://onlyuser@h", "user:password"},
+        {"AW_REDIS_URL", "redis://a:7000,b:7001/2", "Cluster"},
+        {"AW_REDIS_URL", "redis://a:7000,,b:7001", "missing host"},
+        {"AW_REDIS_URL", "redis://[::g]:7000", "IPv6"},
         {"AW_REDIS_URL", "redis://:bad%zzpw@h", "escape"},
         {"AW_REDIS_URL", "redis://:nul%00pw@h", "escape"},
         {"AW_REDIS_URL", "redis://ho st", "host"},
@@ -321,6 +328,8 @@ static void test_each_variable_errors(void)
         {"AW_HTTP_ADDR", "0.0.0.0:0", "port"},
         {"AW_HTTP_ADDR", "[::1", "unterminated"},
         {"AW_HTTP_ADDR", "[::g]:1", "IPv6"},
+        {"AW_HTTP_ADDR", "[:::]:9464", "IPv6"},
+        {"AW_HTTP_ADDR", "local host:9464", "invalid character"},
         {"AW_LOG_LEVEL", "verbose", "not one of debug|info|warn|error"},
         {"AW_INSTANCE_ID", "pod 1", "1-128"},
         {"AW_CONFIG_FILE", "/nonexistent/accounts.json", "cannot open"},
@@ -390,61 +399,77 @@ static void test_all_problems_together(void)
     aw_settings_problems_free(&p);
 }
 
+/* The URL the store will connect with: settings keep it as given, and it must parse with the
+ * store's parser (common/redis_url.h) into these parts. */
+struct url_case {
+    const char *url;
+    const char *masked;
+    bool is_unix;
+    size_t n_nodes;
+    const char *host0;
+    unsigned port0;
+    const char *user;
+    const char *password;
+    int db;
+};
+
 static void test_redis_urls(void)
 {
+    static const struct url_case cases[] = {
+        {"redis://:S3cretPw@redis.aw.svc:6380/2", "redis://:****@redis.aw.svc:6380/2", false, 1,
+         "redis.aw.svc", 6380, "", "S3cretPw", 2},
+        /* upper-case scheme, %XX escapes in credentials, default port and db */
+        {"REDIS://worker:p%40ss%3Aw0rd@10.0.0.5", "redis://worker:****@10.0.0.5:6379/0", false, 1,
+         "10.0.0.5", 6379, "worker", "p@ss:w0rd", 0},
+        /* a lone userinfo is the password (as redis-cli reads it) */
+        {"redis://Zz9secret@h", "redis://:****@h:6379/0", false, 1, "h", 6379, "", "Zz9secret", 0},
+        {"redis://localhost/", "redis://localhost:6379/0", false, 1, "localhost", 6379, "", "", 0},
+        {"redis://[::1]:7000?db=5", "redis://[::1]:7000/5", false, 1, "::1", 7000, "", "", 5},
+        /* several seed nodes: Redis Cluster */
+        {"redis://u:pw@r-0.r:7000,r-1.r:7001,[fd00::3]",
+         "redis://u:****@r-0.r:7000,r-1.r:7001,[fd00::3]:6379/0", false, 3, "r-0.r", 7000, "u",
+         "pw", 0},
+        {"unix:///run/redis/redis.sock?db=3", "unix:///run/redis/redis.sock?db=3", true, 1,
+         "/run/redis/redis.sock", 0, "", "", 3},
+        {"unix://:Zz9secret@/tmp/r.sock", "unix://:****@/tmp/r.sock?db=0", true, 1, "/tmp/r.sock",
+         0, "", "Zz9secret", 0},
+    };
     struct env e = base_env();
     struct aw_settings s;
-
-    env_set(&e, "AW_REDIS_URL", "redis://:S3cretPw@redis.aw.svc:6380/2");
-    if (load_ok(&e, &s)) {
-        AW_CHECK(!s.redis.is_unix);
-        AW_CHECK_STR_EQ(s.redis.host, "redis.aw.svc");
-        AW_CHECK_INT_EQ(s.redis.port, 6380);
-        AW_CHECK_INT_EQ(s.redis.db, 2);
-        AW_CHECK(s.redis.username == NULL);
-        AW_CHECK_STR_EQ(s.redis.password, "S3cretPw");
-        AW_CHECK_STR_EQ(s.redis.url_masked, "redis://:****@redis.aw.svc:6380/2");
-        aw_settings_free(&s);
-    }
-    env_set(&e, "AW_REDIS_URL", "REDIS://worker:p%40ss%3Aw0rd@10.0.0.5");
-    if (load_ok(&e, &s)) {
-        AW_CHECK_STR_EQ(s.redis.host, "10.0.0.5");
-        AW_CHECK_INT_EQ(s.redis.port, 6379);
-        AW_CHECK_INT_EQ(s.redis.db, 0);
-        AW_CHECK_STR_EQ(s.redis.username, "worker");
-        AW_CHECK_STR_EQ(s.redis.password, "p@ss:w0rd");
-        AW_CHECK_STR_EQ(s.redis.url_masked, "redis://worker:****@10.0.0.5:6379/0");
-        aw_settings_free(&s);
-    }
-    env_set(&e, "AW_REDIS_URL", "redis://localhost/");
-    if (load_ok(&e, &s)) {
-        AW_CHECK_STR_EQ(s.redis.host, "localhost");
-        AW_CHECK_INT_EQ(s.redis.db, 0);
-        AW_CHECK(s.redis.password == NULL);
-        aw_settings_free(&s);
-    }
-    env_set(&e, "AW_REDIS_URL", "redis://[::1]:7000?db=5");
-    if (load_ok(&e, &s)) {
-        AW_CHECK_STR_EQ(s.redis.host, "::1");
-        AW_CHECK_INT_EQ(s.redis.port, 7000);
-        AW_CHECK_INT_EQ(s.redis.db, 5);
-        AW_CHECK_STR_EQ(s.redis.url_masked, "redis://[::1]:7000/5");
-        aw_settings_free(&s);
-    }
-    env_set(&e, "AW_REDIS_URL", "unix:///run/redis/redis.sock?db=3");
-    if (load_ok(&e, &s)) {
-        AW_CHECK(s.redis.is_unix);
-        AW_CHECK(s.redis.host == NULL);
-        AW_CHECK_INT_EQ(s.redis.port, 0);
-        AW_CHECK_STR_EQ(s.redis.socket_path, "/run/redis/redis.sock");
-        AW_CHECK_INT_EQ(s.redis.db, 3);
-        aw_settings_free(&s);
-    }
-    env_set(&e, "AW_REDIS_URL", "unix://:Zz9secret@/tmp/r.sock");
-    if (load_ok(&e, &s)) {
-        AW_CHECK_STR_EQ(s.redis.socket_path, "/tmp/r.sock");
-        AW_CHECK_STR_EQ(s.redis.password, "Zz9secret");
-        AW_CHECK_STR_EQ(s.redis.url_masked, "unix://:****@/tmp/r.sock?db=0");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct url_case *c = &cases[i];
+        env_set(&e, "AW_REDIS_URL", c->url);
+        if (!load_ok(&e, &s))
+            continue;
+        AW_CHECK_STR_EQ(s.redis.url, c->url);
+        AW_CHECK_STR_EQ(s.redis.url_masked, c->masked);
+        struct aw_redis_url u;
+        char err[128] = "";
+        AW_CHECK_MSG(aw_redis_url_parse(s.redis.url, &u, err, sizeof err) == AW_OK, "%s: %s",
+                     c->url, err);
+        AW_CHECK_MSG(u.is_unix == c->is_unix, "%s", c->url);
+        AW_CHECK_INT_EQ(u.n_nodes, c->n_nodes);
+        AW_CHECK_STR_EQ(u.nodes[0].host, c->host0);
+        AW_CHECK_INT_EQ(u.nodes[0].port, c->port0);
+        AW_CHECK_STR_EQ(u.user, c->user);
+        AW_CHECK_STR_EQ(u.password, c->password);
+        AW_CHECK_INT_EQ(u.db, c->db);
+        aw_redis_url_wipe(&u);
+        /* --check-config shows the masked form only */
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        AW_CHECK(f != NULL);
+        if (f) {
+            AW_CHECK_INT_EQ(aw_settings_print(&s, f), AW_OK);
+            fclose(f);
+            char line[512];
+            snprintf(line, sizeof line, "AW_REDIS_URL=%s\n", c->masked);
+            AW_CHECK_MSG(strstr(text, line) != NULL, "%s not printed", line);
+            AW_CHECK_MSG(c->password[0] == '\0' || strstr(text, c->password) == NULL,
+                         "password of %s printed", c->url);
+        }
+        free(text);
         aw_settings_free(&s);
     }
     /* A password never appears in a problem, whatever else is wrong with the URL. */
@@ -454,10 +479,12 @@ static void test_redis_urls(void)
         "redis://:TopSecret1@/0",
         "rediss://:TopSecret1@h",
         "TopSecret1",
-        "redis://TopSecret1@h",
+        "redis://TopSecret1@h:0",
         "redis://:TopSecret1%zz@h",
         "redis://:TopSecret1@h?x=y",
         "redis://:TopSecret1@h#f",
+        "redis://:TopSecret1@a,b/3",
+        "unix://:TopSecret1@relative.sock",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         env_set(&e, "AW_REDIS_URL", bad[i]);
@@ -466,6 +493,60 @@ static void test_redis_urls(void)
         AW_CHECK_INT_EQ(p.n, 1);
         AW_CHECK_MSG(!any_contains(&p, "TopSecret1"), "secret leaked for case %zu", i);
         aw_settings_problems_free(&p);
+    }
+}
+
+/* Addresses in the common host:port grammar: names, IPv4 and bracketed IPv6, the same forms
+ * the HTTP server (test_http.c) and the Kafka client accept. */
+static void test_addresses(void)
+{
+    static const struct {
+        const char *value, *host;
+        unsigned port;
+        const char *printed;
+    } http[] = {
+        {"localhost:9464", "localhost", 9464, "localhost:9464"},
+        {"[::]:9464", "::", 9464, "[::]:9464"},
+        {"[::1]:8080", "::1", 8080, "[::1]:8080"},
+        {"127.0.0.1:1", "127.0.0.1", 1, "127.0.0.1:1"},
+        {"metrics.aw.svc.cluster.local:65535", "metrics.aw.svc.cluster.local", 65535,
+         "metrics.aw.svc.cluster.local:65535"},
+    };
+    struct env e = base_env();
+    struct aw_settings s;
+    for (size_t i = 0; i < sizeof http / sizeof http[0]; i++) {
+        env_set(&e, "AW_HTTP_ADDR", http[i].value);
+        if (!load_ok(&e, &s))
+            continue;
+        AW_CHECK_STR_EQ(s.http.host, http[i].host);
+        AW_CHECK_INT_EQ(s.http.port, http[i].port);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (f) {
+            AW_CHECK_INT_EQ(aw_settings_print(&s, f), AW_OK);
+            fclose(f);
+            char line[128];
+            snprintf(line, sizeof line, "AW_HTTP_ADDR=%s\n", http[i].printed);
+            AW_CHECK_MSG(strstr(text, line) != NULL, "%s not printed", line);
+        }
+        free(text);
+        aw_settings_free(&s);
+    }
+    env_set(&e, "AW_HTTP_ADDR", "0.0.0.0:9464");
+    static const char *const brokers[] = {
+        "127.0.0.1:9092",
+        "kafka-0.kafka.svc:9093,kafka-1.kafka.svc:9093",
+        "kafka",
+        "[::1]:9092,[fd00::2]",
+        "b_1.internal:1,10.0.0.2",
+    };
+    for (size_t i = 0; i < sizeof brokers / sizeof brokers[0]; i++) {
+        env_set(&e, "AW_KAFKA_BROKERS", brokers[i]);
+        if (load_ok(&e, &s)) {
+            AW_CHECK_STR_EQ(s.kafka.brokers, brokers[i]); /* passed to librdkafka as given */
+            aw_settings_free(&s);
+        }
     }
 }
 
@@ -648,6 +729,7 @@ int main(void)
     test_each_variable_errors();
     test_all_problems_together();
     test_redis_urls();
+    test_addresses();
     test_masking();
     test_kafka_file_problems();
     test_files();

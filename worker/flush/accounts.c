@@ -121,8 +121,8 @@ void aw_flush_account_pause(struct aw_flush_ctx *ctx, struct aw_flush_account *a
     }
     if (acc->last_pause_log == 0 || now - acc->last_pause_log >= AW_FLUSH_PAUSE_MS) {
         AW_LOG_ERROR(MOD, "account paused: Klaviyo refused its API key (data kept)",
-                     "account=%s status=%ld reason=%s refusals=%u retry_in_ms=%u", acc->id,
-                     status, reason, acc->pause_count, AW_FLUSH_PAUSE_MS);
+                     "account=%s status=%ld reason=%s refusals=%u retry_in_ms=%u", acc->id, status,
+                     reason, acc->pause_count, AW_FLUSH_PAUSE_MS);
         acc->last_pause_log = now;
         acc->pause_count = 0;
     }

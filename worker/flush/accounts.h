@@ -17,9 +17,9 @@ struct aw_flush_ctx;
 #define AW_FLUSH_PAUSE_MS 60000u /* a paused account is tried again after this */
 
 struct aw_flush_account {
-    char *id;                /* owned */
-    char *api_key;           /* SECRET, owned; NULL until loaded (or none anywhere) */
-    bool loaded;             /* key and Retry-After block read in this tenure */
+    char *id;      /* owned */
+    char *api_key; /* SECRET, owned; NULL until loaded (or none anywhere) */
+    bool loaded;   /* key and Retry-After block read in this tenure */
     bool paused;
     uint64_t paused_until;   /* monotonic ms */
     uint64_t last_pause_log; /* monotonic ms */

@@ -33,16 +33,16 @@
 #include "worker/store/store.h"
 
 #define MOD "flush"
-#define DUE_ACCOUNTS_MAX 256u  /* accounts listed per scan (from a rotating offset) */
-#define DUE_STREAMS_MAX 64u    /* streams listed per account per scan */
-#define JOBS_PER_ACCOUNT 32u   /* streams of one account worked at once */
-#define JOBS_MAX 4096u         /* streams worked at once */
+#define DUE_ACCOUNTS_MAX 256u /* accounts listed per scan (from a rotating offset) */
+#define DUE_STREAMS_MAX 64u   /* streams listed per account per scan */
+#define JOBS_PER_ACCOUNT 32u  /* streams of one account worked at once */
+#define JOBS_MAX 4096u        /* streams worked at once */
 #define DLQ_TIMEOUT_MS 10000
 #define RATE_SCALE_PCT 90u /* headroom under Klaviyo's published limits */
 
 struct aw_flusher {
     struct aw_flush_ctx ctx;
-    const volatile sig_atomic_t *stop;
+    const atomic_int *stop;
     const char **extra;
     bool was_held;
     uint64_t next_scan;
@@ -90,8 +90,7 @@ static void lease_drive(struct aw_flusher *f)
     }
     bool held = aw_leader_is_held(&ctx->leader, now_ms());
     if (held && !f->was_held) {
-        AW_LOG_INFO(MOD, "leader lease gained", "epoch=%" PRIu64 " instance=%s",
-                    ctx->leader.epoch,
+        AW_LOG_INFO(MOD, "leader lease gained", "epoch=%" PRIu64 " instance=%s", ctx->leader.epoch,
                     ctx->s->process.instance_id ? ctx->s->process.instance_id : "");
         aw_flush_accounts_unload(ctx->accounts); /* re-read keys and a predecessor's blocks */
         f->next_scan = 0;
@@ -160,15 +159,13 @@ static void scan(struct aw_flusher *f)
     if (aw_store_due_accounts(ctx->store, now_unix, f->scan_offset + DUE_ACCOUNTS_MAX, &accts,
                               &n) != AW_OK) {
         aw_metrics_add(AW_M_STORE_ERRORS, 1);
-        AW_LOG_WARN(MOD, "cannot list due accounts", "detail=\"%s\"",
-                    aw_store_errstr(ctx->store));
+        AW_LOG_WARN(MOD, "cannot list due accounts", "detail=\"%s\"", aw_store_errstr(ctx->store));
         return;
     }
     size_t from = f->scan_offset < n ? f->scan_offset : 0;
     for (size_t i = from; i < n; i++)
         scan_account(f, accts[i], now_unix);
-    f->scan_offset = n >= f->scan_offset + DUE_ACCOUNTS_MAX ? f->scan_offset + DUE_ACCOUNTS_MAX
-                                                            : 0;
+    f->scan_offset = n >= f->scan_offset + DUE_ACCOUNTS_MAX ? f->scan_offset + DUE_ACCOUNTS_MAX : 0;
     for (size_t i = 0; i < n; i++)
         free(accts[i]);
     free(accts);
@@ -179,21 +176,20 @@ static void scan(struct aw_flusher *f)
 static void run(struct aw_flusher *f)
 {
     struct aw_flush_ctx *ctx = &f->ctx;
-    const volatile int *stop = (const volatile int *)f->stop;
+    const atomic_int *stop = f->stop;
     uint64_t tick = ctx->s->flush.tick_ms ? ctx->s->flush.tick_ms : 1000;
-    while (!*f->stop) {
+    while (!atomic_load(f->stop)) {
         lease_drive(f);
         uint64_t now = now_ms();
         if (!f->was_held) {
-            uint64_t wait =
-                ctx->leader.next_due_ms > now ? ctx->leader.next_due_ms - now : 0;
+            uint64_t wait = ctx->leader.next_due_ms > now ? ctx->leader.next_due_ms - now : 0;
             aw_clock_sleep_ms(wait < tick ? wait : tick, stop);
             continue;
         }
         if (now >= f->next_scan)
             scan(f);
         bool ran = false;
-        for (size_t i = 0; i < f->n_jobs && !*f->stop;) {
+        for (size_t i = 0; i < f->n_jobs && !atomic_load(f->stop);) {
             struct aw_flush_job *j = f->jobs[i];
             if (aw_flush_job_next_at(j) > now_ms()) {
                 i++;
@@ -211,7 +207,7 @@ static void run(struct aw_flusher *f)
             if (!f->was_held)
                 break;
         }
-        if (ran || *f->stop)
+        if (ran || atomic_load(f->stop))
             continue;
         now = now_ms();
         uint64_t wake = f->next_scan;
@@ -260,8 +256,8 @@ static void flusher_free(struct aw_flusher *f)
 }
 
 struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
-                                    const struct aw_config_file *accounts,
-                                    const volatile sig_atomic_t *stop, char *errbuf, size_t errlen)
+                                    const struct aw_config_file *accounts, const atomic_int *stop,
+                                    char *errbuf, size_t errlen)
 {
     struct aw_flusher *f = aw_calloc(1, sizeof *f);
     struct aw_flush_ctx *ctx = &f->ctx;

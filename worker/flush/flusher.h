@@ -6,7 +6,7 @@
 #ifndef AW_WORKER_FLUSH_FLUSHER_H
 #define AW_WORKER_FLUSH_FLUSHER_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 struct aw_settings;
@@ -17,8 +17,8 @@ struct aw_flusher;
  * flusher; stop is the process stop flag (read only). NULL on failure with the reason in errbuf.
  * Main thread. */
 struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
-                                    const struct aw_config_file *accounts,
-                                    const volatile sig_atomic_t *stop, char *errbuf, size_t errlen);
+                                    const struct aw_config_file *accounts, const atomic_int *stop,
+                                    char *errbuf, size_t errlen);
 
 /* Waits for the thread to end (it ends once *stop is set: the current request finishes within
  * its timeout, the lease is released), then frees. NULL is a no-op. Main thread. */

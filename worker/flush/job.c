@@ -187,8 +187,8 @@ static void retry_later(struct aw_flush_job *j, const char *what, const char *de
     j->next_at = now_ms() + d;
     if (j->bo.attempt <= 1)
         AW_LOG_WARN(MOD, "flush step failed, retrying",
-                    "account=%s audience=%s step=%s detail=\"%s\" retry_in_ms=%" PRIu64,
-                    j->acct_id, aud_or_profiles(j), what, detail ? detail : "", d);
+                    "account=%s audience=%s step=%s detail=\"%s\" retry_in_ms=%" PRIu64, j->acct_id,
+                    aud_or_profiles(j), what, detail ? detail : "", d);
     else
         AW_LOG_DEBUG(MOD, "flush step failed, retrying",
                      "account=%s audience=%s step=%s attempt=%u retry_in_ms=%" PRIu64, j->acct_id,
@@ -202,8 +202,7 @@ static void produce(struct aw_flush_ctx *ctx, const struct aw_flush_job *j, cons
     if (aw_dlq_produce(ctx->dlq, key, kn > 0 ? (size_t)kn : 0, d->env, strlen(d->env), d->reason,
                        "flush", "klaviyo", -1, -1) != AW_OK)
         AW_LOG_WARN(MOD, "dead-letter produce failed (retried before ack)",
-                    "account=%s audience=%s reason=%s", j->acct_id, aud_or_profiles(j),
-                    d->reason);
+                    "account=%s audience=%s reason=%s", j->acct_id, aud_or_profiles(j), d->reason);
 }
 
 /* Dead-letters entry idx once (stage "flush"); the envelope is kept until the batch is acked so
@@ -234,8 +233,7 @@ static void dead_letter(struct aw_flush_ctx *ctx, struct aw_flush_job *j, size_t
     j->dl[j->n_dl].reason = aw_strdup(reason);
     produce(ctx, j, &j->dl[j->n_dl]);
     j->n_dl++;
-    aw_metrics_add(AW_M_DEAD_LETTERS, 1);
-    aw_metrics_reason("dead_letters_by_reason", "flush", reason);
+    aw_metrics_count(AW_MF_DEAD_LETTERS, "flush", reason);
     AW_LOG_INFO(MOD, "record dead-lettered",
                 "account=%s audience=%s reason=%s klaviyo_id=%s klaviyo_code=%s", j->acct_id,
                 aud_or_profiles(j), reason, kid ? kid : "", kcode ? kcode : "");
@@ -310,9 +308,8 @@ enum sent { SENT = 0, NOT_SENT };
 /* Sends one request unless the lease is gone, the account is paused or has no key, or the
  * rate limit says wait (then j->next_at is set and NOT_SENT returned). resp is always
  * initialised. */
-static enum sent send_req(struct aw_flush_ctx *ctx, struct aw_flush_job *j,
-                          enum aw_api_endpoint ep, const char *path, const char *body,
-                          struct aw_klaviyo_response *resp)
+static enum sent send_req(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_api_endpoint ep,
+                          const char *path, const char *body, struct aw_klaviyo_response *resp)
 {
     const struct aw_api_op *op = aw_api_get(ep);
     memset(resp, 0, sizeof *resp);
@@ -445,9 +442,9 @@ static void parse_resume_job(struct aw_flush_job *j)
 
 static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
-    enum aw_err e = aw_store_flush_take(ctx->store, j->acct_id, j->aud_id, ctx->leader.epoch,
-                                        aw_api_get(AW_API_IMPORT_CREATE)->max_items,
-                                        aw_clock_unix_ms(), &j->t);
+    enum aw_err e =
+        aw_store_flush_take(ctx->store, j->acct_id, j->aud_id, ctx->leader.epoch,
+                            aw_api_get(AW_API_IMPORT_CREATE)->max_items, aw_clock_unix_ms(), &j->t);
     if (e == AW_ERR_NOT_LEADER) {
         AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
                     aud_or_profiles(j));
@@ -480,14 +477,12 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     categorize(j);
     if (j->t.status == AW_STORE_BATCH_RESUMED)
         parse_resume_job(j);
-    AW_LOG_INFO(MOD,
-                j->t.status == AW_STORE_BATCH_RESUMED ? "resuming in-flight batch"
-                                                      : "flushing batch",
-                "account=%s audience=%s batch=%s records=%zu adds=%zu updates=%zu removes=%zu "
-                "subscribes=%zu unsubscribes=%zu dropped=%zu",
-                j->acct_id, aud_or_profiles(j), j->t.batch_id, j->n, j->ncat[CAT_ADD],
-                j->ncat[CAT_UPD], j->ncat[CAT_DEL], j->ncat[CAT_SUB], j->ncat[CAT_UNSUB],
-                j->n_dropped);
+    AW_LOG_INFO(
+        MOD, j->t.status == AW_STORE_BATCH_RESUMED ? "resuming in-flight batch" : "flushing batch",
+        "account=%s audience=%s batch=%s records=%zu adds=%zu updates=%zu removes=%zu "
+        "subscribes=%zu unsubscribes=%zu dropped=%zu",
+        j->acct_id, aud_or_profiles(j), j->t.batch_id, j->n, j->ncat[CAT_ADD], j->ncat[CAT_UPD],
+        j->ncat[CAT_DEL], j->ncat[CAT_SUB], j->ncat[CAT_UNSUB], j->n_dropped);
     j->cur = CAT_ADD;
     j->pos = 0;
     if (j->aud_id && (live(j, CAT_ADD) || live(j, CAT_DEL)))
@@ -572,8 +567,8 @@ static void step_list(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
                     found = page.items[i].id;
             if (found) {
                 set_list(ctx, j, found);
-                AW_LOG_INFO(MOD, "list found by name", "account=%s audience=%s list=%s",
-                            j->acct_id, j->aud_id, found);
+                AW_LOG_INFO(MOD, "list found by name", "account=%s audience=%s list=%s", j->acct_id,
+                            j->aud_id, found);
                 after_list(j);
             } else if (live(j, CAT_ADD) == 0) {
                 removals_without_list(j);
@@ -780,8 +775,7 @@ static void step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     enum aw_err pe = aw_api_path_build(ep, NULL, NULL, &path);
     AW_ASSERT(pe == AW_OK); /* fixed template */
     struct aw_klaviyo_response r;
-    if (send_req(ctx, j, ep, path, body, &r) == SENT &&
-        !handle_common(ctx, j, cat_name[c], &r)) {
+    if (send_req(ctx, j, ep, path, body, &r) == SENT && !handle_common(ctx, j, cat_name[c], &r)) {
         j->next_at = now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
             if (c == CAT_ADD || c == CAT_UPD) {
@@ -832,8 +826,8 @@ static void step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 static void resend_job(struct aw_flush_job *j, const char *why)
 {
     AW_LOG_WARN(MOD, "bulk import job did not finish; sending its records again",
-                "account=%s audience=%s reason=%s records=%zu", j->acct_id, aud_or_profiles(j),
-                why, j->n_job_items);
+                "account=%s audience=%s reason=%s records=%zu", j->acct_id, aud_or_profiles(j), why,
+                j->n_job_items);
     j->pos -= j->n_job_items; /* those items sit right before pos (compaction keeps them) */
     j->n_job_items = 0;
     j->phase = PH_SEND;
@@ -916,11 +910,9 @@ static void step_job_errors(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
                 if (idx != SIZE_MAX) {
                     dead_letter(ctx, j, idx, "klaviyo_import_error", e->id, e->code, e->title);
                 } else {
-                    aw_metrics_reason("dead_letters_by_reason", "flush",
-                                      "klaviyo_import_error_unmatched");
                     AW_LOG_ERROR(MOD, "import error names no record of the job",
-                                 "account=%s audience=%s klaviyo_id=%s klaviyo_code=%s",
-                                 j->acct_id, aud_or_profiles(j), e->id, e->code);
+                                 "account=%s audience=%s klaviyo_id=%s klaviyo_code=%s", j->acct_id,
+                                 aud_or_profiles(j), e->id, e->code);
                 }
             }
             free(j->err_cursor);
@@ -1154,8 +1146,8 @@ static bool step_ack(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     AW_LOG_INFO(MOD, "stream flushed",
                 "account=%s audience=%s batch=%s records=%zu uploaded=%zu removed=%zu "
                 "not_found=%zu dropped=%zu dead_lettered=%zu ms=%" PRIu64 "%s",
-                j->acct_id, aud_or_profiles(j), j->t.batch_id, j->n, j->n_uploaded,
-                j->n_removed, j->n_not_found, j->n_dropped, j->n_dl, now_ms() - j->started_ms,
+                j->acct_id, aud_or_profiles(j), j->t.batch_id, j->n, j->n_uploaded, j->n_removed,
+                j->n_not_found, j->n_dropped, j->n_dl, now_ms() - j->started_ms,
                 st == AW_STORE_BATCH_GONE ? " gone=1" : "");
     return true;
 }

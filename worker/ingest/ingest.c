@@ -90,8 +90,7 @@ static void dead_letter(struct aw_ingest *ing, const struct aw_consumer_msg *m, 
         return;
     }
     r->n_dlq++;
-    aw_metrics_add(AW_M_DEAD_LETTERS, 1);
-    aw_metrics_reason("dead_letters", stage, reason);
+    aw_metrics_count(AW_MF_DEAD_LETTERS, stage, reason);
     AW_LOG_WARN("ingest", "dead-lettered",
                 "stage=%s reason=%s topic=%s partition=%" PRId32 " offset=%" PRId64, stage, reason,
                 m->topic, m->partition, m->offset);
@@ -352,9 +351,9 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
     return rewound ? AW_ERR_IO : AW_OK;
 }
 
-enum aw_err aw_ingest_run(struct aw_ingest *ing, const volatile int *stop)
+enum aw_err aw_ingest_run(struct aw_ingest *ing, const atomic_int *stop)
 {
-    while (!*stop) {
+    while (!atomic_load(stop)) {
         if (aw_consumer_is_fatal(ing->cfg.consumer))
             return AW_ERR_FATAL;
         size_t n = 0;

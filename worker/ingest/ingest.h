@@ -7,6 +7,7 @@
 #ifndef AW_WORKER_INGEST_H
 #define AW_WORKER_INGEST_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,6 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled);
  * (capped, with jitter, stop-aware) after transient failures. AW_OK after a clean stop (the
  * caller then closes the consumer, which commits stored offsets); AW_ERR_FATAL after a fatal
  * Kafka error. Main thread. */
-enum aw_err aw_ingest_run(struct aw_ingest *ing, const volatile int *stop);
+enum aw_err aw_ingest_run(struct aw_ingest *ing, const atomic_int *stop);
 
 #endif

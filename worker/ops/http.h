@@ -1,33 +1,35 @@
 /* http.h -- the operational HTTP endpoint on AW_HTTP_ADDR: /metrics (Prometheus text),
- * /healthz (process alive), /readyz (consumer and Redis working), /status (JSON).
- * Runs its own libmicrohttpd thread; reads only atomics and the status callback. */
-#ifndef AW_WORKER_HTTP_H
-#define AW_WORKER_HTTP_H
+ * /healthz (process alive), /readyz (consumer running), /status (JSON summary of the metrics).
+ * Runs its own libmicrohttpd thread, which reads only the metrics registry and atomics. */
+#ifndef AW_WORKER_OPS_HTTP_H
+#define AW_WORKER_OPS_HTTP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-
-#include "common/buf.h"
-#include "common/err.h"
 
 struct aw_http;
 
-/* Appends a JSON object describing the replica to out; called on the HTTP thread, so it must
- * read only thread-safe state. */
-typedef void (*aw_http_status_fn)(struct aw_buf *out, void *opaque);
+struct aw_http_config {
+    const char *host; /* what AW_HTTP_ADDR accepts (common/hostport.h): a host name (resolved with
+                         getaddrinfo; the first address that can be bound wins), an IPv4 literal
+                         or an IPv6 literal without brackets ("::" also accepts IPv4) */
+    uint16_t port;    /* 0 = any free port (see aw_http_port) */
+    const char *instance_id; /* shown by /status; copied */
+    const char *version;     /* shown by /status; copied */
+};
 
-/* Starts serving on host:port ("0.0.0.0", "127.0.0.1", or an IPv4 literal; port 0 = any free
- * port, see aw_http_port). NULL on failure with the reason in errbuf. */
-struct aw_http *aw_http_new(const char *host, uint16_t port, aw_http_status_fn status, void *opaque,
-                            char *errbuf, size_t errlen);
+/* Starts serving. NULL on failure (name not resolved, nothing could be bound) with the reason in
+ * errbuf. Main thread. */
+struct aw_http *aw_http_new(const struct aw_http_config *cfg, char *errbuf, size_t errlen);
 
-/* The bound port. */
+/* The bound port. Any thread. */
 uint16_t aw_http_port(const struct aw_http *h);
 
 /* Sets readiness (answered by /readyz: 200 when true, 503 otherwise). Any thread. */
 void aw_http_set_ready(struct aw_http *h, bool ready);
 
-/* Stops the server thread and frees. NULL is a no-op. */
+/* Stops the server thread and frees. NULL is a no-op. Main thread. */
 void aw_http_free(struct aw_http *h);
 
 #endif

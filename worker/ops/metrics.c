@@ -1,9 +1,13 @@
+/* metrics.c -- the metrics registry (see metrics.h): the one table of names, help texts and
+ * types, atomic values, the labelled series, and the text exposition. */
 #include "worker/ops/metrics.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
+
+#include "common/mem.h"
 
 static const struct {
     const char *name;
@@ -20,7 +24,6 @@ static const struct {
                             "Changes ignored as older than the stored version", false},
     [AW_M_AUDIENCE_UPDATES] = {"aw_audience_updates_total",
                                "Audience subscription messages applied", false},
-    [AW_M_DEAD_LETTERS] = {"aw_dead_letters_total", "Dead-letter records produced", false},
     [AW_M_STORE_ERRORS] = {"aw_store_errors_total", "Redis failures", false},
     [AW_M_KLAVIYO_REQUESTS] = {"aw_klaviyo_requests_total", "HTTP requests sent to Klaviyo", false},
     [AW_M_KLAVIYO_RATE_LIMITED] = {"aw_klaviyo_rate_limited_total", "Klaviyo 429 answers", false},
@@ -42,12 +45,24 @@ static const struct {
     [AW_M_FLUSH_JOBS] = {"aw_flush_jobs", "Audience flushes the leader is working on", true},
 };
 
+static const struct {
+    const char *name;
+    const char *help;
+} family_defs[AW_MF__COUNT] = {
+    [AW_MF_DEAD_LETTERS] = {"aw_dead_letters_total",
+                            "Dead-letter records produced, by stage (decode, map, flush) and "
+                            "reason"},
+    [AW_MF_STORE_REFUSED] = {"aw_store_refused_total",
+                             "Store operations Redis refused for their data, by stage and reason"},
+};
+
 static atomic_llong values[AW_M__COUNT];
+static atomic_llong family_totals[AW_MF__COUNT];
 
 #define MAX_SERIES 256
 #define LABEL_MAX 64
 struct series {
-    char family[LABEL_MAX];
+    enum aw_metric_family family;
     char stage[LABEL_MAX];
     char reason[LABEL_MAX];
     uint64_t count;
@@ -89,24 +104,27 @@ static void copy_label(char *dst, const char *src)
     dst[j] = '\0';
 }
 
-void aw_metrics_reason(const char *family, const char *stage, const char *reason)
+void aw_metrics_count(enum aw_metric_family f, const char *stage, const char *reason)
 {
-    char f[LABEL_MAX], s[LABEL_MAX], r[LABEL_MAX];
-    copy_label(f, family);
+    AW_ASSERT(f >= 0 && f < AW_MF__COUNT);
+    atomic_fetch_add(&family_totals[f], 1);
+    char s[LABEL_MAX], r[LABEL_MAX];
     copy_label(s, stage);
     copy_label(r, reason);
     pthread_mutex_lock(&series_lock);
-    for (int pass = 0; pass < 2; pass++) {
+    for (bool folded = false;; folded = true) {
         for (size_t i = 0; i < n_series; i++) {
-            if (strcmp(series[i].family, f) == 0 && strcmp(series[i].stage, s) == 0 &&
+            if (series[i].family == f && strcmp(series[i].stage, s) == 0 &&
                 strcmp(series[i].reason, r) == 0) {
                 series[i].count++;
                 pthread_mutex_unlock(&series_lock);
                 return;
             }
         }
-        if (n_series < MAX_SERIES - 1 || (n_series < MAX_SERIES && strcmp(r, "other") == 0)) {
-            memcpy(series[n_series].family, f, sizeof f);
+        /* The last AW_MF__COUNT slots are kept for the one folded series of each family. */
+        if (folded || n_series + AW_MF__COUNT < MAX_SERIES) {
+            AW_ASSERT(n_series < MAX_SERIES);
+            series[n_series].family = f;
             memcpy(series[n_series].stage, s, sizeof s);
             memcpy(series[n_series].reason, r, sizeof r);
             series[n_series].count = 1;
@@ -114,9 +132,16 @@ void aw_metrics_reason(const char *family, const char *stage, const char *reason
             pthread_mutex_unlock(&series_lock);
             return;
         }
-        memcpy(r, "other", 6); /* table full: fold into one series */
+        /* Table full: fold into {stage="other",reason="other"} of the family. */
+        memcpy(s, "other", 6);
+        memcpy(r, "other", 6);
     }
-    pthread_mutex_unlock(&series_lock);
+}
+
+int64_t aw_metrics_family_total(enum aw_metric_family f)
+{
+    AW_ASSERT(f >= 0 && f < AW_MF__COUNT);
+    return atomic_load(&family_totals[f]);
 }
 
 void aw_metrics_render(struct aw_buf *out)
@@ -126,20 +151,16 @@ void aw_metrics_render(struct aw_buf *out)
                        defs[i].name, defs[i].gauge ? "gauge" : "counter", defs[i].name,
                        (long long)atomic_load(&values[i]));
     }
+    /* Each family once: HELP and TYPE, then all its samples together (none before its first
+     * event), as the exposition format requires. */
     pthread_mutex_lock(&series_lock);
-    /* One block per family (first-seen order): TYPE line, then all its samples together, as
-     * the exposition format requires. */
-    for (size_t i = 0; i < n_series; i++) {
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(series[j].family, series[i].family) == 0;
-        if (seen)
-            continue;
-        aw_buf_appendf(out, "# TYPE aw_%s_total counter\n", series[i].family);
-        for (size_t j = i; j < n_series; j++)
-            if (strcmp(series[j].family, series[i].family) == 0)
-                aw_buf_appendf(out, "aw_%s_total{stage=\"%s\",reason=\"%s\"} %llu\n",
-                               series[j].family, series[j].stage, series[j].reason,
+    for (int f = 0; f < AW_MF__COUNT; f++) {
+        aw_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n", family_defs[f].name,
+                       family_defs[f].help, family_defs[f].name);
+        for (size_t j = 0; j < n_series; j++)
+            if (series[j].family == (enum aw_metric_family)f)
+                aw_buf_appendf(out, "%s{stage=\"%s\",reason=\"%s\"} %llu\n", family_defs[f].name,
+                               series[j].stage, series[j].reason,
                                (unsigned long long)series[j].count);
     }
     pthread_mutex_unlock(&series_lock);
@@ -149,6 +170,8 @@ void aw_metrics_reset(void)
 {
     for (int i = 0; i < AW_M__COUNT; i++)
         atomic_store(&values[i], 0);
+    for (int f = 0; f < AW_MF__COUNT; f++)
+        atomic_store(&family_totals[f], 0);
     pthread_mutex_lock(&series_lock);
     n_series = 0;
     pthread_mutex_unlock(&series_lock);

@@ -1,7 +1,12 @@
-/* metrics.h -- process-wide counters and gauges, exported as Prometheus text by http.c.
- * Every function is thread-safe (atomics; the labelled reason table takes a mutex). */
-#ifndef AW_WORKER_METRICS_H
-#define AW_WORKER_METRICS_H
+/* metrics.h -- the process-wide metrics registry, exported as Prometheus text by http.c.
+ *
+ * Every metric is declared once, in the tables of metrics.c (name, help, type): the plain
+ * counters and gauges of enum aw_metric, and the labelled counter families of enum
+ * aw_metric_family ({stage, reason} labels). Counter names end in _total; values are in base
+ * units (counts). The exposition holds each family exactly once, HELP and TYPE first.
+ * Every function is thread-safe (atomics; the labelled series table takes a mutex). */
+#ifndef AW_WORKER_OPS_METRICS_H
+#define AW_WORKER_OPS_METRICS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -15,7 +20,6 @@ enum aw_metric {
     AW_M_CHANGES_APPLIED,      /* counter: changes written to the pending store */
     AW_M_CHANGES_STALE,        /* counter: changes ignored as older than the stored version */
     AW_M_AUDIENCE_UPDATES,     /* counter: audience subscription messages applied */
-    AW_M_DEAD_LETTERS,         /* counter: dead-letter records produced */
     AW_M_STORE_ERRORS,         /* counter: Redis failures (connection, timeout, script) */
     AW_M_KLAVIYO_REQUESTS,     /* counter: HTTP requests sent to Klaviyo */
     AW_M_KLAVIYO_RATE_LIMITED, /* counter: 429 answers */
@@ -32,17 +36,31 @@ enum aw_metric {
     AW_M__COUNT
 };
 
-/* Adds n to a counter (or sets a gauge with aw_metrics_set). */
+/* Labelled counters: one series per (stage, reason). */
+enum aw_metric_family {
+    /* aw_dead_letters_total{stage,reason}: dead-letter records produced, for every stage:
+     * stage "decode" (bad record), "map" (bad profile), "flush" (refused by Klaviyo) */
+    AW_MF_DEAD_LETTERS = 0,
+    /* aw_store_refused_total{stage,reason}: store operations Redis refused for their data */
+    AW_MF_STORE_REFUSED,
+    AW_MF__COUNT
+};
+
+/* Adds n to a counter, sets a gauge, reads either. */
 void aw_metrics_add(enum aw_metric m, uint64_t n);
 void aw_metrics_set(enum aw_metric m, int64_t value);
 int64_t aw_metrics_get(enum aw_metric m);
 
-/* Counts one occurrence of a labelled reason, e.g. ("dead_letters_by_reason", "decode",
- * "not_json"). family/stage/reason are copied; at most 256 distinct series are kept (further
- * ones are folded into reason="other"). Never pass personal data. */
-void aw_metrics_reason(const char *family, const char *stage, const char *reason);
+/* Counts one event of family f with labels stage and reason (short fixed words such as
+ * "decode", "not_json"; never personal data). Label values are reduced to [a-z0-9_.-]; at most
+ * 256 distinct series are kept over all families, further ones are folded into the family's
+ * series {stage="other",reason="other"}, so the sum of its series stays exact. */
+void aw_metrics_count(enum aw_metric_family f, const char *stage, const char *reason);
 
-/* Appends the Prometheus text exposition of every metric to out. */
+/* Sum of every series of family f (e.g. all dead letters, for /status). */
+int64_t aw_metrics_family_total(enum aw_metric_family f);
+
+/* Appends the Prometheus text exposition (format 0.0.4) of every metric and family to out. */
 void aw_metrics_render(struct aw_buf *out);
 
 /* Resets everything (tests). Not while other threads count. */

@@ -89,8 +89,8 @@ enum aw_err aw_store_account_count_list_create(struct aw_store *s, const char *a
     if (!aw_store_id_ok(account_id))
         return AW_ERR_INVALID;
     char day[24], by[24];
-    char *key = aw_store_key(account_id, AW_K_LISTS_CREATED, aw_store_u64(now_unix_ms / 86400000u, day),
-                             NULL);
+    char *key = aw_store_key(account_id, AW_K_LISTS_CREATED,
+                             aw_store_u64(now_unix_ms / 86400000u, day), NULL);
     const char *incr[3] = {"INCRBY", key, aw_store_i64(delta, by)};
     const char *exp[3] = {"EXPIRE", key, LIST_COUNT_TTL};
     struct aw_redis_cmd c[2] = {{.script = -1, .route = key, .argc = 3, .argv = incr},
@@ -115,8 +115,8 @@ enum aw_err aw_store_audience_list_set(struct aw_store *s, const char *account_i
         (list_id && strlen(list_id) > 1024))
         return AW_ERR_INVALID;
     char *key = aw_store_key(account_id, AW_K_AUDIENCE, audience_id, NULL);
-    const char *argv[4] = {list_id ? "HSET" : "HDEL", key,
-                           aw_store_name(AW_F_META_KLAVIYO_LIST_ID), list_id};
+    const char *argv[4] = {list_id ? "HSET" : "HDEL", key, aw_store_name(AW_F_META_KLAVIYO_LIST_ID),
+                           list_id};
     enum aw_err e = simple(s, list_id ? 4 : 3, argv);
     free(key);
     return e;
@@ -139,7 +139,8 @@ enum aw_err aw_store_profile_ids_get(struct aw_store *s, const char *account_id,
         argv[3 * i] = "HGET";
         argv[3 * i + 1] = keys[i];
         argv[3 * i + 2] = aw_store_name(AW_F_USER_PROFILE_ID);
-        c[i] = (struct aw_redis_cmd){.script = -1, .route = keys[i], .argc = 3, .argv = &argv[3 * i]};
+        c[i] =
+            (struct aw_redis_cmd){.script = -1, .route = keys[i], .argc = 3, .argv = &argv[3 * i]};
     }
     enum aw_err e = aw_redis_exec(s->r, c, n);
     for (size_t i = 0; i < n; i++) {

@@ -108,7 +108,6 @@ const char *aw_change_drop_str(unsigned single_flag)
     }
 }
 
-
 /* ---- Codec --------------------------------------------------------------------------------- */
 
 bool aw_change_consent_format(const struct aw_change_consent *c, char *buf, size_t len)
@@ -154,8 +153,8 @@ static bool decode_version(const struct aw_change_field *f, struct aw_change *ou
 }
 
 /* "c:<channel>" = "<ts>:<0|1>". */
-static bool decode_consent(const char *channel, size_t channel_len,
-                           const struct aw_change_field *f, struct aw_change *out)
+static bool decode_consent(const char *channel, size_t channel_len, const struct aw_change_field *f,
+                           struct aw_change *out)
 {
     struct aw_change_consent c;
     memset(&c, 0, sizeof c);
@@ -204,10 +203,9 @@ static bool decode_path(const char *path, size_t path_len, bool changed,
         return false; /* identities are only the special paths */
     out->attrs = aw_realloc(out->attrs, (out->n_attrs + 1) * sizeof *out->attrs);
     out->attrs[out->n_attrs].path = aw_strndup(path, path_len);
-    out->attrs[out->n_attrs].value_json =
-        f->value_len == 4 && memcmp(f->value, "null", 4) == 0
-            ? NULL
-            : aw_strndup(f->value, f->value_len);
+    out->attrs[out->n_attrs].value_json = f->value_len == 4 && memcmp(f->value, "null", 4) == 0
+                                              ? NULL
+                                              : aw_strndup(f->value, f->value_len);
     out->n_attrs++;
     return true;
 }

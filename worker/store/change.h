@@ -57,7 +57,7 @@ struct aw_change {
     size_t n_consents;
     char *custom_source; /* owned `$source` via propertyMapping (subscription jobs); NULL if none */
 
-    unsigned drops; /* AW_CHANGE_DROP_* flags */
+    unsigned drops;   /* AW_CHANGE_DROP_* flags */
     bool ids_changed; /* records only: phone, external id or custom source changed (they may
                          also be carried unchanged, for consent) */
 };

@@ -17,8 +17,8 @@
 
 #define MOD "store"
 #define SLOTS 16384
-#define ROUNDS 4        /* pipeline rounds per exec: first try + redirections / NOSCRIPT */
-#define REPLY_DEPTH 4   /* deepest reply copied (scripts return arrays of arrays) */
+#define ROUNDS 4      /* pipeline rounds per exec: first try + redirections / NOSCRIPT */
+#define REPLY_DEPTH 4 /* deepest reply copied (scripts return arrays of arrays) */
 #define CANDIDATES_MAX (2 * AW_REDIS_URL_NODES_MAX)
 
 enum mode { MODE_UNKNOWN = 0, MODE_SINGLE, MODE_CLUSTER };
@@ -147,8 +147,8 @@ static bool has_prefix(const redisReply *rp, const char *p)
 /* Error reply → code. Server error texts never hold our data (scripts return fixed texts). */
 static enum aw_err error_code(struct aw_redis *r, const redisReply *rp)
 {
-    static const char *const transient[] = {"TRYAGAIN", "CLUSTERDOWN", "LOADING",   "BUSY",
-                                            "MASTERDOWN", "READONLY",  "NOREPLICAS"};
+    static const char *const transient[] = {"TRYAGAIN",   "CLUSTERDOWN", "LOADING",   "BUSY",
+                                            "MASTERDOWN", "READONLY",    "NOREPLICAS"};
     errf(r, "%.*s", rp->len > 160 ? 160 : (int)rp->len, rp->str);
     if (has_prefix(rp, "INVALID"))
         return AW_ERR_INVALID;
@@ -525,8 +525,8 @@ static bool append_cmd(struct aw_redis *r, struct node *nd, const struct aw_redi
 }
 
 /* Handles one reply of command c (tracked by t) from node nd. */
-static void on_reply(struct aw_redis *r, struct node *nd, struct aw_redis_cmd *c,
-                     struct track *t, const redisReply *rp)
+static void on_reply(struct aw_redis *r, struct node *nd, struct aw_redis_cmd *c, struct track *t,
+                     const redisReply *rp)
 {
     t->ask_node = -1;
     if (rp->type != REDIS_REPLY_ERROR) {

@@ -41,15 +41,15 @@ struct aw_reply {
  * scripts.h) with args = KEYS then ARGV; script < 0 sends args as they are. */
 struct aw_redis_cmd {
     int script;
-    int nkeys;           /* scripts: how many of args are KEYS */
-    const char *route;   /* key whose slot picks the node (NULL: any node) */
-    int argc;            /* <= AW_REDIS_ARGS_MAX */
-    const char **argv;   /* borrowed */
-    const size_t *lens;  /* borrowed; NULL = strlen of each */
-    enum aw_err err;     /* AW_OK (reply valid), AW_ERR_INVALID ("INVALID ..." from a script),
-                            AW_ERR_NOT_LEADER ("NOTLEADER ..."), AW_ERR_FULL (OOM: maxmemory),
-                            AW_ERR_IO (unknown or transient: retry; it is idempotent),
-                            AW_ERR_PROTOCOL (any other error reply) */
+    int nkeys;          /* scripts: how many of args are KEYS */
+    const char *route;  /* key whose slot picks the node (NULL: any node) */
+    int argc;           /* <= AW_REDIS_ARGS_MAX */
+    const char **argv;  /* borrowed */
+    const size_t *lens; /* borrowed; NULL = strlen of each */
+    enum aw_err err;    /* AW_OK (reply valid), AW_ERR_INVALID ("INVALID ..." from a script),
+                           AW_ERR_NOT_LEADER ("NOTLEADER ..."), AW_ERR_FULL (OOM: maxmemory),
+                           AW_ERR_IO (unknown or transient: retry; it is idempotent),
+                           AW_ERR_PROTOCOL (any other error reply) */
     struct aw_reply reply;
 };
 

@@ -17,8 +17,8 @@ static enum aw_err zrange_due(struct aw_store *s, const char *key, uint64_t now,
                               struct aw_redis_cmd *c)
 {
     char nows[24], maxs[24];
-    const char *argv[8] = {"ZRANGEBYSCORE",        key,     "-inf", aw_store_u64(now, nows),
-                           "WITHSCORES",           "LIMIT", "0",    aw_store_u64(max, maxs)};
+    const char *argv[8] = {"ZRANGEBYSCORE", key,     "-inf", aw_store_u64(now, nows),
+                           "WITHSCORES",    "LIMIT", "0",    aw_store_u64(max, maxs)};
     memset(c, 0, sizeof *c);
     c->script = -1;
     c->route = key;
@@ -156,8 +156,9 @@ static bool seen_before(const struct aw_store_taken *t, const char *email, size_
 }
 
 /* Appends (email, record) pairs of rp from index i on. */
-static enum aw_err add_entries(struct aw_store *s, const struct stream *st, const struct aw_reply *rp,
-                               size_t i, struct aw_store_taken *t, uint64_t disabled_version)
+static enum aw_err add_entries(struct aw_store *s, const struct stream *st,
+                               const struct aw_reply *rp, size_t i, struct aw_store_taken *t,
+                               uint64_t disabled_version)
 {
     if ((rp->n - i) % 2 != 0)
         goto bad;
@@ -256,9 +257,9 @@ static enum aw_err read_inflight(struct aw_store *s, const struct stream *st,
     return AW_OK;
 }
 
-enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id,
-                                const char *audience_id, uint64_t epoch, size_t max_items,
-                                uint64_t now_unix_ms, struct aw_store_taken *out)
+enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, const char *audience_id,
+                                uint64_t epoch, size_t max_items, uint64_t now_unix_ms,
+                                struct aw_store_taken *out)
 {
     memset(out, 0, sizeof *out);
     struct stream st;
@@ -272,8 +273,7 @@ enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id,
     char *bid = aw_strdup("");
     enum aw_err e = AW_OK;
     for (;;) {
-        const char *argv[11] = {st.meta,       account_id,    st.member,       ep,
-                                bid,           mx,            ch,              now,
+        const char *argv[11] = {st.meta,        account_id,   st.member,       ep, bid, mx, ch, now,
                                 s->max_queue_s, s->max_age_s, s->retention_s_s};
         struct aw_redis_cmd c = {
             .script = AW_SCRIPT_TAKE, .nkeys = 1, .route = st.meta, .argc = 11, .argv = argv};
@@ -346,9 +346,8 @@ enum aw_err aw_store_flush_ack(struct aw_store *s, const char *account_id, const
     size_t pos = 0;
     do {
         size_t m = n - pos < CHUNK ? n - pos : CHUNK;
-        const char *fixed[9] = {st.meta, account_id,    st.member,    ep,
-                                batch_id, now,          s->max_queue_s, s->max_age_s,
-                                s->retention_s_s};
+        const char *fixed[9] = {st.meta,        account_id,   st.member,       ep, batch_id, now,
+                                s->max_queue_s, s->max_age_s, s->retention_s_s};
         memcpy(argv, fixed, sizeof fixed);
         for (size_t k = 0; k < m; k++) {
             argv[9 + 2 * k] = emails[pos + k];

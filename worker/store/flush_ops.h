@@ -44,11 +44,11 @@ enum aw_store_batch_status {
 
 /* One user of a batch. */
 struct aw_store_entry {
-    char *email;              /* owned */
-    struct aw_change change;  /* decoded record (zeroed when bad) */
-    bool bad;                 /* the record did not decode: dead-letter it */
-    bool dropped;             /* membership changed at or before the audience's removal: ack it
-                                 without sending (DESIGN §3) */
+    char *email;             /* owned */
+    struct aw_change change; /* decoded record (zeroed when bad) */
+    bool bad;                /* the record did not decode: dead-letter it */
+    bool dropped;            /* membership changed at or before the audience's removal: ack it
+                                without sending (DESIGN §3) */
 };
 
 /* A batch taken for upload. Owned by the caller; release with aw_store_taken_clear. */
@@ -57,11 +57,11 @@ struct aw_store_taken {
     char *batch_id;                 /* owned; "<epoch>-<n>"; NULL when empty */
     struct aw_store_entry *entries; /* owned array */
     size_t n;
-    bool disabled;                  /* the audience is removed (entries are all dropped) */
-    char *name;                     /* owned audience name (list name), or NULL */
-    char *list_id;                  /* owned connection listId, or NULL */
-    char *klaviyo_list_id;          /* owned list found or created by name earlier, or NULL */
-    char *job_id;                   /* owned Klaviyo job recorded for this batch, or NULL */
+    bool disabled;         /* the audience is removed (entries are all dropped) */
+    char *name;            /* owned audience name (list name), or NULL */
+    char *list_id;         /* owned connection listId, or NULL */
+    char *klaviyo_list_id; /* owned list found or created by name earlier, or NULL */
+    char *job_id;          /* owned Klaviyo job recorded for this batch, or NULL */
 };
 
 void aw_store_taken_clear(struct aw_store_taken *t);
@@ -73,9 +73,9 @@ void aw_store_taken_clear(struct aw_store_taken *t);
  * go out with it). Fencing: a batch stamped by a newer epoch → AW_ERR_NOT_LEADER. Updates the
  * due indexes. *out is overwritten (caller clears). Errors: AW_ERR_IO, AW_ERR_FULL,
  * AW_ERR_NOT_LEADER, AW_ERR_INVALID, AW_ERR_PROTOCOL. */
-enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id,
-                                const char *audience_id, uint64_t epoch, size_t max_items,
-                                uint64_t now_unix_ms, struct aw_store_taken *out);
+enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, const char *audience_id,
+                                uint64_t epoch, size_t max_items, uint64_t now_unix_ms,
+                                struct aw_store_taken *out);
 
 /* Ends entries of the in-flight batch batch_id (all of them, in chunks of 1000): emails[i] is
  * done (sent, dead-lettered or dropped); accepted[i] (NULL, or NULL array) names the consent

@@ -29,8 +29,8 @@ struct aw_store *aw_store_new(const struct aw_store_config *cfg, char *errbuf, s
         snprintf(errbuf, errlen, "flush_max_queue must be >= 1");
         return NULL;
     }
-    struct aw_redis *r = aw_redis_new(cfg->url, cfg->connect_timeout_ms, cfg->command_timeout_ms,
-                                      errbuf, errlen);
+    struct aw_redis *r =
+        aw_redis_new(cfg->url, cfg->connect_timeout_ms, cfg->command_timeout_ms, errbuf, errlen);
     if (!r)
         return NULL;
     struct aw_store *s = aw_calloc(1, sizeof *s);
