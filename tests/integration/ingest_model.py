@@ -8,8 +8,11 @@
                               expected set (duplicates from at-least-once redelivery allowed)
 
 The oracle is written from DESIGN.md, not from the worker's code: for every (audience, user) the
-pending entry is the change of the newest message (timestamp_ms, then the greater lower-case id);
-an add carries first_name, a delete carries nothing.
+pending membership entry is the action of the newest message (timestamp_ms, then the greater
+lower-case id); attributes belong to the account's profile, shared by its audiences (DESIGN §1):
+an add carries first_name, and the user's first_name is the one of its newest add across all
+audiences; every user with an add waits in the account's profile stream. Layout read here:
+docs/redis.md (aw:{<account>}:a:<audience>:p, aw:{<account>}:u:<email>, aw:{<account>}:p:p).
 """
 import json
 import random
@@ -52,6 +55,7 @@ def gen(out_dir, seed):
     rnd = random.Random(seed)
     records = []     # (key, payload_text)
     newest = {}      # (aud, email) -> (ts, id_lower, action)
+    newest_add = {}  # email -> (ts, id_lower): the profile's first_name comes from it
     dlq = []         # [reason, ident]; ident = payload for decode stage, message id for map stage
 
     def note_change(aud, email, ts, mid, action):
@@ -59,6 +63,8 @@ def gen(out_dir, seed):
         v = (ts, mid.lower(), action)
         if k not in newest or v[:2] > newest[k][:2]:
             newest[k] = v
+        if action == "add" and (email not in newest_add or v[:2] > newest_add[email]):
+            newest_add[email] = v[:2]
 
     for aud, name in AUDIENCES.items():
         sub = {"type": "audience_subscription_request", "id": "sub-%s" % aud,
@@ -111,11 +117,11 @@ def gen(out_dir, seed):
                 f.write("%s\t%s\n" % (key, text))
 
     pending = {}
-    for (aud, email), (ts, _mid, action) in newest.items():
-        attrs = {"first_name": json.dumps("n%d" % ts)} if action == "add" else {}
-        pending.setdefault(aud, {})[email] = {"act": action, "attrs": attrs}
+    for (aud, email), (ts, mid, action) in newest.items():
+        pending.setdefault(aud, {})[email] = "%s%d:%s" % (action[0], ts, mid)
+    profiles = {email: json.dumps("n%d" % ts) for email, (ts, _mid) in newest_add.items()}
     with open("%s/expected.json" % out_dir, "w") as f:
-        json.dump({"account": ACCOUNT, "pending": pending, "dlq": dlq,
+        json.dump({"account": ACCOUNT, "pending": pending, "profiles": profiles, "dlq": dlq,
                    "records": len(records)}, f, indent=1, sort_keys=True)
 
 
@@ -134,32 +140,50 @@ def hgetall(port, key):
     return dict(zip(lines[0::2], lines[1::2]))
 
 
+def hget(port, key, field):
+    return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "--raw", "HGET", key,
+                           field], capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
+
+
 def check_redis(expected_path, port, verbose):
     exp = json.load(open(expected_path))
+    acct = exp["account"]
     ok = True
+
+    def differ(what, want, got):
+        missing = sorted(set(want) - set(got))
+        extra = sorted(set(got) - set(want))
+        wrong = sorted(e for e in set(want) & set(got) if want[e] != got[e])
+        print("%s: %d expected, %d found; missing %s extra %s wrong %s"
+              % (what, len(want), len(got), missing[:3], extra[:3],
+                 [(e, want[e], got[e]) for e in wrong[:3]]))
+
     for aud, users in sorted(exp["pending"].items()):
-        got = hgetall(port, "aw:{%s:%s}:pending" % (exp["account"], aud))
-        seen = {}
-        for email, text in got.items():
-            ch = json.loads(text)
-            seen[email] = {"act": ch.get("act"), "attrs": ch.get("attrs") or {}}
-        if seen != users:
+        key = "aw:{%s}:a:%s" % (acct, aud)
+        got = hgetall(port, key + ":p")
+        if got != users:
             ok = False
             if verbose:
-                missing = sorted(set(users) - set(seen))
-                extra = sorted(set(seen) - set(users))
-                wrong = sorted(e for e in set(users) & set(seen) if users[e] != seen[e])
-                print("audience %s: %d expected, %d pending; missing %s extra %s wrong %s"
-                      % (aud, len(users), len(seen), missing[:3], extra[:3],
-                         [(e, users[e], seen[e]) for e in wrong[:3]]))
-        meta_name = subprocess.run(
-            ["redis-cli", "-h", "127.0.0.1", "-p", str(port), "--raw", "HGET",
-             "aw:{%s:%s}:meta" % (exp["account"], aud), "name"],
-            capture_output=True, text=True, timeout=10).stdout.strip()
-        if meta_name != AUDIENCES[aud]:
+                differ("audience %s" % aud, users, got)
+        queued = redis(port, "LLEN", key + ":q").strip().split()[-1:]
+        if queued != [str(len(got))]:
             ok = False
             if verbose:
-                print("audience %s: meta name %r" % (aud, meta_name))
+                print("audience %s: queue %s, pending %d" % (aud, queued, len(got)))
+        if hget(port, key, "name") != AUDIENCES[aud]:
+            ok = False
+            if verbose:
+                print("audience %s: meta name %r" % (aud, hget(port, key, "name")))
+    waiting = hgetall(port, "aw:{%s}:p:p" % acct)
+    if sorted(waiting) != sorted(exp["profiles"]):
+        ok = False
+        if verbose:
+            differ("profile stream", {e: "1" for e in exp["profiles"]}, waiting)
+    got = {e: hget(port, "aw:{%s}:u:%s" % (acct, e), "a:first_name") for e in exp["profiles"]}
+    if got != exp["profiles"]:
+        ok = False
+        if verbose:
+            differ("profiles' first_name", exp["profiles"], got)
     return ok
 
 

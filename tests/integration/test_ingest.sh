@@ -24,7 +24,7 @@ consumer() { # NAME: a consumer-only replica with short Redis timeouts
 pending_total() {
     local t=0 n
     for aud in 11 12 13; do
-        n=$(redis_cmd HLEN "aw:{1001:$aud}:pending" 2>/dev/null || echo 0)
+        n=$(redis_cmd HLEN "aw:{1001}:a:$aud:p" 2>/dev/null || echo 0)
         t=$((t + ${n:-0}))
     done
     echo "$t"

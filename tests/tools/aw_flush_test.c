@@ -97,8 +97,9 @@ static int seed(const char *url)
                 struct aw_change_consent *k = &c.consents[c.n_consents++];
                 k->channel = strcmp(ch, "sms") == 0 ? AW_CHANNEL_SMS : AW_CHANNEL_EMAIL;
                 k->subscribe = sub;
-                k->has_consented_at = sub;
-                k->consented_at_unix_ms = base - 60000;
+                /* the consent's own timestamp is its version: later lines are newer */
+                k->has_consented_at = true;
+                k->consented_at_unix_ms = c.version_ms - 60000;
             }
         }
         /* attrs sorted by path (change.h) */
