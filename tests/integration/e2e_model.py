@@ -10,10 +10,11 @@ Account 3001 (valid key): audience 31 "E2E Alpha" (150 users: flushed by count),
 with out-of-order timestamps, ties and collapsed add->delete sequences. Account 3002: its key
 is refused by Klaviyo (401), so it must stay paused with its data kept while 3001 flows.
 
-The oracle follows DESIGN.md: membership of (audience, user) = the newest add/delete; an
-audience-specific property ("score_<aud>") = the value of the newest add/attribute_update when
-that is the newest message of the pair; email consent = the newest audience-32 message's consent;
-profile fields constant per user. One user's email (with a double quote) passes the worker's
+The oracle follows DESIGN.md: membership of (audience, user) = the newest add/delete; the
+profile is shared by the account's audiences (§1): a property ("score_<aud>") = the value of the
+newest add/attribute_update that carried it (a delete only removes from the list); email
+consent = the consent with the newest purpose timestamp (its own version, §3; at equal
+timestamps the unsubscribe wins); profile fields constant per user. One user's email (with a double quote) passes the worker's
 validation but Klaviyo refuses it: exactly that record is dead-lettered at the flush stage.
 """
 import json
@@ -42,7 +43,7 @@ def gen(out, seed):
     recs = []
     newest = {}       # (aud, i) -> (ts, id, action)
     score = {}        # (aud, i) -> (ts, id, value or None)
-    consent = {}      # i -> (ts, id, bool)
+    consent = {}      # i -> (consent ts, unsubscribe rank, bool)
     n = 0
     users = {31: list(range(150)), 32: list(range(30))}
     for k in range(520):
@@ -67,14 +68,16 @@ def gen(out, seed):
             v = (ts, mid.lower())
             if aud == 32:
                 c = rnd.random() < 0.6
+                cts = ts - 1000 - rnd.randrange(0, 3) * 1000  # ties across messages happen
                 p["consent_state"] = {"gdpr": {"marketing": {
-                    "consented": c, "timestamp_unixtime_ms": T0 - 1000}}}
-                if i not in consent or v > consent[i][:2]:
-                    consent[i] = v + (c,)
+                    "consented": c, "timestamp_unixtime_ms": cts}}}
+                cv = (cts, 0 if c else 1)
+                if i not in consent or cv > consent[i][:2]:
+                    consent[i] = cv + (c,)
             if act != "attribute_update" and ((aud, i) not in newest or v > newest[(aud, i)][:2]):
                 newest[(aud, i)] = v + (act,)
-            if (aud, i) not in score or v > score[(aud, i)][:2]:
-                score[(aud, i)] = v + (None if act == "delete" else str(ts),)
+            if act != "delete" and ((aud, i) not in score or v > score[(aud, i)][:2]):
+                score[(aud, i)] = v + (str(ts),)
             profiles.append(p)
         recs.append((email(profiles[0]["mpid"] and int(profiles[0]["mpid"])),
                      {"type": "audience_membership_change_request", "id": mid, "timestamp_ms": ts,
@@ -109,7 +112,7 @@ def gen(out, seed):
            "scores": props,
            "names": {email(i): ["First%d" % i, "Last%d" % i] for i in range(150) if i != 7},
            "consent": {email(i): ("SUBSCRIBED" if c else "UNSUBSCRIBED")
-                       for i, (ts, mid, c) in consent.items() if i != 7},
+                       for i, (cts, rank, c) in consent.items() if i != 7},
            "dlq_emails": [QUOTED] if (31, 7) in newest or (32, 7) in newest else [],
            "bad_account_users": 20}
     json.dump(exp, open("%s/expected.json" % out, "w"), indent=1, sort_keys=True)

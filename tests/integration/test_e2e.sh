@@ -51,7 +51,7 @@ fi
 note "Klaviyo's lists, profiles and consent equal the model"
 
 # The paused account: its data is kept (in flight or pending), its pause is reported.
-kept=$(($(redis_cmd HLEN 'aw:{3002:33}:pending') + $(redis_cmd HLEN 'aw:{3002:33}:inflight')))
+kept=$(($(redis_cmd HLEN 'aw:{3002}:a:33:p') + $(redis_cmd HLEN 'aw:{3002}:a:33:f')))
 [ "$kept" -eq 20 ] || fail "paused account keeps $kept of its 20 changes"
 [ "$(worker_metric "$other" aw_accounts_paused)" = 1 ] ||
     fail "the leader does not report the paused account"
