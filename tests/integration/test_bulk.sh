@@ -31,7 +31,7 @@ PY
 run_worker() { # NAME LEADER
     start_worker "$1" AW_LEADER_ENABLED="$2" AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_MAX_AGE_S=1
 }
-pending() { redis_cmd HLEN 'aw:{5001:51}:pending'; }
+pending() { redis_cmd HLEN 'aw:{5001}:a:51:p'; }
 members() {
     curl -sf "$sim/_sim/state" | python3 -c 'import json,sys
 s = json.load(sys.stdin)
