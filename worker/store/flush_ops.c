@@ -341,7 +341,7 @@ enum aw_err aw_store_flush_ack(struct aw_store *s, const char *account_id, const
     char ep[24], now[24];
     aw_store_u64(epoch, ep);
     aw_store_u64(now_unix_ms, now);
-    const char **argv = aw_calloc(8 + 2 * CHUNK, sizeof *argv);
+    const char **argv = aw_calloc(9 + 2 * CHUNK, sizeof *argv);
     enum aw_err e = AW_OK;
     size_t pos = 0;
     do {
