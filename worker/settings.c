@@ -167,6 +167,16 @@ const struct aw_settings_var aw_settings_vars[] = {
      .off = OFF(flush.max_age_s),
      .meaning = "seconds since the last upload (or oldest pending change) that make an audience "
                 "due"},
+    {.name = "AW_STATE_RETENTION_S",
+     .kind = AW_SETTINGS_K_DURATION,
+     .unit = AW_SETTINGS_U_S,
+     .def = "604800",
+     .min = 60,
+     .max = 31536000,
+     .off = OFF(flush.retention_s),
+     .meaning = "seconds a user's versions, sent consent and profile id are kept after its last "
+                "change was flushed (keep >= Kafka retention of the input topic; > "
+                "AW_FLUSH_MAX_AGE_S)"},
     {.name = "AW_FLUSH_TICK_MS",
      .kind = AW_SETTINGS_K_DURATION,
      .unit = AW_SETTINGS_U_MS,
@@ -424,6 +434,13 @@ static void cross_check(struct aw_settings_ctx *cx)
                             "%llu is below AW_KLAVIYO_RETRY_BASE_MS (%llu)",
                             (unsigned long long)s->klaviyo.retry_max_ms,
                             (unsigned long long)s->klaviyo.retry_base_ms);
+    if (!is_bad(cx, "AW_STATE_RETENTION_S") && !is_bad(cx, "AW_FLUSH_MAX_AGE_S") &&
+        s->flush.retention_s <= s->flush.max_age_s)
+        aw_settings_problem(cx, find_var("AW_STATE_RETENTION_S"),
+                            "%llu is not above AW_FLUSH_MAX_AGE_S (%llu): versions would expire "
+                            "before the changes they order are flushed",
+                            (unsigned long long)s->flush.retention_s,
+                            (unsigned long long)s->flush.max_age_s);
     if (!is_bad(cx, "AW_FLUSH_TICK_MS") && !is_bad(cx, "AW_LEASE_TTL_MS") &&
         s->flush.tick_ms * 3 > s->leader.lease_ttl_ms)
         aw_settings_problem(

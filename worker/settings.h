@@ -86,9 +86,10 @@ struct aw_settings_klaviyo {
 
 /* AW_FLUSH_*: flush.c and the due index. */
 struct aw_settings_flush {
-    uint64_t max_queue; /* AW_FLUSH_MAX_QUEUE: pending changes that make an audience due */
-    uint64_t max_age_s; /* AW_FLUSH_MAX_AGE_S: age (s) that makes an audience due */
-    uint64_t tick_ms;   /* AW_FLUSH_TICK_MS: flusher loop period, <= lease TTL / 3 */
+    uint64_t max_queue;   /* AW_FLUSH_MAX_QUEUE: pending changes that make an audience due */
+    uint64_t max_age_s;   /* AW_FLUSH_MAX_AGE_S: age (s) that makes an audience due */
+    uint64_t tick_ms;     /* AW_FLUSH_TICK_MS: flusher loop period, <= lease TTL / 3 */
+    uint64_t retention_s; /* AW_STATE_RETENTION_S: per-user state kept after its last flush */
 };
 
 /* AW_LEADER_*, AW_LEASE_*: leader.c. */

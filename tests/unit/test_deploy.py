@@ -233,7 +233,8 @@ class DeployTest(unittest.TestCase):
             if parts and not parts[0].startswith("#"):
                 directives[parts[0].lower()] = parts[1].strip() if len(parts) > 1 else ""
         self.assertEqual(directives.get("appendonly"), "yes")
-        self.assertEqual(directives.get("appendfsync"), "everysec")
+        # every acknowledged write on disk before the worker stores its Kafka offset
+        self.assertEqual(directives.get("appendfsync"), "always")
         self.assertEqual(directives.get("maxmemory-policy"), "noeviction")
         self.assertIn(directives.get("dir"), [m["mountPath"] for m in data_mounts])
         cmd = " ".join(c.get("command", []) + c.get("args", []))

@@ -318,6 +318,8 @@ static void test_each_variable_errors(void)
         {"AW_FLUSH_MAX_AGE_S", "31d", "unknown unit"},
         {"AW_FLUSH_MAX_AGE_S", "721h", "out of range"},
         {"AW_FLUSH_MAX_AGE_S", "99999999999999999h", "too large"},
+        {"AW_STATE_RETENTION_S", "59", "out of range 60..31536000 s"},
+        {"AW_STATE_RETENTION_S", "16h", "not above AW_FLUSH_MAX_AGE_S"},
         {"AW_FLUSH_TICK_MS", "5", "out of range"},
         {"AW_FLUSH_TICK_MS", "6000", "AW_LEASE_TTL_MS / 3"},
         {"AW_LEADER_ENABLED", "maybe", "not a boolean"},

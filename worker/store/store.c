@@ -20,7 +20,7 @@ void aw_store_config_from_settings(const struct aw_settings *s, struct aw_store_
     out->command_timeout_ms = s->redis.timeout_ms;
     out->flush_max_queue = (int64_t)s->flush.max_queue;
     out->flush_max_age_ms = s->flush.max_age_s * 1000u;
-    out->retention_s = AW_STORE_RETENTION_DEFAULT_S;
+    out->retention_s = s->flush.retention_s;
 }
 
 struct aw_store *aw_store_new(const struct aw_store_config *cfg, char *errbuf, size_t errlen)
