@@ -1,0 +1,121 @@
+/* job_internal.h -- what the files of one stream's job share (private to worker/flush/job*.c):
+ * the job's state and the steps' common helpers. job.c: lifecycle, requests, take, ack;
+ * job_list.c: the audience's list; job_upload.c: imports, clears, consent, bulk jobs;
+ * job_remove.c: removals. Flusher thread only. */
+#ifndef AW_WORKER_FLUSH_JOB_INTERNAL_H
+#define AW_WORKER_FLUSH_JOB_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/backoff.h"
+#include "worker/flush/job.h"
+#include "worker/klaviyo/api.h"
+#include "worker/store/flush_ops.h"
+
+struct aw_flush_ctx;
+struct aw_klaviyo_response;
+
+#define AW_JOB_CHANNEL_EMAIL 1u
+#define AW_JOB_CHANNEL_SMS 2u
+
+/* Kinds of work in a batch, in the order they are sent. */
+enum cat { CAT_ADD = 0, CAT_UPD, CAT_UNSET, CAT_SUB, CAT_UNSUB, CAT_DEL, CAT_COUNT };
+extern const char *const aw_job_cat_name[CAT_COUNT];
+
+enum phase {
+    PH_TAKE = 0,    /* take (or resume) the in-flight batch */
+    PH_LIST,        /* resolve the list id (meta, else find by name) */
+    PH_LIST_CREATE, /* POST /api/lists */
+    PH_SEND,        /* one request of category cur from pos */
+    PH_JOB_POLL,    /* poll the bulk import job */
+    PH_JOB_ERRORS,  /* read its import-errors pages */
+    PH_LOOKUP,      /* removals: profile ids by email */
+    PH_REMOVE,      /* removals: DELETE relationships */
+    PH_ACK          /* dead letters confirmed, then ack */
+};
+
+struct dl {
+    char *env;    /* envelope, owned */
+    char *reason; /* owned */
+};
+
+struct aw_flush_job {
+    char *acct_id;
+    char *aud_id; /* NULL: the account's profile stream */
+    struct aw_flush_account *acct;
+    enum phase phase;
+    uint64_t next_at; /* mono ms */
+    uint64_t started_ms;
+    struct aw_backoff bo;
+    struct aw_store_taken t;
+    size_t n;
+    bool *gone;         /* dead-lettered or done without a request: skipped from now on */
+    unsigned *accepted; /* consent channels Klaviyo accepted (CHANNEL_*) */
+    char **del_id;      /* removals: Klaviyo profile id per entry, owned, or NULL */
+    bool *looked_up;
+    char *list_id;
+    bool list_auto;         /* found/created by name (meta klaviyo_list_id) */
+    size_t *cat[CAT_COUNT]; /* entry indexes per category */
+    size_t ncat[CAT_COUNT];
+    int cur;           /* current category */
+    size_t pos;        /* next item of the current category (or of rm) */
+    char *job_id;      /* bulk import job being polled */
+    size_t *job_items; /* entries of that job (body order) */
+    size_t n_job_items;
+    char *err_cursor;
+    int resume_cat;      /* a predecessor's import job: its category, or -1 */
+    size_t resume_items; /* ... how many entries it held */
+    bool cache_checked;  /* removals: the Redis id cache was read */
+    size_t *rm;          /* removals with a profile id */
+    size_t n_rm;
+    struct dl *dl; /* dead letters produced for this batch (kept until ack) */
+    size_t n_dl, cap_dl;
+    bool relist; /* list re-resolved in the middle of a category: continue there */
+    size_t n_uploaded, n_removed, n_not_found, n_dropped;
+};
+
+enum sent { SENT = 0, NOT_SENT };
+
+uint64_t aw_job_now_ms(void);
+/* The audience id, or "(profiles)" for the profile stream (log fields). */
+const char *aw_job_aud(const struct aw_flush_job *j);
+/* id (0), code (1) or title (2) of the answer's first error, or NULL. */
+const char *aw_job_err_field(const struct aw_klaviyo_response *r, int which);
+/* Backs the job off (capped exponential with jitter); WARN on the first failure. */
+void aw_job_retry_later(struct aw_flush_job *j, const char *what, const char *detail);
+/* Dead-letters entry idx once (stage flush), kept until the batch is acked. */
+void aw_job_dead_letter(struct aw_flush_ctx *ctx, struct aw_flush_job *j, size_t idx,
+                        const char *reason, const char *kid, const char *kcode, const char *ktitle);
+/* Removes gone entries of category c from pos on; live entries of c. */
+void aw_job_compact(struct aw_flush_job *j, int c);
+size_t aw_job_live(const struct aw_flush_job *j, int c);
+/* The first category at or after `from` with work (ACK when none). */
+void aw_job_next_stage(struct aw_flush_job *j, int from);
+/* The list is known (or cannot be): continue where the job stood. */
+void aw_job_after_list(struct aw_flush_job *j);
+/* Dead-letters every live add and removal (no list can be resolved). */
+void aw_job_drop_list_work(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const char *reason,
+                           const struct aw_klaviyo_response *r);
+/* Sends one request within the lease, the account's pause and rate limits; NOT_SENT schedules
+ * the job. resp is always initialised. */
+enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_api_endpoint ep,
+                      const char *path, const char *body, struct aw_klaviyo_response *resp);
+/* WAIT / RETRY / PAUSE: schedules j, true. DONE: resets backoff, false. Others: false. */
+bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const char *step,
+                          const struct aw_klaviyo_response *r);
+/* A 4xx for the request holding items[pos..pos+n): named records, or all of them. */
+void aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
+                         size_t n, const struct aw_klaviyo_response *r);
+
+/* Steps (one request at most each). */
+void aw_job_step_list(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+void aw_job_step_list_create(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+void aw_job_step_errors(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+void aw_job_step_remove(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+
+#endif

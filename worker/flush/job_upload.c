@@ -1,0 +1,276 @@
+/* job_upload.c -- imports (membership into the list; attributes without it), clears of
+ * non-property fields, consent jobs, and the bulk jobs they start: polled, their import errors
+ * read and matched to records (see job.c). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "worker/flush/accounts.h"
+#include "worker/flush/context.h"
+#include "worker/flush/job_internal.h"
+#include "worker/klaviyo/api.h"
+#include "worker/klaviyo/build.h"
+#include "worker/klaviyo/client.h"
+#include "worker/klaviyo/parse.h"
+#include "worker/ops/metrics.h"
+#include "worker/settings.h"
+#include "worker/store/account_ops.h"
+#include "worker/store/flush_ops.h"
+#include "worker/store/store.h"
+
+#define MOD "flush"
+
+/* Consent channels of c that a (un)subscribe body carries (SMS needs a phone, as build.c). */
+static unsigned consent_channels(const struct aw_change *c, bool subscribe)
+{
+    unsigned m = 0;
+    for (size_t i = 0; i < c->n_consents; i++) {
+        const struct aw_change_consent *cs = &c->consents[i];
+        if (cs->subscribe != subscribe)
+            continue;
+        if (cs->channel == AW_JOB_CHANNEL_EMAIL)
+            m |= AW_JOB_CHANNEL_EMAIL;
+        else if (c->phone_e164)
+            m |= AW_JOB_CHANNEL_SMS;
+    }
+    return m;
+}
+
+/* Polls a predecessor's import job instead of sending its category again, when that one job
+ * held the whole category. */
+static bool adopt_resumed_job(struct aw_flush_ctx *ctx, struct aw_flush_job *j, int c)
+{
+    if (j->resume_cat != c || j->pos != 0 || j->resume_items != j->ncat[c])
+        return false;
+    (void)ctx;
+    j->resume_cat = -1;
+    memcpy(j->job_items, j->cat[c], j->ncat[c] * sizeof *j->job_items);
+    j->n_job_items = j->ncat[c];
+    j->pos = j->ncat[c];
+    j->phase = PH_JOB_POLL;
+    j->next_at = aw_job_now_ms();
+    AW_LOG_INFO(MOD, "polling the import job of the resumed batch",
+                "account=%s audience=%s records=%zu", j->acct_id, aw_job_aud(j), j->n_job_items);
+    return true;
+}
+
+static void record_job(struct aw_flush_ctx *ctx, struct aw_flush_job *j, int c, size_t items)
+{
+    char rec[320];
+    snprintf(rec, sizeof rec, "%d:%zu:%s", c, items, j->job_id);
+    bool written = false;
+    enum aw_err e = aw_store_flush_set_job(ctx->store, j->acct_id, j->aud_id, ctx->leader.epoch,
+                                           j->t.batch_id, rec, &written);
+    if (e != AW_OK)
+        AW_LOG_WARN(MOD, "cannot record the import job (a new leader would resend)",
+                    "account=%s audience=%s detail=\"%s\"", j->acct_id, aw_job_aud(j),
+                    aw_store_errstr(ctx->store));
+}
+
+void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    int c = j->cur;
+    aw_job_compact(j, c);
+    if (j->pos >= j->ncat[c]) {
+        aw_job_next_stage(j, c + 1);
+        return;
+    }
+    if ((c == CAT_ADD || c == CAT_UPD) && adopt_resumed_job(ctx, j, c))
+        return;
+    size_t m = j->ncat[c] - j->pos;
+    const struct aw_change **arr = aw_calloc(m, sizeof *arr);
+    for (size_t i = 0; i < m; i++)
+        arr[i] = &j->t.entries[j->cat[c][j->pos + i]].change;
+    char *body = NULL;
+    size_t consumed = 0;
+    enum aw_err e;
+    enum aw_api_endpoint ep;
+    switch (c) {
+    case CAT_ADD:
+    case CAT_UPD:
+        e = aw_build_import(arr, m, c == CAT_ADD ? j->list_id : NULL, 0, 0, &body, &consumed);
+        ep = AW_API_IMPORT_CREATE;
+        break;
+    case CAT_UNSET:
+        e = aw_build_profile_import(arr[0], &body);
+        consumed = e == AW_OK ? 1 : 0;
+        ep = AW_API_PROFILE_IMPORT;
+        break;
+    case CAT_SUB:
+        e = aw_build_subscribe(arr, m, 0, &body, &consumed);
+        ep = AW_API_SUBSCRIBE;
+        break;
+    default:
+        e = aw_build_unsubscribe(arr, m, 0, &body, &consumed);
+        ep = AW_API_UNSUBSCRIBE;
+        break;
+    }
+    free(arr);
+    if (e != AW_OK || consumed == 0) {
+        aw_job_dead_letter(ctx, j, j->cat[c][j->pos], "unsendable", NULL, NULL, NULL);
+        free(body);
+        j->next_at = aw_job_now_ms();
+        return;
+    }
+    char *path = NULL;
+    enum aw_err pe = aw_api_path_build(ep, NULL, NULL, &path);
+    AW_ASSERT(pe == AW_OK); /* fixed template */
+    struct aw_klaviyo_response r;
+    if (aw_job_send(ctx, j, ep, path, body, &r) == SENT &&
+        !aw_job_handle_common(ctx, j, aw_job_cat_name[c], &r)) {
+        j->next_at = aw_job_now_ms();
+        if (r.action == AW_KLAVIYO_DONE) {
+            if (c == CAT_ADD || c == CAT_UPD) {
+                struct aw_parse_import_job job;
+                memset(&job, 0, sizeof job);
+                if (aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
+                    aw_job_retry_later(j, aw_job_cat_name[c], "unexpected response body");
+                } else {
+                    free(j->job_id);
+                    j->job_id = aw_strdup(job.id);
+                    memcpy(j->job_items, &j->cat[c][j->pos], consumed * sizeof *j->job_items);
+                    j->n_job_items = consumed;
+                    if (j->pos == 0 && consumed == j->ncat[c])
+                        record_job(ctx, j, c, consumed);
+                    j->pos += consumed;
+                    j->phase = PH_JOB_POLL;
+                    j->next_at = aw_job_now_ms() + ctx->s->klaviyo.job_poll_ms;
+                }
+                aw_parse_import_job_clear(&job);
+            } else {
+                if (c == CAT_SUB || c == CAT_UNSUB)
+                    for (size_t i = 0; i < consumed; i++) {
+                        size_t idx = j->cat[c][j->pos + i];
+                        j->accepted[idx] |=
+                            consent_channels(&j->t.entries[idx].change, c == CAT_SUB);
+                    }
+                j->pos += consumed;
+            }
+        } else if (r.action == AW_KLAVIYO_NOT_FOUND && c == CAT_ADD && j->list_auto) {
+            /* the list we found or created is gone: find or create it again */
+            AW_LOG_WARN(MOD, "list not found; resolving it again", "account=%s audience=%s",
+                        j->acct_id, j->aud_id);
+            (void)aw_store_audience_list_set(ctx->store, j->acct_id, j->aud_id, NULL);
+            free(j->list_id);
+            j->list_id = NULL;
+            j->relist = true;
+            j->phase = PH_LIST;
+        } else {
+            aw_job_refuse_items(ctx, j, j->cat[c], consumed, &r);
+        }
+    }
+    aw_klaviyo_response_clear(&r);
+    free(path);
+    free(body);
+}
+
+/* Sends the previous job's items again (job cancelled or vanished). */
+static void resend_job(struct aw_flush_job *j, const char *why)
+{
+    AW_LOG_WARN(MOD, "bulk import job did not finish; sending its records again",
+                "account=%s audience=%s reason=%s records=%zu", j->acct_id, aw_job_aud(j), why,
+                j->n_job_items);
+    j->pos -= j->n_job_items; /* those items sit right before pos (compaction keeps them) */
+    j->n_job_items = 0;
+    j->phase = PH_SEND;
+    j->next_at = aw_job_now_ms();
+}
+
+void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    char *path = NULL;
+    if (aw_api_path_build(AW_API_IMPORT_GET_JOB, j->job_id, NULL, &path) != AW_OK) {
+        resend_job(j, "job_id_unusable");
+        return;
+    }
+    struct aw_klaviyo_response r;
+    if (aw_job_send(ctx, j, AW_API_IMPORT_GET_JOB, path, NULL, &r) == SENT &&
+        !aw_job_handle_common(ctx, j, "import_job_poll", &r)) {
+        struct aw_parse_import_job job;
+        memset(&job, 0, sizeof job);
+        if (r.action == AW_KLAVIYO_NOT_FOUND) {
+            resend_job(j, "job_not_found");
+        } else if (r.action != AW_KLAVIYO_DONE ||
+                   aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
+            aw_job_retry_later(j, "import_job_poll", "unexpected response");
+        } else if (!aw_parse_job_is_done(job.status)) {
+            j->next_at = aw_job_now_ms() + ctx->s->klaviyo.job_poll_ms;
+        } else if (job.status == AW_PARSE_JOB_CANCELLED) {
+            resend_job(j, "job_cancelled");
+        } else {
+            uint64_t ok = job.completed_count > 0 ? (uint64_t)job.completed_count : 0;
+            aw_metrics_add(AW_M_PROFILES_UPLOADED, ok);
+            j->n_uploaded += ok;
+            if (job.failed_count > 0) {
+                free(j->err_cursor);
+                j->err_cursor = NULL;
+                j->phase = PH_JOB_ERRORS;
+            } else {
+                j->phase = PH_SEND;
+            }
+            j->next_at = aw_job_now_ms();
+        }
+        aw_parse_import_job_clear(&job);
+    }
+    aw_klaviyo_response_clear(&r);
+    free(path);
+}
+
+/* The entry an import error names: by the email of its original payload first (stable), by
+ * the record pointer second. SIZE_MAX when neither matches. */
+static size_t import_error_entry(const struct aw_flush_job *j, const struct aw_parse_error *e)
+{
+    for (size_t i = 0; e->email && i < j->n_job_items; i++)
+        if (strcasecmp(j->t.entries[j->job_items[i]].email, e->email) == 0)
+            return j->job_items[i];
+    if (e->has_index && e->index < j->n_job_items)
+        return j->job_items[e->index];
+    return SIZE_MAX;
+}
+
+void aw_job_step_errors(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    char *path = NULL;
+    struct aw_api_query q = {.page_size = aw_api_get(AW_API_IMPORT_ERRORS)->page_size_max,
+                             .cursor = j->err_cursor};
+    if (aw_api_path_build(AW_API_IMPORT_ERRORS, j->job_id, &q, &path) != AW_OK) {
+        aw_job_retry_later(j, "import_errors", "unusable job id or cursor");
+        return;
+    }
+    struct aw_klaviyo_response r;
+    if (aw_job_send(ctx, j, AW_API_IMPORT_ERRORS, path, NULL, &r) == SENT &&
+        !aw_job_handle_common(ctx, j, "import_errors", &r)) {
+        struct aw_parse_errors errs;
+        memset(&errs, 0, sizeof errs);
+        if (r.action != AW_KLAVIYO_DONE ||
+            aw_parse_import_errors(r.body, r.body_len, &errs) != AW_OK) {
+            aw_job_retry_later(j, "import_errors", "unexpected response");
+        } else {
+            for (size_t k = 0; k < errs.n; k++) {
+                const struct aw_parse_error *e = &errs.items[k];
+                size_t idx = import_error_entry(j, e);
+                if (idx != SIZE_MAX) {
+                    aw_job_dead_letter(ctx, j, idx, "klaviyo_import_error", e->id, e->code,
+                                       e->title);
+                } else {
+                    AW_LOG_ERROR(MOD, "import error names no record of the job",
+                                 "account=%s audience=%s klaviyo_id=%s klaviyo_code=%s", j->acct_id,
+                                 aw_job_aud(j), e->id, e->code);
+                }
+            }
+            free(j->err_cursor);
+            j->err_cursor = errs.next_cursor ? aw_strdup(errs.next_cursor) : NULL;
+            if (!j->err_cursor)
+                j->phase = PH_SEND;
+            j->next_at = aw_job_now_ms();
+        }
+        aw_parse_errors_clear(&errs);
+    }
+    aw_klaviyo_response_clear(&r);
+    free(path);
+}
