@@ -230,8 +230,7 @@ static void run(struct aw_flusher *f)
     aw_leader_drop(&ctx->leader, now_ms());
     f->was_held = false;
     aw_metrics_set(AW_M_LEADER, 0);
-    if (aw_dlq_pending(ctx->dlq) > 0)
-        (void)aw_dlq_wait(ctx->dlq, DLQ_TIMEOUT_MS);
+    (void)aw_dlq_flush(ctx->dlq, DLQ_TIMEOUT_MS);
 }
 
 static void *thread_main(void *arg)

@@ -100,6 +100,7 @@ void aw_flush_job_free(struct aw_flush_job *j)
         free(j->dl[i].reason);
     }
     free(j->dl);
+    aw_dlq_set_free(j->dl_set);
     free(j->rm);
     free(j->job_id);
     free(j->job_items);
@@ -140,12 +141,16 @@ void aw_job_retry_later(struct aw_flush_job *j, const char *what, const char *de
                      aw_job_aud(j), what, j->bo.attempt, d);
 }
 
-static void produce(struct aw_flush_ctx *ctx, const struct aw_flush_job *j, const struct dl *d)
+static void produce(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const struct dl *d)
 {
     char key[300];
     int kn = snprintf(key, sizeof key, "%s:%s", j->acct_id, j->aud_id ? j->aud_id : "");
-    if (aw_dlq_produce(ctx->dlq, key, kn > 0 ? (size_t)kn : 0, d->env, strlen(d->env), d->reason,
-                       "flush", "klaviyo", -1, -1) != AW_OK)
+    if (!j->dl_set)
+        j->dl_set = aw_dlq_set_new();
+    if (aw_dlq_produce(ctx->dlq, j->dl_set, key, kn > 0 ? (size_t)kn : 0, d->env, strlen(d->env),
+                       d->reason, "flush", "klaviyo", -1, -1) == AW_OK)
+        j->dl_produced++;
+    else
         AW_LOG_WARN(MOD, "dead-letter produce failed (retried before ack)",
                     "account=%s audience=%s reason=%s", j->acct_id, aw_job_aud(j), d->reason);
 }
@@ -186,6 +191,10 @@ void aw_job_dead_letter(struct aw_flush_ctx *ctx, struct aw_flush_job *j, size_t
 
 void aw_flush_job_reproduce(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
+    /* a new set: late reports of the old one never confirm the new records */
+    aw_dlq_set_free(j->dl_set);
+    j->dl_set = NULL;
+    j->dl_produced = 0;
     for (size_t d = 0; d < j->n_dl; d++)
         produce(ctx, j, &j->dl[d]);
 }
@@ -494,8 +503,13 @@ static const char *channels_str(unsigned m)
 /* Returns true when the job is finished. */
 static bool step_ack(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
-    if (j->n_dl > 0 && aw_dlq_pending(ctx->dlq) > 0) {
-        enum aw_err e = aw_dlq_wait(ctx->dlq, DLQ_TIMEOUT_MS);
+    if (j->n_dl > 0) {
+        /* every dead letter of this batch confirmed (a failed or missing produce counts as
+         * unconfirmed), else they are produced again and the ack waits */
+        enum aw_err e =
+            j->dl_set ? aw_dlq_set_wait(ctx->dlq, j->dl_set, DLQ_TIMEOUT_MS) : AW_ERR_IO;
+        if (e == AW_OK && j->dl_produced < j->n_dl)
+            e = AW_ERR_IO;
         if (e != AW_OK) {
             aw_flush_job_reproduce(ctx, j);
             aw_job_retry_later(j, "dead_letter_wait", aw_err_str(e));

@@ -70,7 +70,9 @@ struct aw_flush_job {
     bool cache_checked;  /* removals: the Redis id cache was read */
     size_t *rm;          /* removals with a profile id */
     size_t n_rm;
-    struct dl *dl; /* dead letters produced for this batch (kept until ack) */
+    struct dl *dl;             /* dead letters produced for this batch (kept until ack) */
+    struct aw_dlq_set *dl_set; /* their deliveries, confirmed before the ack */
+    size_t dl_produced;        /* of them, accepted by the producer into dl_set */
     size_t n_dl, cap_dl;
     bool relist; /* list re-resolved in the middle of a category: continue there */
     size_t n_uploaded, n_removed, n_not_found, n_dropped;

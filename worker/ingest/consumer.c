@@ -17,10 +17,18 @@ struct aw_dlq {
     rd_kafka_t *rk;
     char *topic;
     atomic_bool fatal;
-    /* Deliveries since the last wait; written by the delivery callback, which runs on the
-     * owner's thread inside rd_kafka_poll/flush. */
+    /* Records without a delivery report yet, all sets together; written by the delivery
+     * callback, which runs on the owner's thread inside rd_kafka_poll/flush. */
     long pending;
-    long failed;
+};
+
+/* Records whose delivery one caller confirms together. Each record names its set (message
+ * opaque), so a late report of an abandoned set never counts for another one; the set lives
+ * until its owner dropped it and every record of it was reported. */
+struct aw_dlq_set {
+    long pending; /* produced, not reported yet */
+    long failed;  /* reported with an error */
+    long refs;    /* records in flight + 1 while the owner holds it */
 };
 
 struct aw_consumer {
@@ -131,15 +139,59 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         AW_LOG_ERROR("consumer", "assignment failed", "err=%s", rd_kafka_err2name(rerr));
 }
 
+static void set_unref(struct aw_dlq_set *set)
+{
+    if (--set->refs == 0)
+        free(set);
+}
+
 static void dlq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     struct aw_dlq *d = opaque;
+    struct aw_dlq_set *set = m->_private;
     d->pending--;
-    if (m->err) {
-        d->failed++;
+    if (m->err)
         AW_LOG_WARN("consumer", "dead-letter delivery failed", "err=%s", rd_kafka_err2name(m->err));
+    if (set) {
+        set->pending--;
+        if (m->err)
+            set->failed++;
+        set_unref(set);
     }
+}
+
+struct aw_dlq_set *aw_dlq_set_new(void)
+{
+    struct aw_dlq_set *set = aw_calloc(1, sizeof *set);
+    set->refs = 1;
+    return set;
+}
+
+void aw_dlq_set_free(struct aw_dlq_set *set)
+{
+    if (set)
+        set_unref(set);
+}
+
+long aw_dlq_set_pending(const struct aw_dlq_set *set)
+{
+    return set ? set->pending : 0;
+}
+
+enum aw_err aw_dlq_set_wait(struct aw_dlq *d, struct aw_dlq_set *set, int timeout_ms)
+{
+    uint64_t deadline = aw_clock_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    while (set->pending > 0) {
+        uint64_t now = aw_clock_mono_ms();
+        if (now >= deadline)
+            break;
+        uint64_t left = deadline - now;
+        rd_kafka_poll(d->rk, (int)(left < 100 ? left : 100));
+    }
+    if (set->failed > 0)
+        return AW_ERR_IO;
+    return set->pending > 0 ? AW_ERR_TIMEOUT : AW_OK;
 }
 
 static void dlq_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -329,10 +381,11 @@ enum aw_err aw_consumer_rewind(struct aw_consumer *c, const struct aw_consumer_m
 }
 
 /* Produces body with hdrs (taken in every case) plus the aw.* headers. */
-static enum aw_err dlq_produce_hdrs(struct aw_dlq *d, rd_kafka_headers_t *hdrs, const void *key,
-                                    size_t key_len, const void *body, size_t len,
-                                    const char *reason, const char *stage, const char *src_topic,
-                                    int32_t src_partition, int64_t src_offset)
+static enum aw_err dlq_produce_hdrs(struct aw_dlq *d, struct aw_dlq_set *set,
+                                    rd_kafka_headers_t *hdrs, const void *key, size_t key_len,
+                                    const void *body, size_t len, const char *reason,
+                                    const char *stage, const char *src_topic, int32_t src_partition,
+                                    int64_t src_offset)
 {
     char part[16], off[24];
     snprintf(part, sizeof part, "%" PRId32, src_partition);
@@ -343,7 +396,7 @@ static enum aw_err dlq_produce_hdrs(struct aw_dlq *d, rd_kafka_headers_t *hdrs, 
     rd_kafka_header_add(hdrs, "aw.source.partition", -1, part, -1);
     rd_kafka_header_add(hdrs, "aw.source.offset", -1, off, -1);
     /* The array form: the RD_KAFKA_V_* macros use GNU statement expressions (not C11). */
-    rd_kafka_vu_t vu[5];
+    rd_kafka_vu_t vu[6];
     memset(vu, 0, sizeof vu);
     vu[0].vtype = RD_KAFKA_VTYPE_TOPIC;
     vu[0].u.cstr = d->topic;
@@ -357,9 +410,11 @@ static enum aw_err dlq_produce_hdrs(struct aw_dlq *d, rd_kafka_headers_t *hdrs, 
     vu[3].u.i = RD_KAFKA_MSG_F_COPY;
     vu[4].vtype = RD_KAFKA_VTYPE_HEADERS;
     vu[4].u.headers = hdrs;
+    vu[5].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vu[5].u.ptr = set;
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int attempt = 0;; attempt++) {
-        rd_kafka_error_t *e = rd_kafka_produceva(d->rk, vu, 5);
+        rd_kafka_error_t *e = rd_kafka_produceva(d->rk, vu, 6);
         err = e ? rd_kafka_error_code(e) : RD_KAFKA_RESP_ERR_NO_ERROR;
         if (e)
             rd_kafka_error_destroy(e);
@@ -373,12 +428,16 @@ static enum aw_err dlq_produce_hdrs(struct aw_dlq *d, rd_kafka_headers_t *hdrs, 
         return AW_ERR_IO;
     }
     d->pending++;
+    if (set) {
+        set->pending++;
+        set->refs++;
+    }
     return AW_OK;
 }
 
-enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, const struct aw_consumer_msg *src,
-                                    const void *body, size_t len, const char *reason,
-                                    const char *stage)
+enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, struct aw_dlq_set *set,
+                                    const struct aw_consumer_msg *src, const void *body, size_t len,
+                                    const char *reason, const char *stage)
 {
     const rd_kafka_message_t *m = c->batch[src->index];
     rd_kafka_headers_t *orig = NULL;
@@ -391,13 +450,13 @@ enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, const struct aw_consu
         body = src->payload;
         len = src->len;
     }
-    return dlq_produce_hdrs(c->dlq, hdrs, src->key, src->key_len, body, len, reason, stage,
+    return dlq_produce_hdrs(c->dlq, set, hdrs, src->key, src->key_len, body, len, reason, stage,
                             src->topic, src->partition, src->offset);
 }
 
-enum aw_err aw_consumer_dlq_wait(struct aw_consumer *c, int timeout_ms)
+enum aw_err aw_consumer_dlq_wait(struct aw_consumer *c, struct aw_dlq_set *set, int timeout_ms)
 {
-    return aw_dlq_wait(c->dlq, timeout_ms);
+    return aw_dlq_set_wait(c->dlq, set, timeout_ms);
 }
 
 int aw_consumer_assigned_count(const struct aw_consumer *c)
@@ -490,28 +549,21 @@ struct aw_dlq *aw_dlq_new(const char *brokers, const char *topic, const char *co
     return d;
 }
 
-enum aw_err aw_dlq_produce(struct aw_dlq *d, const void *key, size_t key_len, const void *body,
-                           size_t len, const char *reason, const char *stage, const char *src_topic,
-                           int32_t src_partition, int64_t src_offset)
+enum aw_err aw_dlq_produce(struct aw_dlq *d, struct aw_dlq_set *set, const void *key,
+                           size_t key_len, const void *body, size_t len, const char *reason,
+                           const char *stage, const char *src_topic, int32_t src_partition,
+                           int64_t src_offset)
 {
     rd_kafka_poll(d->rk, 0); /* serve delivery reports */
-    return dlq_produce_hdrs(d, rd_kafka_headers_new(8), key, key_len, body, len, reason, stage,
+    return dlq_produce_hdrs(d, set, rd_kafka_headers_new(8), key, key_len, body, len, reason, stage,
                             src_topic, src_partition, src_offset);
 }
 
-enum aw_err aw_dlq_wait(struct aw_dlq *d, int timeout_ms)
+enum aw_err aw_dlq_flush(struct aw_dlq *d, int timeout_ms)
 {
-    enum aw_err rc = AW_OK;
     if (d->pending > 0)
         rd_kafka_flush(d->rk, timeout_ms);
-    if (d->failed > 0)
-        rc = AW_ERR_IO;
-    else if (d->pending > 0)
-        rc = AW_ERR_TIMEOUT;
-    /* Late reports of this set are not counted against the next one. */
-    d->failed = 0;
-    d->pending = 0;
-    return rc;
+    return d->pending > 0 ? AW_ERR_TIMEOUT : AW_OK;
 }
 
 long aw_dlq_pending(const struct aw_dlq *d)

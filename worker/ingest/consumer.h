@@ -13,6 +13,7 @@
 
 struct aw_consumer;
 struct aw_dlq;
+struct aw_dlq_set;
 
 struct aw_consumer_config {
     const char *brokers;       /* bootstrap list, required */
@@ -62,19 +63,21 @@ enum aw_err aw_consumer_store(struct aw_consumer *c, const struct aw_consumer_ms
  * failure). Pre-fetched records of that partition are discarded by librdkafka. */
 enum aw_err aw_consumer_rewind(struct aw_consumer *c, const struct aw_consumer_msg *m);
 
-/* Produces a dead-letter record for source record src: body (NULL = src's original bytes),
- * with src's key and headers plus aw.reason, aw.stage, aw.source.topic, aw.source.partition,
- * aw.source.offset. Delivery is confirmed by aw_consumer_dlq_wait; until then the record must
- * not be stored. Returns AW_ERR_IO when the producer queue refuses it. */
-enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, const struct aw_consumer_msg *src,
-                                    const void *body, size_t len, const char *reason,
-                                    const char *stage);
+/* Produces a dead-letter record for source record src into set: body (NULL = src's original
+ * bytes), with src's key and headers plus aw.reason, aw.stage, aw.source.topic,
+ * aw.source.partition, aw.source.offset. Delivery is confirmed by aw_consumer_dlq_wait on the
+ * set; until then the source record must not be stored. AW_ERR_IO when the producer queue
+ * refuses it. */
+enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, struct aw_dlq_set *set,
+                                    const struct aw_consumer_msg *src, const void *body, size_t len,
+                                    const char *reason, const char *stage);
 
-/* Waits (at most timeout_ms) for every dead-letter record produced since the previous wait.
- * AW_OK when all were acknowledged by the broker; AW_ERR_IO (a delivery failed) or
- * AW_ERR_TIMEOUT otherwise: the caller then treats every source record of the set as not done
- * (rewinds), and a redelivery produces its dead-letter record again (at-least-once). */
-enum aw_err aw_consumer_dlq_wait(struct aw_consumer *c, int timeout_ms);
+/* Waits (at most timeout_ms) until every record of set has its delivery report: AW_OK when
+ * the broker acknowledged them all; AW_ERR_IO (a delivery failed) or AW_ERR_TIMEOUT otherwise:
+ * the caller treats every source record of the set as not done (rewinds), and a redelivery
+ * produces its dead-letter record again (at-least-once). Reports arriving after a timeout stay
+ * with their set, never confirming another one. */
+enum aw_err aw_consumer_dlq_wait(struct aw_consumer *c, struct aw_dlq_set *set, int timeout_ms);
 
 /* Number of partitions currently assigned. */
 int aw_consumer_assigned_count(const struct aw_consumer *c);
@@ -98,20 +101,34 @@ void aw_consumer_free(struct aw_consumer *c);
 struct aw_dlq *aw_dlq_new(const char *brokers, const char *topic, const char *const *extra,
                           size_t n_extra, const char *client_id, char *errbuf, size_t errlen);
 
-/* Produces one dead-letter record: key (may be NULL), body, and headers aw.reason, aw.stage,
- * aw.source.topic, aw.source.partition, aw.source.offset (src_topic "klaviyo" with -1/-1 for
- * records that come from the flusher rather than from a Kafka record). Everything is copied.
- * AW_ERR_IO when the producer queue refuses it. Confirm with aw_dlq_wait. */
-enum aw_err aw_dlq_produce(struct aw_dlq *d, const void *key, size_t key_len, const void *body,
-                           size_t len, const char *reason, const char *stage, const char *src_topic,
-                           int32_t src_partition, int64_t src_offset);
+/* A set of dead-letter records confirmed together (a batch of source records, a flush job).
+ * new: the caller owns it; free: the caller drops it (late reports of its records still find
+ * it, then it goes). NULL-safe free. Owner thread of the producer. */
+struct aw_dlq_set *aw_dlq_set_new(void);
+void aw_dlq_set_free(struct aw_dlq_set *set);
+/* Records of set without a delivery report yet. */
+long aw_dlq_set_pending(const struct aw_dlq_set *set);
 
-/* Waits (at most timeout_ms) for every record produced since the previous wait: AW_OK when all
- * were acknowledged, AW_ERR_IO (a delivery failed) or AW_ERR_TIMEOUT otherwise (the caller
- * produces them again: at-least-once). */
-enum aw_err aw_dlq_wait(struct aw_dlq *d, int timeout_ms);
+/* Produces one dead-letter record into set (may be NULL: unconfirmed): key (may be NULL),
+ * body, and headers aw.reason, aw.stage, aw.source.topic, aw.source.partition,
+ * aw.source.offset (src_topic "klaviyo" with -1/-1 for records that come from the flusher
+ * rather than from a Kafka record). Everything is copied. AW_ERR_IO when the producer queue
+ * refuses it. Confirm with aw_dlq_set_wait. */
+enum aw_err aw_dlq_produce(struct aw_dlq *d, struct aw_dlq_set *set, const void *key,
+                           size_t key_len, const void *body, size_t len, const char *reason,
+                           const char *stage, const char *src_topic, int32_t src_partition,
+                           int64_t src_offset);
 
-/* Records produced since the last wait whose delivery is not yet confirmed. */
+/* Waits (at most timeout_ms) for every record of set: AW_OK when all were acknowledged,
+ * AW_ERR_IO (a delivery failed) or AW_ERR_TIMEOUT otherwise (the caller produces them again
+ * into a new set: at-least-once). */
+enum aw_err aw_dlq_set_wait(struct aw_dlq *d, struct aw_dlq_set *set, int timeout_ms);
+
+/* Flushes everything produced (at most timeout_ms), for shutdown. AW_ERR_TIMEOUT when some
+ * record is still unreported. */
+enum aw_err aw_dlq_flush(struct aw_dlq *d, int timeout_ms);
+
+/* Records of this producer without a delivery report yet. */
 long aw_dlq_pending(const struct aw_dlq *d);
 
 /* True after a fatal producer error (idempotence broken): the owner should stop. */

@@ -48,6 +48,7 @@ struct aw_ingest {
     struct aw_store_batch *batch;
     struct aw_backoff backoff;
     uint64_t full_logged_ms; /* last "redis is full" line */
+    struct aw_dlq_set *dlq;  /* dead letters of the current batch, confirmed together */
 };
 
 struct aw_ingest *aw_ingest_new(const struct aw_ingest_config *cfg)
@@ -85,7 +86,8 @@ void aw_ingest_free(struct aw_ingest *ing)
 static void dead_letter(struct aw_ingest *ing, const struct aw_consumer_msg *m, struct rec *r,
                         const char *body, size_t len, const char *reason, const char *stage)
 {
-    if (aw_consumer_dlq_produce(ing->cfg.consumer, m, body, len, reason, stage) != AW_OK) {
+    if (aw_consumer_dlq_produce(ing->cfg.consumer, ing->dlq, m, body, len, reason, stage) !=
+        AW_OK) {
         r->failed = true; /* cannot record why: keep the record unstored, retry later */
         return;
     }
@@ -290,6 +292,7 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
         return AW_OK;
     aw_metrics_add(AW_M_RECORDS_CONSUMED, n);
     aw_store_batch_reset(ing->batch);
+    ing->dlq = aw_dlq_set_new();
     for (size_t i = 0; i < n; i++) {
         memset(&ing->recs[i], 0, sizeof ing->recs[i]);
         prepare(ing, &ing->msgs[i], &ing->recs[i]);
@@ -309,11 +312,13 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
         dead_letter_refused(ing, n);
         report_full(ing, n);
     }
-    enum aw_err derr = aw_consumer_dlq_wait(ing->cfg.consumer, ing->cfg.dlq_timeout_ms);
+    /* Only this batch's dead letters confirm this batch's records: a set that timed out earlier
+     * keeps its late reports to itself. */
+    enum aw_err derr = aw_consumer_dlq_wait(ing->cfg.consumer, ing->dlq, ing->cfg.dlq_timeout_ms);
 
     /* Per partition, records are in offset order: store the done prefix, rewind at the first
      * record not done and skip the rest of that partition in this batch. */
-    bool rewound = false;
+    bool rewound = false, fatal = false;
     bool *skip = aw_calloc(n, sizeof *skip);
     for (size_t i = 0; i < n; i++) {
         if (skip[i])
@@ -334,7 +339,15 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
         }
         if (done)
             continue; /* partition revoked meanwhile: its new owner re-reads it */
-        aw_consumer_rewind(ing->cfg.consumer, m);
+        if (aw_consumer_rewind(ing->cfg.consumer, m) != AW_OK) {
+            /* The fetch position stays past a record that is not done: storing any later
+             * offset of the partition would skip it. Stop (nothing more is stored); the group
+             * re-reads from the committed offset after the restart. */
+            AW_LOG_ERROR("ingest", "cannot rewind a partition to a record not done; stopping",
+                         "topic=%s partition=%" PRId32 " offset=%" PRId64, m->topic,
+                         m->partition, m->offset);
+            fatal = true;
+        }
         rewound = true;
         size_t skipped = 0;
         for (size_t j = i; j < n; j++) {
@@ -348,7 +361,9 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
     }
     free(skip);
     aw_consumer_release(ing->cfg.consumer);
-    return rewound ? AW_ERR_IO : AW_OK;
+    aw_dlq_set_free(ing->dlq);
+    ing->dlq = NULL;
+    return fatal ? AW_ERR_FATAL : rewound ? AW_ERR_IO : AW_OK;
 }
 
 enum aw_err aw_ingest_run(struct aw_ingest *ing, const atomic_int *stop)
@@ -358,6 +373,8 @@ enum aw_err aw_ingest_run(struct aw_ingest *ing, const atomic_int *stop)
             return AW_ERR_FATAL;
         size_t n = 0;
         enum aw_err err = aw_ingest_step(ing, &n);
+        if (err == AW_ERR_FATAL)
+            return err;
         if (err == AW_OK) {
             aw_backoff_reset(&ing->backoff);
             continue;

@@ -35,13 +35,15 @@ struct aw_ingest *aw_ingest_new(const struct aw_ingest_config *cfg);
 void aw_ingest_free(struct aw_ingest *ing);
 
 /* Processes one poll: *n_polled records. AW_OK when every record was done (offset stored),
- * AW_ERR_IO when a transient failure rewound a partition (the caller backs off). Main thread. */
+ * AW_ERR_IO when a transient failure rewound a partition (the caller backs off), AW_ERR_FATAL
+ * when a partition could not be rewound to a record not done (nothing later of it is stored;
+ * the caller must stop: the group re-reads from the committed offset). Main thread. */
 enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled);
 
 /* Runs steps until *stop becomes non-zero or the consumer reports a fatal error, backing off
  * (capped, with jitter, stop-aware) after transient failures. AW_OK after a clean stop (the
  * caller then closes the consumer, which commits stored offsets); AW_ERR_FATAL after a fatal
- * Kafka error. Main thread. */
+ * Kafka error or a failed rewind. Main thread. */
 enum aw_err aw_ingest_run(struct aw_ingest *ing, const atomic_int *stop);
 
 #endif
