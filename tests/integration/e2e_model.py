@@ -10,7 +10,7 @@ Account 3001 (valid key): audience 31 "E2E Alpha" (150 users: flushed by count),
 with out-of-order timestamps, ties and collapsed add->delete sequences. Account 3002: its key
 is refused by Klaviyo (401), so it must stay paused with its data kept while 3001 flows.
 
-The oracle follows DESIGN.md: membership of (audience, user) = the newest add/delete; the
+The oracle follows docs/design.md: membership of (audience, user) = the newest add/delete; the
 profile is shared by the account's audiences (§1): a property ("score_<aud>") = the value of the
 newest add/attribute_update that carried it (a delete only removes from the list); email
 consent = the consent with the newest purpose timestamp (its own version, §3; at equal

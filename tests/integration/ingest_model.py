@@ -7,7 +7,7 @@
   check-dlq EXPECTED FILE     exit 0 when the dead-letter records (kcat -J lines) are exactly the
                               expected set (duplicates from at-least-once redelivery allowed)
 
-The oracle is written from DESIGN.md, not from the worker's code: for every (audience, user) the
+The oracle is written from docs/design.md, not from the worker's code: for every (audience, user) the
 pending membership entry is the action of the newest message (timestamp_ms, then the greater
 lower-case id); attributes belong to the account's profile, shared by its audiences (DESIGN §1):
 an add carries first_name, and the user's first_name is the one of its newest add across all

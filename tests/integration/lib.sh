@@ -9,7 +9,7 @@
 # killed with SIGKILL (e.g. by a ctest timeout), so no redis-server or broker outlives a test.
 #
 # Services run on 127.0.0.1 only, on ports the kernel hands out. Every wait is bounded. A missing
-# tool or binary is a failure, never a skip (STYLE.md §9).
+# tool or binary is a failure, never a skip (docs/style.md §9).
 #
 # Public functions (all return 0 on success; the "|| fail" pattern is safe under set -e):
 #   fail MSG...                    print "FAIL: MSG" to stderr and exit 1 (cleanup still runs)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_bulk.sh -- "batches drain at the endpoint maximums" (DESIGN.md §5): 12,000 pending adds of
+# test_bulk.sh -- "batches drain at the endpoint maximums" (docs/design.md §5): 12,000 pending adds of
 # one audience go out as bulk import jobs of 10,000 + 2,000 profiles (the threshold of 100 only
 # triggers the flush), and 2,500 removals as 25 profile lookups of 100 emails and 3 relationship
 # deletes of at most 1,000 ids. The changes are ingested by a consumer-only replica first, then

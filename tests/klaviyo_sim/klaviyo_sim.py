@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Klaviyo API simulator for audience-worker tests and the local stack.
 
-Serves the subset of Klaviyo's REST API the worker uses (DESIGN.md section 5) on loopback,
+Serves the subset of Klaviyo's REST API the worker uses (docs/design.md section 5) on loopback,
 validates every request against Klaviyo's published OpenAPI spec (revision 2026-07-15, vendored
 in schemas/vendor/klaviyo/openapi-stable-2026-07-15.json), enforces the spec's rate limits
 (x-klaviyo-ratelimit) and payload limits, runs bulk jobs asynchronously, keeps list/profile
@@ -39,7 +39,7 @@ PROFILE_MAX_BYTES = 100 * 1024       # "maximum allowed payload size per-profile
 RELATIONSHIP_MAX_IDS = 1000          # add/remove_profiles_*_list: maximum of 1000 profiles per call
 SUBSCRIBE_MAX = 1000                 # bulk_subscribe_profiles: maximum number of profiles 1000
 UNSUBSCRIBE_MAX = 100                # bulk_unsubscribe_profiles: maximum per call 100
-FILTER_MAX_VALUES = 100              # any(...) list size (DESIGN.md section 5; not stated in the spec)
+FILTER_MAX_VALUES = 100              # any(...) list size (docs/design.md section 5; not stated in the spec)
 EMAIL_RE = re.compile(r"^[^@\s\"<>(),;:]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 REVISION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$")

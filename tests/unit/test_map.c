@@ -1,4 +1,4 @@
-/* test_map.c -- table-driven tests of the mapping rules (DESIGN.md §3).
+/* test_map.c -- table-driven tests of the mapping rules (docs/design.md §3).
  *
  * Each fixture tests/data/mapping/<case>.json holds
  *   {"description": "...",

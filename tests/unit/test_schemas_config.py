@@ -38,7 +38,7 @@ def main():
                 print(f"FAIL {name}: should be invalid")
             else:
                 print(f"ok   {name}")
-    # The display names documented in DESIGN.md §2 are accepted; near misses are not.
+    # The display names documented in docs/design.md §2 are accepted; near misses are not.
     for good in ("None", "", "customer", "Customer Id", "other", "Other 2", "other10", "Other ID 3"):
         if list(validator.iter_errors({"1": {"alternateIdentifier": good}})):
             failures += 1

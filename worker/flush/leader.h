@@ -1,5 +1,5 @@
 /* leader.h -- the leader lease state machine (pure: takes now_ms and store results, does no
- * I/O; STYLE.md §5). The store holds the lease (random token, TTL, fencing epoch); this module
+ * I/O; docs/style.md §5). The store holds the lease (random token, TTL, fencing epoch); this module
  * decides when to acquire or renew and whether the lease still counts as held. The lease is
  * lost once TTL minus a safety margin has passed since the last successful acquire/renew was
  * SENT, whether or not Redis answers. Flusher thread. */

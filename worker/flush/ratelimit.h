@@ -4,7 +4,7 @@
  * eat the import budget. On top of our own count the limiter takes what responses say
  * (RateLimit-Remaining / RateLimit-Reset): other integrations share the account's quota, so
  * it never sends more than the server says remain before the reset. Retry-After blocks stop
- * the whole account (DESIGN.md §5). Pure: the caller passes now_ms (monotonic); no I/O. One
+ * the whole account (docs/design.md §5). Pure: the caller passes now_ms (monotonic); no I/O. One
  * instance per thread (the flusher's). */
 #ifndef AW_FLUSH_RATELIMIT_H
 #define AW_FLUSH_RATELIMIT_H

@@ -1,4 +1,4 @@
-/* account.c -- one account's settings (DESIGN.md §2) and the grammar of their values. Nothing
+/* account.c -- one account's settings (docs/design.md §2) and the grammar of their values. Nothing
  * here logs or formats a value: problems name the setting only. */
 #include "worker/ingest/account.h"
 

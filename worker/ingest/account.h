@@ -1,4 +1,4 @@
-/* account.h -- one account's settings (DESIGN.md §2): `apiKey`, `alternateIdentifier`,
+/* account.h -- one account's settings (docs/design.md §2): `apiKey`, `alternateIdentifier`,
  * `phoneIdentifier`, from the message's `account.account_settings`, overridden key by key by the
  * account's entry in the config file (config_file.h loads it and hands out its overrides).
  * This module owns the grammar of the two identifier settings, which the config file loader

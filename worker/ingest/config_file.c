@@ -1,4 +1,4 @@
-/* config_file.c -- AW_CONFIG_FILE (DESIGN.md §2): jansson parses the file; the values are
+/* config_file.c -- AW_CONFIG_FILE (docs/design.md §2): jansson parses the file; the values are
  * checked with account.c's grammar. Nothing here logs. Error texts name files, JSON pointers and
  * setting names, never values: jansson's own error text quotes the input near the error, which
  * could be an API key, so only its line/column and error code are used. */

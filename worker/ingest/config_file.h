@@ -1,5 +1,5 @@
-/* config_file.h -- the per-account settings file named by AW_CONFIG_FILE (DESIGN.md §2): a JSON
- * object keyed by account id whose entries override the messages' account_settings key by key
+/* config_file.h -- the per-account settings file named by AW_CONFIG_FILE (docs/design.md §2): a
+ * JSON object keyed by account id whose entries override the messages' account_settings key by key
  * (schemas/aw-config-file.schema.json). Loaded and validated once at startup; immutable after,
  * so any thread may read it. Secrets (API keys) never appear in any error text written here. */
 #ifndef AW_WORKER_CONFIG_FILE_H

@@ -1,4 +1,4 @@
-/* connection.c -- an audience's connection settings (DESIGN.md §2). The two mapping settings
+/* connection.c -- an audience's connection settings (docs/design.md §2). The two mapping settings
  * are JSON text inside a string setting; jansson parses them. Details never quote the text:
  * jansson's own error message would (see aw_event_json_error_str). */
 #include "worker/ingest/connection.h"

@@ -1,4 +1,4 @@
-/* connection.h -- an audience's connection settings (DESIGN.md §2), from its
+/* connection.h -- an audience's connection settings (docs/design.md §2), from its
  * `audience_subscription_settings`: `listId`, `propertyMapping`, `consentMapping`. This module
  * only parses and validates; the mapping rules that use them live in map.c. Error details name
  * positions and settings, never values. Pure; any thread. */
@@ -16,7 +16,7 @@ struct aw_event_setting;
  * settings do not parse (dead-letter header aw.reason). */
 #define AW_CONNECTION_INVALID "invalid_connection_settings"
 
-/* propertyMapping targets (DESIGN.md §3); the Klaviyo paths are map.c's business. */
+/* propertyMapping targets (docs/design.md §3); the Klaviyo paths are map.c's business. */
 enum aw_connection_target {
     AW_TARGET_ADDRESS2 = 0, /* "$address2" */
     AW_TARGET_IMAGE,        /* "$image" */

@@ -1,4 +1,4 @@
-/* consumer.c -- the only user of rdkafka.h (STYLE.md §1). */
+/* consumer.c -- the only user of rdkafka.h (docs/style.md §1). */
 #include "worker/ingest/consumer.h"
 
 #include <inttypes.h>

@@ -1,5 +1,5 @@
-/* event.c -- Kafka payload -> struct aw_event (DESIGN.md §1). The accepted shape is documented in
- * event.h and, as JSON Schema, in schemas/mparticle-audience-message.schema.json.
+/* event.c -- Kafka payload -> struct aw_event (docs/design.md §1). The accepted shape is documented
+ * in event.h and, as JSON Schema, in schemas/mparticle-audience-message.schema.json.
  *
  * Shape of the code: one small decoder per JSON object of the message. Each takes the path
  * prefix of its object (built with snprintf, so the depth of the calls is fixed by the message

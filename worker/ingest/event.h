@@ -1,5 +1,5 @@
 /* event.h -- one Kafka payload decoded into struct aw_event: mParticle's Firehose
- * audience-processing messages (DESIGN.md §1). Structure and types are validated here;
+ * audience-processing messages (docs/design.md §1). Structure and types are validated here;
  * the mapping rules (email, phone, attributes, consent) live in map.c.
  * Pure: no I/O, no global state. Any thread. */
 #ifndef AW_WORKER_EVENT_H

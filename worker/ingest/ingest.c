@@ -344,8 +344,8 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
              * offset of the partition would skip it. Stop (nothing more is stored); the group
              * re-reads from the committed offset after the restart. */
             AW_LOG_ERROR("ingest", "cannot rewind a partition to a record not done; stopping",
-                         "topic=%s partition=%" PRId32 " offset=%" PRId64, m->topic,
-                         m->partition, m->offset);
+                         "topic=%s partition=%" PRId32 " offset=%" PRId64, m->topic, m->partition,
+                         m->offset);
             fatal = true;
         }
         rewound = true;

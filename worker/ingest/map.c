@@ -1,4 +1,4 @@
-/* map.c -- DESIGN.md §3 mapping rules. Connection settings are parsed by connection.c; the few
+/* map.c -- docs/design.md §3 mapping rules. Connection settings are parsed by connection.c; the few
  * attribute values read here as text ($country, $source) are decoded from their JSON with
  * jansson. */
 #include "worker/ingest/map.h"
@@ -261,7 +261,7 @@ struct intent {
     bool subscribe;
 };
 
-/* The intent of a purpose (DESIGN.md §3). GDPR: consented -> subscribe, not consented ->
+/* The intent of a purpose (docs/design.md §3). GDPR: consented -> subscribe, not consented ->
  * unsubscribe. CCPA (data_sale_opt_out) is not a marketing consent: an opt-out (consented:
  * true) unsubscribes, an opt-in (consented: false) asks nothing. */
 static struct intent consent_intent(const struct aw_event_consent *ec)
@@ -320,7 +320,7 @@ static void map_consents(const struct aw_event_profile *prof, const struct aw_co
         cc->channel = ch ? AW_CHANNEL_SMS : AW_CHANNEL_EMAIL;
         cc->subscribe = best[ch].subscribe;
         /* The purpose's own timestamp is the version of this consent, for subscribe and
-         * unsubscribe alike (DESIGN.md §3); Klaviyo also gets it as consented_at. */
+         * unsubscribe alike (docs/design.md §3); Klaviyo also gets it as consented_at. */
         cc->has_consented_at = best[ch].ec->has_timestamp;
         cc->consented_at_unix_ms = best[ch].ec->timestamp_unix_ms;
     }

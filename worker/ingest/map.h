@@ -1,4 +1,4 @@
-/* map.h -- the mapping rules of DESIGN.md §3: a decoded membership message plus the resolved
+/* map.h -- the mapping rules of docs/design.md §3: a decoded membership message plus the resolved
  * account settings become one struct aw_change per (audience, profile), and a reject per profile
  * or (profile, audience) that cannot be mapped. Pure (no I/O, no global state); any thread
  * after aw_phone_init. The rule table as implemented is in README ("Mapping"). */

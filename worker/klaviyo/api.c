@@ -44,7 +44,7 @@ static const struct aw_api_op OPS[AW_API_ENDPOINT_COUNT] = {
             .path = "/api/profiles",
             .page_size_max = 100,
             .filterable = true,
-            /* ours (DESIGN.md §5): as many emails as one page of answers holds */
+            /* ours (docs/design.md §5): as many emails as one page of answers holds */
             .filter_max_values = 100,
             /* ours: any(email,[...]) text per lookup, so the URL stays well under the 8 KB
              * that servers and proxies commonly accept once percent-encoded */

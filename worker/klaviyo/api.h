@@ -1,5 +1,5 @@
-/* api.h -- the Klaviyo API table: the one place Klaviyo's numbers live (STYLE.md §1). For every
- * operation the worker calls: method, path template, page size maximum, items and bytes per
+/* api.h -- the Klaviyo API table: the one place Klaviyo's numbers live (docs/style.md §1). For
+ * every operation the worker calls: method, path template, page size maximum, items and bytes per
  * request, and the rate limits of `x-klaviyo-ratelimit`, all read from the vendored spec
  * schemas/vendor/klaviyo/openapi-stable-2026-07-15.json. tests/unit/test_api_spec.py checks
  * every row against that spec (through tests/tools/aw_api_dump), so the table cannot drift;

@@ -1,6 +1,6 @@
 /* build.h -- Klaviyo request bodies (revision 2026-07-15, JSON:API) and Klaviyo filter strings.
  * Pure: no I/O, no global state; every function may run on any thread (the flusher uses it).
- * Bodies are built from struct aw_change (worker/change.h); the mapping rules are DESIGN.md §3
+ * Bodies are built from struct aw_change (worker/change.h); the mapping rules are docs/design.md §3
  * and schemas/klaviyo-outbound.md. Every body kind validates against the requestBody schema of
  * its operation in Klaviyo's OpenAPI spec (tests/unit/test_payload_openapi.py).
  *

@@ -1,4 +1,4 @@
-/* client.c -- the only user of curl/curl.h (STYLE.md §1). */
+/* client.c -- the only user of curl/curl.h (docs/style.md §1). */
 #include "worker/klaviyo/client.h"
 
 #include <ctype.h>

@@ -1,6 +1,6 @@
 /* client.h -- the libcurl adapter: one Klaviyo API request at a time on a reused, keep-alive
  * easy handle, and the classification of every answer into what the flusher must do
- * (DESIGN.md §5, STYLE.md §5). One struct aw_klaviyo per thread (the flusher's). */
+ * (docs/design.md §5, docs/style.md §5). One struct aw_klaviyo per thread (the flusher's). */
 #ifndef AW_KLAVIYO_CLIENT_H
 #define AW_KLAVIYO_CLIENT_H
 
