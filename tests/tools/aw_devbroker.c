@@ -3,6 +3,11 @@
  *
  * Usage: aw_devbroker [--brokers N] [--topic NAME:PARTITIONS[:REPLICAS]]... [--bootstrap-file PATH]
  *                     [--pid-file PATH] [--log-level debug|info|warn|error] [--debug CONTEXTS]
+ *                     [--leader TOPIC:BROKER_ID] [--stall-broker BROKER_ID]
+ *
+ * Faults for tests: --leader puts every partition of TOPIC on broker BROKER_ID (ids start at 1);
+ * with --stall-broker, SIGUSR1 takes that broker down (connections refused: its partitions
+ * stall) and SIGUSR2 brings it back.
  *
  * Creates N mock brokers listening on 127.0.0.1 (kernel-chosen ports), creates the topics, prints
  * the bootstrap list ("127.0.0.1:port,...") on stdout, writes it atomically (tmp + rename) to
@@ -53,7 +58,12 @@ struct devbroker_opts {
     struct devbroker_topic topics[DEVBROKER_MAX_TOPICS];
     const char *bootstrap_file;
     const char *pid_file;
-    const char *debug; /* librdkafka "debug" contexts for the host handle, e.g. "mock" */
+    const char *debug;         /* librdkafka "debug" contexts for the host handle, e.g. "mock" */
+    char leader_topic[4][256]; /* --leader (repeatable): every partition of leader_topic[i] on
+                                  leader_broker[i] */
+    int leader_broker[4];
+    size_t n_leaders;
+    int stall_broker; /* --stall-broker: SIGUSR1 takes it down, SIGUSR2 up (0 = none) */
 };
 
 static void usage(FILE *out)
@@ -61,6 +71,7 @@ static void usage(FILE *out)
     fputs("usage: aw_devbroker [--brokers N] [--topic NAME:PARTITIONS[:REPLICAS]]...\n"
           "                    [--bootstrap-file PATH] [--pid-file PATH] [--log-level LEVEL]\n"
           "                    [--debug RDKAFKA_DEBUG_CONTEXTS (e.g. mock)]\n"
+          "                    [--leader TOPIC:BROKER_ID] [--stall-broker BROKER_ID]\n"
           "Runs a librdkafka mock Kafka cluster on 127.0.0.1 until SIGTERM/SIGINT.\n",
           out);
 }
@@ -138,6 +149,24 @@ static int parse_args(int argc, char **argv, struct devbroker_opts *o)
                 return 2;
             }
             o->topic_cnt++;
+        } else if (strcmp(a, "--leader") == 0) {
+            const char *colon = strrchr(v, ':');
+            size_t k = o->n_leaders;
+            if (k == 4 || !colon || colon == v ||
+                (size_t)(colon - v) >= sizeof o->leader_topic[0] ||
+                !parse_int(colon + 1, 1, DEVBROKER_MAX_BROKERS, &o->leader_broker[k])) {
+                fprintf(stderr,
+                        "aw_devbroker: bad --leader '%s' (want TOPIC:BROKER_ID, at most 4)\n", v);
+                return 2;
+            }
+            memcpy(o->leader_topic[k], v, (size_t)(colon - v));
+            o->leader_topic[k][colon - v] = '\0';
+            o->n_leaders++;
+        } else if (strcmp(a, "--stall-broker") == 0) {
+            if (!parse_int(v, 1, DEVBROKER_MAX_BROKERS, &o->stall_broker)) {
+                fprintf(stderr, "aw_devbroker: bad --stall-broker '%s'\n", v);
+                return 2;
+            }
         } else if (strcmp(a, "--bootstrap-file") == 0) {
             o->bootstrap_file = v;
         } else if (strcmp(a, "--pid-file") == 0) {
@@ -256,6 +285,8 @@ int main(int argc, char **argv)
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGTERM);
     sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGUSR1); /* --stall-broker: down */
+    sigaddset(&stop_set, SIGUSR2); /* --stall-broker: up */
     if (pthread_sigmask(SIG_BLOCK, &stop_set, NULL) != 0) {
         AW_LOG_ERROR(DEVBROKER_MOD, "pthread_sigmask failed", "%s", "");
         return 1;
@@ -292,6 +323,29 @@ int main(int argc, char **argv)
                     t->partitions, t->replicas);
     }
 
+    for (size_t k = 0; k < opts.n_leaders; k++) {
+        const struct devbroker_topic *t = NULL;
+        for (size_t i = 0; i < opts.topic_cnt; i++)
+            if (strcmp(opts.topics[i].name, opts.leader_topic[k]) == 0)
+                t = &opts.topics[i];
+        if (!t) {
+            AW_LOG_ERROR(DEVBROKER_MOD, "--leader names no --topic", "topic=%s",
+                         opts.leader_topic[k]);
+            goto out;
+        }
+        for (int p = 0; p < t->partitions; p++) {
+            rd_kafka_resp_err_t err = rd_kafka_mock_partition_set_leader(
+                mcluster, t->name, p, (int32_t)opts.leader_broker[k]);
+            if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                AW_LOG_ERROR(DEVBROKER_MOD, "cannot set the leader", "topic=%s partition=%d err=%s",
+                             t->name, p, rd_kafka_err2name(err));
+                goto out;
+            }
+        }
+        AW_LOG_INFO(DEVBROKER_MOD, "leader set", "topic=%s broker=%d", t->name,
+                    opts.leader_broker[k]);
+    }
+
     const char *bootstraps = rd_kafka_mock_cluster_bootstraps(mcluster);
     if (!bootstraps || !*bootstraps) {
         AW_LOG_ERROR(DEVBROKER_MOD, "no bootstrap list", "%s", "");
@@ -318,9 +372,22 @@ int main(int argc, char **argv)
                 opts.topic_cnt, bootstraps);
 
     int sig = 0;
-    if (sigwait(&stop_set, &sig) != 0) {
-        AW_LOG_ERROR(DEVBROKER_MOD, "sigwait failed", "%s", "");
-        goto out;
+    for (;;) {
+        if (sigwait(&stop_set, &sig) != 0) {
+            AW_LOG_ERROR(DEVBROKER_MOD, "sigwait failed", "%s", "");
+            goto out;
+        }
+        if (sig != SIGUSR1 && sig != SIGUSR2)
+            break;
+        if (!opts.stall_broker) {
+            AW_LOG_WARN(DEVBROKER_MOD, "no --stall-broker: signal ignored", "signal=%d", sig);
+            continue;
+        }
+        rd_kafka_resp_err_t err =
+            sig == SIGUSR1 ? rd_kafka_mock_broker_set_down(mcluster, (int32_t)opts.stall_broker)
+                           : rd_kafka_mock_broker_set_up(mcluster, (int32_t)opts.stall_broker);
+        AW_LOG_INFO(DEVBROKER_MOD, sig == SIGUSR1 ? "broker down" : "broker up", "broker=%d err=%s",
+                    opts.stall_broker, rd_kafka_err2name(err));
     }
     AW_LOG_INFO(DEVBROKER_MOD, "stopping", "signal=%d", sig);
     rc = 0;
