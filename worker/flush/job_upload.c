@@ -33,7 +33,7 @@ static unsigned consent_channels(const struct aw_change *c, bool subscribe)
         const struct aw_change_consent *cs = &c->consents[i];
         if (cs->subscribe != subscribe)
             continue;
-        if (cs->channel == AW_JOB_CHANNEL_EMAIL)
+        if (cs->channel == AW_CHANNEL_EMAIL)
             m |= AW_JOB_CHANNEL_EMAIL;
         else if (c->phone_e164)
             m |= AW_JOB_CHANNEL_SMS;
