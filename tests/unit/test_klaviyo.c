@@ -1,7 +1,13 @@
-/* test_klaviyo.c -- the response classification table (one check per row) and Retry-After
- * parsing. No network. (Error documents are parse.c's parser: test_parse.c.) */
+/* test_klaviyo.c -- the response classification table (one check per row), Retry-After parsing,
+ * and the request deadline (a socket on 127.0.0.1, no network). (Error documents are parse.c's
+ * parser: test_parse.c.) */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "common/clock.h"
 #include "tests/harness.h"
 #include "worker/klaviyo/client.h"
 
@@ -76,10 +82,54 @@ static void test_new_rejects_bad_scheme(void)
     aw_klaviyo_free(k);
 }
 
+/* A request never outlives the deadline the flusher sets (its lease's validity): against a
+ * peer that accepts and never answers, it ends at the deadline, not at the request timeout; at
+ * or past the deadline nothing is sent. The peer is a listening socket on 127.0.0.1 whose
+ * backlog completes the connection (no accept, no network). */
+static void test_deadline(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    AW_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0 &&
+             getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    char url[64], err[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    struct aw_klaviyo_config cfg = {url, "2026-07-15", NULL, 5000, 20000};
+    struct aw_klaviyo *k = aw_klaviyo_new(&cfg, err, sizeof err);
+    AW_CHECK(k != NULL);
+    if (k) {
+        struct aw_klaviyo_response r;
+        uint64_t t0 = aw_clock_mono_ms();
+        aw_klaviyo_set_deadline(k, t0 + 300);
+        AW_CHECK_INT_EQ(aw_klaviyo_request(k, "pk_x", AW_API_GET, "/api/lists", NULL, 0, &r),
+                        AW_ERR_TIMEOUT);
+        uint64_t took = aw_clock_mono_ms() - t0;
+        AW_CHECK_MSG(took >= 250 && took < 2000, "took %llu ms", (unsigned long long)took);
+        AW_CHECK_INT_EQ(r.action, AW_KLAVIYO_RETRY);
+        aw_klaviyo_response_clear(&r);
+        /* past the deadline: not sent at all */
+        aw_klaviyo_set_deadline(k, aw_clock_mono_ms());
+        t0 = aw_clock_mono_ms();
+        AW_CHECK_INT_EQ(aw_klaviyo_request(k, "pk_x", AW_API_GET, "/api/lists", NULL, 0, &r),
+                        AW_ERR_TIMEOUT);
+        AW_CHECK(aw_clock_mono_ms() - t0 < 50);
+        AW_CHECK(strstr(r.transport_error, "deadline") != NULL);
+        AW_CHECK_INT_EQ(r.status, 0);
+        aw_klaviyo_response_clear(&r);
+        aw_klaviyo_free(k);
+    }
+    close(fd);
+}
+
 int main(void)
 {
     test_classification_table();
     test_retry_after();
     test_new_rejects_bad_scheme();
+    test_deadline();
     return aw_test_done();
 }

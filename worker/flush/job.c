@@ -291,6 +291,7 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
         return NOT_SENT;
     }
     aw_metrics_add(AW_M_KLAVIYO_REQUESTS, 1);
+    aw_klaviyo_set_deadline(ctx->k, ctx->leader.valid_until_ms);
     (void)aw_klaviyo_request(ctx->k, a->api_key, op->method, path, body, body ? strlen(body) : 0,
                              resp);
     /* the server's count also holds what other integrations of the account spent */

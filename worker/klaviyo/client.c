@@ -24,6 +24,7 @@ struct aw_klaviyo {
     char *ca_file;
     long connect_timeout_ms;
     long timeout_ms;
+    uint64_t deadline_ms; /* monotonic; 0 = none (aw_klaviyo_set_deadline) */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -202,12 +203,32 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
+void aw_klaviyo_set_deadline(struct aw_klaviyo *k, uint64_t deadline_mono_ms)
+{
+    k->deadline_ms = deadline_mono_ms;
+}
+
 enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key, enum aw_api_method method,
                                const char *path, const char *body, size_t body_len,
                                struct aw_klaviyo_response *resp)
 {
     memset(resp, 0, sizeof *resp);
     resp->ratelimit_limit = resp->ratelimit_remaining = resp->ratelimit_reset_s = -1;
+    /* No request outlives the deadline (the leader's lease validity): the whole transfer,
+     * connect included, is bounded by what is left of it, and nothing is sent without time. */
+    long timeout_ms = k->timeout_ms;
+    if (k->deadline_ms) {
+        uint64_t now = aw_clock_mono_ms();
+        if (now + 1 >= k->deadline_ms) {
+            snprintf(resp->transport_error, sizeof resp->transport_error,
+                     "not sent: the deadline (lease validity) has passed");
+            resp->body = aw_strdup("");
+            resp->action = aw_klaviyo_classify(0, false);
+            return AW_ERR_TIMEOUT;
+        }
+        if (k->deadline_ms - now < (uint64_t)timeout_ms)
+            timeout_ms = (long)(k->deadline_ms - now);
+    }
     struct aw_buf url, auth, rev, out;
     aw_buf_init(&url, 0);
     aw_buf_init(&auth, 0);
@@ -232,8 +253,9 @@ enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key, enum a
     curl_easy_setopt(c, CURLOPT_URL, url.data);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, k->connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, k->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     k->connect_timeout_ms < timeout_ms ? k->connect_timeout_ms : timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, k->errbuf);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);

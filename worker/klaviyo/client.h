@@ -56,6 +56,12 @@ struct aw_klaviyo_response {
  * http:// or curl cannot be initialised. curl_global_init must have run (main). */
 struct aw_klaviyo *aw_klaviyo_new(const struct aw_klaviyo_config *cfg, char *errbuf, size_t errlen);
 
+/* Sets the monotonic time (aw_clock_mono_ms) no request may outlive (0 = none): every request
+ * after this call is bounded by what is left of it (connect and transfer), and one made at or
+ * after it is not sent (AW_ERR_TIMEOUT, action RETRY). The flusher sets its lease's validity, so
+ * a leader never has a request on the wire after its lease expired. Flusher thread. */
+void aw_klaviyo_set_deadline(struct aw_klaviyo *k, uint64_t deadline_mono_ms);
+
 /* Sends one request to base_url + path (from aw_api_path_build: the operation's path with its
  * query, already escaped; method from the same row of the API table) with the contract headers
  * (Authorization: Klaviyo-API-Key <api_key>, revision, JSON:API accept/content type). body may be
