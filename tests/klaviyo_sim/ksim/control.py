@@ -2,7 +2,6 @@
 reset, the fault set and the configuration. Answers are plain application/json."""
 
 import copy
-import random
 
 from .faults import fault_set_error
 from .state import DEFAULT_CONFIG
@@ -28,12 +27,5 @@ def handle(sim, method, path, body):
         unknown = set(body) - set(DEFAULT_CONFIG)
         if unknown:
             return 400, {"error": "unknown config keys", "keys": sorted(unknown)}
-        with sim.lock:
-            sim.config.update(body)
-            if "seed" in body:
-                sim.rng = random.Random(body["seed"])
-                sim.job_rng = random.Random("jobs-%s" % body["seed"])
-            sim.cond.notify_all()
-            cfg = copy.deepcopy(sim.config)
-        return 200, {"config": cfg}
+        return 200, {"config": sim.configure(body)}
     return 404, {"error": "unknown control endpoint"}

@@ -5,12 +5,11 @@ spec), so the body they get is valid JSON:API."""
 
 import copy
 
-from .errors import ApiError, invalid
+from .errors import ApiError, invalid, invalid_all, not_found
 from .filters import conditions, filter_match
 from .jobs import new_job
-from .resources import job_resource, list_resource, now_iso, paginate, profile_resource
-from .validate import (IMPORT_MAX_PROFILES, RELATIONSHIP_MAX_IDS, SUBSCRIBE_MAX, UNSUBSCRIBE_MAX,
-                       profile_record_errors, subscription_checks)
+from .resources import document, job_resource, list_resource, now_iso, paginate, profile_resource
+from .validate import profile_record_errors, require_profiles, subscription_checks
 
 
 class Request:
@@ -20,12 +19,21 @@ class Request:
     def __init__(self, base, op, params, query, body, path):
         self.base, self.op, self.params, self.query, self.body, self.path = base, op, params, query, body, path
 
+    def with_subscriptions(self):
+        """additional-fields[profile]=subscriptions: profiles carry their subscriptions."""
+        return "subscriptions" in self.query.get("additional-fields[profile]", "")
+
+
+def _page(rq, items, render):
+    """200 with the requested page of items, each rendered, and the paging links."""
+    page, links = paginate(rq.base, rq.path, rq.query, rq.op, items)
+    return 200, {"data": [render(x) for x in page], "links": links}
+
 
 def _list_or_404(sim, lid):
     lst = sim.lists.get(lid)
     if lst is None:
-        raise ApiError(404, "not_found", "Not found.", "A list with id %s does not exist." % lid,
-                       parameter="id")
+        raise not_found("A list with id %s does not exist." % lid, parameter="id")
     return lst
 
 
@@ -34,8 +42,7 @@ def get_lists(sim, rq):
     with sim.lock:
         items = [l for l in sim.lists.values()
                  if filter_match(conds, {"name": l["name"], "id": l["id"]})]
-        page, links = paginate(rq.base, rq.path, rq.query, rq.op, items)
-        return 200, {"data": [list_resource(rq.base, l) for l in page], "links": links}
+        return _page(rq, items, lambda l: list_resource(rq.base, l))
 
 
 def create_list(sim, rq):
@@ -45,15 +52,12 @@ def create_list(sim, rq):
         lst = {"id": sim.new_id("list"), "name": a["name"], "created": t, "updated": t,
                "opt_in_process": a.get("opt_in_process") or "single_opt_in", "members": [], "joined": {}}
         sim.lists[lst["id"]] = lst
-        return 201, {"data": list_resource(rq.base, lst),
-                     "links": {"self": "%s/api/lists/%s/" % (rq.base, lst["id"])}}
+        return 201, document(list_resource(rq.base, lst))
 
 
 def get_list(sim, rq):
     with sim.lock:
-        lst = _list_or_404(sim, rq.params["id"])
-        return 200, {"data": list_resource(rq.base, lst),
-                     "links": {"self": "%s/api/lists/%s/" % (rq.base, lst["id"])}}
+        return 200, document(list_resource(rq.base, _list_or_404(sim, rq.params["id"])))
 
 
 def _members(sim, rq):
@@ -65,25 +69,21 @@ def _members(sim, rq):
 
 def get_list_profile_ids(sim, rq):
     with sim.lock:
-        page, links = paginate(rq.base, rq.path, rq.query, rq.op, _members(sim, rq))
-        return 200, {"data": [{"type": "profile", "id": p["id"]} for p in page], "links": links}
+        return _page(rq, _members(sim, rq), lambda p: {"type": "profile", "id": p["id"]})
 
 
 def get_list_profiles(sim, rq):
-    subs = "subscriptions" in rq.query.get("additional-fields[profile]", "")
+    subs = rq.with_subscriptions()
     with sim.lock:
-        page, links = paginate(rq.base, rq.path, rq.query, rq.op, _members(sim, rq))
-        lst = sim.lists[rq.params["id"]]
-        return 200, {"data": [profile_resource(rq.base, p, subs, {"joined_group_at": lst["joined"].get(p["id"])})
-                              for p in page], "links": links}
+        members = _members(sim, rq)
+        joined = sim.lists[rq.params["id"]]["joined"]
+        return _page(rq, members,
+                     lambda p: profile_resource(rq.base, p, subs, {"joined_group_at": joined.get(p["id"])}))
 
 
 def _relationship_ids(body):
-    data = body["data"]
-    if len(data) > RELATIONSHIP_MAX_IDS:
-        raise invalid("This endpoint accepts a maximum of %d profiles per call." % RELATIONSHIP_MAX_IDS,
-                      pointer="/data")
-    return [d["id"] for d in data]
+    """The profile ids of a relationships request (their count was checked by precheck_counts)."""
+    return [d["id"] for d in body["data"]]
 
 
 def add_list_profiles(sim, rq):
@@ -92,10 +92,7 @@ def add_list_profiles(sim, rq):
         lst = _list_or_404(sim, rq.params["id"])
         missing = [i for i, pid in enumerate(ids) if pid not in sim.profiles]
         if missing:
-            e = invalid("Profile not found.", pointer="/data/%d/id" % missing[0])
-            e.errors += [ApiError.entry(400, "invalid", "Invalid input.", "Profile not found.",
-                                        pointer="/data/%d/id" % i) for i in missing[1:100]]
-            raise e
+            raise invalid_all([("/data/%d/id" % i, "Profile not found.") for i in missing])
         sim.add_members(lst, ids)
         return 204, None
 
@@ -114,11 +111,10 @@ def remove_list_profiles(sim, rq):
 
 def get_profiles(sim, rq):
     conds = conditions(rq.op, rq.query)
-    subs = "subscriptions" in rq.query.get("additional-fields[profile]", "")
+    subs = rq.with_subscriptions()
     with sim.lock:
         items = [p for p in sim.profiles.values() if filter_match(conds, p)]
-        page, links = paginate(rq.base, rq.path, rq.query, rq.op, items)
-        return 200, {"data": [profile_resource(rq.base, p, subs) for p in page], "links": links}
+        return _page(rq, items, lambda p: profile_resource(rq.base, p, subs))
 
 
 def profile_import(sim, rq):
@@ -130,13 +126,12 @@ def profile_import(sim, rq):
         try:
             p, created = sim.upsert_record(rec)
         except KeyError:
-            raise ApiError(404, "not_found", "Not found.", "Profile not found.", pointer="/data/id")
+            raise not_found("Profile not found.", pointer="/data/id")
         except ValueError as e:
             raise ApiError(409, "duplicate_profile", "Conflict.",
                            "A profile already exists with one of these identifiers.",
                            pointer="/data/attributes/%s" % e)
-        return (201 if created else 200), {"data": profile_resource(rq.base, p),
-                                           "links": {"self": "%s/api/profiles/%s/" % (rq.base, p["id"])}}
+        return (201 if created else 200), document(profile_resource(rq.base, p))
 
 
 def _job_list_ids(sim, data, pointer, single):
@@ -148,24 +143,19 @@ def _job_list_ids(sim, data, pointer, single):
         refs = ((rel.get("lists") or {}).get("data")) or []
     for i, r in enumerate(refs):
         if r["id"] not in sim.lists:
-            raise ApiError(404, "not_found", "Not found.", "A list with id %s does not exist." % r["id"],
-                           pointer=pointer if single else "%s/%d/id" % (pointer, i))
+            raise not_found("A list with id %s does not exist." % r["id"],
+                            pointer=pointer if single else "%s/%d/id" % (pointer, i))
     return [r["id"] for r in refs]
 
 
 def create_import_job(sim, rq):
     data = rq.body["data"]
     recs = data["attributes"]["profiles"]["data"]
-    if len(recs) > IMPORT_MAX_PROFILES:
-        raise invalid("Accepts up to %d profiles per request." % IMPORT_MAX_PROFILES,
-                      pointer="/data/attributes/profiles/data")
-    if not recs:
-        raise invalid("At least one profile is required.", pointer="/data/attributes/profiles/data")
+    require_profiles(recs)
     with sim.lock:
         lids = _job_list_ids(sim, data, "/data/relationships/lists/data", False)
         job = new_job(sim, "profile-bulk-import-job", recs, lids)
-        return 202, {"data": job_resource(rq.base, job),
-                     "links": {"self": "%s/api/profile-bulk-import-jobs/%s/" % (rq.base, job["id"])}}
+        return 202, document(job_resource(rq.base, job))
 
 
 def get_import_jobs(sim, rq):
@@ -173,36 +163,31 @@ def get_import_jobs(sim, rq):
     with sim.lock:
         items = [sim.jobs[j] for j in sim.job_order
                  if sim.jobs[j]["type"] == "profile-bulk-import-job" and filter_match(conds, sim.jobs[j])]
-        page, links = paginate(rq.base, rq.path, rq.query, rq.op, items)
-        return 200, {"data": [job_resource(rq.base, j) for j in page], "links": links}
+        return _page(rq, items, lambda j: job_resource(rq.base, j))
 
 
 def _job_or_404(sim, jid):
     j = sim.jobs.get(jid)
     if j is None or j["type"] != "profile-bulk-import-job":
-        raise ApiError(404, "not_found", "Not found.", "Job not found.", parameter="id")
+        raise not_found("Job not found.", parameter="id")
     return j
 
 
 def get_import_job(sim, rq):
     with sim.lock:
-        j = _job_or_404(sim, rq.params["job_id"])
-        return 200, {"data": job_resource(rq.base, j),
-                     "links": {"self": "%s/api/profile-bulk-import-jobs/%s/" % (rq.base, j["id"])}}
+        return 200, document(job_resource(rq.base, _job_or_404(sim, rq.params["job_id"])))
 
 
 def get_import_errors(sim, rq):
     with sim.lock:
-        j = _job_or_404(sim, rq.params["id"])
-        page, links = paginate(rq.base, rq.path, rq.query, rq.op, j["errors"])
-        return 200, {"data": copy.deepcopy(page), "links": links}
+        return _page(rq, _job_or_404(sim, rq.params["id"])["errors"], copy.deepcopy)
 
 
 def subscribe(sim, rq):
     data = rq.body["data"]
     a = data["attributes"]
     recs = a["profiles"]["data"]
-    subscription_checks(recs, bool(a.get("historical_import")), SUBSCRIBE_MAX, True)
+    subscription_checks(recs, bool(a.get("historical_import")), subscribe=True)
     with sim.lock:
         lids = _job_list_ids(sim, data, "/data/relationships/list/data/id", True)
         new_job(sim, "profile-subscription-bulk-create-job", recs, lids,
@@ -214,7 +199,7 @@ def subscribe(sim, rq):
 def unsubscribe(sim, rq):
     data = rq.body["data"]
     recs = data["attributes"]["profiles"]["data"]
-    subscription_checks(recs, False, UNSUBSCRIBE_MAX, False)
+    subscription_checks(recs, False, subscribe=False)
     with sim.lock:
         lids = _job_list_ids(sim, data, "/data/relationships/list/data/id", True)
         new_job(sim, "profile-subscription-bulk-delete-job", recs, lids)

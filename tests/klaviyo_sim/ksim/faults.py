@@ -5,7 +5,7 @@ request was applied. Each check takes the Sim and counts what it injects in faul
 import re
 import time
 
-from .errors import ApiError
+from .errors import ApiError, throttled
 
 FAULT_KEYS = {"error_rate_5xx", "status", "error_after_apply", "storm_429", "slow_ms",
               "drop_connections", "drop_after_apply", "unauthorized_keys", "paths"}
@@ -64,9 +64,7 @@ def storm(sim, path, label):
         _count_fault(sim, "storm_429")
         sim.throttled[label] = sim.throttled.get(label, 0) + 1
         ra = str(s.get("retry_after", 1))
-    raise ApiError(429, "throttled", "Request was throttled.",
-                   "Request was throttled. Expected available in %s seconds." % ra,
-                   headers={"Retry-After": ra})
+    raise throttled(ra, {"Retry-After": ra})
 
 
 def before(sim, path):

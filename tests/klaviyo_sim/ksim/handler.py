@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
 from . import control, endpoints, faults, ratelimit
-from .errors import ApiError
+from .errors import ApiError, not_found, throttled, too_large
 from .faults import DropConnection
 from .resources import now_iso
 from .spec import JSONAPI, Operation
@@ -45,6 +45,10 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ----------------------------------------------------------------------------
     def _read_body(self, limit):
+        def check_size(n):
+            if n > limit:   # the rest of the body stays unread: the connection cannot be reused
+                self.close_connection = True
+                raise too_large("Payload exceeds %d bytes." % limit)
         te = (self.headers.get("Transfer-Encoding") or "").lower()
         if "chunked" in te:
             chunks, total = [], 0
@@ -59,16 +63,12 @@ class Handler(BaseHTTPRequestHandler):
                         pass
                     break
                 total += n
-                if total > limit:
-                    self.close_connection = True
-                    raise ApiError(413, "request_too_large", "Request too large.", "Payload exceeds %d bytes." % limit)
+                check_size(total)
                 chunks.append(self.rfile.read(n))
                 self.rfile.readline(8)
             return b"".join(chunks)
         n = int(self.headers.get("Content-Length") or 0)
-        if n > limit:
-            self.close_connection = True
-            raise ApiError(413, "request_too_large", "Request too large.", "Payload exceeds %d bytes." % limit)
+        check_size(n)
         return self.rfile.read(n) if n > 0 else b""
 
     def _send(self, status, body=None, headers=None, ctype=JSONAPI):
@@ -113,7 +113,7 @@ class Handler(BaseHTTPRequestHandler):
                                "The request URL exceeds %d bytes." % max_url)
             if not isinstance(op, Operation):
                 if op == "404":
-                    raise ApiError(404, "not_found", "Not found.", "The requested path was not found.")
+                    raise not_found("The requested path was not found.")
                 if op == "405":
                     raise ApiError(405, "method_not_allowed", "Method not allowed.", "Method %s is not allowed." % method)
                 raise ApiError(501, "not_implemented", "Not implemented.", "This endpoint is not simulated.")
@@ -176,9 +176,7 @@ class Handler(BaseHTTPRequestHandler):
         with sim.lock:
             ok, rl_headers = ratelimit.check(sim, key, op)
         if not ok:
-            raise ApiError(429, "throttled", "Request was throttled.",
-                           "Request was throttled. Expected available in %s seconds." % rl_headers["Retry-After"],
-                           headers=rl_headers)
+            raise throttled(rl_headers["Retry-After"], rl_headers)
         try:
             check_revision(self.headers.get("revision"), {sim.spec.version} | set(sim.config.get("revisions") or []))
             after = faults.before(sim, path)

@@ -96,72 +96,97 @@ def run(sim):
 
 def _apply(sim, job):
     recs = job.pop("_records")
-    if job["type"] == "profile-bulk-import-job":
-        if sim.config.get("bulk_import_nulls", "ignore") != "clear":
-            recs = [without_nulls(r) for r in recs]
-        ok_ids = []
-        for i, rec in enumerate(recs):
-            base = "/data/attributes/profiles/data/%d" % i
-            errs = profile_record_errors(rec, base)
-            if not errs:
-                try:
-                    p, _ = sim.upsert_record(rec)
-                    ok_ids.append(p["id"])
-                    job["profile_ids"].append(p["id"])
-                except KeyError:
-                    errs = [(base + "/id", "Profile not found.")]
-                except ValueError as e:
-                    errs = [(base + "/attributes/" + str(e),
-                             "Another profile already has this %s." % e)]
-            if errs:
-                ptr, detail = errs[0]
-                job["errors"].append({"type": "import-error", "id": str(uuid.uuid4()),
-                                      "attributes": {"code": "invalid", "title": "Invalid input.",
-                                                     "detail": detail, "source": {"pointer": ptr},
-                                                     "original_payload": rec}})
-                job["failed_count"] += 1
-            else:
-                job["completed_count"] += 1
-        for lid in job["list_ids"]:
-            if lid in sim.lists:
-                sim.add_members(sim.lists[lid], ok_ids)
-        job["status"] = "complete"
-    elif job["type"] == "profile-subscription-bulk-create-job":
-        lst = sim.lists.get(job["list_ids"][0]) if job["list_ids"] else None
-        for rec in recs:
-            attrs = rec["attributes"]
-            p = sim.find_profile(attrs, rec.get("id")) or sim.new_profile()
-            ident = {k: attrs[k] for k in ("email", "phone_number") if attrs.get(k)}
-            if not sim.identifier_conflict(p, ident):
-                sim.apply_profile_attrs(p, ident, None)
-            for ch, params in (attrs.get("subscriptions") or {}).items():
-                mk = (params or {}).get("marketing")
-                if ch in ("email", "sms") and mk:
-                    p["subscriptions"].setdefault(ch, {})["marketing"] = {
-                        "consent": "SUBSCRIBED", "consented_at": mk.get("consented_at") or now_iso(),
-                        "method": "API", "custom_source": job.get("custom_source"),
-                        "historical_import": bool(job.get("historical_import")),
-                        "list_id": lst["id"] if lst else None}
-            if lst:
-                sim.add_members(lst, [p["id"]])
+    APPLY[job["type"]](sim, job, recs)
+    job["status"] = "complete"
+
+
+def _apply_import(sim, job, recs):
+    if sim.config.get("bulk_import_nulls", "ignore") != "clear":
+        recs = [without_nulls(r) for r in recs]
+    ok_ids = []
+    for i, rec in enumerate(recs):
+        base = "/data/attributes/profiles/data/%d" % i
+        errs = profile_record_errors(rec, base)
+        if not errs:
+            try:
+                p, _ = sim.upsert_record(rec)
+                ok_ids.append(p["id"])
+                job["profile_ids"].append(p["id"])
+            except KeyError:
+                errs = [(base + "/id", "Profile not found.")]
+            except ValueError as e:
+                errs = [(base + "/attributes/" + str(e),
+                         "Another profile already has this %s." % e)]
+        if errs:
+            ptr, detail = errs[0]
+            job["errors"].append({"type": "import-error", "id": str(uuid.uuid4()),
+                                  "attributes": {"code": "invalid", "title": "Invalid input.",
+                                                 "detail": detail, "source": {"pointer": ptr},
+                                                 "original_payload": rec}})
+            job["failed_count"] += 1
+        else:
             job["completed_count"] += 1
-        job["status"] = "complete"
-    else:
-        lst = sim.lists.get(job["list_ids"][0]) if job["list_ids"] else None
-        for rec in recs:
-            attrs = rec["attributes"]
-            p = sim.find_profile(attrs)
-            if p is None:   # Klaviyo creates the profile, then unsubscribes it
-                p = sim.new_profile()
-                sim.apply_profile_attrs(p, {k: attrs[k] for k in ("email", "phone_number") if attrs.get(k)}, None)
-            for ch, params in (attrs.get("subscriptions") or {}).items():
-                if ch in ("email", "sms") and (params or {}).get("marketing"):
-                    p["subscriptions"].setdefault(ch, {})["marketing"] = {
-                        "consent": "UNSUBSCRIBED", "consented_at": now_iso(), "method": "API",
-                        "custom_source": None, "historical_import": False,
-                        "list_id": lst["id"] if lst else None}
-            if lst and p["id"] in lst["members"]:
-                lst["members"].remove(p["id"])
-                lst["joined"].pop(p["id"], None)
-            job["completed_count"] += 1
-        job["status"] = "complete"
+    for lid in job["list_ids"]:
+        if lid in sim.lists:
+            sim.add_members(sim.lists[lid], ok_ids)
+
+
+def _job_list(sim, job):
+    """The list of a subscription job (it names one at most), else None."""
+    return sim.lists.get(job["list_ids"][0]) if job["list_ids"] else None
+
+
+def _contact(attrs):
+    """The email address and phone number a subscription record gives."""
+    return {k: attrs[k] for k in ("email", "phone_number") if attrs.get(k)}
+
+
+def _marketing_channels(attrs):
+    """(channel, marketing parameters) for each email or SMS channel a subscription record names."""
+    for ch, params in (attrs.get("subscriptions") or {}).items():
+        mk = (params or {}).get("marketing")
+        if ch in ("email", "sms") and mk:
+            yield ch, mk
+
+
+def _set_marketing(p, ch, consent, consented_at, custom_source, historical_import, lst):
+    p["subscriptions"].setdefault(ch, {})["marketing"] = {
+        "consent": consent, "consented_at": consented_at, "method": "API", "custom_source": custom_source,
+        "historical_import": historical_import, "list_id": lst["id"] if lst else None}
+
+
+def _apply_subscribe(sim, job, recs):
+    lst = _job_list(sim, job)
+    for rec in recs:
+        attrs = rec["attributes"]
+        p = sim.find_profile(attrs, rec.get("id")) or sim.new_profile()
+        ident = _contact(attrs)
+        if not sim.identifier_conflict(p, ident):
+            sim.apply_profile_attrs(p, ident, None)
+        for ch, mk in _marketing_channels(attrs):
+            _set_marketing(p, ch, "SUBSCRIBED", mk.get("consented_at") or now_iso(),
+                           job.get("custom_source"), bool(job.get("historical_import")), lst)
+        if lst:
+            sim.add_members(lst, [p["id"]])
+        job["completed_count"] += 1
+
+
+def _apply_unsubscribe(sim, job, recs):
+    lst = _job_list(sim, job)
+    for rec in recs:
+        attrs = rec["attributes"]
+        p = sim.find_profile(attrs)
+        if p is None:   # Klaviyo creates the profile, then unsubscribes it
+            p = sim.new_profile()
+            sim.apply_profile_attrs(p, _contact(attrs), None)
+        for ch, _ in _marketing_channels(attrs):
+            _set_marketing(p, ch, "UNSUBSCRIBED", now_iso(), None, False, lst)
+        if lst and p["id"] in lst["members"]:
+            lst["members"].remove(p["id"])
+            lst["joined"].pop(p["id"], None)
+        job["completed_count"] += 1
+
+
+APPLY = {"profile-bulk-import-job": _apply_import,
+         "profile-subscription-bulk-create-job": _apply_subscribe,
+         "profile-subscription-bulk-delete-job": _apply_unsubscribe}

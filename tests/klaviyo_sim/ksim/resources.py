@@ -16,13 +16,26 @@ def now_iso(t=None):
     return datetime.fromtimestamp(time.time() if t is None else t, timezone.utc).isoformat(timespec="seconds")
 
 
+def _url(base, *parts):
+    """A link as Klaviyo writes it: base/api/<parts>/, with the trailing slash."""
+    return "%s/api/%s/" % (base, "/".join(parts))
+
+
+def _relationship_links(base, collection, rid, name):
+    return {"self": _url(base, collection, rid, "relationships", name), "related": _url(base, collection, rid, name)}
+
+
+def document(res):
+    """The answer that holds one resource: the resource, and its own link as the document's."""
+    return {"data": res, "links": {"self": res["links"]["self"]}}
+
+
 def list_resource(base, l):
     return {"type": "list", "id": l["id"],
             "attributes": {"name": l["name"], "created": l["created"], "updated": l["updated"],
                            "opt_in_process": l["opt_in_process"]},
-            "relationships": {"profiles": {"links": {"self": "%s/api/lists/%s/relationships/profiles/" % (base, l["id"]),
-                                                     "related": "%s/api/lists/%s/profiles/" % (base, l["id"])}}},
-            "links": {"self": "%s/api/lists/%s/" % (base, l["id"])}}
+            "relationships": {"profiles": {"links": _relationship_links(base, "lists", l["id"], "profiles")}},
+            "links": {"self": _url(base, "lists", l["id"])}}
 
 
 def subscriptions_view(p):
@@ -30,7 +43,7 @@ def subscriptions_view(p):
     for ch in ("email", "sms"):
         mk = p["subscriptions"].get(ch, {}).get("marketing")
         consent = mk["consent"] if mk else "NEVER_SUBSCRIBED"
-        out[ch] = {"marketing": {"can_receive_%s_marketing" % ("email" if ch == "email" else "sms"): consent == "SUBSCRIBED",
+        out[ch] = {"marketing": {"can_receive_%s_marketing" % ch: consent == "SUBSCRIBED",
                                  "consent": consent,
                                  "consent_timestamp": mk["consented_at"] if mk else None,
                                  "method": mk["method"] if mk else None,
@@ -48,7 +61,7 @@ def profile_resource(base, p, with_subs=False, extra=None):
         attrs["subscriptions"] = subscriptions_view(p)
     attrs.update(extra or {})
     return {"type": "profile", "id": p["id"], "attributes": attrs,
-            "links": {"self": "%s/api/profiles/%s/" % (base, p["id"])}}
+            "links": {"self": _url(base, "profiles", p["id"])}}
 
 
 def job_resource(base, j):
@@ -56,9 +69,8 @@ def job_resource(base, j):
             "attributes": {k: j[k] for k in ("status", "created_at", "total_count", "completed_count",
                                              "failed_count", "completed_at", "expires_at", "started_at")},
             "relationships": {"lists": {"data": [{"type": "list", "id": i} for i in j["list_ids"]],
-                                        "links": {"self": "%s/api/profile-bulk-import-jobs/%s/relationships/lists/" % (base, j["id"]),
-                                                  "related": "%s/api/profile-bulk-import-jobs/%s/lists/" % (base, j["id"])}}},
-            "links": {"self": "%s/api/profile-bulk-import-jobs/%s/" % (base, j["id"])}}
+                                        "links": _relationship_links(base, "profile-bulk-import-jobs", j["id"], "lists")}},
+            "links": {"self": _url(base, "profile-bulk-import-jobs", j["id"])}}
 
 
 def _enc_cursor(off):

@@ -36,6 +36,14 @@ DEFAULT_CONFIG = {
 }
 
 
+IDENTIFIERS = ("email", "phone_number", "external_id")   # in the order a record is matched by
+
+
+def _ident_key(field, value):
+    """The index key of an identifier: emails match case-insensitively."""
+    return value.lower() if field == "email" else value
+
+
 class Sim:
     """All mutable state, guarded by one lock."""
 
@@ -54,19 +62,20 @@ class Sim:
         self.job_thread.start()
 
     # -- state -------------------------------------------------------------------------------
+    def _seed(self, seed):
+        self.rng = random.Random(seed)
+        self.job_rng = random.Random("jobs-%s" % seed)
+
     def _reset_locked(self):
-        self.rng = random.Random(self.config.get("seed", 1))
-        self.job_rng = random.Random("jobs-%s" % self.config.get("seed", 1))
+        self._seed(self.config.get("seed", 1))
         self.jobs_applied = 0    # jobs applied so far (their applied_seq)
         self.profiles = {}       # id -> profile dict
-        self.by_email = {}       # lower email -> id
-        self.by_phone = {}
-        self.by_external = {}
+        self.index = {f: {} for f in IDENTIFIERS}   # identifier -> _ident_key(value) -> id
         self.lists = {}          # id -> {"id","name","created","updated","opt_in_process","members":[ids]}
         self.jobs = {}           # id -> job
         self.job_order = []
         self.job_queue = []      # job ids not yet applied, FIFO
-        self.rate = {}           # (key, op_id, window_name) -> (window_index, count)
+        self.rate = {}           # (account, op_id, window_name) -> (window_index, count)
         self.faults = {}
         self.req_counts = {}     # "op_id" -> {"status": n}
         self.throttled = {}      # op_id -> n
@@ -82,6 +91,16 @@ class Sim:
                 self.config = copy.deepcopy(self.base_config)
             self._reset_locked()
             self.cond.notify_all()
+
+    def configure(self, changes):
+        """Merges changes (keys of DEFAULT_CONFIG, checked by the caller) into the config; a new
+        seed reseeds the RNGs. Returns a copy of the resulting config."""
+        with self.lock:
+            self.config.update(changes)
+            if "seed" in changes:
+                self._seed(changes["seed"])
+            self.cond.notify_all()
+            return copy.deepcopy(self.config)
 
     def stop(self):
         """Ends the job thread."""
@@ -100,27 +119,31 @@ class Sim:
         return "".join(self.rng.choice(string.ascii_letters + string.digits) for _ in range(32))
 
     # -- profiles ----------------------------------------------------------------------------
-    def _index(self, p, field, old=None):
-        idx = {"email": self.by_email, "phone_number": self.by_phone, "external_id": self.by_external}[field]
+    def _reindex(self, p, field, old=None):
+        idx = self.index[field]
         if old:
-            k = old.lower() if field == "email" else old
+            k = _ident_key(field, old)
             if idx.get(k) == p["id"]:
                 del idx[k]
         v = p.get(field)
         if v:
-            idx[v.lower() if field == "email" else v] = p["id"]
+            idx[_ident_key(field, v)] = p["id"]
+
+    def _holders(self, attrs):
+        """(field, profile id) for each identifier in attrs that a profile already holds, in the
+        order of IDENTIFIERS."""
+        for field in IDENTIFIERS:
+            v = attrs.get(field)
+            holder = self.index[field].get(_ident_key(field, v)) if v else None
+            if holder:
+                yield field, holder
 
     def find_profile(self, attrs, pid=None):
         """Klaviyo identity rules, simplified: id, then email, then phone_number, then external_id."""
         if pid:
             return self.profiles.get(pid)
-        for field, idx in (("email", self.by_email), ("phone_number", self.by_phone),
-                           ("external_id", self.by_external)):
-            v = attrs.get(field)
-            if v:
-                found = idx.get(v.lower() if field == "email" else v)
-                if found:
-                    return self.profiles[found]
+        for _, holder in self._holders(attrs):
+            return self.profiles[holder]
         return None
 
     def new_profile(self):
@@ -134,23 +157,19 @@ class Sim:
 
     def identifier_conflict(self, p, attrs):
         """Field name whose value already belongs to another profile, else None."""
-        for field, idx in (("email", self.by_email), ("phone_number", self.by_phone),
-                           ("external_id", self.by_external)):
-            v = attrs.get(field)
-            if v:
-                other = idx.get(v.lower() if field == "email" else v)
-                if other and (p is None or other != p["id"]):
-                    return field
+        for field, holder in self._holders(attrs):
+            if p is None or holder != p["id"]:
+                return field
         return None
 
     def apply_profile_attrs(self, p, attrs, meta):
         """Upsert semantics of profile-import: absent = unchanged, null = cleared (also a key of
         location/properties); location/properties merged."""
-        for field in ("email", "phone_number", "external_id"):
+        for field in IDENTIFIERS:
             if field in attrs:
                 old = p.get(field)
                 p[field] = attrs[field]
-                self._index(p, field, old)
+                self._reindex(p, field, old)
         for field in ("first_name", "last_name", "organization", "locale", "title", "image", "_kx"):
             if field in attrs:
                 p[field] = attrs[field]

@@ -7,7 +7,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from .errors import ApiError, invalid
+from .errors import ApiError, invalid, invalid_all, too_large
 from .spec import JSONAPI
 
 IMPORT_MAX_BYTES = 5 * 1024 * 1024   # bulk_import_profiles description: 5MB payload
@@ -34,6 +34,7 @@ COUNT_LIMITS = {  # op -> (path to the array, max, message); checked before the 
 
 
 def precheck_counts(op, body):
+    """COUNT_LIMITS, before the schema pass (a 10,001-profile import is not schema-checked)."""
     spec = COUNT_LIMITS.get(op.op_id)
     if not spec:
         return
@@ -48,8 +49,8 @@ def precheck_counts(op, body):
 
 
 def schema_errors(validator, body):
-    """Spec validation of a request body -> list of Klaviyo error entries (values never echoed,
-    so no personal data leaks into worker logs)."""
+    """Spec validation of a request body -> list of (pointer, detail), at most 100 (values never
+    echoed, so no personal data leaks into worker logs)."""
     out = []
     errs = sorted(validator.iter_errors(body), key=lambda e: [str(p) for p in e.absolute_path])
     for e in errs[:100]:
@@ -71,16 +72,16 @@ def schema_errors(validator, body):
             ptr, detail = path, "Invalid format: expected %s." % e.validator_value
         else:
             ptr, detail = path, "Invalid value (%s %s)." % (kind, json.dumps(e.validator_value)[:80])
-        out.append(ApiError.entry(400, "invalid", "Invalid input.", detail, pointer=ptr or "/"))
+        out.append((ptr or "/", detail))
     return out
 
 
 def check_revision(rev, known):
     """The `revision` header: required, and one of the known revisions."""
     if not rev:
-        raise ApiError(400, "invalid", "Invalid input.", "Missing 'revision' header.", parameter="revision")
+        raise invalid("Missing 'revision' header.", parameter="revision")
     if not REVISION_RE.match(rev) or rev not in known:
-        raise ApiError(400, "invalid", "Invalid input.", "Invalid or unsupported revision.", parameter="revision")
+        raise invalid("Invalid or unsupported revision.", parameter="revision")
 
 
 def request_body(op, raw, ctype, strict_content_type):
@@ -96,11 +97,9 @@ def request_body(op, raw, ctype, strict_content_type):
             raise ApiError(415, "unsupported_media_type", "Unsupported media type.",
                            "Content-Type must be %s." % JSONAPI)
         if op.op_id == "bulk_import_profiles" and len(raw) > IMPORT_MAX_BYTES:
-            raise ApiError(413, "request_too_large", "Request too large.",
-                           "The maximum allowed payload size is 5MB.")
-        if op.op_id in ("create_or_update_profile",) and len(raw) > PROFILE_MAX_BYTES:
-            raise ApiError(413, "request_too_large", "Request too large.",
-                           "The maximum allowed payload size is 100KB.")
+            raise too_large("The maximum allowed payload size is 5MB.")
+        if op.op_id == "create_or_update_profile" and len(raw) > PROFILE_MAX_BYTES:
+            raise too_large("The maximum allowed payload size is 100KB.")
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -108,10 +107,27 @@ def request_body(op, raw, ctype, strict_content_type):
         precheck_counts(op, body)
         errs = schema_errors(op.body_validator, body)
         if errs:
-            e = ApiError(400, "invalid", "Invalid input.", "")
-            e.errors = errs
-            raise e
+            raise invalid_all(errs)
     return body
+
+
+def identifier_format_errors(attrs, base):
+    """An email address that is not one, a phone number that is not E.164 -> [(pointer, detail)];
+    base points at the attributes object."""
+    errs = []
+    email = attrs.get("email")
+    if email is not None and not EMAIL_RE.match(email):
+        errs.append((base + "/email", "Invalid email address."))
+    phone = attrs.get("phone_number")
+    if phone is not None and not E164_RE.match(phone):
+        errs.append((base + "/phone_number", "Invalid phone number format (E.164 required)."))
+    return errs
+
+
+def require_profiles(recs):
+    """A bulk job needs at least one profile (the schema allows an empty list)."""
+    if not recs:
+        raise invalid("At least one profile is required.", pointer="/data/attributes/profiles/data")
 
 
 def profile_record_errors(rec, base):
@@ -120,22 +136,17 @@ def profile_record_errors(rec, base):
     errs = []
     if len(json.dumps(rec)) > PROFILE_MAX_BYTES:
         errs.append((base, "Profile payload exceeds 100KB."))
-    email = attrs.get("email")
-    if email is not None and not EMAIL_RE.match(email):
-        errs.append((base + "/attributes/email", "Invalid email address."))
-    phone = attrs.get("phone_number")
-    if phone is not None and not E164_RE.match(phone):
-        errs.append((base + "/attributes/phone_number", "Invalid phone number format (E.164 required)."))
+    errs += identifier_format_errors(attrs, base + "/attributes")
     if not rec.get("id") and not any(attrs.get(f) for f in ("email", "phone_number", "external_id")):
         errs.append((base + "/attributes", "A profile requires at least one identifier: email, phone_number or external_id."))
     return errs
 
 
-def subscription_checks(recs, historical, limit, subscribe):
-    if len(recs) > limit:
-        raise invalid("Maximum number of profiles per call: %d." % limit, pointer="/data/attributes/profiles/data")
-    if not recs:
-        raise invalid("At least one profile is required.", pointer="/data/attributes/profiles/data")
+def subscription_checks(recs, historical, subscribe):
+    """The checks of meaning of a subscribe (subscribe=True) or unsubscribe job, all records at
+    once: identifier formats, the identifier each channel needs and, for subscribe, consented_at
+    against historical_import. Their count was checked by precheck_counts."""
+    require_profiles(recs)
     now = time.time()
     errs = []
     for i, rec in enumerate(recs):
@@ -143,10 +154,7 @@ def subscription_checks(recs, historical, limit, subscribe):
         a = rec["attributes"]
         subs = a.get("subscriptions") or {}
         email, phone = a.get("email"), a.get("phone_number")
-        if email is not None and not EMAIL_RE.match(email):
-            errs.append((base + "/email", "Invalid email address."))
-        if phone is not None and not E164_RE.match(phone):
-            errs.append((base + "/phone_number", "Invalid phone number format (E.164 required)."))
+        errs += identifier_format_errors(a, base)
         if subs.get("email") and not email and not (subscribe and rec.get("id")):
             errs.append((base + "/email", "An email address is required for the email channel."))
         if subs.get("sms") and not phone and not (subscribe and rec.get("id")):
@@ -170,6 +178,4 @@ def subscription_checks(recs, historical, limit, subscribe):
                     except ValueError:
                         errs.append((ptr, "consented_at must be an ISO 8601 datetime."))
     if errs:
-        e = invalid(errs[0][1], pointer=errs[0][0])
-        e.errors += [ApiError.entry(400, "invalid", "Invalid input.", d, pointer=p) for p, d in errs[1:100]]
-        raise e
+        raise invalid_all(errs)
