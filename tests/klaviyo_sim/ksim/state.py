@@ -228,10 +228,12 @@ class Sim:
 
     # -- dump --------------------------------------------------------------------------------
     def dump(self):
+        # A deep copy made under the lock: the job thread keeps changing the live objects while
+        # the caller serialises the answer.
         with self.lock:
             def pub(j):
                 return {k: v for k, v in j.items() if not k.startswith("_")}
-            return {
+            return copy.deepcopy({
                 "config": self.config,
                 "faults": self.faults,
                 "lists": [dict(l, member_emails=[self.profiles[m]["email"] for m in l["members"] if m in self.profiles])
@@ -243,4 +245,4 @@ class Sim:
                 "faults_injected": self.faults_injected,
                 "recent_requests": self.recent,
                 "response_violations": self.response_violations,
-            }
+            })
