@@ -18,6 +18,7 @@ import tempfile
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 ROOT = os.environ.get("AW_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -574,6 +575,21 @@ class SimTest(unittest.TestCase):
         self.assertGreaterEqual(st["throttled"]["get_lists"], 2)
         r = call("POST", "/_sim/faults", {"bogus": 1}, key=None, revision=None, ctype="application/json")
         self.assertEqual(r.status, 400)
+
+    def test_reject_containing(self):
+        """A request holding a poisoned value (in its URL or body) is refused whole: 400 with
+        no record pointer; the same request without it passes."""
+        control("faults", {"reject_containing": ["poison@example.com"]})
+        q = "/api/profiles?filter=" + urllib.parse.quote('any(email,["a@example.com","poison@example.com"])')
+        r = call("GET", q)
+        self.assert_error(r, 400)
+        errs = r.json["errors"]
+        self.assertFalse(any((e.get("source") or {}).get("pointer") for e in errs), errs)
+        ok = "/api/profiles?filter=" + urllib.parse.quote('any(email,["a@example.com"])')
+        self.assertEqual(call("GET", ok).status, 200)
+        body = {"data": {"type": "list", "attributes": {"name": "poison@example.com"}}}
+        self.assert_error(call("POST", "/api/lists", body), 400)
+        self.assertEqual(state()["faults_injected"]["reject_whole"], 2)
 
     def test_jobs_finish_late_and_out_of_order(self):
         def run(n):

@@ -220,6 +220,7 @@ size_t aw_job_live(const struct aw_flush_job *j, int c)
 /* Moves to the first category at or after `from` that has work; ACK when none. */
 void aw_job_next_stage(struct aw_flush_job *j, int from)
 {
+    j->split_limit = 0;
     for (int c = from; c < CAT_COUNT; c++) {
         if (aw_job_live(j, c) == 0)
             continue;
@@ -468,6 +469,8 @@ void aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const
         if (dropped > 0)
             return; /* the rest is sent again without them */
     }
+    if (aw_job_split(j, n, r))
+        return;
     const char *reason = r->action == AW_KLAVIYO_NOT_FOUND  ? "klaviyo_not_found"
                          : r->action == AW_KLAVIYO_CONFLICT ? "klaviyo_conflict"
                                                             : "klaviyo_rejected";
@@ -481,6 +484,19 @@ void aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const
         aw_job_dead_letter(ctx, j, items[j->pos + i], reason, aw_job_err_field(r, 0),
                            aw_job_err_field(r, 1), aw_job_err_field(r, 2));
     j->pos += n;
+    j->split_limit = 0; /* the bad record is out: full-size requests again */
+}
+
+bool aw_job_split(struct aw_flush_job *j, size_t n, const struct aw_klaviyo_response *r)
+{
+    if (r->action != AW_KLAVIYO_REJECT || (r->status != 400 && r->status != 413) || n < 2)
+        return false;
+    j->split_limit = n / 2;
+    j->next_at = aw_job_now_ms();
+    AW_LOG_INFO(MOD, "request refused whole; sending it in halves to find the bad records",
+                "account=%s audience=%s step=%s status=%ld records=%zu half=%zu", j->acct_id,
+                aw_job_aud(j), aw_job_cat_name[j->cur], r->status, n, j->split_limit);
+    return true;
 }
 
 /* ---- Removals ------------------------------------------------------------------------------- */

@@ -68,6 +68,8 @@ struct aw_flush_job {
     int resume_cat;      /* a predecessor's import job: its category, or -1 */
     size_t resume_items; /* ... how many entries it held */
     bool cache_checked;  /* removals: the Redis id cache was read */
+    size_t split_limit;  /* 0, or the most items per request while a batch Klaviyo refused
+                            whole (400/413 naming no record) is sent in halves */
     size_t *rm;          /* removals with a profile id */
     size_t n_rm;
     struct dl *dl;             /* dead letters produced for this batch (kept until ack) */
@@ -107,7 +109,11 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
 /* WAIT / RETRY / PAUSE: schedules j, true. DONE: resets backoff, false. Others: false. */
 bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const char *step,
                           const struct aw_klaviyo_response *r);
-/* A 4xx for the request holding items[pos..pos+n): named records, or all of them. */
+/* A 400/413 naming no record for a request of n > 1 items: the next requests carry half as
+ * many (again and again), so only the bad records end dead-lettered. True when it split. */
+bool aw_job_split(struct aw_flush_job *j, size_t n, const struct aw_klaviyo_response *r);
+/* A 4xx for the request holding items[pos..pos+n): named records, halves (aw_job_split), or all
+ * of them. */
 void aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
                          size_t n, const struct aw_klaviyo_response *r);
 

@@ -82,7 +82,7 @@ void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     }
     char *filter = NULL;
     size_t consumed = 0;
-    enum aw_err e = aw_build_email_filter(emails, ne, 0, 0, &filter, &consumed);
+    enum aw_err e = aw_build_email_filter(emails, ne, j->split_limit, 0, &filter, &consumed);
     free(emails);
     if (e != AW_OK || consumed == 0) {
         aw_job_dead_letter(ctx, j, j->job_items[0], "unsendable", NULL, NULL, NULL);
@@ -106,14 +106,18 @@ void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         struct aw_parse_page page;
         memset(&page, 0, sizeof page);
         j->next_at = aw_job_now_ms();
-        if (r.action != AW_KLAVIYO_DONE) {
+        if (r.action != AW_KLAVIYO_DONE && aw_job_split(j, consumed, &r)) {
+            /* a lookup refused whole: the next ones carry half as many emails */
+        } else if (r.action != AW_KLAVIYO_DONE) {
             for (size_t k = 0; k < consumed; k++)
                 aw_job_dead_letter(ctx, j, j->job_items[k], "klaviyo_lookup_rejected",
                                    aw_job_err_field(&r, 0), aw_job_err_field(&r, 1),
                                    aw_job_err_field(&r, 2));
+            j->split_limit = 0;
         } else if (aw_parse_profiles_page(r.body, r.body_len, &page) != AW_OK) {
             aw_job_retry_later(j, "profile_lookup", "unexpected response body");
         } else {
+            j->split_limit = 0;
             for (size_t p = 0; p < page.n; p++) {
                 if (!page.items[p].value)
                     continue;
@@ -158,7 +162,7 @@ void aw_job_step_remove(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         ids[k] = j->del_id[j->rm[j->pos + k]];
     char *body = NULL;
     size_t consumed = 0;
-    enum aw_err e = aw_build_list_members(ids, m, 0, &body, &consumed);
+    enum aw_err e = aw_build_list_members(ids, m, j->split_limit, &body, &consumed);
     free(ids);
     char *path = NULL;
     if (e == AW_OK && consumed > 0)
@@ -174,6 +178,7 @@ void aw_job_step_remove(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         !aw_job_handle_common(ctx, j, "remove", &r)) {
         j->next_at = aw_job_now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
+            j->split_limit = 0;
             aw_metrics_add(AW_M_PROFILES_REMOVED, consumed);
             j->n_removed += consumed;
             j->pos += consumed;

@@ -93,7 +93,8 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     switch (c) {
     case CAT_ADD:
     case CAT_UPD:
-        e = aw_build_import(arr, m, c == CAT_ADD ? j->list_id : NULL, 0, 0, &body, &consumed);
+        e = aw_build_import(arr, m, c == CAT_ADD ? j->list_id : NULL, j->split_limit, 0, &body,
+                            &consumed);
         ep = AW_API_IMPORT_CREATE;
         break;
     case CAT_UNSET:
@@ -102,11 +103,11 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         ep = AW_API_PROFILE_IMPORT;
         break;
     case CAT_SUB:
-        e = aw_build_subscribe(arr, m, 0, &body, &consumed);
+        e = aw_build_subscribe(arr, m, j->split_limit, &body, &consumed);
         ep = AW_API_SUBSCRIBE;
         break;
     default:
-        e = aw_build_unsubscribe(arr, m, 0, &body, &consumed);
+        e = aw_build_unsubscribe(arr, m, j->split_limit, &body, &consumed);
         ep = AW_API_UNSUBSCRIBE;
         break;
     }
@@ -125,6 +126,7 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         !aw_job_handle_common(ctx, j, aw_job_cat_name[c], &r)) {
         j->next_at = aw_job_now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
+            j->split_limit = 0;
             if (c == CAT_ADD || c == CAT_UPD) {
                 struct aw_parse_import_job job;
                 memset(&job, 0, sizeof job);

@@ -272,6 +272,7 @@ static void report_full(struct aw_ingest *ing, size_t n)
     size_t full = 0;
     for (size_t i = 0; i < aw_store_batch_count(ing->batch); i++)
         full += aw_store_batch_result(ing->batch, i)->err == AW_ERR_FULL;
+    aw_metrics_set(AW_M_STORE_FULL, full > 0);
     if (full == 0)
         return;
     uint64_t now = aw_clock_mono_ms();

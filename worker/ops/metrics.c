@@ -40,9 +40,15 @@ static const struct {
     [AW_M_ACCOUNTS_PAUSED] = {"aw_accounts_paused", "Accounts paused after a 401/403 from Klaviyo",
                               true},
     [AW_M_DUE_AUDIENCES] = {"aw_due_audiences",
-                            "Audiences due for a flush at the leader's last scan (at most 512)",
+                            "Accounts with a stream due for a flush at the leader's last scan",
                             true},
-    [AW_M_FLUSH_JOBS] = {"aw_flush_jobs", "Audience flushes the leader is working on", true},
+    [AW_M_FLUSH_JOBS] = {"aw_flush_jobs",
+                         "Stream flushes (audiences, account profiles) the leader is working on",
+                         true},
+    [AW_M_STORE_FULL] = {"aw_store_full",
+                         "1 while Redis refuses ingest's writes for memory: ingest paused until "
+                         "the leader drains",
+                         true},
 };
 
 static const struct {

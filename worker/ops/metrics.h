@@ -31,8 +31,9 @@ enum aw_metric {
     AW_M_LEADER,               /* gauge: 1 while this replica holds the lease */
     AW_M_STORE_UP,             /* gauge: 1 while the last Redis operation succeeded */
     AW_M_ACCOUNTS_PAUSED,      /* gauge: accounts paused after 401/403 */
-    AW_M_DUE_AUDIENCES,        /* gauge: audiences due at the leader's last scan (max 512) */
-    AW_M_FLUSH_JOBS,           /* gauge: audience flushes the leader is working on */
+    AW_M_DUE_AUDIENCES,        /* gauge: accounts with a due stream at the leader's last scan */
+    AW_M_FLUSH_JOBS,           /* gauge: stream flushes the leader is working on */
+    AW_M_STORE_FULL,           /* gauge: 1 while Redis refuses ingest's writes (maxmemory) */
     AW_M__COUNT
 };
 

@@ -4,11 +4,13 @@ request was applied. Each check takes the Sim and counts what it injects in faul
 
 import re
 import time
+from urllib.parse import unquote
 
 from .errors import ApiError, throttled
 
 FAULT_KEYS = {"error_rate_5xx", "status", "error_after_apply", "storm_429", "slow_ms",
-              "drop_connections", "drop_after_apply", "unauthorized_keys", "paths"}
+              "drop_connections", "drop_after_apply", "unauthorized_keys", "paths",
+              "reject_containing"}
 DROP_AFTER_APPLY_KEYS = {"count", "rate", "ops", "paths"}
 
 
@@ -92,6 +94,21 @@ def before(sim, path):
             return err
         raise err
     return None
+
+
+def reject_whole(sim, url, raw):
+    """reject_containing [text...]: a request whose URL (decoded) or body holds one of the texts
+    gets a 400 that names no record, as Klaviyo answers some bad values: the whole request is
+    refused and the client cannot tell which of its records is at fault."""
+    with sim.lock:
+        texts = list(sim.faults.get("reject_containing") or [])
+    if not texts:
+        return
+    hay = unquote(url) + "\n" + (raw.decode("utf-8", "replace") if raw else "")
+    if any(t in hay for t in texts):
+        with sim.lock:
+            _count_fault(sim, "reject_whole")
+        raise ApiError(400, "invalid", "Invalid input.", "Simulated: a value of the request is refused.")
 
 
 def drop_after_apply(sim, path, op):

@@ -180,6 +180,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             check_revision(self.headers.get("revision"), {sim.spec.version} | set(sim.config.get("revisions") or []))
             after = faults.before(sim, path)
+            faults.reject_whole(sim, self.path, raw)
             body = request_body(op, raw, self.headers.get("Content-Type"), sim.config.get("strict_content_type"))
             rq = endpoints.Request(self._base(), op, params, query, body, path)
             status, out = endpoints.HANDLERS[op.handler_name](sim, rq)
