@@ -26,6 +26,7 @@
 #include "worker/ops/http.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
+#include "worker/store/account_ops.h"
 #include "worker/store/lease.h"
 #include "worker/store/status.h"
 #include "worker/store/store.h"
@@ -235,6 +236,12 @@ static int cmd_status(void)
             status = 1;
             break;
         }
+        uint64_t paused_until = 0;
+        long refused = 0;
+        if (aw_store_account_paused(st, accts[i], &paused_until, &refused) == AW_OK &&
+            paused_until > now)
+            printf("account account=%s paused=true refused_status=%ld retry_in_s=%llu\n", accts[i],
+                   refused, (unsigned long long)((paused_until - now) / 1000u));
         for (size_t k = 0; k < na && status == 0; k++)
             status = status_stream(st, accts[i], auds[k], now);
         if (status == 0)

@@ -64,6 +64,8 @@ wait_metric "$other" aw_due_audiences -eq 1 10
 AW_REDIS_URL="$AW_TEST_REDIS_URL" "$worker" status >"$AW_TEST_DIR/status.txt" ||
     fail "aw-worker status failed"
 grep -q '^lease held=true ' "$AW_TEST_DIR/status.txt" || fail "status shows no lease holder"
+grep -q '^account account=3002 paused=true refused_status=401 ' "$AW_TEST_DIR/status.txt" ||
+    fail "status does not show the paused account"
 line=$(grep '^audience account=3002 audience=33 name="E2E Gamma" state=active ' "$AW_TEST_DIR/status.txt") ||
     fail "status does not list the paused audience"
 p=$(sed -n 's/.* pending=\([0-9]*\) .*/\1/p' <<<"$line")

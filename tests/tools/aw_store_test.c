@@ -643,6 +643,22 @@ static void test_accounts(struct aw_store *s)
     AW_CHECK_INT_EQ(block, T0 + 5000);
     free(key);
     AW_CHECK_INT_EQ(aw_store_account_put(s, "12", ""), AW_ERR_INVALID);
+    /* a pause is visible to everyone; the same key again keeps it, a new key ends it */
+    uint64_t until = 0;
+    long refused = 0;
+    AW_CHECK_INT_EQ(aw_store_account_pause(s, "12", T0 + 60000, 401), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_paused(s, "12", &until, &refused), AW_OK);
+    AW_CHECK(until == T0 + 60000 && refused == 401);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_123"), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_paused(s, "12", &until, &refused), AW_OK);
+    AW_CHECK(until == T0 + 60000);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_456"), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_paused(s, "12", &until, &refused), AW_OK);
+    AW_CHECK(until == 0);
+    AW_CHECK_INT_EQ(aw_store_account_pause(s, "12", T0 + 1, 403), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_unpause(s, "12"), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_paused(s, "12", &until, &refused), AW_OK);
+    AW_CHECK(until == 0);
     int64_t count = 0;
     AW_CHECK_INT_EQ(aw_store_account_count_list_create(s, "12", T0, 1, &count), AW_OK);
     AW_CHECK_INT_EQ(count, 1);

@@ -119,6 +119,10 @@ void aw_flush_account_pause(struct aw_flush_ctx *ctx, struct aw_flush_account *a
         ctx->accounts->n_paused++;
         aw_metrics_set(AW_M_ACCOUNTS_PAUSED, (int64_t)ctx->accounts->n_paused);
     }
+    /* visible to `status` on every replica and to the next leader; a new key clears it */
+    if (aw_store_account_pause(ctx->store, acc->id, aw_clock_unix_ms() + AW_FLUSH_PAUSE_MS,
+                               status) != AW_OK)
+        aw_metrics_add(AW_M_STORE_ERRORS, 1);
     if (acc->last_pause_log == 0 || now - acc->last_pause_log >= AW_FLUSH_PAUSE_MS) {
         AW_LOG_ERROR(MOD, "account paused: Klaviyo refused its API key (data kept)",
                      "account=%s status=%ld reason=%s refusals=%u retry_in_ms=%u", acc->id, status,
@@ -137,5 +141,25 @@ void aw_flush_account_resume(struct aw_flush_ctx *ctx, struct aw_flush_account *
     acc->last_pause_log = 0;
     ctx->accounts->n_paused--;
     aw_metrics_set(AW_M_ACCOUNTS_PAUSED, (int64_t)ctx->accounts->n_paused);
+    if (aw_store_account_unpause(ctx->store, acc->id) != AW_OK)
+        aw_metrics_add(AW_M_STORE_ERRORS, 1);
     AW_LOG_INFO(MOD, "account resumed", "account=%s", acc->id);
+}
+
+bool aw_flush_account_check_pause(struct aw_flush_ctx *ctx, struct aw_flush_account *acc,
+                                  uint64_t now_ms)
+{
+    if (!aw_flush_account_is_paused(acc, now_ms))
+        return false;
+    uint64_t until = 0;
+    long status = 0;
+    if (aw_store_account_paused(ctx->store, acc->id, &until, &status) != AW_OK)
+        return true;
+    if (until != 0)
+        return true;
+    /* cleared in Redis: a new key arrived (or another leader resumed it): try at once */
+    AW_LOG_INFO(MOD, "account pause cleared (new API key?): trying again", "account=%s", acc->id);
+    acc->paused_until = now_ms;
+    acc->loaded = false;
+    return false;
 }

@@ -53,6 +53,11 @@ void aw_flush_account_pause(struct aw_flush_ctx *ctx, struct aw_flush_account *a
 /* The key was accepted: the account is no longer paused. */
 void aw_flush_account_resume(struct aw_flush_ctx *ctx, struct aw_flush_account *acc);
 
+/* True while paused at now (monotonic ms), checking Redis: a pause cleared there (a new key
+ * arrived with a message) ends at once. For the scheduler (one Redis read per paused account). */
+bool aw_flush_account_check_pause(struct aw_flush_ctx *ctx, struct aw_flush_account *acc,
+                                  uint64_t now_ms);
+
 /* True while paused at now (monotonic ms). */
 bool aw_flush_account_is_paused(const struct aw_flush_account *acc, uint64_t now_ms);
 

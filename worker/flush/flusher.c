@@ -126,7 +126,7 @@ static size_t jobs_of(const struct aw_flusher *f, const char *acct, const char *
 static void scan_account(struct aw_flusher *f, const char *acct, uint64_t now_unix)
 {
     struct aw_flush_ctx *ctx = &f->ctx;
-    if (aw_flush_account_is_paused(aw_flush_accounts_get(ctx->accounts, acct), now_ms()))
+    if (aw_flush_account_check_pause(ctx, aw_flush_accounts_get(ctx->accounts, acct), now_ms()))
         return;
     struct aw_store_stream *st = NULL;
     size_t n = 0;

@@ -26,10 +26,70 @@ enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, con
     if (!aw_store_id_ok(account_id) || !api_key || !api_key[0] || strlen(api_key) > API_KEY_MAX)
         return AW_ERR_INVALID;
     char *key = aw_store_key(account_id, AW_K_ACCOUNT, NULL, NULL);
-    const char *argv[4] = {"HSET", key, aw_store_name(AW_F_ACCT_API_KEY), api_key};
+    const char *argv[2] = {key, api_key};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_ACCOUNT_KEY, .nkeys = 1, .route = key, .argc = 2, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK)
+        aw_redis_cmd_clear(&c);
+    free(key);
+    return e;
+}
+
+enum aw_err aw_store_account_pause(struct aw_store *s, const char *account_id,
+                                   uint64_t until_unix_ms, long status)
+{
+    if (!aw_store_id_ok(account_id))
+        return AW_ERR_INVALID;
+    char *key = aw_store_key(account_id, AW_K_ACCOUNT, NULL, NULL);
+    char until[24], st[24];
+    snprintf(st, sizeof st, "%ld", status);
+    const char *argv[6] = {"HSET",
+                           key,
+                           aw_store_name(AW_F_ACCT_PAUSED_UNTIL),
+                           aw_store_u64(until_unix_ms, until),
+                           aw_store_name(AW_F_ACCT_PAUSED_STATUS),
+                           st};
+    enum aw_err e = simple(s, 6, argv);
+    free(key);
+    return e;
+}
+
+enum aw_err aw_store_account_unpause(struct aw_store *s, const char *account_id)
+{
+    if (!aw_store_id_ok(account_id))
+        return AW_ERR_INVALID;
+    char *key = aw_store_key(account_id, AW_K_ACCOUNT, NULL, NULL);
+    const char *argv[4] = {"HDEL", key, aw_store_name(AW_F_ACCT_PAUSED_UNTIL),
+                           aw_store_name(AW_F_ACCT_PAUSED_STATUS)};
     enum aw_err e = simple(s, 4, argv);
     free(key);
     return e;
+}
+
+enum aw_err aw_store_account_paused(struct aw_store *s, const char *account_id,
+                                    uint64_t *until_unix_ms, long *status)
+{
+    *until_unix_ms = 0;
+    *status = 0;
+    if (!aw_store_id_ok(account_id))
+        return AW_ERR_INVALID;
+    char *key = aw_store_key(account_id, AW_K_ACCOUNT, NULL, NULL);
+    const char *argv[4] = {"HMGET", key, aw_store_name(AW_F_ACCT_PAUSED_UNTIL),
+                           aw_store_name(AW_F_ACCT_PAUSED_STATUS)};
+    struct aw_redis_cmd c = {.script = -1, .route = key, .argc = 4, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    free(key);
+    if (e != AW_OK)
+        return e;
+    if (c.reply.type == AW_REPLY_ARRAY && c.reply.n == 2) {
+        if (c.reply.elem[0].type == AW_REPLY_STR)
+            *until_unix_ms = strtoull(c.reply.elem[0].str, NULL, 10);
+        if (c.reply.elem[1].type == AW_REPLY_STR)
+            *status = strtol(c.reply.elem[1].str, NULL, 10);
+    }
+    aw_redis_cmd_clear(&c);
+    return AW_OK;
 }
 
 enum aw_err aw_store_account_get(struct aw_store *s, const char *account_id, char **api_key,

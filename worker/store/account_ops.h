@@ -14,9 +14,22 @@
 struct aw_store;
 
 /* Stores api_key (borrowed; SECRET, never logged) as the account's key, for the leader (the
- * config file's key wins over it there). AW_ERR_INVALID for a bad id or an empty or oversize
+ * config file's key wins over it there); a different key than the stored one ends a pause (the
+ * leader tries it at once; account_key.lua).
+ * AW_ERR_INVALID for a bad id or an empty or oversize
  * (> 512 bytes) key; AW_ERR_IO on transport failure. */
 enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, const char *api_key);
+
+/* The leader paused the account (Klaviyo refused its key with status, 0 = no key anywhere)
+ * until until_unix_ms; or (unpause) it resumed. Kept in Redis so every replica's `status` and
+ * the next leader see it. */
+enum aw_err aw_store_account_pause(struct aw_store *s, const char *account_id,
+                                   uint64_t until_unix_ms, long status);
+enum aw_err aw_store_account_unpause(struct aw_store *s, const char *account_id);
+
+/* The account's pause as Redis holds it: *until_unix_ms 0 when not paused. */
+enum aw_err aw_store_account_paused(struct aw_store *s, const char *account_id,
+                                    uint64_t *until_unix_ms, long *status);
 
 /* Reads the account: *api_key (caller-owned, wipe and free; NULL when none stored) and
  * *block_until_unix_ms (0 when none). Either out pointer may be NULL. */
