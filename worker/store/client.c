@@ -524,6 +524,31 @@ static bool append_cmd(struct aw_redis *r, struct node *nd, const struct aw_redi
     return redisAppendCommandArgv(nd->c, k, argv, lens) == REDIS_OK;
 }
 
+/* Reads "<MOVED|ASK> <slot> <host>:<port>" (the host may be an IPv6 literal: the port follows
+ * the last ':'). Returns the index of that node (added when new) and the slot, or -1. */
+static int parse_redirect(struct aw_redis *r, const redisReply *rp, long *slot)
+{
+    const char *sp = memchr(rp->str, ' ', rp->len);
+    if (!sp)
+        return -1;
+    char *end;
+    *slot = strtol(sp + 1, &end, 10);
+    if (end == sp + 1 || *end != ' ' || *slot < 0 || *slot >= SLOTS)
+        return -1;
+    const char *addr = end + 1;
+    const char *colon = strrchr(addr, ':');
+    size_t hlen = colon ? (size_t)(colon - addr) : 0;
+    if (!colon || hlen == 0 || hlen >= AW_HOSTPORT_HOST_MAX)
+        return -1;
+    char host[AW_HOSTPORT_HOST_MAX];
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || port < 1 || port > 65535)
+        return -1;
+    return node_add(r, host, (uint16_t)port);
+}
+
 /* Handles one reply of command c (tracked by t) from node nd. */
 static void on_reply(struct aw_redis *r, struct node *nd, struct aw_redis_cmd *c, struct track *t,
                      const redisReply *rp)
@@ -546,28 +571,18 @@ static void on_reply(struct aw_redis *r, struct node *nd, struct aw_redis_cmd *c
     }
     if (has_prefix(rp, "MOVED ") || has_prefix(rp, "ASK ")) {
         /* "MOVED <slot> <host>:<port>" / "ASK <slot> <host>:<port>" */
-        const char *sp = strchr(rp->str + 4, ' ');
-        const char *addr = sp ? sp + 1 : NULL;
-        char host[AW_HOSTPORT_HOST_MAX];
-        uint16_t port = 0;
-        const char *colon = addr ? strrchr(addr, ':') : NULL;
-        if (colon && (size_t)(colon - addr) < sizeof host) {
-            memcpy(host, addr, (size_t)(colon - addr));
-            host[colon - addr] = '\0';
-            port = (uint16_t)strtoul(colon + 1, NULL, 10);
-        }
-        if (!port) {
+        long slot = -1;
+        int idx = parse_redirect(r, rp, &slot);
+        if (idx < 0) {
             errf(r, "malformed redirection");
             c->err = AW_ERR_PROTOCOL;
             return;
         }
         if (rp->str[0] == 'A') {
-            t->ask_node = node_add(r, host, port);
+            t->ask_node = idx;
         } else {
             r->map_stale = true;
-            long slot = strtol(rp->str + 6, NULL, 10);
-            if (slot >= 0 && slot < SLOTS)
-                r->slot_node[slot] = (int16_t)node_add(r, host, port);
+            r->slot_node[slot] = (int16_t)idx;
         }
         t->retry = true;
         return;
@@ -642,6 +657,7 @@ static void run_round(struct aw_redis *r, struct aw_redis_cmd *cmds, struct trac
             }
             on_reply(r, nd, &cmds[i], t, v);
             freeReplyObject(v);
+            nd = &r->nodes[ni]; /* a redirection to a new node may have moved r->nodes */
         }
     }
 }
