@@ -39,6 +39,35 @@
 #   kill9_redis                    SIGKILL redis (no flush); restart_redis brings it back
 #   restart_redis                  stop if running, start again: same port, same dir, same args
 #   redis_cmd ARGS...              redis-cli against the test redis (raw output)
+#   start_redis_cluster [N]        N (default 3) redis-server masters on free ports (cluster mode,
+#                                  no persistence, configs in $AW_TEST_DIR/cluster), joined with
+#                                  `redis-cli --cluster create` (no replicas); waits until every
+#                                  node says cluster_state:ok and agrees on the slot map. Exports
+#                                  AW_TEST_REDIS_CLUSTER_PORTS ("p1 p2 p3"), AW_TEST_REDIS_PORT (p1)
+#                                  and AW_TEST_REDIS_URL=redis://127.0.0.1:p1,127.0.0.1:p2,... (the
+#                                  seed list of common/redis_url.h). Services redis-node1..N
+#   cluster_cmd ARGS...            redis-cli -c (follows MOVED/ASK) against the cluster (raw output)
+#   cluster_node_id PORT           print the node id of the master on PORT
+#   cluster_slot_port SLOT         print the port of the master serving SLOT (as that node's
+#                                  CLUSTER NODES says); 1 when none
+#   cluster_key_port KEY           the same for the slot of KEY (CLUSTER KEYSLOT)
+#   cluster_wait_ok [TIMEOUT_S]    fail unless every node says cluster_state:ok and
+#                                  `redis-cli --cluster check` passes within TIMEOUT_S (30)
+#   reshard_cluster FROM_PORT TO_PORT SLOTS [ARGS...]
+#                                  `redis-cli --cluster reshard` moving SLOTS slots (the lowest
+#                                  ones FROM serves) from the master on FROM_PORT to the one on
+#                                  TO_PORT while clients keep running (ARGS appended, e.g.
+#                                  --cluster-pipeline 1); bounded (120 s); output in
+#                                  $AW_TEST_DIR/reshard.log; fails the test when it fails, then
+#                                  waits for cluster_wait_ok
+#   cluster_slot_open SLOT FROM_PORT TO_PORT
+#                                  start moving SLOT by hand, as a reshard does: IMPORTING on TO,
+#                                  MIGRATING on FROM (then keys move with cluster_slot_migrate_keys)
+#   cluster_slot_migrate_keys FROM_PORT TO_PORT KEY...
+#                                  MIGRATE those keys of the open slot from FROM to TO
+#   cluster_slot_close SLOT FROM_PORT TO_PORT
+#                                  migrate every key of SLOT still on FROM, then SETSLOT NODE TO on
+#                                  every master; waits for cluster_wait_ok
 #   start_devbroker [ARGS...]      $AW_BUILD_DIR/tests/aw_devbroker ARGS (e.g. --brokers 2
 #                                  --topic events:3); waits for its bootstrap file; exports
 #                                  AW_TEST_BROKERS (the bootstrap list)
@@ -354,6 +383,165 @@ restart_redis() {
     fi
     _aw_redis_launch
     note "redis restarted on 127.0.0.1:$AW_TEST_REDIS_PORT"
+}
+
+# ---- redis cluster ---------------------------------------------------------------------------
+
+cluster_cmd() {
+    redis-cli -c -h 127.0.0.1 -p "${AW_TEST_REDIS_CLUSTER_PORTS%% *}" "$@"
+}
+
+cluster_node_id() {
+    local id
+    id=$(timeout 5 redis-cli -h 127.0.0.1 -p "$1" CLUSTER MYID 2>/dev/null) || return 1
+    [ -n "$id" ] || return 1
+    printf '%s\n' "$id"
+}
+
+cluster_slot_port() {
+    local slot=$1 port
+    for port in $AW_TEST_REDIS_CLUSTER_PORTS; do
+        # "<id> <ip:port@cport> <flags> <master> <ping> <pong> <epoch> <link> <slot|lo-hi|[..]>..."
+        # Migration markers ("[slot->-id]", "[slot-<-id]") are not ownership: skipped.
+        timeout 5 redis-cli -h 127.0.0.1 -p "$port" CLUSTER NODES 2>/dev/null |
+            awk -v s="$slot" '$3 ~ /master/ && $3 !~ /fail/ {
+                for (i = 9; i <= NF; i++) {
+                    if ($i ~ /^\[/) continue
+                    n = split($i, r, "-"); lo = r[1] + 0; hi = (n == 2 ? r[2] : r[1]) + 0
+                    if (s + 0 >= lo && s + 0 <= hi) {
+                        a = $2; sub(/@.*/, "", a); sub(/.*:/, "", a); print a; found = 1; exit
+                    }
+                }
+            } END { exit !found }' && return 0
+    done
+    return 1
+}
+
+cluster_key_port() {
+    local slot
+    slot=$(timeout 5 redis-cli -h 127.0.0.1 -p "${AW_TEST_REDIS_CLUSTER_PORTS%% *}" CLUSTER KEYSLOT "$1") ||
+        return 1
+    cluster_slot_port "$slot"
+}
+
+# 0 when every node says cluster_state:ok and redis-cli finds the slot map consistent (all
+# slots covered, every node agrees, no slot left open by a migration).
+_aw_cluster_ok() {
+    local port first=${AW_TEST_REDIS_CLUSTER_PORTS%% *}
+    for port in $AW_TEST_REDIS_CLUSTER_PORTS; do
+        timeout 5 redis-cli -h 127.0.0.1 -p "$port" CLUSTER INFO 2>/dev/null |
+            grep -q '^cluster_state:ok' || return 1
+    done
+    local out
+    out=$(timeout 10 redis-cli --cluster check "127.0.0.1:$first" 2>&1) || return 1
+    grep -q 'All nodes agree about slots configuration' <<<"$out" &&
+        grep -q 'All 16384 slots covered' <<<"$out" && ! grep -q '\[WARNING\]' <<<"$out"
+}
+
+cluster_wait_ok() {
+    wait_for "the redis cluster to be ok (cluster_state:ok, slots agreed)" "${1:-30}" _aw_cluster_ok
+}
+
+start_redis_cluster() {
+    local n=${1:-3} i port
+    require_cmd redis-server redis-cli
+    [ "$n" -ge 3 ] || fail "start_redis_cluster: a cluster needs at least 3 masters"
+    [ -z "${AW_TEST_REDIS_CLUSTER_PORTS:-}" ] || fail "start_redis_cluster: already started"
+    local dir="$AW_TEST_DIR/cluster" ports=() seeds addrs=() bus=""
+    mkdir -p "$dir"
+    for ((i = 1; i <= n; i++)); do
+        # The cluster bus port is named too: port + 10000 (the default) may be taken, or
+        # beyond 65535 for a kernel-chosen port. free_port can repeat a port it handed out
+        # once that was closed again: never reuse one within the cluster.
+        port=$(free_port)
+        while [[ " ${ports[*]} $bus " == *" $port "* ]]; do port=$(free_port); done
+        local bport
+        bport=$(free_port)
+        while [[ " ${ports[*]} $bus $port " == *" $bport "* ]]; do bport=$(free_port); done
+        ports+=("$port")
+        bus+=" $bport"
+        start_service "redis-node$i" redis-server --bind 127.0.0.1 --port "$port" \
+            --cluster-port "$bport" --dir "$dir" --daemonize no --cluster-enabled yes \
+            --cluster-config-file "$dir/nodes-$port.conf" --cluster-node-timeout 5000 \
+            --appendonly no --save ''
+    done
+    for ((i = 1; i <= n; i++)); do
+        port=${ports[i - 1]}
+        local deadline=$((SECONDS + 10))
+        until [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; do
+            service_is_running "redis-node$i" ||
+                fail "redis-server (cluster node $i) exited at start (see $AW_TEST_DIR/redis-node$i.log)"
+            [ "$SECONDS" -lt "$deadline" ] ||
+                fail "redis-server (cluster node $i) did not answer PING on port $port within 10s"
+            sleep 0.05
+        done
+        addrs+=("127.0.0.1:$port")
+    done
+    timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
+        >"$dir/create.log" 2>&1 || {
+        tail -n 20 "$dir/create.log" >&2
+        fail "redis-cli --cluster create failed (see above)"
+    }
+    AW_TEST_REDIS_CLUSTER_PORTS="${ports[*]}"
+    AW_TEST_REDIS_PORT=${ports[0]}
+    seeds=$(IFS=,; echo "${addrs[*]}")
+    AW_TEST_REDIS_URL="redis://$seeds"
+    export AW_TEST_REDIS_CLUSTER_PORTS AW_TEST_REDIS_PORT AW_TEST_REDIS_URL
+    cluster_wait_ok 30
+    note "redis cluster of $n masters on 127.0.0.1 ports ${ports[*]}"
+}
+
+reshard_cluster() {
+    local from=$1 to=$2 slots=$3
+    shift 3
+    [ -n "${AW_TEST_REDIS_CLUSTER_PORTS:-}" ] || fail "reshard_cluster: no cluster (call start_redis_cluster)"
+    local from_id to_id
+    from_id=$(cluster_node_id "$from") || fail "reshard_cluster: no node on port $from"
+    to_id=$(cluster_node_id "$to") || fail "reshard_cluster: no node on port $to"
+    local t0=$SECONDS
+    {
+        printf -- '--- reshard %s slots %s -> %s\n' "$slots" "$from" "$to"
+        timeout 120 redis-cli --cluster reshard "127.0.0.1:$from" --cluster-from "$from_id" \
+            --cluster-to "$to_id" --cluster-slots "$slots" --cluster-yes "$@" 2>&1
+    } >>"$AW_TEST_DIR/reshard.log" || {
+        tail -n 20 "$AW_TEST_DIR/reshard.log" >&2
+        fail "redis-cli --cluster reshard $from -> $to failed (see above)"
+    }
+    cluster_wait_ok 30
+    note "resharded $slots slots 127.0.0.1:$from -> 127.0.0.1:$to in $((SECONDS - t0))s"
+}
+
+cluster_slot_open() {
+    local slot=$1 from=$2 to=$3 from_id to_id
+    from_id=$(cluster_node_id "$from") || fail "cluster_slot_open: no node on port $from"
+    to_id=$(cluster_node_id "$to") || fail "cluster_slot_open: no node on port $to"
+    [ "$(redis-cli -h 127.0.0.1 -p "$to" CLUSTER SETSLOT "$slot" IMPORTING "$from_id")" = OK ] &&
+        [ "$(redis-cli -h 127.0.0.1 -p "$from" CLUSTER SETSLOT "$slot" MIGRATING "$to_id")" = OK ] ||
+        fail "cannot open slot $slot for migration $from -> $to"
+}
+
+cluster_slot_migrate_keys() {
+    local from=$1 to=$2 out
+    shift 2
+    out=$(timeout 30 redis-cli -h 127.0.0.1 -p "$from" MIGRATE 127.0.0.1 "$to" "" 0 5000 KEYS "$@" 2>&1)
+    [ "$out" = OK ] || [ "$out" = NOKEY ] || fail "MIGRATE $from -> $to: $out"
+}
+
+cluster_slot_close() {
+    local slot=$1 from=$2 to=$3 to_id port keys deadline=$((SECONDS + 60))
+    to_id=$(cluster_node_id "$to") || fail "cluster_slot_close: no node on port $to"
+    while :; do
+        mapfile -t keys < <(timeout 10 redis-cli -h 127.0.0.1 -p "$from" CLUSTER GETKEYSINSLOT "$slot" 200)
+        [ "${#keys[@]}" -gt 0 ] && [ -n "${keys[0]}" ] || break
+        cluster_slot_migrate_keys "$from" "$to" "${keys[@]}"
+        [ "$SECONDS" -lt "$deadline" ] || fail "slot $slot: keys still on $from after 60 s"
+    done
+    # The new owner first, then the old one, then the others (what redis-cli does).
+    for port in "$to" "$from" $AW_TEST_REDIS_CLUSTER_PORTS; do
+        [ "$(redis-cli -h 127.0.0.1 -p "$port" CLUSTER SETSLOT "$slot" NODE "$to_id")" = OK ] ||
+            fail "CLUSTER SETSLOT $slot NODE on $port failed"
+    done
+    cluster_wait_ok 30
 }
 
 # ---- dev broker and kcat ---------------------------------------------------------------------

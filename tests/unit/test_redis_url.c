@@ -1,11 +1,14 @@
 /* test_redis_url.c -- the one AW_REDIS_URL grammar (common/redis_url.c) and the host:port grammar
  * under it (common/hostport.c): accepted forms with their parsed parts, refused forms with a
- * reason that never holds the password, and the masked form --check-config prints. */
+ * reason that never holds the password, and the masked form --check-config prints. Also where
+ * the seed list leads: the store client's hash slot of a key (worker/store/client.c) against
+ * what Redis Cluster itself answers. */
 #include <string.h>
 
 #include "common/hostport.h"
 #include "common/redis_url.h"
 #include "tests/harness.h"
+#include "worker/store/client.h"
 
 struct ok_case {
     const char *url;
@@ -133,10 +136,41 @@ static void test_hostport(void)
     AW_CHECK_INT_EQ(port, 6379);
 }
 
+/* The slot the client routes a key to must be the one the cluster serves it from. Expected
+ * values: CLUSTER KEYSLOT of redis-server 7.0.15 (the specification's example "123456789" is
+ * 12739); the hash-tag rules: the first '{' and the next '}', an empty tag hashes the key. */
+static void test_key_slot(void)
+{
+    static const struct {
+        const char *key;
+        unsigned slot;
+    } cases[] = {
+        {"123456789", 12739},
+        {"aw:{7062}:u:c7062-user00@example.org", 323},
+        {"aw:{7143}:~migrating", 48},
+        {"aw:{1001}:a:11:p", 15391},
+        {"aw:due", 10412},
+        {"{aw:due}:seq", 10412},
+        {"aw:{aw:due}:~migrating", 10412},
+        {"aw:{leader}:lease", 11447},
+        {"foo{}{bar}", 8363},
+        {"foo{{bar}}zap", 4015},
+        {"foo{bar}{zap}", 5061},
+        {"{}", 15257},
+        {"a{b", 13340},
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        AW_CHECK_MSG(aw_redis_key_slot(cases[i].key, strlen(cases[i].key)) == cases[i].slot,
+                     "%s: %u, CLUSTER KEYSLOT says %u", cases[i].key,
+                     aw_redis_key_slot(cases[i].key, strlen(cases[i].key)), cases[i].slot);
+}
+
 int main(void)
 {
     test_ok();
     test_bad();
     test_hostport();
+    test_key_slot();
     return aw_test_done();
 }

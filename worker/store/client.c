@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/mem.h"
@@ -17,7 +18,12 @@
 
 #define MOD "store"
 #define SLOTS 16384
-#define ROUNDS 4      /* pipeline rounds per exec: first try + redirections / NOSCRIPT */
+#define ROUNDS 10       /* pipeline rounds per exec: first try + redirections / NOSCRIPT / waits */
+#define WAIT_FIRST_MS 2 /* first wait before resending a command a migrating slot refused */
+#define WAIT_MAX_MS 100 /* longest such wait (all of them: ~0.4 s, then AW_ERR_IO) */
+#define PROBE_SUFFIX "}:~migrating"      /* see probe_key() */
+#define PROBE_MAX 320                    /* a probe key: account ids are <= 128 bytes */
+#define ARGV_MAX (AW_REDIS_ARGS_MAX + 4) /* EVALSHA sha numkeys + args + the probe */
 #define REPLY_DEPTH 4 /* deepest reply copied (scripts return arrays of arrays) */
 #define CANDIDATES_MAX (2 * AW_REDIS_URL_NODES_MAX)
 
@@ -35,6 +41,7 @@ struct aw_redis {
     uint64_t connect_ms, command_ms;
     enum mode mode;
     bool map_stale;
+    int hint_node; /* node a MOVED named (it serves that slot now): asked first on refresh */
     struct node *nodes;
     size_t n_nodes, cap_nodes;
     int16_t slot_node[SLOTS]; /* node index serving each slot, -1 unknown */
@@ -48,6 +55,7 @@ struct track {
     bool retry;   /* redirected or NOSCRIPT: send again next round */
     bool sent;    /* in the current round's pipeline */
     bool asked;   /* ASKING was sent before it this round */
+    bool wait;    /* its slot is migrating: send it again after a short wait */
 };
 
 static void errf(struct aw_redis *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -73,16 +81,28 @@ static uint16_t crc16(const char *buf, size_t len)
     return crc;
 }
 
-unsigned aw_redis_key_slot(const char *key, size_t len)
+/* The part of a key that is hashed: the text between the first '{' and the next '}' when that
+ * is not empty, else the whole key (the Redis Cluster specification). */
+static const char *hashed_part(const char *key, size_t len, size_t *part_len)
 {
     const char *open = memchr(key, '{', len);
     if (open) {
         size_t rest = len - (size_t)(open - key) - 1;
         const char *close = memchr(open + 1, '}', rest);
-        if (close && close > open + 1)
-            return crc16(open + 1, (size_t)(close - open - 1)) & (SLOTS - 1);
+        if (close && close > open + 1) {
+            *part_len = (size_t)(close - open - 1);
+            return open + 1;
+        }
     }
-    return crc16(key, len) & (SLOTS - 1);
+    *part_len = len;
+    return key;
+}
+
+unsigned aw_redis_key_slot(const char *key, size_t len)
+{
+    size_t n;
+    const char *part = hashed_part(key, len, &n);
+    return crc16(part, n) & (SLOTS - 1);
 }
 
 /* ---- Replies -------------------------------------------------------------------------------- */
@@ -147,8 +167,11 @@ static bool has_prefix(const redisReply *rp, const char *p)
 /* Error reply → code. Server error texts never hold our data (scripts return fixed texts). */
 static enum aw_err error_code(struct aw_redis *r, const redisReply *rp)
 {
-    static const char *const transient[] = {"TRYAGAIN",   "CLUSTERDOWN", "LOADING",   "BUSY",
-                                            "MASTERDOWN", "READONLY",    "NOREPLICAS"};
+    static const char *const transient[] = {"TRYAGAIN", "LOADING", "BUSY", "NOREPLICAS"};
+    /* the cluster changed under us (failover, a slot without a master, a replica where the
+     * master was): transient, and the slot map is asked again before the next command */
+    static const char *const moved_on[] = {"CLUSTERDOWN", "MASTERDOWN", "READONLY",
+                                           "ERR Script attempted to access a non local key"};
     errf(r, "%.*s", rp->len > 160 ? 160 : (int)rp->len, rp->str);
     if (has_prefix(rp, "INVALID"))
         return AW_ERR_INVALID;
@@ -159,6 +182,13 @@ static enum aw_err error_code(struct aw_redis *r, const redisReply *rp)
     for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
         if (has_prefix(rp, transient[i]))
             return AW_ERR_IO;
+    for (size_t i = 0; i < sizeof moved_on / sizeof moved_on[0]; i++) {
+        if (has_prefix(rp, moved_on[i])) {
+            if (r->mode == MODE_CLUSTER)
+                r->map_stale = true;
+            return AW_ERR_IO;
+        }
+    }
     /* A script that failed on an error reply of a command it called ("ERR Error running
      * script ... OOM command not allowed ...") */
     if (strstr(rp->str, "OOM command not allowed"))
@@ -331,7 +361,9 @@ static enum aw_err node_connect(struct aw_redis *r, struct node *nd)
 
 /* ---- Topology ------------------------------------------------------------------------------ */
 
-/* Reads a CLUSTER SLOTS reply into the slot map. host "" means the node that answered. */
+/* Reads a CLUSTER SLOTS reply into the slot map. host "" means the node that answered. False
+ * when the reply is malformed or assigns no slot at all (a node not yet part of the cluster,
+ * or restarted without its configuration: another node may know better). */
 static bool apply_slots(struct aw_redis *r, const redisReply *rp, const struct node *from)
 {
     if (rp->type != REDIS_REPLY_ARRAY)
@@ -358,26 +390,42 @@ static bool apply_slots(struct aw_redis *r, const redisReply *rp, const struct n
         for (long long s = lo; s <= hi; s++)
             r->slot_node[s] = (int16_t)idx;
     }
-    return true;
+    return rp->elements > 0;
 }
 
-/* Learns whether the server is a cluster and, if so, its slot map. Tries the connected nodes,
- * then the URL's seeds. AW_ERR_IO when none answered. */
+struct candidate {
+    char host[AW_HOSTPORT_HOST_MAX];
+    uint16_t port;
+};
+
+static void candidate_add(struct candidate *cand, size_t *nc, const char *host, uint16_t port)
+{
+    for (size_t i = 0; i < *nc; i++)
+        if (cand[i].port == port && strcmp(cand[i].host, host) == 0)
+            return;
+    if (*nc == CANDIDATES_MAX)
+        return;
+    snprintf(cand[*nc].host, sizeof cand[*nc].host, "%s", host);
+    cand[(*nc)++].port = port;
+}
+
+/* Learns whether the server is a cluster and, if so, its slot map. Asks, in this order, the
+ * node a MOVED named (it knows it serves that slot, whatever the others have heard yet), the
+ * connected nodes (no connect), the other known nodes, then the URL's seeds: a node that went
+ * away costs a connect timeout only after the live ones failed. AW_ERR_IO when none answered. */
 static enum aw_err discover(struct aw_redis *r)
 {
-    struct {
-        char host[AW_HOSTPORT_HOST_MAX];
-        uint16_t port;
-    } cand[CANDIDATES_MAX];
+    struct candidate cand[CANDIDATES_MAX];
     size_t nc = 0;
-    for (size_t i = 0; i < r->n_nodes && nc < CANDIDATES_MAX; i++) {
-        snprintf(cand[nc].host, sizeof cand[nc].host, "%s", r->nodes[i].host);
-        cand[nc++].port = r->nodes[i].port;
-    }
-    for (size_t i = 0; i < r->url.n_nodes && nc < CANDIDATES_MAX; i++) {
-        snprintf(cand[nc].host, sizeof cand[nc].host, "%s", r->url.nodes[i].host);
-        cand[nc++].port = r->url.nodes[i].port;
-    }
+    if (r->hint_node >= 0 && (size_t)r->hint_node < r->n_nodes)
+        candidate_add(cand, &nc, r->nodes[r->hint_node].host, r->nodes[r->hint_node].port);
+    r->hint_node = -1;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < r->n_nodes; i++)
+            if ((r->nodes[i].c != NULL) == (pass == 0))
+                candidate_add(cand, &nc, r->nodes[i].host, r->nodes[i].port);
+    for (size_t i = 0; i < r->url.n_nodes; i++)
+        candidate_add(cand, &nc, r->url.nodes[i].host, r->url.nodes[i].port);
     enum aw_err last = AW_ERR_IO;
     for (size_t i = 0; i < nc; i++) {
         int idx = node_add(r, cand[i].host, cand[i].port);
@@ -405,8 +453,9 @@ static enum aw_err discover(struct aw_redis *r)
                 bool ok = apply_slots(r, rp, &from);
                 freeReplyObject(rp);
                 if (!ok) {
-                    errf(r, "CLUSTER SLOTS: unexpected reply");
-                    last = AW_ERR_PROTOCOL;
+                    errf(r, "CLUSTER SLOTS %s:%u: malformed or no slot assigned", from.host,
+                         (unsigned)from.port); /* apply_slots may have moved r->nodes */
+                    last = AW_ERR_IO;
                     continue;
                 }
                 if (r->mode != MODE_CLUSTER)
@@ -448,6 +497,7 @@ struct aw_redis *aw_redis_new(const char *url, uint64_t connect_timeout_ms,
     aw_redis_url_wipe(&u);
     r->connect_ms = connect_timeout_ms ? connect_timeout_ms : 2000;
     r->command_ms = command_timeout_ms ? command_timeout_ms : 5000;
+    r->hint_node = -1;
     for (size_t s = 0; s < SLOTS; s++)
         r->slot_node[s] = -1;
     return r;
@@ -503,25 +553,84 @@ static int route(const struct aw_redis *r, const struct aw_redis_cmd *c, const s
     return r->slot_node[aw_redis_key_slot(c->route, strlen(c->route))];
 }
 
+/* A key that is never written, in the slot of route: "aw:{<hashed part of route>}:~migrating".
+ * Cluster mode declares it as one more key of every script call. Redis checks the declared keys
+ * of a command against a slot being migrated before running it: a missing key there makes the
+ * source answer TRYAGAIN (or ASK when every key is missing) and the importing node TRYAGAIN
+ * even after ASKING. So a script never runs while its slot migrates, whereas with KEYS[1] alone
+ * it would run on the source until it touched a key already moved (or one it creates) and stop
+ * there half done ("Script attempted to access a non local key"), or run after ASK on the
+ * importing node where the keys not moved yet look absent (and create copies that later stop
+ * the migration with "Target key exists"). The scripts build their other key names from the
+ * account's tag, so no declared key could cover them. False (no probe) when route hashes in a
+ * way the probe cannot copy, or is too long. */
+static bool probe_key(const char *route, char *out, size_t outlen, size_t *len)
+{
+    size_t rl = strlen(route), n;
+    const char *part = hashed_part(route, rl, &n);
+    int w = snprintf(out, outlen, "aw:{%.*s" PROBE_SUFFIX, (int)n, part);
+    if (w < 0 || (size_t)w >= outlen)
+        return false;
+    *len = (size_t)w;
+    return aw_redis_key_slot(out, *len) == aw_redis_key_slot(route, rl);
+}
+
 static bool append_cmd(struct aw_redis *r, struct node *nd, const struct aw_redis_cmd *c,
                        const char **argv, size_t *lens)
 {
     int k = 0;
-    char nk[12];
+    char nk[12], probe[PROBE_MAX];
+    size_t probe_len = 0;
+    bool with_probe = c->script >= 0 && r->mode == MODE_CLUSTER && c->route &&
+                      probe_key(c->route, probe, sizeof probe, &probe_len);
     if (c->script >= 0) {
-        snprintf(nk, sizeof nk, "%d", c->nkeys);
-        argv[k++] = "EVALSHA";
-        argv[k++] = r->sha[c->script];
-        argv[k++] = nk;
+        snprintf(nk, sizeof nk, "%d", c->nkeys + (with_probe ? 1 : 0));
+        argv[k] = "EVALSHA";
+        lens[k++] = 7;
+        argv[k] = r->sha[c->script];
+        lens[k++] = 40;
+        argv[k] = nk;
+        lens[k++] = strlen(nk);
     }
     for (int i = 0; i < c->argc; i++) {
+        if (with_probe && i == c->nkeys) {
+            argv[k] = probe;
+            lens[k++] = probe_len;
+        }
         argv[k] = c->argv[i];
         lens[k] = c->lens ? c->lens[i] : strlen(c->argv[i]);
         k++;
     }
-    for (int i = 0; i < (c->script >= 0 ? 3 : 0); i++)
-        lens[i] = strlen(argv[i]);
+    if (with_probe && c->argc == c->nkeys) {
+        argv[k] = probe;
+        lens[k++] = probe_len;
+    }
     return redisAppendCommandArgv(nd->c, k, argv, lens) == REDIS_OK;
+}
+
+/* Reads "<MOVED|ASK> <slot> <host>:<port>" (the host may be an IPv6 literal: the port follows
+ * the last ':'). Returns the index of that node (added when new) and the slot, or -1. */
+static int parse_redirect(struct aw_redis *r, const redisReply *rp, long *slot)
+{
+    const char *sp = memchr(rp->str, ' ', rp->len);
+    if (!sp)
+        return -1;
+    char *end;
+    *slot = strtol(sp + 1, &end, 10);
+    if (end == sp + 1 || *end != ' ' || *slot < 0 || *slot >= SLOTS)
+        return -1;
+    const char *addr = end + 1;
+    const char *colon = strrchr(addr, ':');
+    size_t hlen = colon ? (size_t)(colon - addr) : 0;
+    if (!colon || hlen == 0 || hlen >= AW_HOSTPORT_HOST_MAX)
+        return -1;
+    char host[AW_HOSTPORT_HOST_MAX];
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || port < 1 || port > 65535)
+        return -1;
+    return node_add(r, host, (uint16_t)port);
 }
 
 /* Handles one reply of command c (tracked by t) from node nd. */
@@ -546,33 +655,44 @@ static void on_reply(struct aw_redis *r, struct node *nd, struct aw_redis_cmd *c
     }
     if (has_prefix(rp, "MOVED ") || has_prefix(rp, "ASK ")) {
         /* "MOVED <slot> <host>:<port>" / "ASK <slot> <host>:<port>" */
-        const char *sp = strchr(rp->str + 4, ' ');
-        const char *addr = sp ? sp + 1 : NULL;
-        char host[AW_HOSTPORT_HOST_MAX];
-        uint16_t port = 0;
-        const char *colon = addr ? strrchr(addr, ':') : NULL;
-        if (colon && (size_t)(colon - addr) < sizeof host) {
-            memcpy(host, addr, (size_t)(colon - addr));
-            host[colon - addr] = '\0';
-            port = (uint16_t)strtoul(colon + 1, NULL, 10);
-        }
-        if (!port) {
+        long slot = -1;
+        int idx = parse_redirect(r, rp, &slot);
+        if (idx < 0) {
             errf(r, "malformed redirection");
             c->err = AW_ERR_PROTOCOL;
             return;
         }
-        if (rp->str[0] == 'A') {
-            t->ask_node = node_add(r, host, port);
-        } else {
-            r->map_stale = true;
-            long slot = strtol(rp->str + 6, NULL, 10);
-            if (slot >= 0 && slot < SLOTS)
-                r->slot_node[slot] = (int16_t)node_add(r, host, port);
-        }
         t->retry = true;
+        if (rp->str[0] == 'M') {
+            /* the slot moved for good: this node serves it now, the rest of the map is asked
+             * again (from that node first) before the next round */
+            r->map_stale = true;
+            r->slot_node[slot] = (int16_t)idx;
+            r->hint_node = idx;
+        } else if (c->script >= 0) {
+            /* the slot is migrating: a script waits until it is done (see probe_key) */
+            errf(r, "slot %ld migrating", slot);
+            t->wait = true;
+        } else {
+            t->ask_node = idx; /* one plain command on one key: ASKING, then the command */
+        }
+        return;
+    }
+    if (has_prefix(rp, "TRYAGAIN")) {
+        /* a script (or a command of several keys) on a slot being migrated: again shortly */
+        errf(r, "%.*s", rp->len > 160 ? 160 : (int)rp->len, rp->str);
+        t->retry = true;
+        t->wait = true;
         return;
     }
     c->err = error_code(r, rp);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
 }
 
 /* One pipeline round: every command flagged retry is sent to its node; replies are read. */
@@ -583,15 +703,17 @@ static void run_round(struct aw_redis *r, struct aw_redis_cmd *cmds, struct trac
         struct node *nd = &r->nodes[ni];
         bool any = false;
         for (size_t i = 0; i < n && !any; i++)
-            any = tr[i].retry && route(r, &cmds[i], &tr[i]) == (int)ni;
+            any = tr[i].retry && !tr[i].wait && route(r, &cmds[i], &tr[i]) == (int)ni;
         if (!any)
             continue;
         enum aw_err ce = node_connect(r, nd);
         bool ok = ce == AW_OK;
+        if (!ok && r->mode == MODE_CLUSTER)
+            r->map_stale = true; /* the node went away: a failover may have moved its slots */
         for (size_t i = 0; i < n; i++) {
             struct track *t = &tr[i];
             t->sent = false;
-            if (!t->retry || route(r, &cmds[i], t) != (int)ni)
+            if (!t->retry || t->wait || route(r, &cmds[i], t) != (int)ni)
                 continue;
             t->retry = false;
             if (!ok) {
@@ -642,6 +764,7 @@ static void run_round(struct aw_redis *r, struct aw_redis_cmd *cmds, struct trac
             }
             on_reply(r, nd, &cmds[i], t, v);
             freeReplyObject(v);
+            nd = &r->nodes[ni]; /* a redirection to a new node may have moved r->nodes */
         }
     }
 }
@@ -656,13 +779,14 @@ enum aw_err aw_redis_exec(struct aw_redis *r, struct aw_redis_cmd *cmds, size_t 
     if (n == 0)
         return AW_OK;
     struct track *tr = aw_calloc(n, sizeof *tr);
-    const char **argv = aw_calloc(AW_REDIS_ARGS_MAX + 3, sizeof *argv);
-    size_t *lens = aw_calloc(AW_REDIS_ARGS_MAX + 3, sizeof *lens);
+    const char **argv = aw_calloc(ARGV_MAX, sizeof *argv);
+    size_t *lens = aw_calloc(ARGV_MAX, sizeof *lens);
     for (size_t i = 0; i < n; i++) {
         tr[i].ask_node = -1;
         tr[i].retry = true;
     }
     enum aw_err topo = AW_OK;
+    unsigned wait_ms = WAIT_FIRST_MS;
     for (int round = 0; round < ROUNDS; round++) {
         topo = ensure_topology(r);
         if (topo != AW_OK)
@@ -678,11 +802,20 @@ enum aw_err aw_redis_exec(struct aw_redis *r, struct aw_redis_cmd *cmds, size_t 
                 errf(r, "slot not served by any node");
             }
         run_round(r, cmds, tr, n, argv, lens);
-        bool again = false;
-        for (size_t i = 0; i < n; i++)
+        bool again = false, waiting = false;
+        for (size_t i = 0; i < n; i++) {
             again = again || tr[i].retry;
-        if (!again)
+            waiting = waiting || tr[i].wait;
+        }
+        if (!again || round == ROUNDS - 1)
             break;
+        if (waiting) {
+            /* a slot of ours is migrating (milliseconds per slot): wait, then send again */
+            sleep_ms(wait_ms);
+            wait_ms = wait_ms * 2 > WAIT_MAX_MS ? WAIT_MAX_MS : wait_ms * 2;
+            for (size_t i = 0; i < n; i++)
+                tr[i].wait = false;
+        }
     }
     bool all = true;
     for (size_t i = 0; i < n; i++) {

@@ -1,9 +1,15 @@
 /* client.h -- the hiredis adapter of the store (private to worker/store/): one Redis or a Redis
  * Cluster behind one interface. Commands are pipelined per node and routed by the hash slot of
- * their key; in cluster mode the slot map comes from CLUSTER SLOTS, MOVED refreshes it, ASK is
- * followed once, TRYAGAIN / CLUSTERDOWN are transient. The store's Lua scripts
- * (worker/store/scripts, embedded at build time) are loaded on every node at connect and again
- * on NOSCRIPT, so callers only name a script.
+ * their key; in cluster mode the slot map comes from CLUSTER SLOTS and is asked again after a
+ * MOVED (from the node it names first), a lost node, CLUSTERDOWN or READONLY. A plain command
+ * follows ASK once (ASKING). A script never runs while its slot migrates: every script call
+ * declares one more key that never exists in its route's slot, so Redis answers TRYAGAIN / ASK
+ * before running it (instead of a script stopping half-way on a key already moved, or running
+ * on the importing node against keys not moved yet); the command is sent again after short
+ * waits (about 0.4 s in all), then reported as AW_ERR_IO. A slot left open by a failed
+ * migration thus holds its account's scripts until `redis-cli --cluster fix`. The store's Lua
+ * scripts (worker/store/scripts, embedded at build time) are loaded on every node at connect
+ * and again on NOSCRIPT, so callers only name a script.
  *
  * Mode: detected from the server (CLUSTER SLOTS answers or "cluster support disabled"), whatever
  * the URL lists (several seed nodes, DESIGN §2, are only where to start).
@@ -67,11 +73,12 @@ const char *aw_redis_errstr(const struct aw_redis *r);
 
 /* Runs cmds[0..n) in one pipeline per node (connecting and loading scripts first where needed)
  * and fills each command's err/reply (previous replies are released first). Commands to one
- * node keep their order; a command redirected (MOVED/ASK) or retried after NOSCRIPT runs after
- * the others. Returns AW_OK when every command got a definite answer (which may itself be an
- * error code), else AW_ERR_IO (some command carries AW_ERR_IO: a connection failed, the cluster
- * is changing, or redirections did not settle) or AW_ERR_CONFIG (the server refused AUTH or
- * SELECT: every unanswered command carries it). */
+ * node keep their order; a command redirected (MOVED/ASK), retried after NOSCRIPT or refused
+ * by a migrating slot (TRYAGAIN; it may wait up to about 0.4 s) runs after the others. Returns
+ * AW_OK when every command got a definite answer (which may itself be an error code), else
+ * AW_ERR_IO (some command carries AW_ERR_IO: a connection failed, the cluster is changing, or
+ * redirections did not settle) or AW_ERR_CONFIG (the server refused AUTH or SELECT: every
+ * unanswered command carries it). */
 enum aw_err aw_redis_exec(struct aw_redis *r, struct aw_redis_cmd *cmds, size_t n);
 
 /* Releases cmd->reply. */
