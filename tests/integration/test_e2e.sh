@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_e2e.sh -- issue "Leader and flush", done-when: the whole pipeline (dev broker, redis-server,
-# the Klaviyo simulator, two aw-worker replicas) under injected faults (5xx, a 429 storm, one
-# account's key refused with 401) and a kill -9 of the leader mid-flush. The simulator's final
+# the Klaviyo simulator, two aw-worker replicas) under injected faults (5xx, a 429 storm, answers
+# lost after Klaviyo applied the request, jobs finishing late and out of order, one account's key
+# refused with 401) and a kill -9 of the leader mid-flush. The simulator's final
 # lists, profiles and consent must equal exactly what the input implies (e2e_model.py), only the
 # record Klaviyo refuses is dead-lettered, and the 401 account stays paused with its data kept
 # while the other account flows.
@@ -19,9 +20,13 @@ start_redis --appendonly yes --appendfsync always
 start_devbroker --brokers 2 --topic mparticle.audience:4 --topic mparticle.audience.dlq:1
 start_klaviyo_sim --job-delay 0.2 --check-responses
 sim=$AW_TEST_KLAVIYO_URL
+# Answers lost after Klaviyo applied the request (every endpoint), jobs finishing late and out
+# of order: every side effect must still happen exactly once (one list per audience, the model).
+sim_control config '{"job_jitter_s": 0.5}'
 sim_control faults '{
   "error_rate_5xx": 0.15, "status": 503,
   "storm_429": {"count": 8, "retry_after": 1},
+  "drop_after_apply": {"rate": 0.08},
   "unauthorized_keys": ["pk_e2e_revoked_key"]}'
 
 replica() { # NAME: a replica with the e2e timings (flush by 100 pending or after 2 s, fast retries)
@@ -81,6 +86,7 @@ st = json.load(urllib.request.urlopen(sys.argv[1] + "/_sim/state", timeout=10))
 f = st["faults_injected"]
 print("# faults injected:", json.dumps(f, sort_keys=True), file=sys.stderr)
 assert f.get("5xx", 0) > 0 and f.get("storm_429", 0) == 8 and f.get("unauthorized", 0) > 0, f
+assert f.get("drop_after_apply", 0) > 0, f
 PY
 
 ndlq=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['dlq_emails']))" "$expected")

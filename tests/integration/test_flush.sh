@@ -44,7 +44,8 @@ run_flusher() { # timeout_s [args]
 
 # Account A2's key comes from the config file; A1 and A3 from what the messages carried (Redis).
 printf '{"A2":{"apiKey":"pk_beta_0000000000"}}\n' >"$AW_TEST_DIR/accounts.json"
-sim_control faults '{"unauthorized_keys":["pk_revoked_0000000"]}'
+# The first list creation is applied but its answer lost: the list must still exist once.
+sim_control faults '{"unauthorized_keys":["pk_revoked_0000000"],"drop_after_apply":{"count":1,"ops":["create_list"]}}'
 
 # ---- 1. first flush: adds, update, unset, consent; one record Klaviyo refuses; A3 paused ----
 {

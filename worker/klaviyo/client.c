@@ -272,6 +272,12 @@ enum aw_err aw_klaviyo_request(struct aw_klaviyo *k, const char *api_key, enum a
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, aw_api_method_str(method));
     if (method == AW_API_GET)
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    /* libcurl silently sends a request again when a reused connection dies before any byte of
+     * the answer -- which is exactly what a request applied by Klaviyo whose answer was lost
+     * looks like. A POST creates something (a list, a job): it goes on a fresh connection, so an
+     * ambiguous failure reaches the flusher, which finds out what happened before acting. */
+    if (method == AW_API_POST)
+        curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
