@@ -29,7 +29,8 @@ import random
 import subprocess
 import sys
 import time
-import urllib.request
+
+import klaviyo_state
 
 BASE_TS = 1764547200000
 N_ACCOUNTS, N_MOVING, N_USERS, N_MESSAGES = 12, 4, 16, 2400
@@ -219,23 +220,9 @@ def check_redis(exp_path, port, verbose):
 
 def check_klaviyo(exp_path, url, verbose):
     exp = json.load(open(exp_path))
-    st = json.load(urllib.request.urlopen(url + "/_sim/state", timeout=10))
-    problems = []
-    lists = {}
-    for l in st["lists"]:
-        lists.setdefault(l["name"], []).append(sorted(l["member_emails"]))
-    for name, members in sorted(exp["lists"].items()):
-        got = lists.get(name)
-        if got is None or len(got) != 1:
-            problems.append("list %r exists %d times" % (name, 0 if got is None else len(got)))
-        elif got[0] != members:
-            problems.append("list %r: %d members, want %d; missing %s extra %s" % (
-                name, len(got[0]), len(members), sorted(set(members) - set(got[0]))[:2],
-                sorted(set(got[0]) - set(members))[:2]))
-    extra = sorted(set(lists) - set(exp["lists"]))
-    if extra:
-        problems.append("unexpected lists %s" % extra[:3])
-    by_email = {p["email"]: p for p in st["profiles"] if p.get("email")}
+    st = klaviyo_state.load(url)
+    problems = klaviyo_state.list_problems(st, exp["lists"], only_expected=True)
+    by_email = klaviyo_state.profiles_by_email(st)
     for acct, users in sorted(exp["profiles"].items()):
         for e, a in sorted(users.items()):
             p = by_email.get(e)
@@ -246,12 +233,7 @@ def check_klaviyo(exp_path, url, verbose):
                    "score": (p.get("properties") or {}).get("score")}
             if got != a:
                 problems.append("%s: %s, want %s" % (e, got, a))
-    if st.get("response_violations"):
-        problems.append("simulator response violations: %d" % len(st["response_violations"]))
-    if verbose:
-        for p in problems[:12]:
-            print("  " + p)
-    return not problems
+    return klaviyo_state.report(problems, verbose, 12)
 
 
 def pace(path, seconds):

@@ -20,7 +20,8 @@ validation but Klaviyo refuses it: exactly that record is dead-lettered at the f
 import json
 import random
 import sys
-import urllib.request
+
+import klaviyo_state
 
 GOOD, BAD = 3001, 3002
 GOOD_KEY, BAD_KEY = "pk_e2e_good_key", "pk_e2e_revoked_key"
@@ -120,23 +121,13 @@ def gen(out, seed):
 
 def check(url, exp_path, verbose):
     exp = json.load(open(exp_path))
-    st = json.load(urllib.request.urlopen(url + "/_sim/state", timeout=10))
-    problems = []
-    lists = {}
-    for l in st["lists"]:
-        lists.setdefault(l["name"], []).append(sorted(l["member_emails"]))
-    for name, members in exp["lists"].items():
-        got = lists.get(name)
-        if got is None or len(got) != 1:
-            problems.append("list %r exists %d times" % (name, 0 if got is None else len(got)))
-        elif got[0] != members:
-            problems.append("list %r: %d members, want %d; missing %s extra %s" % (
-                name, len(got[0]), len(members), sorted(set(members) - set(got[0]))[:3],
-                sorted(set(got[0]) - set(members))[:3]))
+    st = klaviyo_state.load(url)
+    problems = klaviyo_state.list_problems(st, exp["lists"])
+    lists = {l["name"] for l in st["lists"]}
     for name in exp["absent_lists"]:
         if name in lists:
             problems.append("list %r of the paused account exists" % name)
-    by_email = {p["email"]: p for p in st["profiles"] if p.get("email")}
+    by_email = klaviyo_state.profiles_by_email(st)
     for e, (first, last) in exp["names"].items():
         if not any(e in m for m in exp["lists"].values()):
             continue  # a consent job alone may create a profile without names
@@ -159,12 +150,7 @@ def check(url, exp_path, verbose):
             problems.append("%s consent %r want %r" % (e, got.get("consent"), want))
     if any(p.get("email", "").startswith("gamma") for p in st["profiles"]):
         problems.append("profiles of the paused account reached Klaviyo")
-    if st.get("response_violations"):
-        problems.append("simulator response violations: %d" % len(st["response_violations"]))
-    if verbose:
-        for p in problems[:15]:
-            print("  " + p)
-    return not problems
+    return klaviyo_state.report(problems, verbose)
 
 
 def check_dlq(exp_path, path, verbose):

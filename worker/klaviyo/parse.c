@@ -273,30 +273,29 @@ static enum aw_err parse_errors(json_t *doc, json_t *arr, bool import_errors,
     return AW_OK;
 }
 
-enum aw_err aw_parse_import_errors(const char *body, size_t len, struct aw_parse_errors *out)
+/* The errors list under member key of a document: import-error resources or error objects. */
+static enum aw_err parse_error_list(const char *body, size_t len, const char *key,
+                                    bool import_errors, struct aw_parse_errors *out)
 {
     AW_ASSERT(out != NULL);
     memset(out, 0, sizeof *out);
     json_t *doc = load_doc(body, len);
     enum aw_err err =
-        doc ? parse_errors(doc, json_object_get(doc, "data"), true, out) : AW_ERR_PROTOCOL;
+        doc ? parse_errors(doc, json_object_get(doc, key), import_errors, out) : AW_ERR_PROTOCOL;
     json_decref(doc);
     if (err != AW_OK)
         aw_parse_errors_clear(out);
     return err;
 }
 
+enum aw_err aw_parse_import_errors(const char *body, size_t len, struct aw_parse_errors *out)
+{
+    return parse_error_list(body, len, "data", true, out);
+}
+
 enum aw_err aw_parse_error_doc(const char *body, size_t len, struct aw_parse_errors *out)
 {
-    AW_ASSERT(out != NULL);
-    memset(out, 0, sizeof *out);
-    json_t *doc = load_doc(body, len);
-    enum aw_err err =
-        doc ? parse_errors(doc, json_object_get(doc, "errors"), false, out) : AW_ERR_PROTOCOL;
-    json_decref(doc);
-    if (err != AW_OK)
-        aw_parse_errors_clear(out);
-    return err;
+    return parse_error_list(body, len, "errors", false, out);
 }
 
 void aw_parse_page_clear(struct aw_parse_page *page)
