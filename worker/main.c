@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "worker/ingest/config_file.h"
 #include "worker/ingest/consumer.h"
 #include "worker/ingest/ingest.h"
+#include "worker/ops/health.h"
 #include "worker/ops/http.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
@@ -258,6 +260,43 @@ out:
 /* Runs one replica until stop_requested. Returns the process exit status. Teardown order:
  * stop polling -> join flusher -> (lease released by the flusher) -> consumer close (commits
  * stored offsets) -> free in reverse creation order. */
+/* ---- Shutdown watchdog ------------------------------------------------------------------------
+ * SIGTERM must end within AW_SHUTDOWN_TIMEOUT_MS (the pod's grace period exceeds it): the
+ * watchdog thread ends the process when the drain overruns, rather than letting Kubernetes
+ * SIGKILL it at a random point. Nothing is lost either way: offsets are stored only after
+ * Redis acknowledged, and batches stay in Redis. */
+static atomic_bool watchdog_done;
+
+static void *watchdog_main(void *arg)
+{
+    uint64_t deadline = aw_clock_mono_ms() + *(const uint64_t *)arg;
+    free(arg);
+    while (!atomic_load(&watchdog_done)) {
+        if (aw_clock_mono_ms() >= deadline) {
+            AW_LOG_ERROR("main", "shutdown exceeded AW_SHUTDOWN_TIMEOUT_MS; exiting now", "%s", "");
+            _exit(1);
+        }
+        aw_clock_sleep_ms(50, NULL);
+    }
+    return NULL;
+}
+
+static void start_watchdog(uint64_t budget_ms)
+{
+    static bool started;
+    if (started || budget_ms == 0)
+        return;
+    uint64_t *arg = aw_malloc(sizeof *arg);
+    *arg = budget_ms;
+    pthread_t t;
+    if (pthread_create(&t, NULL, watchdog_main, arg) != 0) {
+        free(arg);
+        return;
+    }
+    pthread_detach(t);
+    started = true;
+}
+
 static int cmd_run(const struct aw_settings *s)
 {
     char err[1024];
@@ -342,20 +381,31 @@ static int cmd_run(const struct aw_settings *s)
     AW_LOG_INFO("main", "running", "topics=%zu group=%s leader_candidate=%d http_port=%u",
                 s->kafka.n_topics, s->kafka.group, (int)s->leader.enabled,
                 (unsigned)aw_http_port(http));
+    aw_health_set(AW_HEALTH_SERVING, true);
     enum aw_err rc = aw_ingest_run(ingest, &stop_requested);
     aw_http_set_ready(http, false);
+    aw_health_set(AW_HEALTH_SERVING, false);
     status = rc == AW_OK ? 0 : 1;
-    AW_LOG_INFO("main", "stopping", "reason=%s", rc == AW_OK ? "signal" : "fatal");
+    AW_LOG_INFO("main", "stopping", "reason=%s budget_ms=%llu", rc == AW_OK ? "signal" : "fatal",
+                (unsigned long long)s->process.shutdown_timeout_ms);
 
 out:
+    /* The drain, in order and within AW_SHUTDOWN_TIMEOUT_MS (a watchdog ends the process when
+     * it is exceeded): polling has stopped; the flusher finishes or abandons its request and
+     * releases the lease while the consumer commits and hands its partitions over; then the
+     * flusher is joined and everything freed. */
     atomic_store(&stop_requested, 1); /* the flusher stops too when we leave on an error */
+    start_watchdog(s->process.shutdown_timeout_ms);
+    if (consumer)
+        aw_consumer_close(consumer); /* commits stored offsets, leaves the group */
     aw_flusher_join(flusher);
     aw_ingest_free(ingest);
-    aw_consumer_free(consumer); /* closes: commits stored offsets, leaves the group */
+    aw_consumer_free(consumer);
     free(extra);
     aw_store_free(store);
     aw_http_free(http);
     aw_config_file_free(accounts);
+    atomic_store(&watchdog_done, true);
     if (status == 0)
         AW_LOG_INFO("main", "stopped", "%s", "");
     return status;

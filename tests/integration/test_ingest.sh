@@ -40,6 +40,8 @@ produce_file mparticle.audience "$AW_TEST_DIR/part2.tsv"
 consumer worker2
 # The mock broker holds worker1's group slot until its session times out (6 s).
 wait_metric worker2 aw_partitions_assigned -gt 0 30
+wait_for "worker2 ready (/readyz: Redis answers, group joined)" 20 \
+    "curl -sf '$(worker_url worker2)/readyz' | grep -qx ready"
 note "kill -9 redis under worker2, produce more, then restart redis"
 errors_before=$(worker_metric worker2 aw_store_errors_total) || fail "worker2 has no aw_store_errors_total"
 kill9_redis
@@ -48,8 +50,13 @@ produce_file mparticle.audience "$AW_TEST_DIR/part3.tsv"
 # attempts pass (backing off in between) before Redis comes back.
 wait_metric worker2 aw_store_up -eq 0 20
 wait_metric worker2 aw_store_errors_total -ge $((errors_before + 3)) 30
+wait_for "worker2 not ready while Redis is down" 20 \
+    "curl -s '$(worker_url worker2)/readyz' | grep -q 'not ready: redis'"
+curl -sf "$(worker_url worker2)/healthz" >/dev/null || fail "worker2 not live while Redis is down"
 restart_redis
 service_is_running worker2 || fail "worker2 died while Redis was down (see worker2.log)"
+wait_for "worker2 ready again after Redis came back" 30 \
+    "curl -sf '$(worker_url worker2)/readyz' | grep -qx ready"
 
 expected="$AW_TEST_DIR/expected.json"
 if ! wait_until "python3 '$model' check-redis '$expected' $AW_TEST_REDIS_PORT" 90; then

@@ -15,7 +15,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "tests/harness.h"
+#include "worker/ops/health.h"
 #include "worker/ops/http.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
@@ -238,7 +240,21 @@ static void test_endpoints(void)
     static char resp[1 << 16];
     AW_CHECK_INT_EQ(http_get("127.0.0.1", port, "/readyz", resp, sizeof resp), 503);
     aw_http_set_ready(h, true);
+    /* ready needs Redis answering and the consumer in its group too */
+    aw_health_reset();
+    aw_health_set(AW_HEALTH_SERVING, true);
+    aw_health_set(AW_HEALTH_STORE, true);
+    AW_CHECK_INT_EQ(http_get("127.0.0.1", port, "/readyz", resp, sizeof resp), 503);
+    AW_CHECK(strstr(resp, "not ready: kafka_group") != NULL);
+    aw_health_set(AW_HEALTH_JOINED, true);
     AW_CHECK_INT_EQ(http_get("127.0.0.1", port, "/readyz", resp, sizeof resp), 200);
+    /* live while the registered parts beat; a stalled one makes /healthz fail, naming it */
+    AW_CHECK_INT_EQ(http_get("127.0.0.1", port, "/healthz", resp, sizeof resp), 200);
+    aw_health_register(AW_HEALTH_FLUSHER, 1);
+    aw_clock_sleep_ms(20, NULL);
+    AW_CHECK_INT_EQ(http_get("127.0.0.1", port, "/healthz", resp, sizeof resp), 503);
+    AW_CHECK(strstr(resp, "stalled: flusher") != NULL);
+    aw_health_reset();
     AW_CHECK_INT_EQ(http_get("127.0.0.1", port, "/metrics", resp, sizeof resp), 200);
     AW_CHECK(strstr(resp, "text/plain; version=0.0.4") != NULL);
     AW_CHECK(

@@ -26,6 +26,7 @@
 #include "worker/flush/ratelimit.h"
 #include "worker/ingest/consumer.h"
 #include "worker/klaviyo/client.h"
+#include "worker/ops/health.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
 #include "worker/store/flush_ops.h"
@@ -179,6 +180,7 @@ static void run(struct aw_flusher *f)
     const atomic_int *stop = f->stop;
     uint64_t tick = ctx->s->flush.tick_ms ? ctx->s->flush.tick_ms : 1000;
     while (!atomic_load(f->stop)) {
+        aw_health_beat(AW_HEALTH_FLUSHER);
         lease_drive(f);
         uint64_t now = now_ms();
         if (!f->was_held) {
@@ -196,6 +198,7 @@ static void run(struct aw_flusher *f)
                 continue;
             }
             bool done = aw_flush_job_step(ctx, j);
+            aw_health_beat(AW_HEALTH_FLUSHER);
             ran = true;
             if (done) {
                 aw_flush_job_free(j);
@@ -298,6 +301,9 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
         goto fail;
     }
     aw_leader_init(&ctx->leader, s->leader.lease_ttl_ms);
+    /* one turn of the loop: a step per runnable job, each at most one request (bounded by the
+     * Klaviyo timeout) and a few Redis calls */
+    aw_health_register(AW_HEALTH_FLUSHER, 3 * s->klaviyo.timeout_ms + 60000u);
     if (pthread_create(&f->thread, NULL, thread_main, f) != 0) {
         snprintf(errbuf, errlen, "flusher: cannot create the thread");
         goto fail;

@@ -38,6 +38,7 @@ struct aw_consumer {
     size_t n_batch;
     size_t cap_batch;
     atomic_int assigned;
+    atomic_bool joined; /* an assignment arrived (possibly empty): the group has us */
     atomic_bool fatal;
     bool closed;
     bool synced; /* a rebalance completed for this member at least once */
@@ -100,8 +101,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             e = rd_kafka_incremental_assign(rk, parts);
         else
             rerr = rd_kafka_assign(rk, parts);
-        if (!e && !rerr)
+        if (!e && !rerr) {
             atomic_fetch_add(&c->assigned, parts->cnt);
+            atomic_store(&c->joined, true);
+        }
         AW_LOG_INFO("consumer", "partitions assigned", "count=%d protocol=%s total=%d", parts->cnt,
                     protocol(rk), atomic_load(&c->assigned));
         break;
@@ -457,6 +460,11 @@ enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, struct aw_dlq_set *se
 enum aw_err aw_consumer_dlq_wait(struct aw_consumer *c, struct aw_dlq_set *set, int timeout_ms)
 {
     return aw_dlq_set_wait(c->dlq, set, timeout_ms);
+}
+
+bool aw_consumer_has_joined(const struct aw_consumer *c)
+{
+    return atomic_load(&c->joined);
 }
 
 int aw_consumer_assigned_count(const struct aw_consumer *c)

@@ -79,6 +79,9 @@ enum aw_err aw_consumer_dlq_produce(struct aw_consumer *c, struct aw_dlq_set *se
  * with their set, never confirming another one. */
 enum aw_err aw_consumer_dlq_wait(struct aw_consumer *c, struct aw_dlq_set *set, int timeout_ms);
 
+/* True once the group assigned this member (even no partition): readiness. Any thread. */
+bool aw_consumer_has_joined(const struct aw_consumer *c);
+
 /* Number of partitions currently assigned. */
 int aw_consumer_assigned_count(const struct aw_consumer *c);
 

@@ -17,6 +17,7 @@
 #include "worker/ingest/event.h"
 #include "worker/ingest/map.h"
 #include "worker/ops/deadletter.h"
+#include "worker/ops/health.h"
 #include "worker/ops/metrics.h"
 #include "worker/store/account_ops.h"
 #include "worker/store/change.h"
@@ -49,6 +50,7 @@ struct aw_ingest {
     struct aw_backoff backoff;
     uint64_t full_logged_ms; /* last "redis is full" line */
     struct aw_dlq_set *dlq;  /* dead letters of the current batch, confirmed together */
+    uint64_t last_ping_ms;   /* last readiness ping of Redis while idle */
 };
 
 struct aw_ingest *aw_ingest_new(const struct aw_ingest_config *cfg)
@@ -367,13 +369,32 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
     return fatal ? AW_ERR_FATAL : rewound ? AW_ERR_IO : AW_OK;
 }
 
+/* Readiness: the group has us, and Redis answers (pinged while idle, so a Redis that went away
+ * is seen without traffic). */
+static void update_health(struct aw_ingest *ing, size_t n, enum aw_err err)
+{
+    aw_health_beat(AW_HEALTH_INGEST);
+    aw_health_set(AW_HEALTH_JOINED, aw_consumer_has_joined(ing->cfg.consumer));
+    uint64_t now = aw_clock_mono_ms();
+    if (n > 0) {
+        aw_health_set(AW_HEALTH_STORE, err == AW_OK || aw_store_is_connected(ing->cfg.store));
+        ing->last_ping_ms = now;
+    } else if (now - ing->last_ping_ms >= 5000) {
+        aw_health_set(AW_HEALTH_STORE, aw_store_ping(ing->cfg.store) == AW_OK);
+        ing->last_ping_ms = now;
+    }
+}
+
 enum aw_err aw_ingest_run(struct aw_ingest *ing, const atomic_int *stop)
 {
+    aw_health_register(AW_HEALTH_INGEST, AW_INGEST_STALL_MS);
+    ing->last_ping_ms = 0;
     while (!atomic_load(stop)) {
         if (aw_consumer_is_fatal(ing->cfg.consumer))
             return AW_ERR_FATAL;
         size_t n = 0;
         enum aw_err err = aw_ingest_step(ing, &n);
+        update_health(ing, n, err);
         if (err == AW_ERR_FATAL)
             return err;
         if (err == AW_OK) {

@@ -30,6 +30,10 @@ struct aw_ingest_config {
 
 struct aw_ingest;
 
+/* The loop beats /healthz every turn; one turn is bounded by the poll, the Redis timeouts, the
+ * dead-letter confirmation (10 s) and a backoff (<= 5 s), far below this. */
+#define AW_INGEST_STALL_MS 60000u
+
 /* Creates the loop state (copies cfg; the borrowed handles must outlive it). */
 struct aw_ingest *aw_ingest_new(const struct aw_ingest_config *cfg);
 void aw_ingest_free(struct aw_ingest *ing);

@@ -15,9 +15,11 @@
 #include <sys/socket.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/hostport.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "worker/ops/health.h"
 #include "worker/ops/metrics.h"
 
 #define BODY_MAX (4u << 20)
@@ -101,11 +103,17 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         aw_metrics_render(&b);
         type = "text/plain; version=0.0.4; charset=utf-8";
     } else if (strcmp(url, "/healthz") == 0) {
-        aw_buf_append_str(&b, "ok\n");
+        const char *stalled = "";
+        bool live = aw_health_live(aw_clock_mono_ms(), &stalled);
+        code = live ? 200 : 503;
+        aw_buf_appendf(&b, live ? "ok\n" : "stalled: %s\n", stalled);
     } else if (strcmp(url, "/readyz") == 0) {
-        bool ready = atomic_load(&h->ready);
+        const char *missing = "";
+        bool ready = atomic_load(&h->ready) && aw_health_ready(&missing);
+        if (!atomic_load(&h->ready))
+            missing = "serving";
         code = ready ? 200 : 503;
-        aw_buf_append_str(&b, ready ? "ready\n" : "not ready\n");
+        aw_buf_appendf(&b, ready ? "ready\n" : "not ready: %s\n", missing);
     } else if (strcmp(url, "/status") == 0) {
         type = "application/json";
         status_json(h, &b);
