@@ -19,17 +19,23 @@
 # v2, over the changes it left pending), and the wall-clock rate of v2 with `appendonly yes
 # appendfsync always` against `appendonly no`.
 #
+# With AW_BENCH_IR=1 it also counts the instructions Redis executes per change (redis-server
+# under valgrind's callgrind): slow (a few minutes) but deterministic, so the ratios hold on a
+# shared or noisy machine where CPU-seconds vary by 20 % from run to run.
+#
 # Targets (issue "Store v2"): v2 >= 4 x v1 changes per Redis CPU-second; v2 >= 30 % of bare;
 # bytes per pending change <= 1.5 x the profile's JSON + 100.
-# Environment: AW_BUILD_DIR (default build/release), AW_BENCH_V1_DIR (where the v1 tree is
-# built, default ${TMPDIR:-/tmp}/aw-bench-v1-ac6d0a8; kept between runs).
+# Environment: AW_BUILD_DIR (default build/release); AW_BENCH_V1_REV (the baseline revision,
+# default ac6d0a8 = v1; any revision with either store layout works, e.g. to measure a change
+# before / after); AW_BENCH_V1_DIR (where it is built, default
+# ${TMPDIR:-/tmp}/aw-bench-v1-<rev>, kept between runs); AW_BENCH_IR=1 (instructions).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${AW_BUILD_DIR:-$root/build/release}
 messages=${1:-2400}
 accounts=${2:-5}
 reps=${3:-3}
-v1_rev=ac6d0a8
+v1_rev=${AW_BENCH_V1_REV:-ac6d0a8}
 v1_dir=${AW_BENCH_V1_DIR:-${TMPDIR:-/tmp}/aw-bench-v1-$v1_rev}
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -37,7 +43,7 @@ cmake --build "$build" -j"$(nproc)" --target bench_store >/dev/null
 v2_bin=$build/bench/bench_store
 
 # The v1 tree: its own sources and CMake build, plus this driver (it picks the v1 headers).
-if [ ! -f "$v1_dir/src/worker/store.c" ]; then
+if [ ! -f "$v1_dir/src/CMakeLists.txt" ]; then
     rm -rf "$v1_dir"
     mkdir -p "$v1_dir/src"
     git -C "$root" archive "$v1_rev" | tar -x -C "$v1_dir/src"
@@ -143,3 +149,45 @@ always=$(echo "$changes / $(col 2 v2.always)" | bc -l)
 printf 'v2 wall, appendonly no              %8.0f changes/s\n' "$no"
 printf 'v2 wall, appendfsync always         %8.0f changes/s  (%.2fx the time; fs %s)\n' "$always" \
     "$(echo "$no / $always" | bc -l)" "$(df -PT "$AW_TEST_DIR" | awk 'NR == 2 { print $2 }')"
+
+[ "${AW_BENCH_IR:-0}" = 1 ] || exit 0
+
+# Instructions: redis-server under callgrind, counters zeroed before and dumped after each run.
+require_cmd valgrind callgrind_control
+stop_redis >/dev/null || true
+AW_TEST_REDIS_PORT=$(free_port)
+AW_TEST_REDIS_URL="redis://127.0.0.1:$AW_TEST_REDIS_PORT/0"
+mkdir -p "$AW_TEST_DIR/cg"
+start_service redis-cg valgrind --tool=callgrind --callgrind-out-file="$AW_TEST_DIR/cg/out.%p" \
+    redis-server --bind 127.0.0.1 --port "$AW_TEST_REDIS_PORT" --dir "$AW_TEST_DIR/cg" --save "" \
+    --appendonly no
+wait_for "redis-server under valgrind" 60 '[ "$(redis_cmd ping 2>/dev/null)" = PONG ]'
+cg_pid=$(service_pid redis-cg)
+ir_run() { # NAME BIN MODE PASS: instructions per change
+    local out=$dir/$1.ir.out f
+    callgrind_control -z "$cg_pid" >/dev/null 2>&1
+    AW_BENCH_REDIS_URL=$AW_TEST_REDIS_URL "$2" "$3" "$messages" "$accounts" "$4" >"$out" 2>&1 ||
+        { cat "$out" >&2; fail "$1 failed under valgrind"; }
+    rm -f "$AW_TEST_DIR/cg/out.$cg_pid".*
+    callgrind_control -d "$cg_pid" >/dev/null 2>&1
+    f=$(ls -t "$AW_TEST_DIR/cg/out.$cg_pid".* | head -n 1)
+    awk -v n="$changes" '/^(summary|totals):/ { printf "%.0f\n", $2 / n; exit }' "$f"
+}
+declare -A ir
+for v in v2 v1 bare; do
+    case $v in v2) bin=$v2_bin mode=store ;; v1) bin=$v1_bin mode=store ;; bare) bin=$v2_bin mode=bare ;; esac
+    redis_cmd flushall >/dev/null
+    AW_BENCH_REDIS_URL=$AW_TEST_REDIS_URL "$bin" "$mode" 10 1 9 >/dev/null 2>&1 # loads its scripts
+    redis_cmd flushall >/dev/null
+    ir[$v.new]=$(ir_run "$v.new" "$bin" "$mode" 0)
+    ir[$v.update]=$(ir_run "$v.update" "$bin" "$mode" 1)
+done
+printf 'redis instructions per change (callgrind)   new      update\n'
+for v in v2 v1 bare; do
+    printf '%-40s %9s %11s\n' "$v" "${ir[$v.new]}" "${ir[$v.update]}"
+done
+for p in new update; do
+    printf 'v2/v1 %-7s %.2fx   v2/bare %-7s %.0f %%  (by instructions)\n' "$p" \
+        "$(echo "${ir[v1.$p]} / ${ir[v2.$p]}" | bc -l)" "$p" \
+        "$(echo "100 * ${ir[bare.$p]} / ${ir[v2.$p]}" | bc -l)"
+done
