@@ -706,6 +706,87 @@ static void test_global(void)
     AW_CHECK_INT_EQ(intcmd("EXISTS", "aw:{1}:u:none@x.io", NULL), 0);
 }
 
+/* A full Redis (maxmemory, noeviction) refuses ingest's scripts (the consumer pauses) but runs
+ * the leader's: draining frees memory and must never need it first. */
+static void test_full_redis(void)
+{
+    struct aw_redis_cmd c;
+    const char *acct = "aw:{9}:acct";
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, acct, "9", NOW, "2", "60000", "600", "1", "90",
+                         "full@x.io", "1000", "e1", "Aud", "", "a", "", "", "first_name", "\"F\"",
+                         (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "CONFIG", "SET", "maxmemory", "1", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    /* ingest: refused, nothing written */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, acct, "9", NOW, "2", "60000", "600", "0", "90",
+                         "other@x.io", "1000", "e2", "", "", "a", "", "", (char *)NULL),
+                    AW_ERR_FULL);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_AUDIENCE, 1, "aw:{9}:a:91", "9", "91", "upsert", "1", "s",
+                         NOW, "2", "60000", "N", "", (char *)NULL),
+                    AW_ERR_FULL);
+    AW_CHECK_INT_EQ(intcmd("EXISTS", "aw:{9}:u:other@x.io", NULL), 0);
+    /* the leader: lease, take, job id, ack, 429 block, profile id, global due */
+    const char *l[2] = {aw_store_name(AW_K_LEASE), aw_store_name(AW_K_EPOCH)};
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_LEASE, 2, l[0], l[1], "acquire", "full", "60000", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_TAKE, 1, "aw:{9}:a:90", "9", "a:90", "7", "", "10000",
+                         "1000", NOW, "2", "60000", "600", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "taken");
+    char bid[32];
+    snprintf(bid, sizeof bid, "%s", str(&c.reply, 1));
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_BATCH_SET, 1, "aw:{9}:a:90", "7", bid, "job_id", "j9", (char *)NULL),
+        AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACK, 1, "aw:{9}:a:90", "9", "a:90", "7", bid, NOW, "2",
+                         "60000", "600", "full@x.io", "", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "acked");
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_TAKE, 1, "aw:{9}:p", "9", "p", "7", "", "10000", "1000", NOW,
+                         "2", "60000", "600", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "taken");
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_BLOCK, 1, acct, "5000", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    /* a list created for the first flush of an audience: counted, then recorded */
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_LIST_COUNT, 1, "aw:{9}:lc:19700", "1", "172800", (char *)NULL), AW_OK);
+    AW_CHECK(c.reply.type == AW_REPLY_INT && c.reply.integer == 1);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_LIST_COUNT, 1, "aw:{9}:lc:19700", "-1", "172800", (char *)NULL), AW_OK);
+    AW_CHECK(c.reply.type == AW_REPLY_INT && c.reply.integer == 0);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(intcmd("TTL", "aw:{9}:lc:19700", NULL), 172800);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_LIST_ID, 1, "aw:{9}:a:90", "L9", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    char *v = hget("aw:{9}:a:90", "klaviyo_list_id");
+    AW_CHECK_STR_EQ(v, "L9");
+    free(v);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_LIST_ID, 1, "aw:{9}:a:90", "", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", "aw:{9}:a:90", "klaviyo_list_id"), 0);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_LIST_COUNT, 1, "aw:{9}:lc:19700", "x", "1", (char *)NULL),
+                    AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_PROFILE_ID, 1, "aw:{9}:u:full@x.io", "01FULL", (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    const char *k[3] = {aw_store_name(AW_K_GLOBAL_DUE), aw_store_name(AW_K_GLOBAL_DUE_SEQ),
+                        aw_store_name(AW_K_GLOBAL_ACCOUNTS)};
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_DUE, 3, k[0], k[1], k[2], "9", "0", "99", (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "CONFIG", "SET", "maxmemory", "0", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -726,6 +807,7 @@ int main(void)
         test_take_read_ack();
         test_audience_remove();
         test_global();
+        test_full_redis();
         aw_redis_free(g_r);
     }
     stop_server();

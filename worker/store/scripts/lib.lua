@@ -5,6 +5,11 @@
 -- back a script that fails half-way); errors are "INVALID ..." (bad input, permanent) or
 -- "NOTLEADER ..." (fencing). Lua compares strings with strcoll(), which depends on the server's
 -- locale, so versions are compared byte by byte here, never with < on strings.
+--
+-- A full Redis (maxmemory, noeviction) refuses a script's first write that may grow memory
+-- (OOM) and with it the whole call. That is how ingest pauses (apply.lua, audience.lua). The
+-- leader's scripts (take, ack, batch_set, block, profile_id, lease) and the global due write
+-- start with `#!lua flags=allow-oom`: draining frees memory and must never need it first.
 
 -- -1, 0, 1 comparing two strings byte by byte.
 local function bytecmp(a, b)

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- take.lua -- the leader takes a batch of one stream for upload: an audience's membership
 -- stream or the account's profile stream (DESIGN §4, §5).
 --
