@@ -30,7 +30,7 @@
 -- profile) are a run: its user hash is read once at the start and written once at the end.
 -- The streams' pending entries and meta are read before the first change and written after
 -- the last. The outcome is that of applying the changes one call each. Redis's Lua interpreter
--- is slow (a function call costs as much as a dozen table accesses, a table that grows is
+-- is slow (a function call costs as much as six to eight table accesses, a table that grows is
 -- rehashed at every power of two), so the loops inline their work and reuse scratch tables
 -- (bench/bench_store.sh measures it).
 local acct = ARGV[1]
