@@ -1,8 +1,9 @@
 # embed_lua.cmake -- turns worker/store/scripts/*.lua into a C header (cmake -P, at build time).
 #
-# Each script is sent to Redis as: the names of worker/store/fields.def as Lua locals, then
-# lib.lua, then the script itself. The names are generated from fields.def, the same table the
-# C code includes, so a key or field name is written once for both languages.
+# Each script is sent to Redis as: its "#!lua flags=..." line if it starts with one, the names
+# of worker/store/fields.def as Lua locals, then lib.lua, then the script itself. The names are
+# generated from fields.def, the same table the C code includes, so a key or field name is
+# written once for both languages.
 # Input: -DSRC_DIR=<worker/store> -DOUT=<header> -DOUT_C=<source>. Output: the header declares
 # enum aw_script, aw_script_name[], aw_script_src[]; the source defines them (NUL-terminated byte
 # arrays: ISO C caps string literals at 4095 bytes).
@@ -33,7 +34,14 @@ foreach(path IN LISTS scripts)
   get_filename_component(stem "${path}" NAME_WE)
   string(TOUPPER "${stem}" up)
   file(READ "${path}" body)
-  set(text "${prelude}${lib}${body}")
+  # A script's flags line (Redis 7 "#!lua flags=...") must stay its first line.
+  set(shebang "")
+  if(body MATCHES "^(#![^\n]*\n)")
+    set(shebang "${CMAKE_MATCH_1}")
+    string(LENGTH "${shebang}" n)
+    string(SUBSTRING "${body}" ${n} -1 body)
+  endif()
+  set(text "${shebang}${prelude}${lib}${body}")
   string(HEX "${text}" hex)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
   string(REGEX REPLACE "((0x[0-9a-f][0-9a-f],){24})" "\\1\n    " bytes "${bytes}")

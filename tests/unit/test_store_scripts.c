@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/clock.h"
 #include "common/mem.h"
 #include "tests/harness.h"
@@ -135,15 +136,34 @@ static long long intcmd(const char *cmd, const char *key, const char *arg)
     return v;
 }
 
+/* A small deterministic generator (the same sequence on every run). */
+static unsigned rnd(unsigned *seed, unsigned n)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return (*seed >> 16) % n;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 #define U "aw:{1}:u:ann@x.io"
 #define NOW "1700000000000"
+#define ACCT "aw:{1}:acct"
+/* apply.lua's fixed arguments in these tests (account 1), then its reply's fields */
+#define APPLY_FIXED ACCT, "1", NOW, "2", "60000", "600"
+#define A_MIN 0
+#define A_CHANGED 2
+#define A_STATUS 3 /* of the first change; the next one's is 2 further */
+#define A_PENDING 4
 
-/* apply.lua with the fixed arguments of these tests: account 1, audience aud. */
+/* apply.lua with one change of ann@x.io to audience aud (one attribute pair). */
 static enum aw_err apply(struct aw_redis_cmd *c, const char *aud, const char *ts, const char *id,
                          const char *act, const char *ce, const char *path, const char *value)
 {
-    return call(c, AW_SCRIPT_APPLY, 1, U, "1", aud, "ann@x.io", ts, id, NOW, "2", "60000", "600",
-                "Aud", "", act, ce, "", path, value, (char *)NULL);
+    return call(c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "1", aud, "ann@x.io", ts, id, "Aud", "", act,
+                ce, "", path, value, (char *)NULL);
 }
 
 /* ---- tests --------------------------------------------------------------------------------- */
@@ -152,20 +172,19 @@ static void test_apply(void)
 {
     struct aw_redis_cmd c;
     AW_CHECK_INT_EQ(apply(&c, "10", "1000", "e1", "a", "1000:1", "first_name", "\"Jo\""), AW_OK);
-    AW_CHECK_STR_EQ(str(&c.reply, 0), "applied");
-    AW_CHECK_INT_EQ(num(&c.reply, 1), 1); /* pending of audience 10 */
-    AW_CHECK_INT_EQ(num(&c.reply, 2), 61000 + 1699999999999LL - 1699999999999LL + 1700000000000LL -
-                                          61000 + 60000); /* now + max age */
-    AW_CHECK_INT_EQ(num(&c.reply, 4), 1);                 /* the account's earliest due moved */
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
+    AW_CHECK_INT_EQ(num(&c.reply, A_PENDING), 1);                   /* pending of audience 10 */
+    AW_CHECK_INT_EQ(num(&c.reply, A_MIN), 1700000000000LL + 60000); /* now + max age */
+    AW_CHECK_INT_EQ(num(&c.reply, A_CHANGED), 1); /* the account's earliest due moved */
     aw_redis_cmd_clear(&c);
     /* the same change again: stale, nothing written */
     AW_CHECK_INT_EQ(apply(&c, "10", "1000", "e1", "a", "1000:1", "first_name", "\"Jo\""), AW_OK);
-    AW_CHECK_STR_EQ(str(&c.reply, 0), "stale");
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "stale");
     aw_redis_cmd_clear(&c);
     /* an older change of another audience: membership applies there, the older attribute and
      * consent do not regress the profile */
     AW_CHECK_INT_EQ(apply(&c, "11", "900", "e0", "a", "900:0", "first_name", "\"Old\""), AW_OK);
-    AW_CHECK_STR_EQ(str(&c.reply, 0), "applied");
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
     aw_redis_cmd_clear(&c);
     char *v = hget(U, "a:first_name");
     AW_CHECK_STR_EQ(v, "\"Jo\"");
@@ -175,7 +194,7 @@ static void test_apply(void)
     free(v);
     /* tie on the timestamp: the greater message id wins (bytes, not locale) */
     AW_CHECK_INT_EQ(apply(&c, "10", "1000", "e2", "u", "", "first_name", "\"Tie\""), AW_OK);
-    AW_CHECK_STR_EQ(str(&c.reply, 0), "applied");
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
     aw_redis_cmd_clear(&c);
     v = hget(U, "a:first_name");
     AW_CHECK_STR_EQ(v, "\"Tie\"");
@@ -184,8 +203,8 @@ static void test_apply(void)
     struct aw_redis_cmd k;
     AW_CHECK_INT_EQ(call(&k, -1, 0, "HKEYS", U, (char *)NULL), AW_OK);
     static const enum aw_store_name known[] = {
-        AW_F_USER_MEMBERSHIP, AW_F_USER_ATTR,         AW_F_USER_ATTR_VERSION, AW_F_USER_DIRTY,
-        AW_F_USER_CONSENT,    AW_F_USER_CONSENT_SENT, AW_F_USER_REFS,         AW_F_USER_PROFILE_ID};
+        AW_F_USER_MEMBERSHIP,   AW_F_USER_ATTR, AW_F_USER_ATTR_VERSION, AW_F_USER_CONSENT,
+        AW_F_USER_CONSENT_SENT, AW_F_USER_REFS, AW_F_USER_PROFILE_ID};
     for (size_t i = 0; i < k.reply.n; i++) {
         bool ok = false;
         for (size_t j = 0; j < sizeof known / sizeof known[0]; j++)
@@ -196,13 +215,306 @@ static void test_apply(void)
     /* referenced by two audience entries and the profile entry: no expiry */
     AW_CHECK_INT_EQ(intcmd("HGET", U, "pc"), 3);
     AW_CHECK_INT_EQ(intcmd("TTL", U, NULL), -1);
-    /* refused arguments never write */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, "aw:{1}:u:other@x.io", "1", "10", "ann@x.io", "1",
-                         "e", NOW, "2", "60000", "600", "", "", "a", "", "", (char *)NULL),
-                    AW_ERR_INVALID); /* KEYS[1] is not this user's key */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, U, "1", "10", "ann@x.io", "1", "e", NOW, "2",
-                         "60000", "600", "", "", "a", "yes", "", (char *)NULL),
-                    AW_ERR_INVALID); /* malformed consent */
+    /* refused arguments never write: the whole call, or the one malformed change */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, "aw:{2}:acct", "1", NOW, "2", "60000", "600", "0",
+                         "10", "ann@x.io", "1", "e", "", "", "a", "", "", (char *)NULL),
+                    AW_ERR_INVALID); /* KEYS[1] is not this account's key */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "x", "10", "ann@x.io", "1", "e", "",
+                         "", "a", "", "", (char *)NULL),
+                    AW_ERR_INVALID); /* a block's pairs count is not a number */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "0", "10", "ann@x.io", "1", "e", "",
+                         "", "a", "yes", "", (char *)NULL),
+                    AW_OK); /* malformed consent */
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "invalid");
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(intcmd("HGET", U, "pc"), 3);
+}
+
+/* Several changes in one call behave as one call each, in order. */
+static void test_apply_many(void)
+{
+    const char *B = "aw:{1}:u:bob@x.io";
+    struct aw_redis_cmd c;
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED,
+                         /* audience 20: add with an attribute and consent */
+                         "1", "20", "bob@x.io", "3000", "m1", "Aud", "", "a", "3000:1", "",
+                         "first_name", "\"Bo\"",
+                         /* audience 21, same message: the previous block's consent and pairs */
+                         "-1", "21", "bob@x.io", "3000", "m1", "Aud2", "", "a",
+                         /* malformed (no email): refused alone */
+                         "0", "20", "", "3000", "m1", "", "", "a", "", "",
+                         /* the first change again: stale within the same call */
+                         "1", "20", "bob@x.io", "3000", "m1", "Aud", "", "a", "3000:1", "",
+                         "first_name", "\"Bo\"",
+                         /* a newer delete from audience 20 */
+                         "0", "20", "bob@x.io", "3001", "m2", "", "", "d", "", "", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_INT_EQ(c.reply.n, 3 + 2 * 5);
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
+    AW_CHECK_INT_EQ(num(&c.reply, A_PENDING), 1); /* pending in audience 20 */
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS + 2), "applied");
+    AW_CHECK_INT_EQ(num(&c.reply, A_PENDING + 2), 1);
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS + 4), "invalid");
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS + 6), "stale");
+    AW_CHECK_INT_EQ(num(&c.reply, A_PENDING + 6), 1);
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS + 8), "applied");
+    AW_CHECK_INT_EQ(num(&c.reply, A_PENDING + 8), 1);
+    aw_redis_cmd_clear(&c);
+    char *v = hget("aw:{1}:a:20:p", "bob@x.io");
+    AW_CHECK_STR_EQ(v, "d3001:m2"); /* the last change of the user wins */
+    free(v);
+    v = hget(B, "a:first_name");
+    AW_CHECK_STR_EQ(v, "\"Bo\"");
+    free(v);
+    v = hget(B, "v:first_name");
+    AW_CHECK_STR_EQ(v, "3000:m1");
+    free(v);
+    v = hget("aw:{1}:a:21", "name");
+    AW_CHECK_STR_EQ(v, "Aud2");
+    free(v);
+    v = hget("aw:{1}:p:p", "bob@x.io"); /* the paths changed, each once */
+    AW_CHECK_STR_EQ(v, "first_name");
+    free(v);
+    /* two audience entries and one profile entry, each queued once */
+    AW_CHECK_INT_EQ(intcmd("HGET", B, "pc"), 3);
+    AW_CHECK_INT_EQ(intcmd("TTL", B, NULL), -1);
+    AW_CHECK_INT_EQ(intcmd("LLEN", "aw:{1}:a:20:q", NULL), 1);
+    AW_CHECK_INT_EQ(intcmd("LLEN", "aw:{1}:a:21:q", NULL), 1);
+    AW_CHECK_INT_EQ(intcmd("SISMEMBER", "aw:{1}:auds", "21"), 1);
+    AW_CHECK_INT_EQ(intcmd("ZSCORE", "aw:{1}:due", "a:21"), 1700000000000LL + 60000);
+    /* a later call adds its paths to the entry pending */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "2", "21", "bob@x.io", "3003", "m4",
+                         "", "", "u", "", "", "first_name", "\"B\"", "last_name", "\"C\"",
+                         (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
+    aw_redis_cmd_clear(&c);
+    struct aw_redis_cmd e;
+    AW_CHECK_INT_EQ(call(&e, -1, 0, "HGET", "aw:{1}:p:p", "bob@x.io", (char *)NULL), AW_OK);
+    AW_CHECK(e.reply.type == AW_REPLY_STR && e.reply.len == 20 &&
+             memcmp(e.reply.str, "first_name\0last_name", 20) == 0);
+    aw_redis_cmd_clear(&e);
+    /* leave the account as test_take_read_ack expects it */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "0", "20", "bob@x.io", "3002", "m3",
+                         "", "", "d", "", "", (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "DEL", "aw:{1}:a:20", "aw:{1}:a:20:p", "aw:{1}:a:20:q",
+                         "aw:{1}:a:21", "aw:{1}:a:21:p", "aw:{1}:a:21:q", B, (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "HDEL", "aw:{1}:p:p", "bob@x.io", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "LREM", "aw:{1}:p:q", "0", "bob@x.io", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "ZREM", "aw:{1}:due", "a:20", "a:21", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+}
+
+/* ---- apply: one call of many changes == one call each ----------------------------------- */
+
+/* The state of account acct as sorted text lines "<key with {X}> <type> <canonical content>"
+ * (hash fields sorted; dseq left out: a call of many changes bumps it once). Caller frees. */
+static char *dump_account(const char *acct)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "aw:{%s}:*", acct);
+    struct aw_redis_cmd k;
+    if (call(&k, -1, 0, "KEYS", pat, (char *)NULL) != AW_OK)
+        return aw_strdup("");
+    char **lines = aw_calloc(k.reply.n + 1, sizeof *lines);
+    for (size_t i = 0; i < k.reply.n; i++) {
+        const char *key = k.reply.elem[i].str;
+        struct aw_buf b;
+        aw_buf_init(&b, 0);
+        const char *tail = strchr(key, '}');
+        (void)aw_buf_appendf(&b, "aw:{X%s", tail ? tail : "");
+        struct aw_redis_cmd t, v;
+        (void)call(&t, -1, 0, "TYPE", key, (char *)NULL);
+        const char *type = t.reply.type == AW_REPLY_STR ? t.reply.str : "?";
+        (void)aw_buf_appendf(&b, " %s", type);
+        if (strcmp(type, "hash") == 0) {
+            (void)call(&v, -1, 0, "HGETALL", key, (char *)NULL);
+            size_t n = v.reply.n / 2;
+            char **f = aw_calloc(n + 1, sizeof *f);
+            for (size_t j = 0; j < n; j++) {
+                /* (a profile entry holds NULs: shown as '|') */
+                const struct aw_reply *fv = &v.reply.elem[2 * j + 1];
+                char *val = aw_malloc(fv->len + 1);
+                memcpy(val, fv->str, fv->len);
+                val[fv->len] = '\0';
+                for (size_t q = 0; q < fv->len; q++)
+                    val[q] = val[q] ? val[q] : '|';
+                size_t fl = v.reply.elem[2 * j].len + fv->len + 2;
+                f[j] = aw_malloc(fl);
+                bool is_acct = strcmp(v.reply.elem[2 * j].str, "account_id") == 0;
+                snprintf(f[j], fl, "%s=%s", v.reply.elem[2 * j].str, is_acct ? "X" : val);
+                free(val);
+            }
+            qsort(f, n, sizeof *f, cmp_str);
+            for (size_t j = 0; j < n; j++) {
+                if (strncmp(f[j], "dseq=", 5) != 0)
+                    (void)aw_buf_appendf(&b, " %s", f[j]);
+                free(f[j]);
+            }
+            free(f);
+        } else {
+            if (strcmp(type, "list") == 0)
+                (void)call(&v, -1, 0, "LRANGE", key, "0", "-1", (char *)NULL);
+            else if (strcmp(type, "zset") == 0)
+                (void)call(&v, -1, 0, "ZRANGE", key, "0", "-1", "WITHSCORES", (char *)NULL);
+            else if (strcmp(type, "set") == 0)
+                (void)call(&v, -1, 0, "SORT", key, "ALPHA", (char *)NULL);
+            else
+                (void)call(&v, -1, 0, "GET", key, (char *)NULL);
+            for (size_t j = 0; v.reply.type == AW_REPLY_ARRAY && j < v.reply.n; j++)
+                (void)aw_buf_appendf(&b, " %s", v.reply.elem[j].str ? v.reply.elem[j].str : "nil");
+            if (v.reply.type == AW_REPLY_STR)
+                (void)aw_buf_appendf(&b, " %s", v.reply.str);
+        }
+        aw_redis_cmd_clear(&v);
+        aw_redis_cmd_clear(&t);
+        lines[i] = aw_buf_take(&b);
+    }
+    qsort(lines, k.reply.n, sizeof *lines, cmp_str);
+    struct aw_buf all;
+    aw_buf_init(&all, 0);
+    for (size_t i = 0; i < k.reply.n; i++) {
+        (void)aw_buf_appendf(&all, "%s\n", lines[i]);
+        free(lines[i]);
+    }
+    free(lines);
+    aw_redis_cmd_clear(&k);
+    char *out = all.len ? aw_buf_take(&all) : aw_strdup("");
+    aw_buf_free(&all);
+    return out;
+}
+
+/* Random changes (few users, audiences, versions: ties, redeliveries, out of order; consents,
+ * deletes, attribute-only updates, blocks repeating the previous one's pairs, malformed ones,
+ * a removed audience) go to account acct_a in one apply call and to acct_b one call each: the
+ * replies and the resulting states must be the same. */
+static void apply_many_equals_single(unsigned seed, const char *acct_a, const char *acct_b)
+{
+    enum { CHANGES = 150, BLOCK_MAX = 16 };
+    static const char *const emails[] = {"p@x.io", "q@x.io", "r@x.io", "s@x.io"};
+    static const char *const paths[] = {"first_name", "last_name", "phone_number"};
+    static const char *const ids[] = {"a", "b", "c"};
+    static const char *const acts[] = {"a", "a", "d", "u"};
+    static char text[CHANGES][BLOCK_MAX][24];
+    static const char *blocks[CHANGES][BLOCK_MAX];
+    int len[CHANGES];
+    for (int c = 0; c < CHANGES; c++) {
+        const char **a = blocks[c];
+        int n = 0;
+        bool marker = c > 0 && rnd(&seed, 3) == 0 && blocks[c - 1][0][0] != '-';
+        a[n++] = "";
+        snprintf(text[c][1], 24, "%u", 1 + rnd(&seed, 3));
+        a[n++] = text[c][1]; /* audience */
+        a[n++] = rnd(&seed, 40) == 0 ? "" : emails[rnd(&seed, 4)];
+        snprintf(text[c][3], 24, "%u", 1000 + rnd(&seed, 6));
+        a[n++] = text[c][3];
+        a[n++] = ids[rnd(&seed, 3)];
+        a[n++] = rnd(&seed, 2) ? "Name" : "";
+        a[n++] = "";
+        a[n++] = acts[rnd(&seed, 4)];
+        if (marker) {
+            a[0] = "-1";
+        } else {
+            int np = (int)rnd(&seed, 4);
+            snprintf(text[c][0], 24, "%d", np);
+            a[0] = text[c][0];
+            if (rnd(&seed, 3) == 0) {
+                unsigned cts = 900 + rnd(&seed, 5);
+                snprintf(text[c][8], 24, "%u:%u", cts, rnd(&seed, 2));
+                a[n++] = text[c][8];
+            } else {
+                a[n++] = "";
+            }
+            a[n++] = rnd(&seed, 4) == 0 ? "950:1" : "";
+            for (int j = 0; j < np; j++) {
+                a[n++] = paths[(j + c) % 3];
+                snprintf(text[c][10 + j], 24, "\"v%u\"", rnd(&seed, 5));
+                a[n++] = text[c][10 + j];
+            }
+        }
+        len[c] = n;
+    }
+    char key[2][32], acct_key[2][32];
+    const char *acct[2] = {acct_a, acct_b};
+    for (int x = 0; x < 2; x++) {
+        snprintf(key[x], sizeof key[x], "aw:{%s}:a:3", acct[x]);
+        snprintf(acct_key[x], sizeof acct_key[x], "aw:{%s}:acct", acct[x]);
+    }
+    const char *rm[2][12] = {
+        {key[0], acct_a, "3", "remove", "1002", "r", NOW, "2", "60000", "", ""},
+        {key[1], acct_b, "3", "remove", "1002", "r", NOW, "2", "60000", "", ""}};
+    for (int x = 0; x < 2; x++) {
+        struct aw_redis_cmd c = {
+            .script = AW_SCRIPT_AUDIENCE, .nkeys = 1, .route = rm[x][0], .argc = 11, .argv = rm[x]};
+        AW_CHECK_INT_EQ(aw_redis_exec(g_r, &c, 1), AW_OK);
+        aw_redis_cmd_clear(&c);
+    }
+    /* acct_a: every change in one call */
+    const char **argv = aw_calloc(6 + CHANGES * BLOCK_MAX, sizeof *argv);
+    const char *fixed[6] = {acct_key[0], acct_a, NOW, "2", "60000", "600"};
+    int argc = 6;
+    memcpy(argv, fixed, sizeof fixed);
+    for (int c = 0; c < CHANGES; c++)
+        for (int j = 0; j < len[c]; j++)
+            argv[argc++] = blocks[c][j];
+    struct aw_redis_cmd many = {
+        .script = AW_SCRIPT_APPLY, .nkeys = 1, .route = argv[0], .argc = argc, .argv = argv};
+    AW_CHECK_INT_EQ(aw_redis_exec(g_r, &many, 1), AW_OK);
+    AW_CHECK_INT_EQ(many.err, AW_OK);
+    AW_CHECK_INT_EQ(many.reply.n, 3 + 2 * CHANGES);
+    /* acct_b: one call each; a block repeating the previous pairs gets them written out */
+    int last = 0, statuses[4] = {0};
+    for (int c = 0; c < CHANGES && many.reply.n == 3 + 2 * CHANGES; c++) {
+        const char *one[6 + BLOCK_MAX] = {acct_key[1], acct_b, NOW, "2", "60000", "600"};
+        int n = 6;
+        if (blocks[c][0][0] == '-') {
+            one[n++] = blocks[last][0];
+            for (int j = 1; j < 8; j++)
+                one[n++] = blocks[c][j];
+            for (int j = 8; j < len[last]; j++)
+                one[n++] = blocks[last][j];
+        } else {
+            last = c;
+            for (int j = 0; j < len[c]; j++)
+                one[n++] = blocks[c][j];
+        }
+        struct aw_redis_cmd s1 = {
+            .script = AW_SCRIPT_APPLY, .nkeys = 1, .route = one[0], .argc = n, .argv = one};
+        AW_CHECK_INT_EQ(aw_redis_exec(g_r, &s1, 1), AW_OK);
+        const char *want = str(&many.reply, 3 + 2 * (size_t)c);
+        AW_CHECK_MSG(strcmp(str(&s1.reply, 3), want) == 0, "change %d: %s alone, %s in one call", c,
+                     str(&s1.reply, 3), want);
+        AW_CHECK_MSG(num(&s1.reply, 4) == num(&many.reply, 4 + 2 * (size_t)c),
+                     "change %d: pending %lld alone, %lld in one call", c, num(&s1.reply, 4),
+                     num(&many.reply, 4 + 2 * (size_t)c));
+        statuses[strcmp(want, "applied") == 0    ? 0
+                 : strcmp(want, "stale") == 0    ? 1
+                 : strcmp(want, "disabled") == 0 ? 2
+                                                 : 3]++;
+        aw_redis_cmd_clear(&s1);
+    }
+    /* the sequence exercises every outcome */
+    AW_CHECK(statuses[0] > 0 && statuses[1] > 0 && statuses[2] > 0 && statuses[3] > 0);
+    aw_redis_cmd_clear(&many);
+    free(argv);
+    char *a = dump_account(acct_a), *b = dump_account(acct_b);
+    AW_CHECK(strlen(a) > 200);
+    AW_CHECK_MSG(strcmp(a, b) == 0, "one call:\n%s\none call each:\n%s", a, b);
+    free(a);
+    free(b);
+}
+
+static void test_apply_many_equals_single(void)
+{
+    apply_many_equals_single(12345, "acA", "acB");
+    apply_many_equals_single(777, "acC", "acD");
+    apply_many_equals_single(4242, "acE", "acF");
 }
 
 static void test_take_read_ack(void)
@@ -273,7 +585,7 @@ static void test_take_read_ack(void)
     }
     AW_CHECK(attr && consent && ver);
     aw_redis_cmd_clear(&c);
-    AW_CHECK_INT_EQ(intcmd("HEXISTS", U, "d:first_name"), 0); /* taken: no longer dirty */
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", "aw:{1}:p:p", "ann@x.io"), 0); /* taken */
     /* Klaviyo accepted the email consent: recorded as sent */
     AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACK, 1, "aw:{1}:p", "1", "p", "4", "4-1", NOW, "2", "60000",
                          "600", "ann@x.io", "email", (char *)NULL),
@@ -284,11 +596,13 @@ static void test_take_read_ack(void)
     AW_CHECK_STR_EQ(v, "1000:1");
     free(v);
     /* the same consent again is not newer than what was sent: no profile entry */
-    AW_CHECK_INT_EQ(apply(&c, "10", "2000", "e9", "u", "1000:1", "", ""), AW_ERR_INVALID);
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, U, "1", "10", "ann@x.io", "2000", "e9", NOW, "2",
-                         "60000", "600", "", "", "u", "1000:1", "", (char *)NULL),
+    AW_CHECK_INT_EQ(apply(&c, "10", "2000", "e9", "u", "1000:1", "", ""), AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "invalid"); /* empty attribute path */
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "0", "10", "ann@x.io", "2000", "e9",
+                         "", "", "u", "1000:1", "", (char *)NULL),
                     AW_OK);
-    AW_CHECK_STR_EQ(str(&c.reply, 0), "stale");
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "stale");
     aw_redis_cmd_clear(&c);
     AW_CHECK_INT_EQ(intcmd("HLEN", "aw:{1}:p:p", NULL), 0);
 }
@@ -302,10 +616,10 @@ static void test_audience_remove(void)
     AW_CHECK_STR_EQ(str(&c.reply, 0), "applied");
     aw_redis_cmd_clear(&c);
     /* changes at or before the removal are refused */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, U, "1", "11", "ann@x.io", "950", "z", NOW, "2",
-                         "60000", "600", "", "", "d", "", "", (char *)NULL),
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "0", "11", "ann@x.io", "950", "z", "",
+                         "", "d", "", "", (char *)NULL),
                     AW_OK);
-    AW_CHECK_STR_EQ(str(&c.reply, 0), "disabled");
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "disabled");
     aw_redis_cmd_clear(&c);
     /* the entry pending from before is dropped by take, and the user's reference with it */
     long long before = intcmd("HGET", U, "pc");
@@ -408,6 +722,87 @@ static void test_global(void)
     AW_CHECK_INT_EQ(intcmd("EXISTS", "aw:{1}:u:none@x.io", NULL), 0);
 }
 
+/* A full Redis (maxmemory, noeviction) refuses ingest's scripts (the consumer pauses) but runs
+ * the leader's: draining frees memory and must never need it first. */
+static void test_full_redis(void)
+{
+    struct aw_redis_cmd c;
+    const char *acct = "aw:{9}:acct";
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, acct, "9", NOW, "2", "60000", "600", "1", "90",
+                         "full@x.io", "1000", "e1", "Aud", "", "a", "", "", "first_name", "\"F\"",
+                         (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "CONFIG", "SET", "maxmemory", "1", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    /* ingest: refused, nothing written */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, acct, "9", NOW, "2", "60000", "600", "0", "90",
+                         "other@x.io", "1000", "e2", "", "", "a", "", "", (char *)NULL),
+                    AW_ERR_FULL);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_AUDIENCE, 1, "aw:{9}:a:91", "9", "91", "upsert", "1", "s",
+                         NOW, "2", "60000", "N", "", (char *)NULL),
+                    AW_ERR_FULL);
+    AW_CHECK_INT_EQ(intcmd("EXISTS", "aw:{9}:u:other@x.io", NULL), 0);
+    /* the leader: lease, take, job id, ack, 429 block, profile id, global due */
+    const char *l[2] = {aw_store_name(AW_K_LEASE), aw_store_name(AW_K_EPOCH)};
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_LEASE, 2, l[0], l[1], "acquire", "full", "60000", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_TAKE, 1, "aw:{9}:a:90", "9", "a:90", "7", "", "10000",
+                         "1000", NOW, "2", "60000", "600", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "taken");
+    char bid[32];
+    snprintf(bid, sizeof bid, "%s", str(&c.reply, 1));
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_BATCH_SET, 1, "aw:{9}:a:90", "7", bid, "job_id", "j9", (char *)NULL),
+        AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACK, 1, "aw:{9}:a:90", "9", "a:90", "7", bid, NOW, "2",
+                         "60000", "600", "full@x.io", "", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "acked");
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_TAKE, 1, "aw:{9}:p", "9", "p", "7", "", "10000", "1000", NOW,
+                         "2", "60000", "600", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "taken");
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_BLOCK, 1, acct, "5000", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    /* a list created for the first flush of an audience: counted, then recorded */
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_LIST_COUNT, 1, "aw:{9}:lc:19700", "1", "172800", (char *)NULL), AW_OK);
+    AW_CHECK(c.reply.type == AW_REPLY_INT && c.reply.integer == 1);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_LIST_COUNT, 1, "aw:{9}:lc:19700", "-1", "172800", (char *)NULL), AW_OK);
+    AW_CHECK(c.reply.type == AW_REPLY_INT && c.reply.integer == 0);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(intcmd("TTL", "aw:{9}:lc:19700", NULL), 172800);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_LIST_ID, 1, "aw:{9}:a:90", "L9", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    char *v = hget("aw:{9}:a:90", "klaviyo_list_id");
+    AW_CHECK_STR_EQ(v, "L9");
+    free(v);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_LIST_ID, 1, "aw:{9}:a:90", "", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", "aw:{9}:a:90", "klaviyo_list_id"), 0);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_LIST_COUNT, 1, "aw:{9}:lc:19700", "x", "1", (char *)NULL),
+                    AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_PROFILE_ID, 1, "aw:{9}:u:full@x.io", "01FULL", (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    const char *k[3] = {aw_store_name(AW_K_GLOBAL_DUE), aw_store_name(AW_K_GLOBAL_DUE_SEQ),
+                        aw_store_name(AW_K_GLOBAL_ACCOUNTS)};
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_DUE, 3, k[0], k[1], k[2], "9", "0", "99", (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "CONFIG", "SET", "maxmemory", "0", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -423,9 +818,12 @@ int main(void)
     if (g_r) {
         AW_CHECK_INT_EQ(aw_redis_ping(g_r), AW_OK);
         test_apply();
+        test_apply_many();
+        test_apply_many_equals_single();
         test_take_read_ack();
         test_audience_remove();
         test_global();
+        test_full_redis();
         aw_redis_free(g_r);
     }
     stop_server();

@@ -151,21 +151,21 @@ enum aw_err aw_store_account_count_list_create(struct aw_store *s, const char *a
     char day[24], by[24];
     char *key = aw_store_key(account_id, AW_K_LISTS_CREATED,
                              aw_store_u64(now_unix_ms / 86400000u, day), NULL);
-    const char *incr[3] = {"INCRBY", key, aw_store_i64(delta, by)};
-    const char *exp[3] = {"EXPIRE", key, LIST_COUNT_TTL};
-    struct aw_redis_cmd c[2] = {{.script = -1, .route = key, .argc = 3, .argv = incr},
-                                {.script = -1, .route = key, .argc = 3, .argv = exp}};
-    enum aw_err e = aw_redis_exec(s->r, c, 2);
-    if (e == AW_OK)
-        e = c[0].err != AW_OK ? c[0].err : c[1].err;
-    if (e == AW_OK && c[0].reply.type == AW_REPLY_INT)
-        *count = c[0].reply.integer;
-    else if (e == AW_OK)
-        e = AW_ERR_PROTOCOL;
-    aw_redis_cmd_clear(&c[0]);
-    aw_redis_cmd_clear(&c[1]);
+    const char *argv[3] = {key, aw_store_i64(delta, by), LIST_COUNT_TTL};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_LIST_COUNT, .nkeys = 1, .route = key, .argc = 3, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK) {
+        if (c.reply.type == AW_REPLY_INT)
+            *count = c.reply.integer;
+        else {
+            snprintf(s->err, sizeof s->err, "list_count: unexpected reply");
+            e = AW_ERR_PROTOCOL;
+        }
+        aw_redis_cmd_clear(&c);
+    }
     free(key);
-    return aw_store_fail(s, e);
+    return e;
 }
 
 enum aw_err aw_store_audience_list_set(struct aw_store *s, const char *account_id,
@@ -175,9 +175,12 @@ enum aw_err aw_store_audience_list_set(struct aw_store *s, const char *account_i
         (list_id && strlen(list_id) > 1024))
         return AW_ERR_INVALID;
     char *key = aw_store_key(account_id, AW_K_AUDIENCE, audience_id, NULL);
-    const char *argv[4] = {list_id ? "HSET" : "HDEL", key, aw_store_name(AW_F_META_KLAVIYO_LIST_ID),
-                           list_id};
-    enum aw_err e = simple(s, list_id ? 4 : 3, argv);
+    const char *argv[2] = {key, list_id ? list_id : ""};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_LIST_ID, .nkeys = 1, .route = key, .argc = 2, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK)
+        aw_redis_cmd_clear(&c);
     free(key);
     return e;
 }

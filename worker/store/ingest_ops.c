@@ -12,6 +12,15 @@
 /* ARGV slots filled at exec time, shared by every op of the batch. */
 enum { SLOT_NOW = 0, SLOT_MAXQ, SLOT_MAXAGE, SLOT_RETENTION, SLOT_COUNT };
 
+/* apply.lua takes an account's consecutive changes in one call: KEYS[1] and five fixed ARGV,
+ * then one block per change: BLOCK_HEAD arguments (pairs count, audience, email, timestamp,
+ * id, name, listId, action), then the consents and attribute pairs, left out (pairs count -1)
+ * when they equal the previous block's (the audiences of one profile carry the same). */
+#define APPLY_FIXED 6
+#define BLOCK_HEAD 8
+/* Changes per call: no script walks more than 1,000 entries (docs/redis.md). */
+#define APPLY_GROUP_MAX 1000
+
 struct op {
     int script;
     char *acct;        /* owned */
@@ -188,26 +197,26 @@ enum aw_err aw_store_batch_add_apply(struct aw_store_batch *b, const struct aw_c
                                       sizeof consent[0]))
             return AW_ERR_INVALID;
     }
-    char ts[24];
-    char *ukey = aw_store_key(c->account_id, AW_K_USER, c->email, NULL);
+    char ts[24], npairs[24];
     char *id = lower_dup(c->event_id);
+    bool attrs = c->action != AW_CHANGE_DELETE;
+    size_t pairs = 0;
+    if (attrs) {
+        pairs = c->n_attrs + (c->phone_e164 != NULL) + (c->external_id != NULL) +
+                (c->custom_source != NULL);
+    }
     struct args v = {0};
-    push_str(&v, ukey);
-    push_str(&v, c->account_id);
+    push_str(&v, aw_store_u64(pairs, npairs));
     push_str(&v, c->audience_id);
     push_str(&v, c->email);
     push_str(&v, aw_store_u64(c->version_ms, ts));
     push_str(&v, id);
-    push_slot(&v, SLOT_NOW);
-    push_slot(&v, SLOT_MAXQ);
-    push_slot(&v, SLOT_MAXAGE);
-    push_slot(&v, SLOT_RETENTION);
     push_str(&v, c->audience_name);
     push_str(&v, c->list_id);
     push_str(&v, action_code(c->action));
     push_str(&v, consent[0]);
     push_str(&v, consent[1]);
-    if (c->action != AW_CHANGE_DELETE) {
+    if (attrs) {
         for (size_t i = 0; i < c->n_attrs; i++) {
             push_str(&v, c->attrs[i].path);
             push_str(&v, c->attrs[i].value_json ? c->attrs[i].value_json : "null");
@@ -223,12 +232,11 @@ enum aw_err aw_store_batch_add_apply(struct aw_store_batch *b, const struct aw_c
         }
     }
     enum aw_err e = AW_OK;
-    if (v.n - 1 > AW_REDIS_ARGS_MAX - 1)
+    if (v.n + APPLY_FIXED > AW_REDIS_ARGS_MAX)
         e = AW_ERR_INVALID; /* more attributes than one script call takes */
     else
         (void)op_push(b, AW_SCRIPT_APPLY, c->account_id, &v, index);
     free(v.a);
-    free(ukey);
     free(id);
     return e;
 }
@@ -280,18 +288,20 @@ enum aw_err aw_store_batch_add_remove(struct aw_store_batch *b, const char *acco
 
 /* ---- Exec ------------------------------------------------------------------------------------ */
 
-/* {status, pending, min, seq, changed} into o. */
-static void parse_reply(struct aw_store *s, struct op *o, const struct aw_reply *rp)
+/* The outcome of one op: its status word and pending count, the account's due fields. */
+static void set_result(struct aw_store *s, struct op *o, const struct aw_reply *st,
+                       const struct aw_reply *pending, int64_t min, int64_t seq, bool changed)
 {
-    const struct aw_reply *st = rp->type == AW_REPLY_ARRAY && rp->n >= 5 ? &rp->elem[0] : NULL;
-    if (!st || st->type != AW_REPLY_STR || rp->elem[1].type != AW_REPLY_INT ||
-        !aw_store_due_fields(rp, 2, &o->min, &o->seq, &o->changed)) {
+    if (st->type != AW_REPLY_STR || pending->type != AW_REPLY_INT) {
         snprintf(s->err, sizeof s->err, "%s: unexpected reply shape", aw_script_name[o->script]);
         o->res.err = AW_ERR_PROTOCOL;
         return;
     }
-    o->res.pending = rp->elem[1].integer;
-    o->res.due_unix_ms = o->min;
+    o->min = min;
+    o->seq = seq;
+    o->changed = changed;
+    o->res.pending = pending->integer;
+    o->res.due_unix_ms = min;
     if (strcmp(st->str, "applied") == 0) {
         o->res.status = AW_STORE_APPLIED;
     } else if (strcmp(st->str, "stale") == 0) {
@@ -300,12 +310,30 @@ static void parse_reply(struct aw_store *s, struct op *o, const struct aw_reply 
     } else if (strcmp(st->str, "disabled") == 0) {
         o->res.status = AW_STORE_DISABLED;
         o->changed = true;
+    } else if (strcmp(st->str, "invalid") == 0) {
+        snprintf(s->err, sizeof s->err, "%s: change refused as invalid", aw_script_name[o->script]);
+        o->res.err = AW_ERR_INVALID;
+        return;
     } else {
         snprintf(s->err, sizeof s->err, "%s: unknown status", aw_script_name[o->script]);
         o->res.err = AW_ERR_PROTOCOL;
         return;
     }
     o->ran = true;
+}
+
+/* audience.lua: {status, pending, min, seq, changed} into o. */
+static void parse_reply(struct aw_store *s, struct op *o, const struct aw_reply *rp)
+{
+    int64_t min, seq;
+    bool changed;
+    if (rp->type != AW_REPLY_ARRAY || rp->n < 5 ||
+        !aw_store_due_fields(rp, 2, &min, &seq, &changed)) {
+        snprintf(s->err, sizeof s->err, "%s: unexpected reply shape", aw_script_name[o->script]);
+        o->res.err = AW_ERR_PROTOCOL;
+        return;
+    }
+    set_result(s, o, &rp->elem[0], &rp->elem[1], min, seq, changed);
 }
 
 /* Phase 2: one global due write per account that needs it: the newest (seq) state of the
@@ -362,6 +390,90 @@ static enum aw_err update_due(struct aw_store *s, struct aw_store_batch *b)
     return e;
 }
 
+/* One command of the pipeline: an audience op, or a group of an account's apply ops. */
+struct unit {
+    size_t op;   /* audience op, or the group's first op */
+    size_t *ops; /* group: its ops in order (owned) */
+    size_t n_ops, cap_ops;
+    const char **argv; /* group: owned array (strings borrowed from the ops and the batch) */
+    size_t argc, cap_argv;
+    char *key; /* group: owned KEYS[1] */
+    bool open; /* group: more changes of its account may join */
+};
+
+static void unit_push_arg(struct unit *u, const char *a)
+{
+    aw_grow((void **)&u->argv, &u->cap_argv, u->argc + 1, sizeof *u->argv);
+    u->argv[u->argc++] = a;
+}
+
+/* True when ops a and b carry the same consents and attribute pairs. */
+static bool same_profile(const struct op *a, const struct op *b)
+{
+    if (a->argc != b->argc || strcmp(a->argv[0], b->argv[0]) != 0)
+        return false;
+    for (int k = BLOCK_HEAD; k < a->argc; k++)
+        if (strcmp(a->argv[k], b->argv[k]) != 0)
+            return false;
+    return true;
+}
+
+/* Appends apply op i to its account's open group (a new one when there is none or it is
+ * full). An account's audience op closes its group: an account's ops keep their order. */
+static void group_apply(struct aw_store_batch *b, struct unit *units, size_t *nu, size_t i)
+{
+    struct op *o = &b->ops[i];
+    struct unit *u = NULL;
+    for (size_t k = *nu; k-- > 0;) {
+        if (units[k].open && strcmp(b->ops[units[k].op].acct, o->acct) == 0) {
+            u = &units[k];
+            break;
+        }
+    }
+    if (u && (u->argc + (size_t)o->argc > AW_REDIS_ARGS_MAX || u->n_ops == APPLY_GROUP_MAX)) {
+        u->open = false;
+        u = NULL;
+    }
+    if (!u) {
+        u = &units[(*nu)++];
+        memset(u, 0, sizeof *u);
+        u->op = i;
+        u->open = true;
+        u->key = aw_store_key(o->acct, AW_K_ACCOUNT, NULL, NULL);
+        unit_push_arg(u, u->key);
+        unit_push_arg(u, o->acct);
+        for (int k = 0; k < SLOT_COUNT; k++)
+            unit_push_arg(u, b->slots[k]);
+    }
+    if (u->n_ops > 0 && same_profile(&b->ops[u->ops[u->n_ops - 1]], o)) {
+        unit_push_arg(u, "-1");
+        for (int k = 1; k < BLOCK_HEAD; k++)
+            unit_push_arg(u, o->argv[k]);
+    } else {
+        for (int k = 0; k < o->argc; k++)
+            unit_push_arg(u, o->argv[k]);
+    }
+    aw_grow((void **)&u->ops, &u->cap_ops, u->n_ops + 1, sizeof *u->ops);
+    u->ops[u->n_ops++] = i;
+}
+
+/* apply.lua: {min, seq, changed, status, pending, ...} into the group's ops. */
+static void parse_group(struct aw_store *s, struct aw_store_batch *b, const struct unit *u,
+                        const struct aw_reply *rp)
+{
+    int64_t min, seq;
+    bool changed;
+    if (!aw_store_due_fields(rp, 0, &min, &seq, &changed) || rp->n != 3 + 2 * u->n_ops) {
+        snprintf(s->err, sizeof s->err, "apply: unexpected reply shape");
+        for (size_t k = 0; k < u->n_ops; k++)
+            b->ops[u->ops[k]].res.err = AW_ERR_PROTOCOL;
+        return;
+    }
+    for (size_t k = 0; k < u->n_ops; k++)
+        set_result(s, &b->ops[u->ops[k]], &rp->elem[3 + 2 * k], &rp->elem[4 + 2 * k], min, seq,
+                   changed);
+}
+
 enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b, uint64_t now_unix_ms)
 {
     aw_store_u64(now_unix_ms, b->slots[SLOT_NOW]);
@@ -370,32 +482,55 @@ enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b, ui
     snprintf(b->slots[SLOT_RETENTION], sizeof b->slots[0], "%s", s->retention_s_s);
     if (b->n == 0)
         return AW_OK;
-    struct aw_redis_cmd *cmds = aw_calloc(b->n, sizeof *cmds);
+    struct unit *units = aw_calloc(b->n, sizeof *units);
+    size_t nu = 0;
     for (size_t i = 0; i < b->n; i++) {
         struct op *o = &b->ops[i];
-        for (int k = 0; k < SLOT_COUNT; k++)
-            if (o->slot_at[k] >= 0)
-                o->argv[o->slot_at[k]] = b->slots[k];
         memset(&o->res, 0, sizeof o->res);
         o->res.err = AW_ERR_IO;
         o->ran = false;
-        cmds[i].script = o->script;
-        cmds[i].nkeys = 1;
-        cmds[i].route = o->argv[0];
-        cmds[i].argc = o->argc;
-        cmds[i].argv = o->argv;
+        if (o->script == AW_SCRIPT_APPLY) {
+            group_apply(b, units, &nu, i);
+            continue;
+        }
+        for (int k = 0; k < SLOT_COUNT; k++)
+            if (o->slot_at[k] >= 0)
+                o->argv[o->slot_at[k]] = b->slots[k];
+        for (size_t k = 0; k < nu; k++)
+            if (units[k].open && strcmp(b->ops[units[k].op].acct, o->acct) == 0)
+                units[k].open = false;
+        memset(&units[nu], 0, sizeof units[nu]);
+        units[nu++].op = i;
     }
-    enum aw_err e = aw_redis_exec(s->r, cmds, b->n);
+    struct aw_redis_cmd *cmds = aw_calloc(nu, sizeof *cmds);
+    for (size_t k = 0; k < nu; k++) {
+        const struct unit *u = &units[k];
+        const struct op *o = &b->ops[u->op];
+        cmds[k].script = o->script;
+        cmds[k].nkeys = 1;
+        cmds[k].route = u->ops ? u->key : o->argv[0];
+        cmds[k].argc = u->ops ? (int)u->argc : o->argc;
+        cmds[k].argv = u->ops ? u->argv : o->argv;
+    }
+    enum aw_err e = aw_redis_exec(s->r, cmds, nu);
     (void)aw_store_fail(s, e);
-    for (size_t i = 0; i < b->n; i++) {
-        struct op *o = &b->ops[i];
-        if (cmds[i].err == AW_OK)
-            parse_reply(s, o, &cmds[i].reply);
-        else
-            o->res.err = cmds[i].err;
-        aw_redis_cmd_clear(&cmds[i]);
+    for (size_t k = 0; k < nu; k++) {
+        struct unit *u = &units[k];
+        if (cmds[k].err != AW_OK) {
+            for (size_t j = 0; j < (u->ops ? u->n_ops : 1); j++)
+                b->ops[u->ops ? u->ops[j] : u->op].res.err = cmds[k].err;
+        } else if (u->ops) {
+            parse_group(s, b, u, &cmds[k].reply);
+        } else {
+            parse_reply(s, &b->ops[u->op], &cmds[k].reply);
+        }
+        aw_redis_cmd_clear(&cmds[k]);
+        free(u->ops);
+        free(u->argv);
+        free(u->key);
     }
     free(cmds);
+    free(units);
     enum aw_err de = update_due(s, b);
     return e == AW_OK && de == AW_OK ? AW_OK : AW_ERR_IO;
 }

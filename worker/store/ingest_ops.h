@@ -29,7 +29,9 @@ struct aw_store_result {
                                     AW_ERR_PROTOCOL: unexpected reply (retry later). */
     enum aw_store_status status; /* valid when err == AW_OK */
     int64_t pending;             /* pending users of the audience after the op */
-    int64_t due_unix_ms;         /* the account's earliest due after the op: -1 none, 0 now */
+    int64_t due_unix_ms;         /* the account's earliest due after the script call that ran
+                                    the op (an account's consecutive changes share one): -1
+                                    none, 0 now */
 };
 
 /* Creates an empty batch; caller owns it. Reusable after aw_store_batch_reset. */
@@ -60,7 +62,9 @@ size_t aw_store_batch_count(const struct aw_store_batch *b);
 size_t aw_store_batch_bytes(const struct aw_store_batch *b);
 
 /* Runs every operation with two round trips: all scripts pipelined (routed per node on a
- * cluster), then one global due-index write per account whose earliest due may have moved.
+ * cluster; an account's consecutive changes go in one apply.lua call, up to 1,000 changes or
+ * AW_REDIS_ARGS_MAX arguments, which costs Redis far less than a call each), then one global
+ * due-index write per account whose earliest due may have moved.
  * Returns AW_OK when Redis answered everything (ops may still carry AW_ERR_INVALID or
  * AW_ERR_FULL), AW_ERR_IO when some op is unknown (it carries AW_ERR_IO). Order: ops of one
  * account run in order; an op retried after a redirection runs after later ones, which the

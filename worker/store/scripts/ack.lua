@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- ack.lua -- the leader is done with entries of a stream's in-flight batch (sent, or
 -- dead-lettered, or dropped).
 --

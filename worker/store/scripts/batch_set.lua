@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- batch_set.lua -- the leader records a fact about a stream's in-flight batch (the Klaviyo job
 -- it created, DESIGN §5: a new leader polls that job instead of sending the batch again).
 --

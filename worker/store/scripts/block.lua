@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- block.lua -- a 429's Retry-After for an account, kept so a new leader honours it.
 --
 -- KEYS[1]  the account hash aw:{<account>}:acct

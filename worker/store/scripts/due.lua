@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- due.lua -- the global due index: one entry per account, its earliest due stream.
 --
 -- KEYS     1 aw:due, 2 {aw:due}:seq, 3 {aw:due}:accounts (one slot: the hash tag is 'aw:due')

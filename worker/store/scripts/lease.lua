@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- lease.lua -- the leader lease (DESIGN §5).
 --
 -- KEYS     1 aw:{leader}:lease, 2 aw:{leader}:epoch

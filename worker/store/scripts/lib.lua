@@ -5,6 +5,11 @@
 -- back a script that fails half-way); errors are "INVALID ..." (bad input, permanent) or
 -- "NOTLEADER ..." (fencing). Lua compares strings with strcoll(), which depends on the server's
 -- locale, so versions are compared byte by byte here, never with < on strings.
+--
+-- A full Redis (maxmemory, noeviction) refuses a script's first write that may grow memory
+-- (OOM) and with it the whole call. That is how ingest pauses (apply.lua, audience.lua). The
+-- leader's scripts (take, ack, batch_set, block, profile_id, lease) and the global due write
+-- start with `#!lua flags=allow-oom`: draining frees memory and must never need it first.
 
 -- -1, 0, 1 comparing two strings byte by byte.
 local function bytecmp(a, b)
@@ -20,6 +25,12 @@ end
 -- Decimal strings without sign or leading zeros (as the C side writes them), any length.
 local function numcmp(a, b)
   if #a ~= #b then if #a < #b then return -1 else return 1 end end
+  if a == b then return 0 end
+  -- up to 15 digits a double holds the value exactly (timestamps in ms have 13)
+  if #a <= 15 then
+    local x, y = tonumber(a), tonumber(b)
+    if x and y then if x < y then return -1 else return 1 end end
+  end
   return bytecmp(a, b)
 end
 
@@ -111,18 +122,6 @@ local function user_ref(ukey, delta, retention)
   elseif n == 1 and delta > 0 then
     redis.call('PERSIST', ukey)
   end
-end
-
--- Adds email to a stream's pending entries (new: queued, the user referenced, the stream's
--- first pending time set). Returns true when it was new.
-local function pend(meta, email, entry, ukey, now, retention)
-  local pending = meta .. K_PENDING
-  local n = redis.call('HLEN', pending)
-  if redis.call('HSET', pending, email, entry) == 0 then return false end
-  redis.call('RPUSH', meta .. K_QUEUE, email)
-  user_ref(ukey, 1, retention)
-  if n == 0 then redis.call('HSET', meta, F_META_FIRST_PENDING, now) end
-  return true
 end
 
 -- The record of a membership entry ('a' | 'd' followed by the change's version).

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- profile_id.lua -- caches (or forgets) a user's Klaviyo profile id, learnt by a removal lookup.
 --
 -- KEYS[1]  the user's hash aw:{<account>}:u:<email>

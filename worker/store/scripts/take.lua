@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- take.lua -- the leader takes a batch of one stream for upload: an audience's membership
 -- stream or the account's profile stream (DESIGN §4, §5).
 --
@@ -17,9 +18,9 @@
 --
 -- At most one batch per stream is in flight. Each call moves a bounded number of entries, so
 -- no call blocks Redis for long whatever the backlog. Membership entries at or before the
--- audience's removal are dropped here. A profile entry becomes a snapshot of what changed
--- since the last take (its d:<path> flags are cleared) plus consent newer than what Klaviyo
--- accepted; the snapshot is kept in flight, so a new leader resends exactly the same.
+-- audience's removal are dropped here. A profile entry (the paths changed since the last take)
+-- becomes a snapshot of those attributes plus consent newer than what Klaviyo accepted; the
+-- snapshot is kept in flight, so a new leader resends exactly the same.
 local meta = KEYS[1]
 local acct, stream, epoch, bid = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local max, chunk = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -48,28 +49,24 @@ local function reply(status, id, more, items)
   return r
 end
 
--- The profile stream's snapshot of one user: dirty attributes, the identities consent needs,
--- consent newer than the last one Klaviyo accepted. {} when nothing is to be sent.
-local function snapshot(ukey)
+-- The profile stream's snapshot of one user: the attributes its entry lists as changed
+-- (NUL-separated paths), the identities consent needs, consent newer than the last one
+-- Klaviyo accepted. {} when nothing is to be sent.
+local function snapshot(ukey, changed)
   local h = redis.call('HGETALL', ukey)
   local vals = {}
   for i = 1, #h, 2 do vals[h[i]] = h[i + 1] end
-  local rec, clear, content, newest = {}, {}, false, false
-  local dl = #F_USER_DIRTY
-  for i = 1, #h, 2 do
-    local f = h[i]
-    if string.sub(f, 1, dl) == F_USER_DIRTY then
-      local path = string.sub(f, dl + 1)
-      local val = vals[F_USER_ATTR .. path]
-      if val then
-        rec[#rec + 1] = F_REC_ATTR .. path
-        rec[#rec + 1] = val
-        content = true
-        local v = vals[F_USER_ATTR_VERSION .. path]
-        if v and (not newest or vercmp2(v, newest) > 0) then newest = v end
-      end
-      clear[#clear + 1] = f
+  local rec, dirty, content, newest = {}, {}, false, false
+  for path in string.gmatch(changed, '[^%z]+') do
+    local val = vals[F_USER_ATTR .. path]
+    if val and not dirty[path] then
+      rec[#rec + 1] = F_REC_ATTR .. path
+      rec[#rec + 1] = val
+      content = true
+      local v = vals[F_USER_ATTR_VERSION .. path]
+      if v and (not newest or vercmp2(v, newest) > 0) then newest = v end
     end
+    dirty[path] = true
   end
   for _, ch in ipairs({'email', 'sms'}) do
     local c = vals[F_USER_CONSENT .. ch]
@@ -81,13 +78,10 @@ local function snapshot(ukey)
   end
   for _, p in ipairs({F_PATH_PHONE, F_PATH_EXTERNAL_ID, F_PATH_SOURCE}) do
     local val = vals[F_USER_ATTR .. p]
-    if val and not vals[F_USER_DIRTY .. p] then
+    if val and not dirty[p] then
       rec[#rec + 1] = F_REC_IDENTITY .. p
       rec[#rec + 1] = val
     end
-  end
-  for i = 1, #clear, 100 do
-    redis.call('HDEL', ukey, unpack(clear, i, math.min(i + 99, #clear)))
   end
   if not content then return {} end
   if newest then
@@ -127,7 +121,7 @@ if room > 0 then
         local ukey = acct_key(acct, K_USER .. email)
         local rec
         if profile then
-          rec = snapshot(ukey)
+          rec = snapshot(ukey, e)
           if #rec > 0 then redis.call('HSET', inflight, email, cmsgpack.pack(rec)) end
         else
           if m[4] and numcmp(m[4], string.match(e, '^.(%d+)') or '0') >= 0 then
