@@ -791,6 +791,16 @@ static void test_full_redis(void)
     AW_CHECK_INT_EQ(intcmd("HEXISTS", "aw:{9}:a:90", "klaviyo_list_id"), 0);
     AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_LIST_COUNT, 1, "aw:{9}:lc:19700", "x", "1", (char *)NULL),
                     AW_ERR_INVALID);
+    /* Klaviyo refused the key (401): the pause is recorded and cleared on a full Redis too */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACCOUNT_PAUSE, 1, acct, "123456", "401", (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    v = hget(acct, "paused_status");
+    AW_CHECK_STR_EQ(v, "401");
+    free(v);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACCOUNT_PAUSE, 1, acct, "", "", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", acct, "paused_until_ms"), 0);
     AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_PROFILE_ID, 1, "aw:{9}:u:full@x.io", "01FULL", (char *)NULL),
                     AW_OK);
     aw_redis_cmd_clear(&c);

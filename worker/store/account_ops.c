@@ -11,16 +11,6 @@
 #define API_KEY_MAX 512
 #define LIST_COUNT_TTL "172800" /* two days: the count is per UTC day */
 
-/* Runs one plain command on an account key and drops the reply. */
-static enum aw_err simple(struct aw_store *s, int argc, const char **argv)
-{
-    struct aw_redis_cmd c = {.script = -1, .route = argv[1], .argc = argc, .argv = argv};
-    enum aw_err e = aw_store_run(s, &c);
-    if (e == AW_OK)
-        aw_redis_cmd_clear(&c);
-    return e;
-}
-
 enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, const char *api_key)
 {
     if (!aw_store_id_ok(account_id) || !api_key || !api_key[0] || strlen(api_key) > API_KEY_MAX)
@@ -36,35 +26,34 @@ enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, con
     return e;
 }
 
-enum aw_err aw_store_account_pause(struct aw_store *s, const char *account_id,
-                                   uint64_t until_unix_ms, long status)
+/* Runs account_pause.lua: until "" clears the pause. */
+static enum aw_err pause_set(struct aw_store *s, const char *account_id, const char *until,
+                             const char *status)
 {
     if (!aw_store_id_ok(account_id))
         return AW_ERR_INVALID;
     char *key = aw_store_key(account_id, AW_K_ACCOUNT, NULL, NULL);
-    char until[24], st[24];
-    snprintf(st, sizeof st, "%ld", status);
-    const char *argv[6] = {"HSET",
-                           key,
-                           aw_store_name(AW_F_ACCT_PAUSED_UNTIL),
-                           aw_store_u64(until_unix_ms, until),
-                           aw_store_name(AW_F_ACCT_PAUSED_STATUS),
-                           st};
-    enum aw_err e = simple(s, 6, argv);
+    const char *argv[3] = {key, until, status};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_ACCOUNT_PAUSE, .nkeys = 1, .route = key, .argc = 3, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK)
+        aw_redis_cmd_clear(&c);
     free(key);
     return e;
 }
 
+enum aw_err aw_store_account_pause(struct aw_store *s, const char *account_id,
+                                   uint64_t until_unix_ms, long status)
+{
+    char until[24], st[24];
+    snprintf(st, sizeof st, "%ld", status);
+    return pause_set(s, account_id, aw_store_u64(until_unix_ms, until), st);
+}
+
 enum aw_err aw_store_account_unpause(struct aw_store *s, const char *account_id)
 {
-    if (!aw_store_id_ok(account_id))
-        return AW_ERR_INVALID;
-    char *key = aw_store_key(account_id, AW_K_ACCOUNT, NULL, NULL);
-    const char *argv[4] = {"HDEL", key, aw_store_name(AW_F_ACCT_PAUSED_UNTIL),
-                           aw_store_name(AW_F_ACCT_PAUSED_STATUS)};
-    enum aw_err e = simple(s, 4, argv);
-    free(key);
-    return e;
+    return pause_set(s, account_id, "", "");
 }
 
 enum aw_err aw_store_account_paused(struct aw_store *s, const char *account_id,
