@@ -96,6 +96,7 @@ oom=$(redis_cmd info errorstats | tr -d '\r' | sed -n 's/^errorstat_OOM:count=\(
 [ "${oom:-0}" -gt 0 ] || fail "Redis counted no OOM error"
 rewound=$(worker_metric worker aw_records_rewound_total)
 [ "$rewound" -gt 0 ] || fail "no record re-read while Redis was full (aw_records_rewound_total $rewound)"
+[ "$(worker_metric worker aw_store_full)" = 1 ] || fail "aw_store_full is not 1 while Redis is full"
 done_at_pause=$(worker_metric worker aw_records_done_total)
 [ "$done_at_pause" -lt "$total" ] || fail "every record was done although Redis was full"
 note "ingest paused: $oom OOM errors in Redis, $rewound records re-read, $done_at_pause of $total done"
@@ -130,6 +131,7 @@ if ! wait_until '[ "$(worker_metric worker aw_records_done_total)" -eq '"$total"
         "$(redis_cmd hlen 'aw:{7101}:a:71:p') (audience 71) $(redis_cmd hlen 'aw:{7101}:p:p') (profiles)"
     fail "$(worker_metric worker aw_records_done_total) of $total records done after 90 s"
 fi
+[ "$(worker_metric worker aw_store_full)" = 0 ] || fail "aw_store_full still 1 after ingest resumed"
 expected_members() {
     python3 - "$AW_TEST_KLAVIYO_URL" "$total" <<'PY'
 import json, sys, urllib.request
