@@ -124,6 +124,31 @@ grep -q 'errors=[1-9]' "$AW_TEST_DIR/metrics.txt" || fail "no 5xx was seen"
 run_flusher 60 || fail "flush 4 (A3 resumed) did not complete"
 check "A3 flushed after the key was accepted" 'members("Gamma List") == ["gus@example.org"]'
 [ "$(redis_cmd HLEN 'aw:{A3}:a:301:f')" = 0 ] || fail "A3's batch should be acked"
+
+# ---- 5. an import error that names no record (no pointer, no payload): reported, not success --
+{
+    echo 'A1 101 Alpha_List add ivy@example.com phone=+12'               # refused by Klaviyo
+    echo 'A1 101 Alpha_List add jay@example.com'
+} | "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed 5"
+sim_control faults '{"anonymous_import_errors":true}'
+run_flusher 60 || fail "flush 5 did not complete"
+sim_control faults '{}'
+check "members beside the unmatched error" '{"ivy@example.com","jay@example.com"} <= set(members("Alpha List"))'
+check "the error named no record" 's["faults_injected"].get("anonymous_import_errors", 0) >= 1'
+consume_topic "$DLQ" 2 20 >"$AW_TEST_DIR/dlq5.json" || fail "no dead letter for the unmatched error"
+[ "$(wc -l <"$AW_TEST_DIR/dlq5.json")" = 2 ] || fail "exactly one more dead letter expected: $(cat "$AW_TEST_DIR/dlq5.json")"
+tail -n 1 "$AW_TEST_DIR/dlq5.json" >"$AW_TEST_DIR/dlq5.last"
+[ "$(records_header aw.reason <"$AW_TEST_DIR/dlq5.last")" = klaviyo_import_error_unmatched ] ||
+    fail "unmatched import error: dead-letter reason"
+records_kv <"$AW_TEST_DIR/dlq5.last" | grep -q '"profile":null' || fail "unmatched dead letter names a profile"
+if records_kv <"$AW_TEST_DIR/dlq5.last" | grep -q '@example.com'; then
+    fail "the unmatched dead letter holds an email"
+fi
+[ "$(redis_cmd HLEN 'aw:{A1}:a:101:f')" = 0 ] || fail "the batch with an unmatched error was not acked"
+tail -n 1 "$AW_TEST_DIR/metrics.txt" | grep -q ' dead_letters=1 ' ||
+    fail "the unmatched import error was not counted as a dead letter"
+grep -q 'import error names no record of the job: dead-lettered' "$AW_TEST_DIR/flusher.log" ||
+    fail "no ERROR line for the unmatched import error"
 check "no request failed the spec check" 'not s["response_violations"]'
 
 note "flush test passed: $(tr '\n' ' ' <"$AW_TEST_DIR/metrics.txt")"

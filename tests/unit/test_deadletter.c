@@ -189,10 +189,37 @@ static void test_change_fields(void)
     aw_change_clear(&c);
 }
 
+/* An import error naming none of the job's records: reported with the job and the error, no
+ * profile (which record failed is unknown), the account id as a number. */
+static void test_unmatched_envelope(void)
+{
+    char *out = NULL;
+    AW_CHECK_INT_EQ(
+        aw_deadletter_unmatched("42", "7", "job-1", "e-2", "invalid", "Invalid input.", &out),
+        AW_OK);
+    json_t *env = out ? json_loads(out, 0, NULL) : NULL;
+    AW_CHECK(env != NULL);
+    AW_CHECK_STR_EQ(json_string_value(json_object_get(env, "stage")), "flush");
+    AW_CHECK_STR_EQ(json_string_value(json_object_get(env, "reason")),
+                    "klaviyo_import_error_unmatched");
+    AW_CHECK(strstr(json_string_value(json_object_get(env, "detail")), "job-1") != NULL);
+    AW_CHECK(json_is_null(json_object_get(env, "id")));
+    AW_CHECK(json_is_null(json_object_get(env, "timestamp_ms")));
+    AW_CHECK(json_is_null(json_object_get(env, "profile")));
+    AW_CHECK_INT_EQ(json_integer_value(json_object_get(env, "account_id")), 42);
+    AW_CHECK_STR_EQ(json_string_value(json_object_get(env, "audience_id")), "7");
+    json_t *k = json_object_get(env, "klaviyo");
+    AW_CHECK_STR_EQ(json_string_value(json_object_get(k, "id")), "e-2");
+    AW_CHECK_STR_EQ(json_string_value(json_object_get(k, "code")), "invalid");
+    json_decref(env);
+    free(out);
+}
+
 int main(void)
 {
     test_profile_envelope();
     test_change_envelope();
     test_change_fields();
+    test_unmatched_envelope();
     return aw_test_done();
 }

@@ -155,6 +155,18 @@ static void produce(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const stru
                     "account=%s audience=%s reason=%s", j->acct_id, aw_job_aud(j), d->reason);
 }
 
+/* Keeps envelope env (owned) with the job until its batch is acked, produces and counts it. */
+static void keep_and_produce(struct aw_flush_ctx *ctx, struct aw_flush_job *j, char *env,
+                             const char *reason)
+{
+    aw_grow((void **)&j->dl, &j->cap_dl, j->n_dl + 1, sizeof *j->dl);
+    j->dl[j->n_dl].env = env;
+    j->dl[j->n_dl].reason = aw_strdup(reason);
+    produce(ctx, j, &j->dl[j->n_dl]);
+    j->n_dl++;
+    aw_metrics_count(AW_MF_DEAD_LETTERS, "flush", reason);
+}
+
 /* Dead-letters entry idx once (stage "flush"); the envelope is kept until the batch is acked so
  * it can be produced again if the broker did not confirm it. */
 void aw_job_dead_letter(struct aw_flush_ctx *ctx, struct aw_flush_job *j, size_t idx,
@@ -178,15 +190,24 @@ void aw_job_dead_letter(struct aw_flush_ctx *ctx, struct aw_flush_job *j, size_t
     char *env = NULL;
     if (aw_deadletter_change(c, "flush", reason, kid, kcode, ktitle, &env) != AW_OK)
         env = aw_strdup("{}");
-    aw_grow((void **)&j->dl, &j->cap_dl, j->n_dl + 1, sizeof *j->dl);
-    j->dl[j->n_dl].env = env;
-    j->dl[j->n_dl].reason = aw_strdup(reason);
-    produce(ctx, j, &j->dl[j->n_dl]);
-    j->n_dl++;
-    aw_metrics_count(AW_MF_DEAD_LETTERS, "flush", reason);
+    keep_and_produce(ctx, j, env, reason);
     AW_LOG_INFO(MOD, "record dead-lettered",
                 "account=%s audience=%s reason=%s klaviyo_id=%s klaviyo_code=%s", j->acct_id,
                 aw_job_aud(j), reason, kid ? kid : "", kcode ? kcode : "");
+}
+
+void aw_job_dead_letter_unmatched(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const char *kid,
+                                  const char *kcode, const char *ktitle)
+{
+    const char *reason = "klaviyo_import_error_unmatched";
+    char *env = NULL;
+    if (aw_deadletter_unmatched(j->acct_id, j->aud_id, j->job_id, kid, kcode, ktitle, &env) !=
+        AW_OK)
+        env = aw_strdup("{}");
+    keep_and_produce(ctx, j, env, reason);
+    AW_LOG_ERROR(MOD, "import error names no record of the job: dead-lettered",
+                 "account=%s audience=%s klaviyo_id=%s klaviyo_code=%s", j->acct_id, aw_job_aud(j),
+                 kid ? kid : "", kcode ? kcode : "");
 }
 
 void aw_flush_job_reproduce(struct aw_flush_ctx *ctx, struct aw_flush_job *j)

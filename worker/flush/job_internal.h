@@ -92,6 +92,11 @@ void aw_job_retry_later(struct aw_flush_job *j, const char *what, const char *de
 /* Dead-letters entry idx once (stage flush), kept until the batch is acked. */
 void aw_job_dead_letter(struct aw_flush_ctx *ctx, struct aw_flush_job *j, size_t idx,
                         const char *reason, const char *kid, const char *kcode, const char *ktitle);
+/* Dead-letters an import error that names none of the job's records (stage flush, reason
+ * klaviyo_import_error_unmatched, no profile): which record failed is unknown, so the job is not
+ * counted a success for it. */
+void aw_job_dead_letter_unmatched(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const char *kid,
+                                  const char *kcode, const char *ktitle);
 /* Removes gone entries of category c from pos on; live entries of c. */
 void aw_job_compact(struct aw_flush_job *j, int c);
 size_t aw_job_live(const struct aw_flush_job *j, int c);

@@ -260,9 +260,7 @@ void aw_job_step_errors(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
                     aw_job_dead_letter(ctx, j, idx, "klaviyo_import_error", e->id, e->code,
                                        e->title);
                 } else {
-                    AW_LOG_ERROR(MOD, "import error names no record of the job",
-                                 "account=%s audience=%s klaviyo_id=%s klaviyo_code=%s", j->acct_id,
-                                 aw_job_aud(j), e->id, e->code);
+                    aw_job_dead_letter_unmatched(ctx, j, e->id, e->code, e->title);
                 }
             }
             free(j->err_cursor);

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,6 +157,16 @@ static json_t *change_value(const struct aw_change *c)
     return o;
 }
 
+/* "klaviyo":{"id","code","title"} when Klaviyo named any of them (never its detail text). */
+static bool set_klaviyo(json_t *env, const char *id, const char *code, const char *title)
+{
+    if (!id && !code && !title)
+        return true;
+    json_t *k = json_object();
+    return k && json_object_set_new(env, "klaviyo", k) == 0 && set_str(k, "id", id) &&
+           set_str(k, "code", code) && set_str(k, "title", title);
+}
+
 enum aw_err aw_deadletter_change(const struct aw_change *c, const char *stage, const char *reason,
                                  const char *klaviyo_error_id, const char *klaviyo_code,
                                  const char *klaviyo_title, char **out)
@@ -172,12 +183,31 @@ enum aw_err aw_deadletter_change(const struct aw_change *c, const char *stage, c
         set_str(env, "audience_id", c->audience_id);
     json_t *profile = ok ? change_value(c) : NULL;
     ok = profile && json_object_set_new(env, "profile", profile) == 0;
-    if (ok && (klaviyo_error_id || klaviyo_code || klaviyo_title)) {
-        json_t *k = json_object();
-        ok = k && json_object_set_new(env, "klaviyo", k) == 0;
-        ok = ok && set_str(k, "id", klaviyo_error_id) && set_str(k, "code", klaviyo_code) &&
-             set_str(k, "title", klaviyo_title);
+    ok = ok && set_klaviyo(env, klaviyo_error_id, klaviyo_code, klaviyo_title);
+    if (!ok) {
+        json_decref(env);
+        return AW_ERR_INVALID;
     }
+    return dump(env, out);
+}
+
+enum aw_err aw_deadletter_unmatched(const char *account_id, const char *audience_id,
+                                    const char *job_id, const char *klaviyo_error_id,
+                                    const char *klaviyo_code, const char *klaviyo_title, char **out)
+{
+    *out = NULL;
+    char detail[320];
+    snprintf(detail, sizeof detail, "import job %s reported an error naming none of its records",
+             job_id ? job_id : "");
+    json_t *env = envelope_new("flush", "klaviyo_import_error_unmatched", detail);
+    if (!env)
+        return AW_ERR_INVALID;
+    bool ok = json_object_set_new(env, "id", json_null()) == 0 &&
+              json_object_set_new(env, "timestamp_ms", json_null()) == 0 &&
+              json_object_set_new(env, "account_id", account_id_value(account_id)) == 0 &&
+              set_str(env, "audience_id", audience_id) &&
+              json_object_set_new(env, "profile", json_null()) == 0 &&
+              set_klaviyo(env, klaviyo_error_id, klaviyo_code, klaviyo_title);
     if (!ok) {
         json_decref(env);
         return AW_ERR_INVALID;

@@ -37,4 +37,14 @@ enum aw_err aw_deadletter_change(const struct aw_change *c, const char *stage, c
                                  const char *klaviyo_error_id, const char *klaviyo_code,
                                  const char *klaviyo_title, char **out);
 
+/* Envelope (stage "flush", reason "klaviyo_import_error_unmatched") for an error an import job
+ * reported that names none of the job's records (neither an email of its original payload nor
+ * a record pointer): "id", "timestamp_ms" and "profile" null, "detail" names the job,
+ * "klaviyo" the error. Which record failed is unknown, so it is reported, never counted as a
+ * success. *out is caller-owned. */
+enum aw_err aw_deadletter_unmatched(const char *account_id, const char *audience_id,
+                                    const char *job_id, const char *klaviyo_error_id,
+                                    const char *klaviyo_code, const char *klaviyo_title,
+                                    char **out);
+
 #endif

@@ -10,7 +10,7 @@ from .errors import ApiError, throttled
 
 FAULT_KEYS = {"error_rate_5xx", "status", "error_after_apply", "storm_429", "slow_ms",
               "drop_connections", "drop_after_apply", "unauthorized_keys", "paths",
-              "reject_containing"}
+              "reject_containing", "anonymous_import_errors"}
 DROP_AFTER_APPLY_KEYS = {"count", "rate", "ops", "paths"}
 
 

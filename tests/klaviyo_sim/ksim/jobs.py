@@ -119,16 +119,26 @@ def _apply_import(sim, job, recs):
                          "Another profile already has this %s." % e)]
         if errs:
             ptr, detail = errs[0]
+            attrs = {"code": "invalid", "title": "Invalid input.", "detail": detail,
+                     "source": {"pointer": ptr}, "original_payload": rec}
+            if sim.faults.get("anonymous_import_errors"):
+                # an error naming no record of the job: neither a pointer nor the payload
+                attrs["source"] = {}
+                attrs["original_payload"] = None
+                _count_anonymous(sim)
             job["errors"].append({"type": "import-error", "id": str(uuid.uuid4()),
-                                  "attributes": {"code": "invalid", "title": "Invalid input.",
-                                                 "detail": detail, "source": {"pointer": ptr},
-                                                 "original_payload": rec}})
+                                  "attributes": attrs})
             job["failed_count"] += 1
         else:
             job["completed_count"] += 1
     for lid in job["list_ids"]:
         if lid in sim.lists:
             sim.add_members(sim.lists[lid], ok_ids)
+
+
+def _count_anonymous(sim):
+    fi = sim.faults_injected
+    fi["anonymous_import_errors"] = fi.get("anonymous_import_errors", 0) + 1
 
 
 def _job_list(sim, job):
