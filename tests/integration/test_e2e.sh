@@ -61,10 +61,13 @@ kept=$(($(redis_cmd HLEN 'aw:{3002}:a:33:p') + $(redis_cmd HLEN 'aw:{3002}:a:33:
 [ "$(worker_metric "$other" aw_accounts_paused)" = 1 ] ||
     fail "the leader does not report the paused account"
 grep -q 'level=error' "$AW_TEST_DIR/$other.log" || fail "no ERROR line for the paused account"
-# The backlog gauges: only the paused account's audience is still due and being worked on.
+# The backlog gauges: only the paused account's audience is still due; its job gave its batch
+# back (kept in Redis, counted above), so the leader holds no flush and no batch memory.
 wait_metric "$other" aw_due_audiences -eq 1 10
-[ "$(worker_metric "$other" aw_flush_jobs)" = 1 ] ||
-    fail "aw_flush_jobs does not show the paused audience's flush"
+[ "$(worker_metric "$other" aw_flush_jobs)" = 0 ] ||
+    fail "aw_flush_jobs: the paused audience's job still holds its batch"
+[ "$(worker_metric "$other" aw_flush_batch_bytes)" = 0 ] ||
+    fail "aw_flush_batch_bytes: batch memory is still held"
 # The admin view from Redis: the lease, and the paused audience's batch still in flight.
 AW_REDIS_URL="$AW_TEST_REDIS_URL" "$worker" status >"$AW_TEST_DIR/status.txt" ||
     fail "aw-worker status failed"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_fair.sh -- accounts are independent (docs/flush.md, Scheduler): 1,000 due audiences of an
 # account whose key Klaviyo refuses (paused) next to one audience of a healthy account. The
-# paused account holds at most its own share of the leader (32 jobs), never the healthy
-# account's flush; its data stays, its pause is visible in Redis.
+# paused account holds at most its own share of the leader (32 jobs) and gives its batches back
+# once paused, never delaying the healthy account's flush; its data stays, its pause is visible
+# in Redis.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -35,5 +36,9 @@ sim_eval 'not any(l["name"].startswith("Paused") for l in s["lists"])' ||
 [ "$(redis_cmd HLEN 'aw:{P1}:a:1:p')$(redis_cmd HLEN 'aw:{P1}:a:1:f')" != 00 ] ||
     fail "the paused account's data was dropped"
 grep -q 'paused=1' "$AW_TEST_DIR/metrics.txt" || fail "the pause is not reported"
+# the paused account's jobs gave their batches back (they stay in flight in Redis), so a
+# paused account holds none of the leader's memory
+grep -q 'held_jobs=0 held_bytes=0' "$AW_TEST_DIR/metrics.txt" ||
+    fail "the paused account still holds jobs or batch memory: $(cat "$AW_TEST_DIR/metrics.txt")"
 note "healthy account flushed in ${took}s next to 1,000 audiences of a paused account"
 echo "test_fair: PASS"

@@ -201,10 +201,14 @@ static int run(int argc, char **argv)
             break;
         }
     }
+    /* what the leader still holds once every non-ignored stream is done (paused accounts give
+     * their batches back) */
+    long long held_jobs = aw_metrics_get(AW_M_FLUSH_JOBS);
+    long long held_bytes = aw_metrics_get(AW_M_FLUSH_BATCH_BYTES);
     atomic_store(&g_stop, 1);
     aw_flusher_join(f);
     printf("leader=%lld requests=%lld rate_limited=%lld errors=%lld uploaded=%lld removed=%lld "
-           "flushes=%lld dead_letters=%lld paused=%lld\n",
+           "flushes=%lld dead_letters=%lld paused=%lld held_jobs=%lld held_bytes=%lld\n",
            (long long)aw_metrics_get(AW_M_LEADER), (long long)aw_metrics_get(AW_M_KLAVIYO_REQUESTS),
            (long long)aw_metrics_get(AW_M_KLAVIYO_RATE_LIMITED),
            (long long)aw_metrics_get(AW_M_KLAVIYO_ERRORS),
@@ -212,7 +216,7 @@ static int run(int argc, char **argv)
            (long long)aw_metrics_get(AW_M_PROFILES_REMOVED),
            (long long)aw_metrics_get(AW_M_FLUSHES),
            (long long)aw_metrics_family_total(AW_MF_DEAD_LETTERS),
-           (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED));
+           (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED), held_jobs, held_bytes);
     if (rc != 0)
         fprintf(stderr, "timeout: audiences still due or in flight\n");
     aw_store_free(s);

@@ -123,7 +123,7 @@ static struct aw_store_taken take(struct aw_store *s, const char *acct, const ch
                                   uint64_t epoch, size_t max, uint64_t now)
 {
     struct aw_store_taken t;
-    enum aw_err e = aw_store_flush_take(s, acct, aud, epoch, max, now, &t);
+    enum aw_err e = aw_store_flush_take(s, acct, aud, epoch, max, SIZE_MAX, now, &t);
     AW_CHECK_MSG(e == AW_OK, "take %s/%s: %s (%s)", acct, aud ? aud : "profiles", aw_err_str(e),
                  aw_store_errstr(s));
     return t;
@@ -392,7 +392,8 @@ static void test_batches(struct aw_store *s)
     AW_CHECK_STR_EQ(t.job_id, "0:1600:JOB-1");
     /* the old leader can no longer take or end it */
     struct aw_store_taken old;
-    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 5, 2000, T0 + 250, &old), AW_ERR_NOT_LEADER);
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 5, 2000, SIZE_MAX, T0 + 250, &old),
+                    AW_ERR_NOT_LEADER);
     enum aw_store_batch_status st;
     const char *one[1] = {"f2@x.io"};
     AW_CHECK_INT_EQ(aw_store_flush_ack(s, "7", "70", 5, bid, one, NULL, 1, T0 + 250, &st),
@@ -425,6 +426,40 @@ static void test_batches(struct aw_store *s)
     mk(&c, "7", "70", "new@x.io", 400, "e", AW_CHANGE_ADD);
     AW_CHECK_INT_EQ(apply(s, &c, T0 + 900, NULL), AW_STORE_APPLIED);
     AW_CHECK_INT_EQ(due(s, "7", "70"), (int64_t)(T0 + 500 + MAX_AGE_MS));
+}
+
+/* A batch is bounded in bytes as well as in count: the take stops once its entries weigh the
+ * bound, overshooting by at most one entry; the rest waits for the next batch. */
+static void test_batch_bytes(struct aw_store *s)
+{
+    struct aw_store_batch *b = aw_store_batch_new();
+    struct aw_change c;
+    enum { N = 600 };
+    for (int i = 0; i < N; i++) {
+        char email[32];
+        snprintf(email, sizeof email, "w%d@x.io", i);
+        mk(&c, "7", "72", email, 100, "e", AW_CHANGE_ADD);
+        AW_CHECK_INT_EQ(aw_store_batch_add_apply(b, &c, NULL), AW_OK);
+        aw_change_clear(&c);
+    }
+    AW_CHECK_INT_EQ(aw_store_batch_exec(s, b, T0), AW_OK);
+    aw_store_batch_free(b);
+    const size_t bound = 20000;
+    struct aw_store_taken t;
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "72", 5, 10000, bound, T0 + 100, &t), AW_OK);
+    AW_CHECK_INT_EQ(t.status, AW_STORE_BATCH_TAKEN);
+    AW_CHECK(t.n > 0 && t.n < N);
+    size_t per = t.bytes / t.n;
+    AW_CHECK_MSG(t.bytes >= bound && t.bytes < bound + 2 * per, "%zu bytes in %zu entries", t.bytes,
+                 t.n);
+    size_t first = t.n;
+    AW_CHECK_INT_EQ(pcount(s, "7", "72"), N - first);
+    AW_CHECK_INT_EQ(ack_all(s, "7", "72", 5, &t, NULL, T0 + 200), AW_STORE_BATCH_DONE);
+    aw_store_taken_clear(&t);
+    t = take(s, "7", "72", 5, 10000, T0 + 300);
+    AW_CHECK_INT_EQ(t.n, N - first);
+    AW_CHECK_INT_EQ(ack_all(s, "7", "72", 5, &t, NULL, T0 + 400), AW_STORE_BATCH_DONE);
+    aw_store_taken_clear(&t);
 }
 
 /* Subscription messages: versions, remove drops what was pending, a newer message re-enables. */
@@ -843,6 +878,7 @@ int main(void)
         test_membership(s);
         test_cross_audience(s);
         test_batches(s);
+        test_batch_bytes(s);
         test_audience_state(s);
         test_due(s);
         test_retention(s);

@@ -22,6 +22,7 @@ struct aw_flush_ctx {
     struct aw_dlq *dlq;
     struct aw_flush_accounts *accounts;
     struct aw_leader leader;
+    size_t batch_bytes; /* bytes of the batches the jobs hold (aw_flush_batch_bytes) */
 };
 
 #endif

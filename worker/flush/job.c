@@ -46,6 +46,10 @@
 #define MOD "flush"
 #define WAIT_DEFAULT_MS 1000u /* 429 without Retry-After */
 #define DLQ_TIMEOUT_MS 10000
+/* The leader's memory: one batch weighs at most BATCH_BYTES_MAX (a 10,000-profile import of
+ * ~1.6 KB each), all of them at most BATCH_BYTES_BUDGET; a job takes only while there is room. */
+#define BATCH_BYTES_MAX (16u << 20)
+#define BATCH_BYTES_BUDGET (256u << 20)
 
 const char *const aw_job_cat_name[CAT_COUNT] = {"import_add", "import_update", "profile_unset",
                                                 "subscribe",  "unsubscribe",   "remove"};
@@ -75,6 +79,7 @@ struct aw_flush_job *aw_flush_job_new(struct aw_flush_ctx *ctx, const char *acco
     j->acct_id = aw_strdup(account_id);
     j->aud_id = audience_id ? aw_strdup(audience_id) : NULL;
     j->acct = aw_flush_accounts_get(ctx->accounts, account_id);
+    j->batch_bytes = &ctx->batch_bytes;
     j->phase = PH_TAKE;
     j->next_at = aw_job_now_ms();
     j->resume_cat = -1;
@@ -106,6 +111,8 @@ void aw_flush_job_free(struct aw_flush_job *j)
     free(j->job_items);
     free(j->err_cursor);
     free(j->list_id);
+    *j->batch_bytes -= j->t.bytes;
+    aw_metrics_set(AW_M_FLUSH_BATCH_BYTES, (int64_t)*j->batch_bytes);
     aw_store_taken_clear(&j->t);
     free(j->acct_id);
     free(j->aud_id);
@@ -295,7 +302,8 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
     }
     struct aw_flush_account *a = j->acct;
     if (aw_flush_account_is_paused(a, now)) {
-        j->next_at = a->paused_until;
+        j->release = true; /* its memory goes back; the scan resumes it after the pause */
+        j->next_at = now;
         return NOT_SENT;
     }
     if (aw_flush_account_load(ctx, a) != AW_OK) {
@@ -304,7 +312,8 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
     }
     if (!a->api_key) {
         aw_flush_account_pause(ctx, a, 0, "missing_api_key");
-        j->next_at = a->paused_until;
+        j->release = true;
+        j->next_at = now;
         return NOT_SENT;
     }
     uint64_t w = aw_ratelimit_acquire(ctx->rl, a->id, ep, now);
@@ -358,7 +367,8 @@ bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, cons
     }
     case AW_KLAVIYO_PAUSE:
         aw_flush_account_pause(ctx, a, r->status, "refused");
-        j->next_at = a->paused_until;
+        j->release = true;
+        j->next_at = aw_job_now_ms();
         return true;
     case AW_KLAVIYO_DONE:
         aw_backoff_reset(&j->bo);
@@ -418,9 +428,16 @@ static void parse_resume_job(struct aw_flush_job *j)
 
 static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
-    enum aw_err e =
-        aw_store_flush_take(ctx->store, j->acct_id, j->aud_id, ctx->leader.epoch,
-                            aw_api_get(AW_API_IMPORT_CREATE)->max_items, aw_clock_unix_ms(), &j->t);
+    /* the leader's memory stays flat: a new batch waits while the others fill the budget */
+    if (ctx->batch_bytes >= BATCH_BYTES_BUDGET) {
+        j->next_at = aw_job_now_ms() + ctx->s->flush.tick_ms;
+        return false;
+    }
+    size_t room = BATCH_BYTES_BUDGET - ctx->batch_bytes;
+    enum aw_err e = aw_store_flush_take(ctx->store, j->acct_id, j->aud_id, ctx->leader.epoch,
+                                        aw_api_get(AW_API_IMPORT_CREATE)->max_items,
+                                        room < BATCH_BYTES_MAX ? room : BATCH_BYTES_MAX,
+                                        aw_clock_unix_ms(), &j->t);
     if (e == AW_ERR_NOT_LEADER) {
         AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
                     aw_job_aud(j));
@@ -433,6 +450,8 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     }
     if (j->t.status == AW_STORE_BATCH_EMPTY)
         return true;
+    ctx->batch_bytes += j->t.bytes;
+    aw_metrics_set(AW_M_FLUSH_BATCH_BYTES, (int64_t)ctx->batch_bytes);
     j->n = j->t.n;
     size_t n1 = j->n ? j->n : 1;
     j->gone = aw_calloc(n1, sizeof *j->gone);
@@ -585,6 +604,11 @@ static bool step_ack(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 
 bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
+    if (j->release) { /* between two requests: a new leader could resume here just as well */
+        AW_LOG_DEBUG(MOD, "paused account: batch left in Redis", "account=%s audience=%s",
+                     j->acct_id, aw_job_aud(j));
+        return true;
+    }
     switch (j->phase) {
     case PH_TAKE:
         return step_take(ctx, j);

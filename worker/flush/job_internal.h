@@ -45,6 +45,8 @@ struct aw_flush_job {
     char *acct_id;
     char *aud_id; /* NULL: the account's profile stream */
     struct aw_flush_account *acct;
+    size_t *batch_bytes; /* the flusher's total, which this job's batch counts in */
+    bool release;        /* the account is paused: give the batch back (it stays in Redis) */
     enum phase phase;
     uint64_t next_at; /* mono ms */
     uint64_t started_ms;

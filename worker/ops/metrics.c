@@ -42,6 +42,10 @@ static const struct {
     [AW_M_DUE_AUDIENCES] = {"aw_due_audiences",
                             "Accounts with a stream due for a flush at the leader's last scan",
                             true},
+    [AW_M_FLUSH_BATCH_BYTES] = {"aw_flush_batch_bytes",
+                                "Bytes of the batches the leader holds in memory (bounded: "
+                                "docs/flush.md)",
+                                true},
     [AW_M_FLUSH_JOBS] = {"aw_flush_jobs",
                          "Stream flushes (audiences, account profiles) the leader is working on",
                          true},

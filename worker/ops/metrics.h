@@ -34,6 +34,7 @@ enum aw_metric {
     AW_M_DUE_AUDIENCES,        /* gauge: accounts with a due stream at the leader's last scan */
     AW_M_FLUSH_JOBS,           /* gauge: stream flushes the leader is working on */
     AW_M_STORE_FULL,           /* gauge: 1 while Redis refuses ingest's writes (maxmemory) */
+    AW_M_FLUSH_BATCH_BYTES,    /* gauge: bytes of the batches the leader holds in memory */
     AW_M__COUNT
 };
 

@@ -8,8 +8,9 @@
 #include "common/mem.h"
 #include "worker/store/internal.h"
 
-#define CHUNK 1000u     /* entries moved or acked per script call (bounded blocking) */
-#define READ_PAGE 1000u /* in-flight entries read per page on resume */
+#define CHUNK 1000u      /* entries moved or acked per script call (bounded blocking) */
+#define CHUNK_FIRST 100u /* entries of a batch's first take call, before their weight is known */
+#define READ_PAGE 1000u  /* in-flight entries read per page on resume */
 
 /* ---- Due ----------------------------------------------------------------------------------- */
 
@@ -174,6 +175,7 @@ static enum aw_err add_entries(struct aw_store *s, const struct stream *st,
         memset(e, 0, sizeof *e);
         e->email = aw_strndup(em->str, em->len);
         t->n++;
+        t->bytes += sizeof *e + em->len + 1;
         size_t nf = rec->n / 2;
         struct aw_change_field *f = aw_calloc(nf ? nf : 1, sizeof *f);
         bool ok = true;
@@ -184,6 +186,7 @@ static enum aw_err add_entries(struct aw_store *s, const struct stream *st,
                 break;
             }
             f[k] = (struct aw_change_field){nm->str, nm->len, val->str, val->len};
+            t->bytes += nm->len + val->len + 2;
         }
         e->bad = !ok || strlen(e->email) != em->len ||
                  aw_change_record_decode(st->acct, st->aud, e->email, f, nf, &e->change) != AW_OK;
@@ -257,22 +260,33 @@ static enum aw_err read_inflight(struct aw_store *s, const struct stream *st,
     return AW_OK;
 }
 
+/* Entries the next take call may move: CHUNK_FIRST first (the entries' weight is unknown), then
+ * what the average entry so far says fits in the bytes left, within [1, CHUNK]. */
+static size_t take_chunk(const struct aw_store_taken *t, size_t max_bytes)
+{
+    if (t->n == 0)
+        return CHUNK_FIRST;
+    size_t avg = t->bytes / t->n + 1;
+    size_t room = max_bytes > t->bytes ? (max_bytes - t->bytes) / avg : 0;
+    return room < 1 ? 1 : room > CHUNK ? CHUNK : room;
+}
+
 enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, const char *audience_id,
-                                uint64_t epoch, size_t max_items, uint64_t now_unix_ms,
-                                struct aw_store_taken *out)
+                                uint64_t epoch, size_t max_items, size_t max_bytes,
+                                uint64_t now_unix_ms, struct aw_store_taken *out)
 {
     memset(out, 0, sizeof *out);
     struct stream st;
-    if (max_items == 0 || !stream_init(&st, account_id, audience_id))
+    if (max_items == 0 || max_bytes == 0 || !stream_init(&st, account_id, audience_id))
         return AW_ERR_INVALID;
     char ep[24], mx[24], ch[24], now[24];
     aw_store_u64(epoch, ep);
     aw_store_u64(max_items, mx);
-    aw_store_u64(CHUNK, ch);
     aw_store_u64(now_unix_ms, now);
     char *bid = aw_strdup("");
     enum aw_err e = AW_OK;
     for (;;) {
+        aw_store_u64(take_chunk(out, max_bytes), ch);
         const char *argv[11] = {st.meta,        account_id,   st.member,       ep, bid, mx, ch, now,
                                 s->max_queue_s, s->max_age_s, s->retention_s_s};
         struct aw_redis_cmd c = {
@@ -305,7 +319,7 @@ enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, cons
             out->status = AW_STORE_BATCH_TAKEN;
             e = add_entries(s, &st, rp, 8, out, dv);
             aw_redis_cmd_clear(&c);
-            if (e != AW_OK || !more || out->n >= max_items)
+            if (e != AW_OK || !more || out->n >= max_items || out->bytes >= max_bytes)
                 break;
             continue;
         }

@@ -62,20 +62,23 @@ struct aw_store_taken {
     char *list_id;         /* owned connection listId, or NULL */
     char *klaviyo_list_id; /* owned list found or created by name earlier, or NULL */
     char *job_id;          /* owned Klaviyo job recorded for this batch, or NULL */
+    size_t bytes;          /* what the entries weighed in Redis's replies (memory budget) */
 };
 
 void aw_store_taken_clear(struct aw_store_taken *t);
 
 /* Takes a batch of a stream (audience_id NULL: the account's profile stream): the one already
  * in flight (RESUMED: a new leader re-drives its predecessor's batch), or up to max_items
- * pending users moved into a new one (TAKEN), a bounded chunk per script call. Taking an
+ * pending users moved into a new one (TAKEN), a bounded chunk per script call, stopping once
+ * the entries weigh max_bytes (the chunks shrink to the room left, so a batch exceeds it by at
+ * most one entry). Taking an
  * audience batch makes the account's profile stream due now (its users' attributes and consent
  * go out with it). Fencing: a batch stamped by a newer epoch → AW_ERR_NOT_LEADER. Updates the
  * due indexes. *out is overwritten (caller clears). Errors: AW_ERR_IO, AW_ERR_FULL,
  * AW_ERR_NOT_LEADER, AW_ERR_INVALID, AW_ERR_PROTOCOL. */
 enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, const char *audience_id,
-                                uint64_t epoch, size_t max_items, uint64_t now_unix_ms,
-                                struct aw_store_taken *out);
+                                uint64_t epoch, size_t max_items, size_t max_bytes,
+                                uint64_t now_unix_ms, struct aw_store_taken *out);
 
 /* Ends entries of the in-flight batch batch_id (all of them, in chunks of 1000): emails[i] is
  * done (sent, dead-lettered or dropped); accepted[i] (NULL, or NULL array) names the consent
