@@ -42,10 +42,14 @@ subscribed = sorted(p.get("email") for p in profiles
                     if (((p.get("subscriptions") or {}).get("email") or {}).get("marketing") or {})
                     .get("consent") == "SUBSCRIBED")
 ok = ok and subscribed == exp["email_marketing_subscribed"]
+def masked(email):  # personal data never leaves the simulator whole, even in a demo
+    local, _, domain = email.partition("@")
+    return "%s***@%s" % (local[:1], domain)
 if not quiet:
     for name in sorted(lists):
         m = lists[name]
-        print("%-24s %3d members: %s%s" % (name, len(m), ", ".join(m[:4]), ", ..." if len(m) > 4 else ""))
+        print("%-24s %3d members: %s%s" % (name, len(m), ", ".join(masked(e) for e in m[:4]),
+                                           ", ..." if len(m) > 4 else ""))
     print("email marketing subscribed: %d profiles" % len(subscribed))
     print("Klaviyo state %s the input" % ("MATCHES" if ok else "DOES NOT MATCH"))
 sys.exit(0 if ok else 1)

@@ -51,7 +51,7 @@ static int seed(const char *url)
         if (nt == 0 || tok[0][0] == '#')
             continue;
         if (strcmp(tok[0], "key") == 0 && nt == 3) {
-            if (aw_store_account_put(s, tok[1], tok[2]) != AW_OK) {
+            if (aw_store_account_put(s, tok[1], tok[2], aw_clock_unix_ms()) != AW_OK) {
                 fprintf(stderr, "account_put failed\n");
                 rc = 1;
             }

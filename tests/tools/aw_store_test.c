@@ -670,30 +670,50 @@ static void test_accounts(struct aw_store *s)
 {
     char *key = NULL;
     uint64_t block = 0;
-    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_123"), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_123", 100), AW_OK);
     AW_CHECK_INT_EQ(aw_store_account_block(s, "12", T0 + 5000), AW_OK);
     AW_CHECK_INT_EQ(aw_store_account_block(s, "12", T0 + 1000), AW_OK); /* never shortened */
     AW_CHECK_INT_EQ(aw_store_account_get(s, "12", &key, &block), AW_OK);
     AW_CHECK_STR_EQ(key, "pk_test_123");
     AW_CHECK_INT_EQ(block, T0 + 5000);
     free(key);
-    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", ""), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "", 100), AW_ERR_INVALID);
     /* a pause is visible to everyone; the same key again keeps it, a new key ends it */
     uint64_t until = 0;
     long refused = 0;
     AW_CHECK_INT_EQ(aw_store_account_pause(s, "12", T0 + 60000, 401), AW_OK);
     AW_CHECK_INT_EQ(aw_store_account_paused(s, "12", &until, &refused), AW_OK);
     AW_CHECK(until == T0 + 60000 && refused == 401);
-    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_123"), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_123", 100), AW_OK);
     AW_CHECK_INT_EQ(aw_store_account_paused(s, "12", &until, &refused), AW_OK);
     AW_CHECK(until == T0 + 60000);
-    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_456"), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_456", 200), AW_OK);
     AW_CHECK_INT_EQ(aw_store_account_paused(s, "12", &until, &refused), AW_OK);
     AW_CHECK(until == 0);
     AW_CHECK_INT_EQ(aw_store_account_pause(s, "12", T0 + 1, 403), AW_OK);
     AW_CHECK_INT_EQ(aw_store_account_unpause(s, "12"), AW_OK);
     AW_CHECK_INT_EQ(aw_store_account_paused(s, "12", &until, &refused), AW_OK);
     AW_CHECK(until == 0);
+    /* the newest message's key wins: an older one (a lagging replica) is not written back; a
+     * tie keeps the greater key; a key that cannot go into a header is never stored */
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_old", 150), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_get(s, "12", &key, &block), AW_OK);
+    AW_CHECK_STR_EQ(key, "pk_test_456");
+    free(key);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_111", 200), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_999", 200), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_get(s, "12", &key, &block), AW_OK);
+    AW_CHECK_STR_EQ(key, "pk_test_999");
+    free(key);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_test_456", 201), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_account_get(s, "12", &key, &block), AW_OK);
+    AW_CHECK_STR_EQ(key, "pk_test_456");
+    free(key);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk_bad\r\nX-Evil: 1", 300), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_store_account_put(s, "12", "pk bad", 300), AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(aw_store_account_get(s, "12", &key, &block), AW_OK);
+    AW_CHECK_STR_EQ(key, "pk_test_456");
+    free(key);
     int64_t count = 0;
     AW_CHECK_INT_EQ(aw_store_account_count_list_create(s, "12", T0, 1, &count), AW_OK);
     AW_CHECK_INT_EQ(count, 1);

@@ -689,17 +689,20 @@ static void test_global(void)
     aw_redis_cmd_clear(&c);
 
     /* account_key: the same key again changes nothing (a pause stays); a new key ends it */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACCOUNT_KEY, 1, "aw:{1}:acct", "pk_a", (char *)NULL), AW_OK);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACCOUNT_KEY, 1, "aw:{1}:acct", "pk_a", "10", (char *)NULL),
+                    AW_OK);
     AW_CHECK(c.reply.type == AW_REPLY_INT && c.reply.integer == 1);
     aw_redis_cmd_clear(&c);
     AW_CHECK_INT_EQ(call(&c, -1, 0, "HSET", "aw:{1}:acct", "paused_until_ms", "99", (char *)NULL),
                     AW_OK);
     aw_redis_cmd_clear(&c);
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACCOUNT_KEY, 1, "aw:{1}:acct", "pk_a", (char *)NULL), AW_OK);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACCOUNT_KEY, 1, "aw:{1}:acct", "pk_a", "10", (char *)NULL),
+                    AW_OK);
     AW_CHECK(c.reply.type == AW_REPLY_INT && c.reply.integer == 0);
     aw_redis_cmd_clear(&c);
     AW_CHECK_INT_EQ(intcmd("HEXISTS", "aw:{1}:acct", "paused_until_ms"), 1);
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACCOUNT_KEY, 1, "aw:{1}:acct", "pk_b", (char *)NULL), AW_OK);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACCOUNT_KEY, 1, "aw:{1}:acct", "pk_b", "11", (char *)NULL),
+                    AW_OK);
     AW_CHECK(c.reply.type == AW_REPLY_INT && c.reply.integer == 1);
     aw_redis_cmd_clear(&c);
     AW_CHECK_INT_EQ(intcmd("HEXISTS", "aw:{1}:acct", "paused_until_ms"), 0);

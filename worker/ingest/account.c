@@ -142,6 +142,7 @@ enum aw_err aw_account_resolve(const struct aw_account_overrides *ov, const char
 
     if (key && !aw_text_is_blank(key)) {
         out->api_key = aw_text_trim_dup(key, strlen(key));
+        out->api_key_from_config = ov && ov->api_key;
         if (!aw_account_api_key_is_clean(out->api_key)) {
             out->problem = AW_ACCOUNT_INVALID_SETTINGS;
             out->problem_setting = "apiKey";

@@ -29,8 +29,9 @@ struct aw_account_overrides {
 
 /* Resolved settings of one account. Plain data, one owner. */
 struct aw_account {
-    char *account_id; /* owned */
-    char *api_key;    /* owned secret; NULL when none is configured. Never log it. */
+    char *account_id;         /* owned */
+    char *api_key;            /* owned secret; NULL when none is configured. Never log it. */
+    bool api_key_from_config; /* api_key came from AW_CONFIG_FILE: never written to Redis */
     /* Identity type used as Klaviyo external_id ("customer", "other", "other2" ... "other10"),
      * static string; NULL = None (no external_id). */
     const char *alternate_identity;

@@ -137,11 +137,15 @@ static uint64_t key_hash(const char *k)
 }
 
 /* Makes the account's API key available to the flusher (it may run on another replica):
- * written to Redis when it differs from what this process wrote last. A failure marks the
- * record failed, so it is retried. */
-static void remember_key(struct aw_ingest *ing, struct rec *r, const struct aw_account *acct)
+ * written to Redis, with the version of the message that carried it, when it differs from what
+ * this process wrote last. Only a key that passed validation, and never one from
+ * AW_CONFIG_FILE (the flusher reads that file itself). A failure marks the record failed, so
+ * it is retried. */
+static void remember_key(struct aw_ingest *ing, struct rec *r, const struct aw_account *acct,
+                         uint64_t version_ms)
 {
-    if (!acct->api_key || !acct->api_key[0] || !acct->account_id)
+    if (!acct->api_key || !acct->api_key[0] || !acct->account_id || acct->problem ||
+        acct->api_key_from_config)
         return;
     uint64_t h = key_hash(acct->api_key);
     size_t i = 0;
@@ -149,7 +153,8 @@ static void remember_key(struct aw_ingest *ing, struct rec *r, const struct aw_a
         i++;
     if (i < ing->n_keys && ing->keys[i].key_hash == h)
         return;
-    enum aw_err e = aw_store_account_put(ing->cfg.store, acct->account_id, acct->api_key);
+    enum aw_err e =
+        aw_store_account_put(ing->cfg.store, acct->account_id, acct->api_key, version_ms);
     if (e == AW_ERR_INVALID)
         return; /* bad id or key: map.c rejects the profiles with the reason */
     if (e != AW_OK) {
@@ -178,7 +183,7 @@ static void prepare_membership(struct aw_ingest *ing, const struct aw_consumer_m
     /* A problem with the account is reported by map, profile by profile. */
     aw_account_resolve(aw_config_file_get(ing->cfg.accounts, ev->account_id), ev->account_id,
                        ev->account_settings, ev->n_account_settings, &acct);
-    remember_key(ing, r, &acct);
+    remember_key(ing, r, &acct, ev->timestamp_ms);
     enum aw_err err = aw_map_event(ev, &acct, &res);
     aw_account_clear(&acct);
     if (err == AW_ERR_INTERNAL) {

@@ -11,14 +11,26 @@
 #define API_KEY_MAX 512
 #define LIST_COUNT_TTL "172800" /* two days: the count is per UTC day */
 
-enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, const char *api_key)
+/* What goes into an HTTP header: printable ASCII without spaces, at most API_KEY_MAX bytes. */
+static bool api_key_ok(const char *k)
 {
-    if (!aw_store_id_ok(account_id) || !api_key || !api_key[0] || strlen(api_key) > API_KEY_MAX)
+    size_t n = 0;
+    for (; k && k[n]; n++)
+        if ((unsigned char)k[n] <= 0x20 || (unsigned char)k[n] >= 0x7f)
+            return false;
+    return n > 0 && n <= API_KEY_MAX;
+}
+
+enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, const char *api_key,
+                                 uint64_t version_ms)
+{
+    if (!aw_store_id_ok(account_id) || !api_key_ok(api_key))
         return AW_ERR_INVALID;
     char *key = aw_store_key(account_id, AW_K_ACCOUNT, NULL, NULL);
-    const char *argv[2] = {key, api_key};
+    char ver[24];
+    const char *argv[3] = {key, api_key, aw_store_u64(version_ms, ver)};
     struct aw_redis_cmd c = {
-        .script = AW_SCRIPT_ACCOUNT_KEY, .nkeys = 1, .route = key, .argc = 2, .argv = argv};
+        .script = AW_SCRIPT_ACCOUNT_KEY, .nkeys = 1, .route = key, .argc = 3, .argv = argv};
     enum aw_err e = aw_store_run(s, &c);
     if (e == AW_OK)
         aw_redis_cmd_clear(&c);

@@ -14,11 +14,14 @@
 struct aw_store;
 
 /* Stores api_key (borrowed; SECRET, never logged) as the account's key, for the leader (the
- * config file's key wins over it there); a different key than the stored one ends a pause (the
- * leader tries it at once; account_key.lua).
- * AW_ERR_INVALID for a bad id or an empty or oversize
- * (> 512 bytes) key; AW_ERR_IO on transport failure. */
-enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, const char *api_key);
+ * config file's key wins over it there), unless a message of an equal or newer version_ms
+ * carried another one (a lagging replica never writes an old key back; equal versions: the
+ * greater key); a different key than the stored one ends a pause (the leader tries it at once;
+ * account_key.lua). AW_ERR_INVALID for a bad id or a key that is empty, oversize (> 512 bytes)
+ * or not printable ASCII without spaces (it goes into an HTTP header); AW_ERR_IO on transport
+ * failure. */
+enum aw_err aw_store_account_put(struct aw_store *s, const char *account_id, const char *api_key,
+                                 uint64_t version_ms);
 
 /* The leader paused the account (Klaviyo refused its key with status, 0 = no key anywhere)
  * until until_unix_ms; or (unpause) it resumed. Kept in Redis so every replica's `status` and
