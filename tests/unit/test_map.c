@@ -429,6 +429,55 @@ static void test_default_path(void)
     AW_CHECK(aw_map_default_path("$title") == NULL);
 }
 
+/* n attributes on the one audience of one profile: a change up to AW_MAP_ATTRS_MAX, else that
+ * audience rejected (too_many_attributes) and nothing else lost. */
+static void attrs_case(size_t n, bool accepted)
+{
+    json_t *attrs = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "k%zu", i);
+        json_array_append_new(
+            attrs, json_pack("{s:s,s:s,s:s}", "key", k, "value", "v", "action", "upsert"));
+    }
+    json_t *m =
+        json_pack("{s:s,s:s,s:I,s:{s:I,s:{s:s}},s:[{s:[{s:s,s:s,s:s}],s:[{s:I,s:s,s:s,s:o}]}]}",
+                  "type", "audience_membership_change_request", "id", "m-attrs", "timestamp_ms",
+                  (json_int_t)1000, "account", "account_id", (json_int_t)5, "account_settings",
+                  "apiKey", "pk_test", "user_profiles", "user_identities", "type", "email",
+                  "encoding", "raw", "value", "a@example.com", "audiences", "audience_id",
+                  (json_int_t)9, "audience_name", "A", "action", "add", "user_attributes", attrs);
+    char *text = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    g_case = accepted ? "attributes at the bound" : "attributes over the bound";
+    struct aw_event ev = {0};
+    enum aw_event_reason reason;
+    AW_CHECK(aw_event_decode(text, strlen(text), &ev, &reason, NULL, 0) == AW_OK);
+    free(text);
+    struct aw_event_setting key = {"apiKey", "pk_test"};
+    struct aw_account acct;
+    AW_CHECK(aw_account_resolve(NULL, ev.account_id, &key, 1, &acct) == AW_OK);
+    struct aw_map_result res;
+    AW_CHECK(aw_map_event(&ev, &acct, &res) == AW_OK);
+    AW_CHECK_INT_EQ(res.n_changes, accepted ? 1 : 0);
+    AW_CHECK_INT_EQ(res.n_rejects, accepted ? 0 : 1);
+    if (accepted && res.n_changes == 1)
+        AW_CHECK_INT_EQ(res.changes[0].n_attrs, n);
+    if (!accepted && res.n_rejects == 1) {
+        AW_CHECK_STR_EQ(res.rejects[0].reason, AW_MAP_TOO_MANY_ATTRIBUTES);
+        AW_CHECK_STR_EQ(res.rejects[0].audience_id, "9");
+    }
+    aw_map_result_clear(&res);
+    aw_account_clear(&acct);
+    aw_event_clear(&ev);
+}
+
+static void test_attribute_bound(void)
+{
+    attrs_case(AW_MAP_ATTRS_MAX, true);
+    attrs_case(AW_MAP_ATTRS_MAX + 1, false);
+}
+
 static void test_not_membership(void)
 {
     struct aw_event ev = {0};
@@ -449,6 +498,7 @@ int main(void)
     test_email_normalise();
     test_default_path();
     test_not_membership();
+    test_attribute_bound();
     test_mparticle_example();
     size_t n = run_fixtures();
     printf("%zu mapping fixtures\n", n);

@@ -561,6 +561,16 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
             /* delete = removal from the list only: attributes riding along are ignored. */
             if (c->action != AW_CHANGE_DELETE)
                 map_attributes(aud, &slot->conn, c);
+            if (c->n_attrs > AW_MAP_ATTRS_MAX) {
+                char detail[64];
+                snprintf(detail, sizeof detail, "%zu attributes, at most %u", c->n_attrs,
+                         AW_MAP_ATTRS_MAX);
+                aw_change_clear(c);
+                out->n_changes--;
+                reject_add(out, &rejects_cap, pi, aud->audience_id, AW_MAP_TOO_MANY_ATTRIBUTES,
+                           detail);
+                continue;
+            }
             map_consents(p, &slot->conn, has_phone, c);
         }
         free(email);

@@ -17,8 +17,13 @@ struct aw_change;
 #define AW_MAP_MISSING_EMAIL "missing_email" /* no `email` identity */
 #define AW_MAP_HASHED_EMAIL "hashed_email"   /* `email` identities, none with encoding raw */
 #define AW_MAP_INVALID_EMAIL "invalid_email" /* raw email fails validation after normalising */
+#define AW_MAP_TOO_MANY_ATTRIBUTES "too_many_attributes" /* > AW_MAP_ATTRS_MAX (one audience) */
 /* also AW_ACCOUNT_MISSING_API_KEY, AW_ACCOUNT_INVALID_SETTINGS (whole profile, account.h) and
  * AW_CONNECTION_INVALID (one audience of a profile, connection.h) */
+
+/* Most attributes one (profile, audience) may carry after mapping: one change must fit one
+ * Redis script call (AW_REDIS_ARGS_MAX arguments, two per attribute). */
+#define AW_MAP_ATTRS_MAX 1000u
 
 /* Longest email accepted (RFC 5321 path limit) and its local part. */
 #define AW_MAP_EMAIL_MAX 254u
