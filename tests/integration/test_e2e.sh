@@ -54,6 +54,8 @@ if ! wait_until "python3 '$model' check '$sim' '$expected'" 180; then
     fail "Klaviyo did not reach the state the input implies"
 fi
 note "Klaviyo's lists, profiles and consent equal the model"
+sim_eval 'not s["retry_after_violations"]' ||
+    fail "requests sent before their Retry-After: $(sim_eval 'print(s["retry_after_violations"][:5]) or False' || true)"
 
 # The paused account: its data is kept (in flight or pending), its pause is reported.
 kept=$(($(redis_cmd HLEN 'aw:{3002}:a:33:p') + $(redis_cmd HLEN 'aw:{3002}:a:33:f')))

@@ -107,6 +107,7 @@ check "removals" '"dave@example.com" not in members("Alpha List") and members("B
 check "unset" 'attr("erin@example.com","first_name") is None and "tier" not in props("erin@example.com")'
 check "unsubscribe" 'sub("frank@example.com","email").get("consent") == "UNSUBSCRIBED"'
 check "429s were served" 'sum(s["throttled"].values()) >= 6'
+check "no request before its Retry-After" 'not s["retry_after_violations"]'
 check "list not created again" 'count("Alpha List") == 1 and count("Beta List") == 1'
 
 # ---- 3. 5xx burst --------------------------------------------------------------------------

@@ -576,6 +576,21 @@ class SimTest(unittest.TestCase):
         r = call("POST", "/_sim/faults", {"bogus": 1}, key=None, revision=None, ctype="application/json")
         self.assertEqual(r.status, 400)
 
+    def test_retry_after_violations(self):
+        """A request sent on the same key and operation before a 429's Retry-After elapsed is
+        recorded (the soak requires none); one sent after it, or on another key, is not."""
+        control("faults", {"storm_429": {"count": 1, "retry_after": 1}})
+        self.assertEqual(call("GET", "/api/lists").status, 429)
+        self.assertEqual(call("GET", "/api/lists", key="pk_other_key").status, 200)
+        self.assertEqual(call("GET", "/api/lists").status, 200)  # too early
+        v = state()["retry_after_violations"]
+        self.assertEqual(len(v), 1, v)
+        self.assertEqual(v[0]["op"], "get_lists")
+        self.assertGreater(v[0]["early_s"], 0.5)
+        time.sleep(1.05)
+        self.assertEqual(call("GET", "/api/lists").status, 200)
+        self.assertEqual(len(state()["retry_after_violations"]), 1)
+
     def test_reject_containing(self):
         """A request holding a poisoned value (in its URL or body) is refused whole: 400 with
         no record pointer; the same request without it passes."""

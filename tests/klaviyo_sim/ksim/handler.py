@@ -7,6 +7,7 @@ spec."""
 import json
 import re
 import socket
+import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
@@ -18,6 +19,7 @@ from .spec import JSONAPI, Operation
 from .validate import check_revision, request_body
 
 MAX_BODY = 10 * 1024 * 1024          # hard cap on any request body we read
+RETRY_AFTER_SLACK_S = 0.05         # clock and network slack a client gets on Retry-After
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -172,11 +174,23 @@ class Handler(BaseHTTPRequestHandler):
         if bad or (allowed is not None and key not in allowed):
             raise ApiError(401, "not_authenticated", "Incorrect authentication credentials.",
                            "Incorrect authentication credentials.")
-        faults.storm(sim, path, label)
+        # A request sent before the Retry-After of a 429 on the same key and operation elapsed
+        # is a client bug: recorded (the soak's oracle requires none), then handled as usual.
+        now = time.monotonic()
         with sim.lock:
-            ok, rl_headers = ratelimit.check(sim, key, op)
-        if not ok:
-            raise throttled(rl_headers["Retry-After"], rl_headers)
+            until = sim.retry_after_until.get((key, op.op_id))
+            if until is not None and now < until - RETRY_AFTER_SLACK_S:
+                sim.retry_after_violations.append({"op": op.op_id, "early_s": round(until - now, 3)})
+        try:
+            faults.storm(sim, path, label)
+            with sim.lock:
+                ok, rl_headers = ratelimit.check(sim, key, op)
+            if not ok:
+                raise throttled(rl_headers["Retry-After"], rl_headers)
+        except ApiError as e:
+            with sim.lock:
+                sim.retry_after_until[(key, op.op_id)] = now + float(e.headers.get("Retry-After", 0))
+            raise
         try:
             check_revision(self.headers.get("revision"), {sim.spec.version} | set(sim.config.get("revisions") or []))
             after = faults.before(sim, path)

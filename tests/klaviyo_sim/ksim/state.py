@@ -82,6 +82,8 @@ class Sim:
         self.faults_injected = {}
         self.recent = []         # last 200 requests (no secrets, no bodies)
         self.response_violations = []
+        self.retry_after_until = {}       # (key, op_id) -> monotonic time a 429 said to wait for
+        self.retry_after_violations = []  # requests sent before that time (>= 50 ms early)
         self.generation += 1
         self.epoch = time.monotonic()   # rate-limit windows are aligned to the last reset
 
@@ -245,4 +247,5 @@ class Sim:
                 "faults_injected": self.faults_injected,
                 "recent_requests": self.recent,
                 "response_violations": self.response_violations,
+                "retry_after_violations": self.retry_after_violations,
             })
