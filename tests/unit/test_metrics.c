@@ -433,7 +433,7 @@ static void test_whole_exposition(void)
                     "1.75\n"));
     AW_CHECK(strstr(t, "aw_leader_transitions_total{to=\"follower\"} 1\n"));
     AW_CHECK(strstr(t, "aw_flush_step_failures_total{step=\"take\"} 1\n"));
-    AW_CHECK(strstr(t, "aw_klaviyo_retry_after_seconds_total 1.500\n"));
+    AW_CHECK(strstr(t, "aw_klaviyo_retry_after_seconds_total 1.5\n"));
     AW_CHECK(strstr(t, "# TYPE aw_klaviyo_request_duration_seconds histogram\n"));
     AW_CHECK(strstr(t, "aw_klaviyo_request_duration_seconds_bucket{endpoint=\"get_lists\","
                        "class=\"transport\",le=\"10\"} 0\n"));

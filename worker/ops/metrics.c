@@ -516,8 +516,11 @@ void aw_metrics_render(struct aw_buf *out)
         long long v = atomic_load(&values[i]);
         if (defs[i].per_unit == 1)
             aw_buf_appendf(out, "%s %lld\n", defs[i].name, v);
-        else
-            aw_buf_appendf(out, "%s %.3f\n", defs[i].name, (double)v / defs[i].per_unit);
+        else {
+            aw_buf_appendf(out, "%s ", defs[i].name);
+            append_value(out, (double)v / defs[i].per_unit);
+            aw_buf_append_str(out, "\n");
+        }
     }
     /* Each family once: HELP and TYPE, then all its samples together (none before its first
      * event), as the exposition format requires. */
