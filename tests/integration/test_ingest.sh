@@ -15,10 +15,18 @@ python3 "$model" gen "$AW_TEST_DIR" "${AW_TEST_SEED:-20261128}"
 # appendfsync always: a write Redis acknowledged survives its kill -9 (production runs AOF too).
 start_redis --appendonly yes --appendfsync always
 start_devbroker --brokers 2 --topic mparticle.audience:4 --topic mparticle.audience.dlq:1
+# lib.sh's Kafka settings, plus librdkafka statistics every second (aw_consumer_lag).
+printf 'session.timeout.ms=6000\nstatistics.interval.ms=1000\n' >"$AW_TEST_DIR/kafka.conf"
 
 consumer() { # NAME: a consumer-only replica with short Redis timeouts
     start_worker "$1" AW_LEADER_ENABLED=false AW_CONSUMER_BATCH_MAX=50 AW_REDIS_TIMEOUT_MS=1000 \
         AW_REDIS_CONNECT_TIMEOUT_MS=500 AW_LOG_LEVEL=info
+}
+
+# "SERIES SUM" of the worker's aw_consumer_lag{topic,partition} samples.
+lag() {
+    curl -sf --max-time 2 "$(worker_url "$1")/metrics" |
+        awk '$1 ~ /^aw_consumer_lag\{/ { n++; s += $2 } END { print n + 0, s + 0 }'
 }
 
 pending_total() {
@@ -50,6 +58,8 @@ produce_file mparticle.audience "$AW_TEST_DIR/part3.tsv"
 # attempts pass (backing off in between) before Redis comes back.
 wait_metric worker2 aw_store_up -eq 0 20
 wait_metric worker2 aw_store_errors_total -ge $((errors_before + 3)) 30
+# Nothing is committed while Redis is down: the lag of part3's records shows.
+wait_for "aw_consumer_lag above 0 while Redis is down" 20 '[ "$(lag worker2 | cut -d" " -f2)" -gt 0 ]'
 wait_for "worker2 not ready while Redis is down" 20 \
     "curl -s '$(worker_url worker2)/readyz' | grep -q 'not ready: redis'"
 curl -sf "$(worker_url worker2)/healthz" >/dev/null || fail "worker2 not live while Redis is down"
@@ -65,6 +75,7 @@ if ! wait_until "python3 '$model' check-redis '$expected' $AW_TEST_REDIS_PORT" 9
     fail "pending state differs from the model"
 fi
 note "pending state equals the model"
+wait_for "aw_consumer_lag of the 4 partitions back to 0 once drained" 30 '[ "$(lag worker2)" = "4 0" ]'
 
 ndlq=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['dlq']))" "$expected")
 consume_topic mparticle.audience.dlq "$ndlq" 60 >"$AW_TEST_DIR/dlq.jsonl" ||

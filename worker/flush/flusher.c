@@ -95,8 +95,10 @@ static void lease_drive(struct aw_flusher *f)
                     ctx->s->process.instance_id ? ctx->s->process.instance_id : "");
         aw_flush_accounts_unload(ctx->accounts); /* re-read keys and a predecessor's blocks */
         f->next_scan = 0;
+        aw_metrics_count(AW_MF_LEADER_TRANSITIONS, "leader", NULL);
     } else if (!held && f->was_held) {
         AW_LOG_WARN(MOD, "leader lease lost", "epoch=%" PRIu64, ctx->leader.epoch);
+        aw_metrics_count(AW_MF_LEADER_TRANSITIONS, "follower", NULL);
         abandon_all(f, "lease_lost");
     }
     f->was_held = held;
@@ -231,6 +233,8 @@ static void run(struct aw_flusher *f)
                         aw_store_errstr(ctx->store));
     }
     aw_leader_drop(&ctx->leader, now_ms());
+    if (f->was_held)
+        aw_metrics_count(AW_MF_LEADER_TRANSITIONS, "follower", NULL);
     f->was_held = false;
     aw_metrics_set(AW_M_LEADER, 0);
     (void)aw_dlq_flush(ctx->dlq, DLQ_TIMEOUT_MS);

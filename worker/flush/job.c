@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "common/backoff.h"
 #include "common/clock.h"
@@ -57,6 +58,30 @@ const char *const aw_job_cat_name[CAT_COUNT] = {"import_add", "import_update", "
 uint64_t aw_job_now_ms(void)
 {
     return aw_clock_mono_ms();
+}
+
+/* Monotonic seconds with sub-millisecond resolution, for the request duration histogram. */
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The class label of aw_klaviyo_request_duration_seconds (status 0: no HTTP answer). */
+static const char *status_class(long status)
+{
+    if (status == 0)
+        return "transport";
+    if (status == 429)
+        return "429";
+    if (status >= 200 && status < 300)
+        return "2xx";
+    if (status >= 400 && status < 500)
+        return "4xx";
+    if (status >= 500 && status < 600)
+        return "5xx";
+    return "other";
 }
 
 const char *aw_job_aud(const struct aw_flush_job *j)
@@ -138,6 +163,7 @@ void aw_job_retry_later(struct aw_flush_job *j, const char *what, const char *de
 {
     uint64_t d = aw_backoff_next_ms(&j->bo);
     j->next_at = aw_job_now_ms() + d;
+    aw_metrics_count(AW_MF_FLUSH_STEP_FAILURES, what, NULL);
     if (j->bo.attempt <= 1)
         AW_LOG_WARN(MOD, "flush step failed, retrying",
                     "account=%s audience=%s step=%s detail=\"%s\" retry_in_ms=%" PRIu64, j->acct_id,
@@ -318,13 +344,18 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
     }
     uint64_t w = aw_ratelimit_acquire(ctx->rl, a->id, ep, now);
     if (w > 0) {
+        /* the job runs again at next_at: the wait is what the limiter costs this request */
+        aw_metrics_family_add(AW_MF_KLAVIYO_RATE_LIMIT_WAIT, op->name, NULL, (double)w / 1000.0);
         j->next_at = now + w;
         return NOT_SENT;
     }
     aw_metrics_add(AW_M_KLAVIYO_REQUESTS, 1);
     aw_klaviyo_set_deadline(ctx->k, ctx->leader.valid_until_ms);
+    double t0 = mono_s();
     (void)aw_klaviyo_request(ctx->k, a->api_key, op->method, path, body, body ? strlen(body) : 0,
                              resp);
+    aw_metrics_observe(AW_MF_KLAVIYO_REQUEST_DURATION, op->name, status_class(resp->status),
+                       mono_s() - t0);
     /* the server's count also holds what other integrations of the account spent */
     aw_ratelimit_observe(ctx->rl, a->id, ep, resp->ratelimit_remaining, resp->ratelimit_reset_s,
                          aw_job_now_ms());
@@ -350,6 +381,7 @@ bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, cons
         uint64_t ra = r->has_retry_after ? r->retry_after_ms : WAIT_DEFAULT_MS;
         if (ra == 0)
             ra = WAIT_DEFAULT_MS / 4;
+        aw_metrics_add(AW_M_KLAVIYO_RETRY_AFTER_MS, ra);
         aw_ratelimit_block(ctx->rl, a->id, now + ra);
         if (aw_store_account_block(ctx->store, a->id, aw_clock_unix_ms() + ra) != AW_OK)
             AW_LOG_WARN(MOD, "cannot store Retry-After block", "account=%s detail=\"%s\"", a->id,
@@ -593,6 +625,8 @@ static bool step_ack(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         return false;
     }
     aw_metrics_add(AW_M_FLUSHES, 1);
+    aw_metrics_observe(AW_MF_FLUSH_DURATION, NULL, NULL,
+                       (double)(aw_job_now_ms() - j->started_ms) / 1000.0);
     AW_LOG_INFO(MOD, "stream flushed",
                 "account=%s audience=%s batch=%s records=%zu uploaded=%zu removed=%zu "
                 "not_found=%zu dropped=%zu dead_lettered=%zu ms=%" PRIu64 "%s",

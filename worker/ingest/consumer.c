@@ -2,6 +2,7 @@
 #include "worker/ingest/consumer.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "worker/ops/metrics.h"
 
 /* The dead-letter producer (also used alone by the flusher thread). */
 struct aw_dlq {
@@ -78,6 +80,67 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     /* Transport errors heal by themselves (librdkafka reconnects). */
     AW_LOG_WARN("consumer", "kafka error", "err=%s detail=%s",
                 rd_kafka_err2name((rd_kafka_resp_err_t)err), aw_log_quote(q, sizeof q, reason));
+}
+
+enum aw_err aw_consumer_stats_apply(const char *json, size_t len)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, 0, &jerr);
+    json_t *topics = json_object_get(root, "topics");
+    if (!json_is_object(topics)) {
+        json_decref(root);
+        return AW_ERR_INVALID;
+    }
+    struct label {
+        const char *topic; /* borrowed from root */
+        char partition[24];
+    } *labels = NULL;
+    struct aw_metric_sample *samples = NULL;
+    size_t n = 0, cap_labels = 0, cap_samples = 0;
+    const char *topic;
+    json_t *t;
+    json_object_foreach(topics, topic, t)
+    {
+        const char *key;
+        json_t *p;
+        json_object_foreach(json_object_get(t, "partitions"), key, p)
+        {
+            json_t *part = json_object_get(p, "partition");
+            json_t *lag = json_object_get(p, "consumer_lag");
+            json_t *desired = json_object_get(p, "desired");
+            /* -1 is librdkafka's internal unassigned-partition queue; a negative lag means an
+             * offset is not known yet; a partition not desired is not (or no longer) ours. */
+            if (!json_is_integer(part) || json_integer_value(part) < 0 || !json_is_integer(lag) ||
+                json_integer_value(lag) < 0 || (desired && !json_is_true(desired)))
+                continue;
+            aw_grow((void **)&labels, &cap_labels, n + 1, sizeof *labels);
+            aw_grow((void **)&samples, &cap_samples, n + 1, sizeof *samples);
+            labels[n].topic = topic;
+            snprintf(labels[n].partition, sizeof labels[n].partition, "%" JSON_INTEGER_FORMAT,
+                     json_integer_value(part));
+            samples[n].value = (double)json_integer_value(lag);
+            n++;
+        }
+    }
+    /* Labels point into labels[], which may have moved while growing: set them at the end. */
+    for (size_t i = 0; i < n; i++) {
+        samples[i].a = labels[i].topic;
+        samples[i].b = labels[i].partition;
+    }
+    aw_metrics_family_replace(AW_MF_CONSUMER_LAG, samples, n);
+    free(samples);
+    free(labels);
+    json_decref(root);
+    return AW_OK;
+}
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (aw_consumer_stats_apply(json, json_len) != AW_OK)
+        AW_LOG_DEBUG("consumer", "unreadable librdkafka statistics", "bytes=%zu", json_len);
+    return 0; /* librdkafka frees json */
 }
 
 static const char *protocol(rd_kafka_t *rk)
@@ -256,6 +319,8 @@ struct aw_consumer *aw_consumer_new(const struct aw_consumer_config *cfg, char *
         (cfg->client_id && !set(conf, "client.id", cfg->client_id, errbuf, errlen)) ||
         !set(conf, "partition.assignment.strategy", "cooperative-sticky", errbuf, errlen) ||
         !set(conf, "auto.offset.reset", "earliest", errbuf, errlen) ||
+        /* aw_consumer_lag (the file may choose another interval, or 0 to turn it off) */
+        !set(conf, "statistics.interval.ms", "5000", errbuf, errlen) ||
         !apply_extra(conf, cfg->extra, cfg->n_extra, false, errbuf, errlen) ||
         /* Delivery-critical: forced after the extra properties so a file cannot undo them. */
         !set(conf, "enable.auto.offset.store", "false", errbuf, errlen) ||
@@ -266,6 +331,7 @@ struct aw_consumer *aw_consumer_new(const struct aw_consumer_config *cfg, char *
     rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_stats_cb(conf, stats_cb);
 
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!c->rk) {

@@ -85,6 +85,14 @@ bool aw_consumer_has_joined(const struct aw_consumer *c);
 /* Number of partitions currently assigned. */
 int aw_consumer_assigned_count(const struct aw_consumer *c);
 
+/* Reads one librdkafka statistics JSON document (the consumer's stats_cb, every
+ * statistics.interval.ms: 5000 unless AW_KAFKA_CONFIG_FILE says otherwise) and replaces the
+ * gauge aw_consumer_lag{topic,partition} with topics.<t>.partitions.<p>.consumer_lag of every
+ * partition this member is assigned ("desired"), skipping the internal partition -1 and
+ * unknown (negative) lags. AW_ERR_INVALID (metric unchanged) when json is not such a document.
+ * json is borrowed. Any thread (the stats callback runs on the consumer's). */
+enum aw_err aw_consumer_stats_apply(const char *json, size_t len);
+
 /* True after a fatal librdkafka error: the caller must stop and exit non-zero. */
 bool aw_consumer_is_fatal(const struct aw_consumer *c);
 

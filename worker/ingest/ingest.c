@@ -51,7 +51,19 @@ struct aw_ingest {
     uint64_t full_logged_ms; /* last "redis is full" line */
     struct aw_dlq_set *dlq;  /* dead letters of the current batch, confirmed together */
     uint64_t last_ping_ms;   /* last readiness ping of Redis while idle */
+    /* What each operation of the store batch is, for the metrics: an aw_change_action, or
+     * OP_SUBSCRIPTION. Indexed by the batch's op index. */
+    signed char *op_kind;
+    size_t cap_op_kind;
 };
+
+#define OP_SUBSCRIPTION (-1)
+
+static void note_op(struct aw_ingest *ing, size_t index, int kind)
+{
+    aw_grow((void **)&ing->op_kind, &ing->cap_op_kind, index + 1, sizeof *ing->op_kind);
+    ing->op_kind[index] = (signed char)kind;
+}
 
 struct aw_ingest *aw_ingest_new(const struct aw_ingest_config *cfg)
 {
@@ -82,6 +94,7 @@ void aw_ingest_free(struct aw_ingest *ing)
     free(ing->keys);
     free(ing->msgs);
     free(ing->recs);
+    free(ing->op_kind);
     free(ing);
 }
 
@@ -104,10 +117,11 @@ static void prepare_subscription(struct aw_ingest *ing, const struct aw_consumer
                                  struct rec *r, const struct aw_event *ev)
 {
     enum aw_err err;
+    size_t index = 0;
     const struct aw_event_audience *a = &ev->subscription;
     if (ev->sub_action == AW_EVENT_SUB_REMOVE) {
         err = aw_store_batch_add_remove(ing->batch, ev->account_id, a->audience_id,
-                                        ev->timestamp_ms, ev->id, NULL);
+                                        ev->timestamp_ms, ev->id, &index);
     } else {
         struct aw_connection conn;
         char detail[160];
@@ -118,13 +132,14 @@ static void prepare_subscription(struct aw_ingest *ing, const struct aw_consumer
         }
         err =
             aw_store_batch_add_upsert(ing->batch, ev->account_id, a->audience_id, a->audience_name,
-                                      conn.list_id, ev->timestamp_ms, ev->id, NULL);
+                                      conn.list_id, ev->timestamp_ms, ev->id, &index);
         aw_connection_clear(&conn);
     }
     if (err != AW_OK) {
         dead_letter(ing, m, r, NULL, 0, "invalid_ids", "decode");
         return;
     }
+    note_op(ing, index, OP_SUBSCRIPTION);
     r->n_ops++;
 }
 
@@ -192,7 +207,9 @@ static void prepare_membership(struct aw_ingest *ing, const struct aw_consumer_m
         return;
     }
     for (size_t i = 0; i < res.n_changes; i++) {
-        if (aw_store_batch_add_apply(ing->batch, &res.changes[i], NULL) == AW_OK) {
+        size_t index = 0;
+        if (aw_store_batch_add_apply(ing->batch, &res.changes[i], &index) == AW_OK) {
+            note_op(ing, index, (int)res.changes[i].action);
             r->n_ops++;
             continue;
         }
@@ -338,10 +355,17 @@ enum aw_err aw_ingest_step(struct aw_ingest *ing, size_t *n_polled)
             aw_metrics_add(AW_M_RECORDS_DONE, 1);
             for (size_t k = r->first_op; k < r->first_op + r->n_ops; k++) {
                 const struct aw_store_result *res = aw_store_batch_result(ing->batch, k);
-                if (res->err == AW_OK && res->status == AW_STORE_APPLIED)
-                    aw_metrics_add(AW_M_CHANGES_APPLIED, 1);
-                else if (res->err == AW_OK)
-                    aw_metrics_add(AW_M_CHANGES_STALE, 1);
+                if (res->err != AW_OK)
+                    continue;
+                bool applied = res->status == AW_STORE_APPLIED;
+                int kind = k < ing->cap_op_kind ? ing->op_kind[k] : OP_SUBSCRIPTION;
+                if (kind == OP_SUBSCRIPTION) {
+                    if (applied)
+                        aw_metrics_add(AW_M_AUDIENCE_UPDATES, 1);
+                    continue;
+                }
+                aw_metrics_count(applied ? AW_MF_CHANGES_APPLIED : AW_MF_CHANGES_STALE,
+                                 aw_change_action_str((enum aw_change_action)kind), NULL);
             }
             continue;
         }
