@@ -9,13 +9,13 @@
 #    `podman import`ed, unless they are already in the local store (AW_REBASE=1 remakes them).
 #    Nothing is pulled from a registry (`buildah bud --pull=never`).
 # 2. `buildah bud --isolation chroot` builds the Dockerfile: no daemon, no user namespace.
-# 3. The image is listed with its size; tests/integration/test_image.sh runs it.
+# 3. The image is listed with its size; tests/integration/smoke_image.sh runs it.
 #
 # Environment: AW_IMAGE_STORAGE_DRIVER (default overlay; vfs where overlay cannot mount),
 # AW_IMAGE_MIRROR (default http://deb.debian.org/debian), AW_IMAGE_STATE (default
 # /var/tmp/aw-image: containers.conf and storage.conf written here, the image store under it).
 # Needs root (mmdebstrap's root mode, the image store); installs mmdebstrap podman buildah runc
-# with apt-get when they are missing. Source this file's env part from test_image.sh: it exports
+# with apt-get when they are missing. Source this file's env part from smoke_image.sh: it exports
 # CONTAINERS_CONF and CONTAINERS_STORAGE_CONF so podman sees the same store.
 set -euo pipefail
 
