@@ -20,11 +20,12 @@ source "$(dirname "$0")/../integration/lib.sh"
 
 profile=${1:-short}
 case $profile in
-short) msgs=${AW_SOAK_MESSAGES:-2400} waves=${AW_SOAK_WAVES:-6} ;;
+short) msgs=${AW_SOAK_MESSAGES:-2400} waves=${AW_SOAK_WAVES:-6} wave_s=0 ;;
 long)
     minutes=${AW_SOAK_MINUTES:-30}
     waves=${AW_SOAK_WAVES:-$((minutes * 60 / 20))}
     msgs=${AW_SOAK_MESSAGES:-$((waves * 250))}
+    wave_s=$((minutes * 60 / waves)) # each wave lasts at least this: the run spans the minutes
     ;;
 *) fail "usage: soak.sh [short|long]" ;;
 esac
@@ -73,6 +74,7 @@ klaviyo_faults() { # a different mix each wave
 }
 
 for w in $(seq 1 "$waves"); do
+    wave_end=$((SECONDS + wave_s))
     klaviyo_faults "$w"
     produce_file "$IN" "$AW_TEST_DIR/wave-$w.tsv" || fail "producing wave $w"
     sleep 1
@@ -119,6 +121,7 @@ for w in $(seq 1 "$waves"); do
     esac
     sleep 2
     ensure_running
+    while [ "$SECONDS" -lt "$wave_end" ]; do sleep 1; done
 done
 
 sim_control faults '{}'
@@ -154,5 +157,5 @@ for r in "${replicas[@]}"; do
     stop_worker "$r" || fail "$r did not exit 0 on SIGTERM"
 done
 records=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["records"])' "$expected")
-note "soak $profile PASSED: $records records, faults: $(for k in "${!faults[@]}"; do printf '%s=%s ' "$k" "${faults[$k]}"; done)"
+note "soak $profile PASSED in $SECONDS s: $records records, faults: $(for k in "${!faults[@]}"; do printf '%s=%s ' "$k" "${faults[$k]}"; done)"
 echo "soak: PASS"
