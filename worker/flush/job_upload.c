@@ -241,6 +241,7 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         struct aw_parse_import_job job;
         memset(&job, 0, sizeof job);
         if (r.action == AW_KLAVIYO_NOT_FOUND) {
+            aw_metrics_count(AW_MF_KLAVIYO_JOBS, "not_found", NULL);
             resend_job(j, "job_not_found");
         } else if (r.action != AW_KLAVIYO_DONE ||
                    aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
@@ -248,12 +249,16 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         } else if (!aw_parse_job_is_done(job.status)) {
             j->next_at = aw_job_now_ms() + ctx->s->klaviyo.job_poll_ms;
         } else if (job.status == AW_PARSE_JOB_CANCELLED) {
+            aw_metrics_count(AW_MF_KLAVIYO_JOBS, "cancelled", NULL);
             resend_job(j, "job_cancelled");
         } else {
             uint64_t ok = job.completed_count > 0 ? (uint64_t)job.completed_count : 0;
             aw_metrics_add(AW_M_PROFILES_UPLOADED, ok);
             j->n_uploaded += ok;
+            aw_metrics_count(AW_MF_KLAVIYO_JOBS,
+                             job.failed_count > 0 ? "failed_records" : "complete", NULL);
             if (job.failed_count > 0) {
+                aw_metrics_add(AW_M_KLAVIYO_JOB_FAILED, (uint64_t)job.failed_count);
                 free(j->err_cursor);
                 j->err_cursor = NULL;
                 j->phase = PH_JOB_ERRORS;
