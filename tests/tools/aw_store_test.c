@@ -586,17 +586,20 @@ static void test_retention(struct aw_store *s)
      * by the leader of the batch in flight */
     uint64_t sent = 1;
     bool written = false;
-    AW_CHECK_INT_EQ(aw_store_flush_consent_sent(s, "11", &sent), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_flush_sent_at(s, "11", NULL, AW_STORE_SENT_CONSENT, &sent), AW_OK);
     AW_CHECK_INT_EQ(sent, 0);
-    AW_CHECK_INT_EQ(aw_store_flush_set_consent_sent(s, "11", 1, t.batch_id, T0 + 7, &written),
+    AW_CHECK_INT_EQ(aw_store_flush_mark_sent(s, "11", NULL, AW_STORE_SENT_CONSENT, 1, t.batch_id,
+                                             T0 + 7, &written),
                     AW_OK);
     AW_CHECK(written);
-    AW_CHECK_INT_EQ(aw_store_flush_set_consent_sent(s, "11", 1, "other-batch", T0 + 9, &written),
+    AW_CHECK_INT_EQ(aw_store_flush_mark_sent(s, "11", NULL, AW_STORE_SENT_CONSENT, 1, "other-batch",
+                                             T0 + 9, &written),
                     AW_OK);
     AW_CHECK(!written);
-    AW_CHECK_INT_EQ(aw_store_flush_set_consent_sent(s, "11", 0, t.batch_id, T0 + 9, &written),
+    AW_CHECK_INT_EQ(aw_store_flush_mark_sent(s, "11", NULL, AW_STORE_SENT_CONSENT, 0, t.batch_id,
+                                             T0 + 9, &written),
                     AW_ERR_NOT_LEADER); /* an older leader than the batch's */
-    AW_CHECK_INT_EQ(aw_store_flush_consent_sent(s, "11", &sent), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_flush_sent_at(s, "11", NULL, AW_STORE_SENT_CONSENT, &sent), AW_OK);
     AW_CHECK_INT_EQ(sent, T0 + 7);
     AW_CHECK_INT_EQ(ack_all(s, "11", NULL, 1, &t, NULL, T0), AW_STORE_BATCH_DONE);
     aw_store_taken_clear(&t);

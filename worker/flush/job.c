@@ -135,6 +135,7 @@ void aw_flush_job_free(struct aw_flush_job *j)
     free(j->job_id);
     free(j->job_items);
     free(j->err_cursor);
+    free(j->orphan_cursor);
     free(j->list_id);
     *j->batch_bytes -= j->t.bytes;
     aw_metrics_set(AW_M_FLUSH_BATCH_BYTES, (int64_t)*j->batch_bytes);
@@ -502,8 +503,10 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         }
     }
     categorize(j);
-    if (j->t.status == AW_STORE_BATCH_RESUMED)
+    if (j->t.status == AW_STORE_BATCH_RESUMED) {
         parse_resume_job(j);
+        aw_job_resume_imports(ctx, j);
+    }
     AW_LOG_INFO(
         MOD, j->t.status == AW_STORE_BATCH_RESUMED ? "resuming in-flight batch" : "flushing batch",
         "account=%s audience=%s batch=%s records=%zu adds=%zu updates=%zu removes=%zu "
@@ -592,6 +595,8 @@ static const char *channels_str(unsigned m)
 /* Returns true when the job is finished. */
 static bool step_ack(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
+    if (!aw_job_orphans_settled(ctx, j))
+        return false;
     if (j->n_dl > 0) {
         /* every dead letter of this batch confirmed (a failed or missing produce counts as
          * unconfirmed), else they are produced again and the ack waits */

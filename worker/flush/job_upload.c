@@ -83,7 +83,8 @@ static bool consent_ready(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
     if (!j->consent_checked) {
         uint64_t last = 0, settle = ctx->s->klaviyo.consent_settle_ms;
-        if (aw_store_flush_consent_sent(ctx->store, j->acct_id, &last) != AW_OK) {
+        if (aw_store_flush_sent_at(ctx->store, j->acct_id, NULL, AW_STORE_SENT_CONSENT, &last) !=
+            AW_OK) {
             aw_metrics_add(AW_M_STORE_ERRORS, 1);
             aw_job_retry_later(j, "consent_settle", aw_store_errstr(ctx->store));
             return false;
@@ -99,8 +100,9 @@ static bool consent_ready(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         }
     }
     bool written = false;
-    enum aw_err e = aw_store_flush_set_consent_sent(ctx->store, j->acct_id, ctx->leader.epoch,
-                                                    j->t.batch_id, aw_clock_unix_ms(), &written);
+    enum aw_err e =
+        aw_store_flush_mark_sent(ctx->store, j->acct_id, NULL, AW_STORE_SENT_CONSENT,
+                                 ctx->leader.epoch, j->t.batch_id, aw_clock_unix_ms(), &written);
     if (e == AW_OK && written)
         return true;
     if (e == AW_ERR_NOT_LEADER || e == AW_OK) { /* fenced, or the batch is no longer ours */
@@ -115,6 +117,125 @@ static bool consent_ready(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     return false;
 }
 
+/* ---- Imports whose answer was lost ------------------------------------------------------------
+ * A bulk import that Klaviyo applied but whose answer was lost (timeout, dropped connection, 5xx
+ * after apply) leaves a job the leader does not know; the import is sent again (the same
+ * entries: a second job with the same content). The unknown job may still be queued when the
+ * next batch of the stream removes a user or changes an attribute, and re-apply the older state
+ * when it runs. So such a batch is acked only once no import job of the account that was
+ * created up to the batch's last import POST (plus a margin for clock skew) is still queued or
+ * processing (GET /api/profile-bulk-import-jobs, filtered by status): the next batch of the
+ * stream is taken only after that ack. The wait is bounded (ORPHAN_WAIT_MAX_MS, then a WARN and
+ * the ack), and other integrations' jobs of that window are waited for too (conservative). */
+#define ORPHAN_SKEW_MS 60000u
+#define ORPHAN_WAIT_MAX_MS (3600u * 1000u)
+
+/* Records the import POST before it is sent (a new leader then knows one may have been lost).
+ * False: j is scheduled (store error) or released (fenced). */
+static bool mark_import(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    bool written = false;
+    uint64_t now = aw_clock_unix_ms();
+    enum aw_err e =
+        aw_store_flush_mark_sent(ctx->store, j->acct_id, j->aud_id, AW_STORE_SENT_IMPORT,
+                                 ctx->leader.epoch, j->t.batch_id, now, &written);
+    if (e == AW_OK && written) {
+        j->import_sent_ms = now;
+        return true;
+    }
+    if (e == AW_ERR_NOT_LEADER || e == AW_OK) {
+        AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
+                    aw_job_aud(j));
+        j->release = true;
+        j->next_at = aw_job_now_ms();
+        return false;
+    }
+    aw_metrics_add(AW_M_STORE_ERRORS, 1);
+    aw_job_retry_later(j, "import_record", aw_store_errstr(ctx->store));
+    return false;
+}
+
+void aw_job_resume_imports(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    uint64_t sent = 0;
+    if (aw_store_flush_sent_at(ctx->store, j->acct_id, j->aud_id, AW_STORE_SENT_IMPORT, &sent) !=
+        AW_OK) {
+        sent = aw_clock_unix_ms(); /* unknown: assume an import was just sent */
+        aw_metrics_add(AW_M_STORE_ERRORS, 1);
+    }
+    if (sent > 0) {
+        j->import_sent_ms = sent;
+        j->orphan_possible = true;
+    }
+}
+
+/* True when the page lists a job created at or before the cutoff (unix ms). */
+static bool page_has_older_job(const struct aw_parse_page *pg, uint64_t cutoff)
+{
+    for (size_t i = 0; i < pg->n; i++) {
+        uint64_t created = 0;
+        if (!pg->items[i].value || !aw_clock_parse_iso8601(pg->items[i].value, &created) ||
+            created <= cutoff)
+            return true; /* an unreadable date counts as old: wait for it */
+    }
+    return false;
+}
+
+bool aw_job_orphans_settled(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    if (!j->orphan_possible)
+        return true;
+    uint64_t now = aw_job_now_ms();
+    if (j->orphan_since == 0)
+        j->orphan_since = now;
+    if (now - j->orphan_since > ORPHAN_WAIT_MAX_MS) {
+        AW_LOG_WARN(MOD, "import jobs still unfinished after the bound: acking the batch",
+                    "account=%s audience=%s waited_s=%" PRIu64, j->acct_id, aw_job_aud(j),
+                    (now - j->orphan_since) / 1000);
+        j->orphan_possible = false;
+        return true;
+    }
+    struct aw_api_query q = {.filter = "any(status,[\"queued\",\"processing\"])",
+                             .page_size = aw_api_get(AW_API_IMPORT_LIST_JOBS)->page_size_max,
+                             .cursor = j->orphan_cursor};
+    char *path = NULL;
+    if (aw_api_path_build(AW_API_IMPORT_LIST_JOBS, NULL, &q, &path) != AW_OK) {
+        aw_job_retry_later(j, "import_jobs_list", "unusable cursor");
+        free(j->orphan_cursor);
+        j->orphan_cursor = NULL;
+        return false;
+    }
+    struct aw_klaviyo_response r;
+    bool settled = false;
+    if (aw_job_send(ctx, j, AW_API_IMPORT_LIST_JOBS, path, NULL, &r) == SENT &&
+        !aw_job_handle_common(ctx, j, "import_jobs_list", &r)) {
+        struct aw_parse_page pg;
+        if (r.action != AW_KLAVIYO_DONE ||
+            aw_parse_import_jobs_page(r.body, r.body_len, &pg) != AW_OK) {
+            aw_job_retry_later(j, "import_jobs_list", "unexpected response");
+        } else {
+            free(j->orphan_cursor);
+            j->orphan_cursor = NULL;
+            if (page_has_older_job(&pg, j->import_sent_ms + ORPHAN_SKEW_MS)) {
+                AW_LOG_DEBUG(MOD, "waiting for import jobs that may hold this batch",
+                             "account=%s audience=%s", j->acct_id, aw_job_aud(j));
+                j->next_at = now + ctx->s->klaviyo.job_poll_ms;
+            } else if (pg.next_cursor) {
+                j->orphan_cursor = pg.next_cursor;
+                pg.next_cursor = NULL;
+                j->next_at = now;
+            } else {
+                j->orphan_possible = false;
+                settled = true;
+            }
+            aw_parse_page_clear(&pg);
+        }
+    }
+    aw_klaviyo_response_clear(&r);
+    free(path);
+    return settled;
+}
+
 void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
     int c = j->cur;
@@ -126,6 +247,8 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     if ((c == CAT_ADD || c == CAT_UPD) && adopt_resumed_job(ctx, j, c))
         return;
     if ((c == CAT_SUB || c == CAT_UNSUB) && !consent_ready(ctx, j))
+        return;
+    if ((c == CAT_ADD || c == CAT_UPD) && !mark_import(ctx, j))
         return;
     size_t m = j->ncat[c] - j->pos;
     const struct aw_change **arr = aw_calloc(m, sizeof *arr);
@@ -167,8 +290,10 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     enum aw_err pe = aw_api_path_build(ep, NULL, NULL, &path);
     AW_ASSERT(pe == AW_OK); /* fixed template */
     struct aw_klaviyo_response r;
-    if (aw_job_send(ctx, j, ep, path, body, &r) == SENT &&
-        !aw_job_handle_common(ctx, j, aw_job_cat_name[c], &r)) {
+    enum sent sent = aw_job_send(ctx, j, ep, path, body, &r);
+    if (sent == SENT && (c == CAT_ADD || c == CAT_UPD) && r.action == AW_KLAVIYO_RETRY)
+        j->orphan_possible = true; /* Klaviyo may have started a job we will never hear of */
+    if (sent == SENT && !aw_job_handle_common(ctx, j, aw_job_cat_name[c], &r)) {
         j->next_at = aw_job_now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
             j->split_limit = 0;

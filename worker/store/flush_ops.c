@@ -434,23 +434,30 @@ enum aw_err aw_store_flush_set_job(struct aw_store *s, const char *account_id,
                      job_id ? job_id : "", written);
 }
 
-enum aw_err aw_store_flush_set_consent_sent(struct aw_store *s, const char *account_id,
-                                            uint64_t epoch, const char *batch_id, uint64_t unix_ms,
-                                            bool *written)
+static enum aw_store_name sent_field(enum aw_store_sent what)
+{
+    return what == AW_STORE_SENT_CONSENT ? AW_F_META_CONSENT_SENT : AW_F_META_IMPORT_SENT;
+}
+
+enum aw_err aw_store_flush_mark_sent(struct aw_store *s, const char *account_id,
+                                     const char *audience_id, enum aw_store_sent what,
+                                     uint64_t epoch, const char *batch_id, uint64_t unix_ms,
+                                     bool *written)
 {
     char v[24];
-    return batch_set(s, account_id, NULL, epoch, batch_id, AW_F_META_CONSENT_SENT,
+    return batch_set(s, account_id, audience_id, epoch, batch_id, sent_field(what),
                      aw_store_u64(unix_ms, v), written);
 }
 
-enum aw_err aw_store_flush_consent_sent(struct aw_store *s, const char *account_id,
-                                        uint64_t *unix_ms)
+enum aw_err aw_store_flush_sent_at(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, enum aw_store_sent what,
+                                   uint64_t *unix_ms)
 {
     *unix_ms = 0;
     struct stream st;
-    if (!stream_init(&st, account_id, NULL))
+    if (!stream_init(&st, account_id, audience_id))
         return AW_ERR_INVALID;
-    const char *argv[3] = {"HGET", st.meta, aw_store_name(AW_F_META_CONSENT_SENT)};
+    const char *argv[3] = {"HGET", st.meta, aw_store_name(sent_field(what))};
     struct aw_redis_cmd c = {.script = -1, .route = st.meta, .argc = 3, .argv = argv};
     enum aw_err e = aw_store_run(s, &c);
     if (e == AW_OK) {

@@ -96,15 +96,24 @@ enum aw_err aw_store_flush_set_job(struct aw_store *s, const char *account_id,
                                    const char *audience_id, uint64_t epoch, const char *batch_id,
                                    const char *job_id, bool *written);
 
-/* Records, before the request, that the account's profile batch batch_id sends a consent job
- * at unix_ms (Klaviyo gives no id to poll for those: the next batch's consent waits for it to
- * settle, see worker/flush/job_upload.c). Fenced like aw_store_flush_set_job. */
-enum aw_err aw_store_flush_set_consent_sent(struct aw_store *s, const char *account_id,
-                                            uint64_t epoch, const char *batch_id, uint64_t unix_ms,
-                                            bool *written);
+/* What the leader records *before* sending it, in the stream's meta (batch_set.lua). */
+enum aw_store_sent {
+    AW_STORE_SENT_CONSENT, /* profile stream: a consent job (Klaviyo gives no id to poll: the
+                              next batch's consent waits for it to settle) */
+    AW_STORE_SENT_IMPORT   /* a bulk import of the in-flight batch (an answer lost can leave an
+                              unknown job running: the batch's ack waits for it) */
+};
 
-/* When the account's last consent job was sent (unix ms), 0 when never. */
-enum aw_err aw_store_flush_consent_sent(struct aw_store *s, const char *account_id,
-                                        uint64_t *unix_ms);
+/* Records that batch_id of the stream sends `what` at unix_ms. Fenced like
+ * aw_store_flush_set_job (AW_ERR_NOT_LEADER; *written false when the batch is not in flight). */
+enum aw_err aw_store_flush_mark_sent(struct aw_store *s, const char *account_id,
+                                     const char *audience_id, enum aw_store_sent what,
+                                     uint64_t epoch, const char *batch_id, uint64_t unix_ms,
+                                     bool *written);
+
+/* When `what` was last recorded for the stream (unix ms), 0 when never. */
+enum aw_err aw_store_flush_sent_at(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, enum aw_store_sent what,
+                                   uint64_t *unix_ms);
 
 #endif
