@@ -32,6 +32,7 @@
 #include "worker/store/flush_ops.h"
 #include "worker/store/lease.h"
 #include "worker/store/store.h"
+#include "worker/store/summary.h"
 
 #define MOD "flush"
 #define DUE_ACCOUNTS_MAX 256u /* accounts listed per scan (from a rotating offset) */
@@ -39,7 +40,9 @@
 #define JOBS_PER_ACCOUNT 32u  /* streams of one account worked at once */
 #define JOBS_MAX 4096u        /* streams worked at once */
 #define DLQ_TIMEOUT_MS 10000
-#define RATE_SCALE_PCT 90u /* headroom under Klaviyo's published limits */
+#define RATE_SCALE_PCT 90u      /* headroom under Klaviyo's published limits */
+#define SUMMARY_EVERY_MS 15000u /* the leader's pending / in-flight / oldest gauges */
+#define SUMMARY_STREAMS_MAX 200000u
 
 struct aw_flusher {
     struct aw_flush_ctx ctx;
@@ -47,6 +50,7 @@ struct aw_flusher {
     const char **extra;
     bool was_held;
     uint64_t next_scan;
+    uint64_t next_summary;
     size_t scan_offset;
     struct aw_flush_job **jobs;
     size_t n_jobs, cap_jobs;
@@ -61,6 +65,32 @@ static uint64_t now_ms(void)
 
 /* Forgets every in-memory job (lease lost or stopping): batches stay in Redis and the next
  * leader resumes them. */
+static void summary_gauges(uint64_t pending, uint64_t inflight, uint64_t oldest_age_ms)
+{
+    aw_metrics_set(AW_M_PENDING_CHANGES, (int64_t)pending);
+    aw_metrics_set(AW_M_INFLIGHT_CHANGES, (int64_t)inflight);
+    aw_metrics_set(AW_M_OLDEST_PENDING_AGE_MS, (int64_t)oldest_age_ms);
+}
+
+/* The leader's view of the whole store, for alerts on backlog and age (one pipelined read of
+ * every stream every SUMMARY_EVERY_MS; about three commands per audience). */
+static void summarize(struct aw_flusher *f)
+{
+    f->next_summary = now_ms() + SUMMARY_EVERY_MS;
+    struct aw_store_summary sum;
+    if (aw_store_summary(f->ctx.store, SUMMARY_STREAMS_MAX, &sum) != AW_OK) {
+        aw_metrics_add(AW_M_STORE_ERRORS, 1);
+        AW_LOG_WARN(MOD, "cannot read the store's summary", "detail=\"%s\"",
+                    aw_store_errstr(f->ctx.store));
+        return;
+    }
+    uint64_t now = aw_clock_unix_ms();
+    summary_gauges(sum.pending, sum.inflight,
+                   sum.oldest_unix_ms && sum.oldest_unix_ms < now ? now - sum.oldest_unix_ms : 0);
+    if (sum.truncated)
+        AW_LOG_WARN(MOD, "store summary covers only the first streams", "streams=%zu", sum.streams);
+}
+
 static void abandon_all(struct aw_flusher *f, const char *why)
 {
     if (f->n_jobs)
@@ -95,11 +125,13 @@ static void lease_drive(struct aw_flusher *f)
                     ctx->s->process.instance_id ? ctx->s->process.instance_id : "");
         aw_flush_accounts_unload(ctx->accounts); /* re-read keys and a predecessor's blocks */
         f->next_scan = 0;
+        f->next_summary = 0;
         aw_metrics_count(AW_MF_LEADER_TRANSITIONS, "leader", NULL);
     } else if (!held && f->was_held) {
         AW_LOG_WARN(MOD, "leader lease lost", "epoch=%" PRIu64, ctx->leader.epoch);
         aw_metrics_count(AW_MF_LEADER_TRANSITIONS, "follower", NULL);
         abandon_all(f, "lease_lost");
+        summary_gauges(0, 0, 0); /* the new leader reports them */
     }
     f->was_held = held;
     aw_metrics_set(AW_M_LEADER, held);
@@ -192,6 +224,8 @@ static void run(struct aw_flusher *f)
         }
         if (now >= f->next_scan)
             scan(f);
+        if (now >= f->next_summary)
+            summarize(f);
         bool ran = false;
         for (size_t i = 0; i < f->n_jobs && !atomic_load(f->stop);) {
             struct aw_flush_job *j = f->jobs[i];

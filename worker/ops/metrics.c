@@ -70,6 +70,19 @@ static const struct {
                          "1 while Redis refuses ingest's writes for memory: ingest paused until "
                          "the leader drains",
                          true, 1},
+    [AW_M_PENDING_CHANGES] = {"aw_pending_changes",
+                              "Changes waiting in Redis for a flush, every stream of every account "
+                              "(the leader reads it every 15 s; 0 elsewhere)",
+                              true, 1},
+    [AW_M_INFLIGHT_CHANGES] = {"aw_inflight_changes",
+                               "Changes of the batches being uploaded (the leader reads it every "
+                               "15 s; 0 elsewhere)",
+                               true, 1},
+    [AW_M_OLDEST_PENDING_AGE_MS] = {"aw_oldest_pending_age_seconds",
+                                    "Age of the oldest pending change (its stream's first pending "
+                                    "time; the leader reads it every 15 s; 0 when none or "
+                                    "elsewhere)",
+                                    true, 1000},
     [AW_M_KLAVIYO_JOB_FAILED] = {"aw_klaviyo_job_failed_records_total",
                                  "Records Klaviyo's bulk import jobs reported failed (each is "
                                  "dead-lettered with its import error)",

@@ -36,6 +36,10 @@ enum aw_metric {
     AW_M_FLUSH_JOBS,             /* gauge: stream flushes the leader is working on */
     AW_M_STORE_FULL,             /* gauge: 1 while Redis refuses ingest's writes (maxmemory) */
     AW_M_KLAVIYO_JOB_FAILED,     /* counter: records Klaviyo's bulk import jobs failed */
+    AW_M_PENDING_CHANGES,        /* gauge (leader, every 15 s): changes waiting in Redis */
+    AW_M_INFLIGHT_CHANGES,       /* gauge (leader, every 15 s): changes of batches in flight */
+    AW_M_OLDEST_PENDING_AGE_MS,  /* gauge (leader, every 15 s): age of the oldest pending change,
+                                    in ms, exposed in seconds */
     AW_M_FLUSH_BATCH_BYTES,      /* gauge: bytes of the batches the leader holds in memory */
     AW_M_KLAVIYO_RETRY_AFTER_MS, /* counter, exposed in seconds: Retry-After waits of 429s */
     AW_M__COUNT
