@@ -26,6 +26,7 @@
 #include "worker/flush/ratelimit.h"
 #include "worker/ingest/consumer.h"
 #include "worker/klaviyo/client.h"
+#include "worker/klaviyo/dryrun.h"
 #include "worker/ops/health.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
@@ -256,6 +257,7 @@ static void flusher_free(struct aw_flusher *f)
     aw_dlq_free(f->ctx.dlq);
     aw_ratelimit_free(f->ctx.rl);
     aw_klaviyo_free(f->ctx.k);
+    aw_dryrun_free(f->ctx.dry);
     aw_store_free(f->ctx.store);
     free(f->extra);
     free(f);
@@ -290,6 +292,15 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
     if (!ctx->k) {
         snprintf(errbuf, errlen, "flusher klaviyo client: %s", err);
         goto fail;
+    }
+    if (s->klaviyo.dry_run) {
+        ctx->dry = aw_dryrun_new(s->klaviyo.dry_run_file, err, sizeof err);
+        if (!ctx->dry) {
+            snprintf(errbuf, errlen, "flusher: %s", err);
+            goto fail;
+        }
+        AW_LOG_WARN(MOD, "dry run: writes to Klaviyo are recorded, never sent (AW_DRY_RUN)", "%s",
+                    "");
     }
     ctx->rl = aw_ratelimit_new(RATE_SCALE_PCT);
     size_t n_extra = s->kafka.extra.n_entries;

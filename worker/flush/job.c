@@ -36,6 +36,7 @@
 #include "worker/klaviyo/api.h"
 #include "worker/klaviyo/build.h"
 #include "worker/klaviyo/client.h"
+#include "worker/klaviyo/dryrun.h"
 #include "worker/klaviyo/parse.h"
 #include "worker/ops/deadletter.h"
 #include "worker/ops/metrics.h"
@@ -341,6 +342,13 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
         j->release = true;
         j->next_at = now;
         return NOT_SENT;
+    }
+    if (ctx->dry && aw_dryrun_intercepts(ep, path)) {
+        /* AW_DRY_RUN: recorded and answered locally, never sent, no rate limit spent */
+        if (aw_dryrun_answer(ctx->dry, a->id, ep, path, body, resp) != AW_OK)
+            AW_LOG_WARN(MOD, "dry run: cannot write AW_DRY_RUN_FILE", "account=%s audience=%s",
+                        j->acct_id, aw_job_aud(j));
+        return SENT;
     }
     uint64_t w = aw_ratelimit_acquire(ctx->rl, a->id, ep, now);
     if (w > 0) {
