@@ -30,8 +30,10 @@
 #include "worker/ops/health.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
+#include "worker/store/account_ops.h"
 #include "worker/store/flush_ops.h"
 #include "worker/store/lease.h"
+#include "worker/store/status.h"
 #include "worker/store/store.h"
 
 #define MOD "flush"
@@ -150,6 +152,22 @@ static void scan_account(struct aw_flusher *f, const char *acct, uint64_t now_un
     aw_store_streams_free(st, n);
 }
 
+/* The accounts operators paused (one read per scan): they get no jobs, and their running jobs
+ * give their batches back at their next step. On a Redis error the last known set stays. */
+static void read_operator_pauses(struct aw_flusher *f)
+{
+    char **ids = NULL;
+    uint64_t *since = NULL;
+    size_t n = 0;
+    if (aw_store_operator_paused(f->ctx.store, &ids, &since, &n) != AW_OK) {
+        aw_metrics_add(AW_M_STORE_ERRORS, 1);
+        return;
+    }
+    aw_flush_accounts_set_operator_paused(f->ctx.accounts, ids, n);
+    aw_store_strings_free(ids, n);
+    free(since);
+}
+
 /* Lists due accounts (a stream with a batch in flight stays due, so a new leader resumes its
  * predecessor's batches first) and starts jobs for their due streams. */
 static void scan(struct aw_flusher *f)
@@ -166,6 +184,7 @@ static void scan(struct aw_flusher *f)
         AW_LOG_WARN(MOD, "cannot list due accounts", "detail=\"%s\"", aw_store_errstr(ctx->store));
         return;
     }
+    read_operator_pauses(f);
     size_t from = f->scan_offset < n ? f->scan_offset : 0;
     for (size_t i = from; i < n; i++)
         scan_account(f, accts[i], now_unix);
