@@ -422,6 +422,22 @@ bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, cons
 
 /* ---- Take ----------------------------------------------------------------------------------- */
 
+unsigned aw_flush_change_kinds(const struct aw_change *c, bool audience)
+{
+    if (audience)
+        return 1u << (c->action == AW_CHANGE_DELETE ? CAT_DEL : CAT_ADD);
+    unsigned m = 0;
+    if (c->n_attrs > 0 || c->ids_changed)
+        m |= 1u << CAT_UPD;
+    if (aw_build_needs_profile_import(c))
+        m |= 1u << CAT_UNSET;
+    if (aw_build_has_subscribe(c))
+        m |= 1u << CAT_SUB;
+    if (aw_build_has_unsubscribe(c))
+        m |= 1u << CAT_UNSUB;
+    return m;
+}
+
 static void categorize(struct aw_flush_job *j)
 {
     for (int c = 0; c < CAT_COUNT; c++)
@@ -429,20 +445,10 @@ static void categorize(struct aw_flush_job *j)
     for (size_t i = 0; i < j->n; i++) {
         if (j->gone[i])
             continue;
-        const struct aw_change *c = &j->t.entries[i].change;
-        if (j->aud_id) {
-            enum cat k = c->action == AW_CHANGE_DELETE ? CAT_DEL : CAT_ADD;
-            j->cat[k][j->ncat[k]++] = i;
-            continue;
-        }
-        if (c->n_attrs > 0 || c->ids_changed)
-            j->cat[CAT_UPD][j->ncat[CAT_UPD]++] = i;
-        if (aw_build_needs_profile_import(c))
-            j->cat[CAT_UNSET][j->ncat[CAT_UNSET]++] = i;
-        if (aw_build_has_subscribe(c))
-            j->cat[CAT_SUB][j->ncat[CAT_SUB]++] = i;
-        if (aw_build_has_unsubscribe(c))
-            j->cat[CAT_UNSUB][j->ncat[CAT_UNSUB]++] = i;
+        unsigned m = aw_flush_change_kinds(&j->t.entries[i].change, j->aud_id != NULL);
+        for (int k = 0; k < CAT_COUNT; k++)
+            if (m & (1u << k))
+                j->cat[k][j->ncat[k]++] = i;
     }
 }
 

@@ -38,6 +38,12 @@ enum aw_err aw_store_stream_info(struct aw_store *s, const char *account_id,
                                  const char *audience_id, struct aw_store_stream_info *out);
 void aw_store_stream_info_clear(struct aw_store_stream_info *info);
 
+/* The streams audience_ids[0..n) of one account (NULL: its profile stream) in one pipeline:
+ * out[i] for audience_ids[i] (out holds n; each cleared with aw_store_stream_info_clear). */
+enum aw_err aw_store_streams_info(struct aw_store *s, const char *account_id,
+                                  const char *const *audience_ids, size_t n,
+                                  struct aw_store_stream_info *out);
+
 /* Frees an array of strings returned above. */
 void aw_store_strings_free(char **v, size_t n);
 
