@@ -91,8 +91,11 @@ static rd_kafka_conf_t *conf_new(const struct aw_settings *s, bool producer, cha
         ok = rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof e) ==
                  RD_KAFKA_CONF_OK &&
              rd_kafka_conf_set(conf, "acks", "all", e, sizeof e) == RD_KAFKA_CONF_OK;
+    /* librdkafka's assign() wants a group id; the reader never joins it (assign, not
+     * subscribe) and never commits, so the replicas' group and offsets are untouched. */
     if (ok && !producer)
-        ok = rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) ==
+        ok = rd_kafka_conf_set(conf, "group.id", CLIENT_ID, e, sizeof e) == RD_KAFKA_CONF_OK &&
+             rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) ==
                  RD_KAFKA_CONF_OK &&
              rd_kafka_conf_set(conf, "enable.partition.eof", "false", e, sizeof e) ==
                  RD_KAFKA_CONF_OK;
