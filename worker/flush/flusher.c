@@ -335,6 +335,8 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
         goto fail;
     }
     aw_leader_init(&ctx->leader, s->leader.lease_ttl_ms);
+    if (s->process.instance_id) /* `aw-worker status` names the holder */
+        aw_leader_set_holder(&ctx->leader, s->process.instance_id);
     /* one turn of the loop: a step per runnable job, each at most one request (bounded by the
      * Klaviyo timeout) and a few Redis calls */
     aw_health_register(AW_HEALTH_FLUSHER, 3 * s->klaviyo.timeout_ms + 60000u);

@@ -39,6 +39,7 @@ struct snapshot {
     uint64_t now_ms; /* unix */
     int64_t ttl_ms;
     uint64_t epoch;
+    char *holder; /* AW_INSTANCE_ID of the lease holder, or NULL */
     struct account *accts;
     size_t n_accts;
     struct row *rows;
@@ -55,6 +56,7 @@ static void snapshot_clear(struct snapshot *sn)
     }
     free(sn->accts);
     free(sn->rows);
+    free(sn->holder);
     memset(sn, 0, sizeof *sn);
 }
 
@@ -100,7 +102,7 @@ static enum aw_err read_snapshot(struct aw_store *st, struct snapshot *sn)
     char **accts = NULL, **paused = NULL;
     uint64_t *since = NULL;
     size_t n = 0, np = 0;
-    if (aw_store_lease_info(st, &sn->ttl_ms, &sn->epoch) != AW_OK ||
+    if (aw_store_lease_info(st, &sn->ttl_ms, &sn->epoch, &sn->holder) != AW_OK ||
         aw_store_accounts(st, &accts, &n) != AW_OK ||
         aw_store_operator_paused(st, &paused, &since, &np) != AW_OK) {
         aw_store_strings_free(accts, n);
@@ -220,9 +222,10 @@ static void print_text(const struct snapshot *sn, bool watch)
 {
     if (watch && isatty(STDOUT_FILENO))
         fputs("\033[H\033[2J", stdout); /* redraw in place on a terminal */
-    printf("lease held=%s ttl_ms=%lld epoch=%llu accounts=%zu\n",
-           sn->ttl_ms >= 0 ? "true" : "false", (long long)(sn->ttl_ms >= 0 ? sn->ttl_ms : 0),
-           (unsigned long long)sn->epoch, sn->n_accts);
+    printf("lease held=%s holder=%s ttl_ms=%lld epoch=%llu accounts=%zu\n",
+           sn->ttl_ms >= 0 ? "true" : "false", sn->holder ? sn->holder : "none",
+           (long long)(sn->ttl_ms >= 0 ? sn->ttl_ms : 0), (unsigned long long)sn->epoch,
+           sn->n_accts);
     int64_t total = 0;
     double rate = 0;
     bool has_rate = false;
@@ -331,10 +334,11 @@ static int print_json(const struct snapshot *sn, bool watch)
     }
     json_t *totals = json_pack("{s:I}", "backlog", (json_int_t)total);
     add_rate(totals, watch && has_rate, rate, total);
-    return aw_admin_print_json(
-        json_pack("{s:I,s:{s:b,s:I,s:I},s:o,s:o}", "time_ms", (json_int_t)sn->now_ms, "lease",
-                  "held", sn->ttl_ms >= 0, "ttl_ms", (json_int_t)(sn->ttl_ms >= 0 ? sn->ttl_ms : 0),
-                  "epoch", (json_int_t)sn->epoch, "accounts", accts, "totals", totals));
+    return aw_admin_print_json(json_pack(
+        "{s:I,s:{s:b,s:o,s:I,s:I},s:o,s:o}", "time_ms", (json_int_t)sn->now_ms, "lease", "held",
+        sn->ttl_ms >= 0, "holder", sn->holder ? json_string(sn->holder) : json_null(), "ttl_ms",
+        (json_int_t)(sn->ttl_ms >= 0 ? sn->ttl_ms : 0), "epoch", (json_int_t)sn->epoch, "accounts",
+        accts, "totals", totals));
 }
 
 /* ---- The command ----------------------------------------------------------------------------- */
