@@ -97,7 +97,7 @@ static rd_kafka_conf_t *conf_new(const struct aw_settings *s, bool producer, cha
         ok = rd_kafka_conf_set(conf, "group.id", CLIENT_ID, e, sizeof e) == RD_KAFKA_CONF_OK &&
              rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) ==
                  RD_KAFKA_CONF_OK &&
-             rd_kafka_conf_set(conf, "enable.partition.eof", "false", e, sizeof e) ==
+             rd_kafka_conf_set(conf, "enable.partition.eof", "true", e, sizeof e) ==
                  RD_KAFKA_CONF_OK;
     if (!ok) {
         snprintf(err, errlen, "kafka: %s", e);
@@ -175,7 +175,7 @@ static int read_topic(const struct aw_settings *s, struct dlq *d)
     int np = md->topics[0].partition_cnt;
     rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(np ? np : 1);
     int64_t *high = aw_calloc((size_t)np + 1, sizeof *high);
-    int64_t *next = aw_calloc((size_t)np + 1, sizeof *next);
+    bool *done = aw_calloc((size_t)np + 1, sizeof *done);
     int rc = AW_ADMIN_EXIT_OK;
     for (int i = 0; i < np; i++) {
         int32_t p = md->topics[0].partitions[i].id;
@@ -189,16 +189,18 @@ static int read_topic(const struct aw_settings *s, struct dlq *d)
         }
         if (p >= 0 && p < np) {
             high[p] = hi;
-            next[p] = lo;
+            done[p] = hi <= lo;
         }
         if (hi > lo)
             rd_kafka_topic_partition_list_add(assign, topic, p)->offset = lo;
     }
     rd_kafka_metadata_destroy(md);
-    if (rc == AW_ADMIN_EXIT_OK && assign->cnt > 0 &&
-        (e = rd_kafka_assign(d->rk, assign)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        fprintf(stderr, "aw-worker: dlq: assign: %s\n", rd_kafka_err2str(e));
-        rc = AW_ADMIN_EXIT_FAIL;
+    if (rc == AW_ADMIN_EXIT_OK && assign->cnt > 0) {
+        e = rd_kafka_assign(d->rk, assign);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "aw-worker: dlq: assign: %s\n", rd_kafka_err2str(e));
+            rc = AW_ADMIN_EXIT_FAIL;
+        }
     }
     int left = rc == AW_ADMIN_EXIT_OK ? assign->cnt : 0;
     rd_kafka_topic_partition_list_destroy(assign);
@@ -212,19 +214,22 @@ static int read_topic(const struct aw_settings *s, struct dlq *d)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(d->rk, 200);
         if (!m)
             continue;
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                fprintf(stderr, "aw-worker: dlq: warning: %s\n", rd_kafka_err2str(m->err));
-        } else if (m->partition >= 0 && m->partition < np && m->offset < high[m->partition]) {
+        int32_t p = m->partition;
+        bool mine = p >= 0 && p < np && !done[p];
+        if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            fprintf(stderr, "aw-worker: dlq: warning: %s\n", rd_kafka_err2str(m->err));
+        else if (mine && !m->err && m->offset < high[p])
             keep(d, m);
-            next[m->partition] = m->offset + 1;
-            if (next[m->partition] >= high[m->partition])
-                left--;
+        /* done at the last record before the start's end, or at an end past it (offsets the
+         * topic skips: compaction, transaction markers) */
+        if (mine && (m->err ? m->offset >= high[p] : m->offset + 1 >= high[p])) {
+            done[p] = true;
+            left--;
         }
         rd_kafka_message_destroy(m);
     }
     free(high);
-    free(next);
+    free(done);
     return rc;
 }
 
@@ -332,6 +337,7 @@ static int cmd_show(const struct aw_settings *s, const struct dlq *d, const stru
 
 /* ---- replay ---------------------------------------------------------------------------------- */
 
+/* Delivery reports: failures counted in *opaque. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -393,14 +399,14 @@ static enum aw_err produce(rd_kafka_t *p, const char *topic, const struct rec *r
 static int cmd_replay(const struct aw_settings *s, const struct dlq *d,
                       const struct aw_admin_opts *o)
 {
-    size_t selected_n = 0, skipped = 0, produced = 0, failed = 0;
+    size_t selected_n = 0, skipped = 0, queued = 0, failed = 0, dr_failed = 0;
     size_t limit = o->limit > 0 ? (size_t)o->limit : (size_t)-1;
     rd_kafka_t *p = NULL;
     if (!o->dry_run) {
         char err[512];
         rd_kafka_conf_t *conf = conf_new(s, true, err, sizeof err);
         if (conf) {
-            rd_kafka_conf_set_opaque(conf, &failed);
+            rd_kafka_conf_set_opaque(conf, &dr_failed);
             rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
             p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
             if (!p)
@@ -423,14 +429,17 @@ static int cmd_replay(const struct aw_settings *s, const struct dlq *d,
         if (p && produce(p, target_topic(s, r), r) != AW_OK)
             failed++;
         else if (p)
-            produced++;
+            queued++;
     }
+    size_t undelivered = 0;
     if (p) {
         if (rd_kafka_flush(p, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-            failed += (size_t)rd_kafka_outq_len(p);
+            undelivered = (size_t)rd_kafka_outq_len(p);
         rd_kafka_destroy(p);
     }
-    size_t delivered = produced >= failed ? produced - failed : 0;
+    undelivered += dr_failed;
+    size_t delivered = queued >= undelivered ? queued - undelivered : 0;
+    failed += undelivered;
     int rc = AW_ADMIN_EXIT_OK;
     if (o->json)
         rc = aw_admin_print_json(json_pack("{s:s,s:s,s:b,s:I,s:I,s:I,s:I}", "reason", o->reason,
