@@ -151,6 +151,16 @@ const struct aw_settings_var aw_settings_vars[] = {
      .max = 60000,
      .off = OFF(klaviyo.job_poll_ms),
      .meaning = "interval between status polls of a Klaviyo bulk job"},
+    {.name = "AW_KLAVIYO_CONSENT_SETTLE_MS",
+     .kind = AW_SETTINGS_K_DURATION,
+     .unit = AW_SETTINGS_U_MS,
+     .def = "60000",
+     .min = 0,
+     .max = 3600000,
+     .off = OFF(klaviyo.consent_settle_ms),
+     .meaning = "wait after an account's consent job before its next batch sends consent "
+                "(subscription jobs give no job id to poll; keeps a user's opposite consents "
+                "in order)"},
     {.name = "AW_DRY_RUN",
      .kind = AW_SETTINGS_K_BOOL,
      .def = "false",

@@ -208,7 +208,8 @@ static int run(int argc, char **argv)
     atomic_store(&g_stop, 1);
     aw_flusher_join(f);
     printf("leader=%lld requests=%lld rate_limited=%lld errors=%lld uploaded=%lld removed=%lld "
-           "flushes=%lld dead_letters=%lld paused=%lld held_jobs=%lld held_bytes=%lld\n",
+           "flushes=%lld dead_letters=%lld paused=%lld held_jobs=%lld held_bytes=%lld "
+           "jobs=%lld job_failed_records=%lld\n",
            (long long)aw_metrics_get(AW_M_LEADER), (long long)aw_metrics_get(AW_M_KLAVIYO_REQUESTS),
            (long long)aw_metrics_get(AW_M_KLAVIYO_RATE_LIMITED),
            (long long)aw_metrics_get(AW_M_KLAVIYO_ERRORS),
@@ -216,7 +217,9 @@ static int run(int argc, char **argv)
            (long long)aw_metrics_get(AW_M_PROFILES_REMOVED),
            (long long)aw_metrics_get(AW_M_FLUSHES),
            (long long)aw_metrics_family_total(AW_MF_DEAD_LETTERS),
-           (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED), held_jobs, held_bytes);
+           (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED), held_jobs, held_bytes,
+           (long long)aw_metrics_family_total(AW_MF_KLAVIYO_JOBS),
+           (long long)aw_metrics_get(AW_M_KLAVIYO_JOB_FAILED));
     if (rc != 0)
         fprintf(stderr, "timeout: audiences still due or in flight\n");
     aw_store_free(s);

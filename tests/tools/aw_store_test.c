@@ -582,6 +582,22 @@ static void test_retention(struct aw_store *s)
     rcli(out, sizeof out, "TTL 'aw:{11}:u:ret@x.io'");
     AW_CHECK_STR_EQ(out, "-1"); /* the profile entry still names it */
     t = take(s, "11", NULL, 1, 100, T0);
+    /* the consent job's time is kept with the profile stream (next batch's settle wait), only
+     * by the leader of the batch in flight */
+    uint64_t sent = 1;
+    bool written = false;
+    AW_CHECK_INT_EQ(aw_store_flush_consent_sent(s, "11", &sent), AW_OK);
+    AW_CHECK_INT_EQ(sent, 0);
+    AW_CHECK_INT_EQ(aw_store_flush_set_consent_sent(s, "11", 1, t.batch_id, T0 + 7, &written),
+                    AW_OK);
+    AW_CHECK(written);
+    AW_CHECK_INT_EQ(aw_store_flush_set_consent_sent(s, "11", 1, "other-batch", T0 + 9, &written),
+                    AW_OK);
+    AW_CHECK(!written);
+    AW_CHECK_INT_EQ(aw_store_flush_set_consent_sent(s, "11", 0, t.batch_id, T0 + 9, &written),
+                    AW_ERR_NOT_LEADER); /* an older leader than the batch's */
+    AW_CHECK_INT_EQ(aw_store_flush_consent_sent(s, "11", &sent), AW_OK);
+    AW_CHECK_INT_EQ(sent, T0 + 7);
     AW_CHECK_INT_EQ(ack_all(s, "11", NULL, 1, &t, NULL, T0), AW_STORE_BATCH_DONE);
     aw_store_taken_clear(&t);
     rcli(out, sizeof out, "TTL 'aw:{11}:u:ret@x.io'");

@@ -310,6 +310,7 @@ static void test_each_variable_errors(void)
         {"AW_KLAVIYO_RETRY_MAX_MS", "400", "below AW_KLAVIYO_RETRY_BASE_MS"},
         {"AW_KLAVIYO_RETRY_MAX_MS", "2h", "out of range 100..3600000 ms"},
         {"AW_KLAVIYO_JOB_POLL_MS", "50", "out of range"},
+        {"AW_KLAVIYO_CONSENT_SETTLE_MS", "3600001", "out of range"},
         {"AW_DRY_RUN", "perhaps", "not a boolean"},
         {"AW_DRY_RUN", "true", "required when AW_DRY_RUN is true"}, /* on AW_DRY_RUN_FILE */
         {"AW_DRY_RUN_FILE", "/tmp/a\tb", "control characters"},

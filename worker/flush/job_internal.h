@@ -75,12 +75,13 @@ struct aw_flush_job {
     size_t *job_items; /* entries of that job (body order) */
     size_t n_job_items;
     char *err_cursor;
-    int resume_cat;      /* a predecessor's import job: its category, or -1 */
-    size_t resume_items; /* ... how many entries it held */
-    bool cache_checked;  /* removals: the Redis id cache was read */
-    size_t split_limit;  /* 0, or the most items per request while a batch Klaviyo refused
-                            whole (400/413 naming no record) is sent in halves */
-    size_t *rm;          /* removals with a profile id */
+    int resume_cat;       /* a predecessor's import job: its category, or -1 */
+    size_t resume_items;  /* ... how many entries it held */
+    bool cache_checked;   /* removals: the Redis id cache was read */
+    bool consent_checked; /* the previous consent job of the account has settled */
+    size_t split_limit;   /* 0, or the most items per request while a batch Klaviyo refused
+                             whole (400/413 naming no record) is sent in halves */
+    size_t *rm;           /* removals with a profile id */
     size_t n_rm;
     struct dl *dl;             /* dead letters produced for this batch (kept until ack) */
     struct aw_dlq_set *dl_set; /* their deliveries, confirmed before the ack */

@@ -72,6 +72,49 @@ static void record_job(struct aw_flush_ctx *ctx, struct aw_flush_job *j, int c, 
                     aw_store_errstr(ctx->store));
 }
 
+/* Subscription jobs give no job id to poll (DESIGN §5): Klaviyo runs them asynchronously and
+ * their order is unknown until both ran, so a user's consent and a later opposite one must never
+ * be queued at Klaviyo together. Inside one batch a (user, channel) has one value, and the
+ * account's profile batches go one at a time; so the batch's first consent request waits until
+ * AW_KLAVIYO_CONSENT_SETTLE_MS after the account's previous consent job. Each consent request is
+ * recorded in Redis *before* it is sent (a lost answer or a new leader still counts it). True:
+ * send now; false: j is scheduled (or released when fenced). */
+static bool consent_ready(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    if (!j->consent_checked) {
+        uint64_t last = 0, settle = ctx->s->klaviyo.consent_settle_ms;
+        if (aw_store_flush_consent_sent(ctx->store, j->acct_id, &last) != AW_OK) {
+            aw_metrics_add(AW_M_STORE_ERRORS, 1);
+            aw_job_retry_later(j, "consent_settle", aw_store_errstr(ctx->store));
+            return false;
+        }
+        j->consent_checked = true;
+        uint64_t now = aw_clock_unix_ms();
+        if (last + settle > now) {
+            uint64_t wait = last + settle - now;
+            j->next_at = aw_job_now_ms() + (wait < settle ? wait : settle); /* clocks may differ */
+            AW_LOG_DEBUG(MOD, "consent waits for the previous consent job to settle",
+                         "account=%s wait_ms=%" PRIu64, j->acct_id, wait);
+            return false;
+        }
+    }
+    bool written = false;
+    enum aw_err e = aw_store_flush_set_consent_sent(ctx->store, j->acct_id, ctx->leader.epoch,
+                                                    j->t.batch_id, aw_clock_unix_ms(), &written);
+    if (e == AW_OK && written)
+        return true;
+    if (e == AW_ERR_NOT_LEADER || e == AW_OK) { /* fenced, or the batch is no longer ours */
+        AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
+                    aw_job_aud(j));
+        j->release = true;
+        j->next_at = aw_job_now_ms();
+        return false;
+    }
+    aw_metrics_add(AW_M_STORE_ERRORS, 1);
+    aw_job_retry_later(j, "consent_record", aw_store_errstr(ctx->store));
+    return false;
+}
+
 void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
     int c = j->cur;
@@ -81,6 +124,8 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         return;
     }
     if ((c == CAT_ADD || c == CAT_UPD) && adopt_resumed_job(ctx, j, c))
+        return;
+    if ((c == CAT_SUB || c == CAT_UNSUB) && !consent_ready(ctx, j))
         return;
     size_t m = j->ncat[c] - j->pos;
     const struct aw_change **arr = aw_calloc(m, sizeof *arr);
@@ -196,6 +241,7 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         struct aw_parse_import_job job;
         memset(&job, 0, sizeof job);
         if (r.action == AW_KLAVIYO_NOT_FOUND) {
+            aw_metrics_count(AW_MF_KLAVIYO_JOBS, "not_found", NULL);
             resend_job(j, "job_not_found");
         } else if (r.action != AW_KLAVIYO_DONE ||
                    aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
@@ -203,12 +249,16 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         } else if (!aw_parse_job_is_done(job.status)) {
             j->next_at = aw_job_now_ms() + ctx->s->klaviyo.job_poll_ms;
         } else if (job.status == AW_PARSE_JOB_CANCELLED) {
+            aw_metrics_count(AW_MF_KLAVIYO_JOBS, "cancelled", NULL);
             resend_job(j, "job_cancelled");
         } else {
             uint64_t ok = job.completed_count > 0 ? (uint64_t)job.completed_count : 0;
             aw_metrics_add(AW_M_PROFILES_UPLOADED, ok);
             j->n_uploaded += ok;
+            aw_metrics_count(AW_MF_KLAVIYO_JOBS,
+                             job.failed_count > 0 ? "failed_records" : "complete", NULL);
             if (job.failed_count > 0) {
+                aw_metrics_add(AW_M_KLAVIYO_JOB_FAILED, (uint64_t)job.failed_count);
                 free(j->err_cursor);
                 j->err_cursor = NULL;
                 j->phase = PH_JOB_ERRORS;

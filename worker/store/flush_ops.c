@@ -401,25 +401,63 @@ enum aw_err aw_store_flush_ack(struct aw_store *s, const char *account_id, const
     return e;
 }
 
-enum aw_err aw_store_flush_set_job(struct aw_store *s, const char *account_id,
-                                   const char *audience_id, uint64_t epoch, const char *batch_id,
-                                   const char *job_id, bool *written)
+/* batch_set.lua: field of the stream's meta = value ("" deletes), if batch_id is in flight. */
+static enum aw_err batch_set(struct aw_store *s, const char *account_id, const char *audience_id,
+                             uint64_t epoch, const char *batch_id, enum aw_store_name field,
+                             const char *value, bool *written)
 {
     if (written)
         *written = false;
     struct stream st;
-    if (!batch_id || !batch_id[0] || (job_id && strlen(job_id) > 256) ||
+    if (!batch_id || !batch_id[0] || strlen(value) > 256 ||
         !stream_init(&st, account_id, audience_id))
         return AW_ERR_INVALID;
     char ep[24];
-    const char *argv[5] = {st.meta, aw_store_u64(epoch, ep), batch_id,
-                           aw_store_name(AW_F_META_JOB_ID), job_id ? job_id : ""};
+    const char *argv[5] = {st.meta, aw_store_u64(epoch, ep), batch_id, aw_store_name(field), value};
     struct aw_redis_cmd c = {
         .script = AW_SCRIPT_BATCH_SET, .nkeys = 1, .route = st.meta, .argc = 5, .argv = argv};
     enum aw_err e = aw_store_run(s, &c);
     if (e == AW_OK) {
         if (written)
             *written = c.reply.type == AW_REPLY_INT && c.reply.integer == 1;
+        aw_redis_cmd_clear(&c);
+    }
+    stream_free(&st);
+    return e;
+}
+
+enum aw_err aw_store_flush_set_job(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, uint64_t epoch, const char *batch_id,
+                                   const char *job_id, bool *written)
+{
+    return batch_set(s, account_id, audience_id, epoch, batch_id, AW_F_META_JOB_ID,
+                     job_id ? job_id : "", written);
+}
+
+enum aw_err aw_store_flush_set_consent_sent(struct aw_store *s, const char *account_id,
+                                            uint64_t epoch, const char *batch_id, uint64_t unix_ms,
+                                            bool *written)
+{
+    char v[24];
+    return batch_set(s, account_id, NULL, epoch, batch_id, AW_F_META_CONSENT_SENT,
+                     aw_store_u64(unix_ms, v), written);
+}
+
+enum aw_err aw_store_flush_consent_sent(struct aw_store *s, const char *account_id,
+                                        uint64_t *unix_ms)
+{
+    *unix_ms = 0;
+    struct stream st;
+    if (!stream_init(&st, account_id, NULL))
+        return AW_ERR_INVALID;
+    const char *argv[3] = {"HGET", st.meta, aw_store_name(AW_F_META_CONSENT_SENT)};
+    struct aw_redis_cmd c = {.script = -1, .route = st.meta, .argc = 3, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK) {
+        if (c.reply.type == AW_REPLY_STR)
+            *unix_ms = strtoull(c.reply.str, NULL, 10);
+        else if (c.reply.type != AW_REPLY_NIL)
+            e = AW_ERR_PROTOCOL;
         aw_redis_cmd_clear(&c);
     }
     stream_free(&st);

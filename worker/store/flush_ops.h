@@ -112,4 +112,15 @@ enum aw_err aw_store_flush_set_job(struct aw_store *s, const char *account_id,
                                    const char *audience_id, uint64_t epoch, const char *batch_id,
                                    const char *job_id, bool *written);
 
+/* Records, before the request, that the account's profile batch batch_id sends a consent job
+ * at unix_ms (Klaviyo gives no id to poll for those: the next batch's consent waits for it to
+ * settle, see worker/flush/job_upload.c). Fenced like aw_store_flush_set_job. */
+enum aw_err aw_store_flush_set_consent_sent(struct aw_store *s, const char *account_id,
+                                            uint64_t epoch, const char *batch_id, uint64_t unix_ms,
+                                            bool *written);
+
+/* When the account's last consent job was sent (unix ms), 0 when never. */
+enum aw_err aw_store_flush_consent_sent(struct aw_store *s, const char *account_id,
+                                        uint64_t *unix_ms);
+
 #endif
