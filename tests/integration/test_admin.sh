@@ -98,6 +98,10 @@ grep -q '^audience account=9001 audience=11 .* pending=2 .* rate_per_s=0.0 eta_s
 
 # ---- 2. the dead-letter topic ------------------------------------------------------------------
 wait_metric w1 'aw_dead_letters_total{stage="decode",reason="not_json"}' -eq 2 20
+wait_metric w1 'aw_dead_letters_total{stage="decode",reason="unknown_type"}' -eq 1 20
+wait_metric w1 'aw_dead_letters_total{stage="map",reason="missing_email"}' -eq 1 20
+# counted when produced: wait until the broker holds them too (dlq reads to the end it finds)
+consume_topic "$DLQ" 4 20 >/dev/null || fail "the 4 dead letters are not in $DLQ"
 adm dlq stats --json >"$AW_TEST_DIR/dlq.json" || fail "dlq stats"
 jq -e '.records == 4 and ([.by[] | "\(.stage)/\(.reason)=\(.count)"] | sort ==
     ["decode/not_json=2", "decode/unknown_type=1", "map/missing_email=1"])' \

@@ -43,7 +43,7 @@ struct snapshot {
     struct account *accts;
     size_t n_accts;
     struct row *rows;
-    size_t n_rows, cap_rows;
+    size_t n_rows;
 };
 
 static void snapshot_clear(struct snapshot *sn)
@@ -60,38 +60,42 @@ static void snapshot_clear(struct snapshot *sn)
     memset(sn, 0, sizeof *sn);
 }
 
-/* Reads one account's pauses and streams (audiences sorted, then the profile stream). */
-static enum aw_err read_account(struct aw_store *st, struct snapshot *sn, struct account *a)
+/* Every account's audiences and Klaviyo pause (one pipeline), then every stream (pipelines of
+ * up to 1,000 streams): audiences sorted, then the profile stream, account by account. */
+static enum aw_err read_streams(struct aw_store *st, struct snapshot *sn)
 {
-    if (aw_store_account_paused(st, a->id, &a->k_until_ms, &a->k_status) != AW_OK)
-        return AW_ERR_IO;
-    if (a->k_until_ms <= sn->now_ms)
-        a->k_until_ms = 0;
-    char **auds = NULL;
-    size_t na = 0;
-    if (aw_store_audiences(st, a->id, &auds, &na) != AW_OK)
-        return AW_ERR_IO;
-    const char **ids = aw_calloc(na + 1, sizeof *ids);
-    for (size_t k = 0; k < na; k++)
-        ids[k] = auds[k];
-    ids[na] = NULL; /* the profile stream */
-    struct aw_store_stream_info *in = aw_calloc(na + 1, sizeof *in);
-    enum aw_err e = aw_store_streams_info(st, a->id, ids, na + 1, in);
-    if (e == AW_OK) {
-        aw_grow((void **)&sn->rows, &sn->cap_rows, sn->n_rows + na + 1, sizeof *sn->rows);
-        for (size_t k = 0; k <= na; k++) {
-            struct row *r = &sn->rows[sn->n_rows++];
-            memset(r, 0, sizeof *r);
-            r->acct = a->id;
-            r->aud = k < na ? auds[k] : NULL;
-            if (k < na)
-                auds[k] = NULL; /* moved into the row */
-            r->in = in[k];
-        }
+    const char **ids = aw_calloc(sn->n_accts + 1, sizeof *ids);
+    for (size_t k = 0; k < sn->n_accts; k++)
+        ids[k] = sn->accts[k].id;
+    struct aw_store_account_view *v = aw_calloc(sn->n_accts + 1, sizeof *v);
+    enum aw_err e = aw_store_accounts_view(st, ids, sn->n_accts, v);
+    size_t n = 0;
+    for (size_t k = 0; k < sn->n_accts && e == AW_OK; k++) {
+        struct account *a = &sn->accts[k];
+        a->k_until_ms = v[k].paused_until_ms > sn->now_ms ? v[k].paused_until_ms : 0;
+        a->k_status = v[k].paused_status;
+        n += v[k].n_audiences + 1;
     }
+    struct aw_store_stream_ref *refs = aw_calloc(n + 1, sizeof *refs);
+    sn->rows = aw_calloc(n + 1, sizeof *sn->rows);
+    for (size_t k = 0; k < sn->n_accts && e == AW_OK; k++)
+        for (size_t i = 0; i <= v[k].n_audiences; i++) {
+            struct row *r = &sn->rows[sn->n_rows];
+            r->acct = sn->accts[k].id;
+            r->aud = i < v[k].n_audiences ? aw_strdup(v[k].audiences[i]) : NULL;
+            refs[sn->n_rows++] = (struct aw_store_stream_ref){r->acct, r->aud};
+        }
+    struct aw_store_stream_info *in = aw_calloc(n + 1, sizeof *in);
+    if (e == AW_OK)
+        e = aw_store_streams_info(st, refs, sn->n_rows, in);
+    for (size_t i = 0; i < sn->n_rows && e == AW_OK; i++)
+        sn->rows[i].in = in[i];
+    for (size_t k = 0; k < sn->n_accts; k++)
+        aw_store_account_view_clear(&v[k]);
     free(in);
+    free(refs);
+    free(v);
     free(ids);
-    aw_store_strings_free(auds, na);
     return e;
 }
 
@@ -125,10 +129,7 @@ static enum aw_err read_snapshot(struct aw_store *st, struct snapshot *sn)
     aw_store_strings_free(accts, n);
     aw_store_strings_free(paused, np);
     free(since);
-    for (size_t k = 0; k < sn->n_accts; k++)
-        if (read_account(st, sn, &sn->accts[k]) != AW_OK)
-            return AW_ERR_IO;
-    return AW_OK;
+    return read_streams(st, sn);
 }
 
 /* ---- Drain rate ------------------------------------------------------------------------------ */

@@ -20,6 +20,24 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The valid ids of an SMEMBERS reply, sorted, into *out (caller-owned) and *n. */
+static enum aw_err ids_of(const struct aw_reply *r, char ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (r->type != AW_REPLY_ARRAY)
+        return AW_ERR_PROTOCOL;
+    char **v = aw_calloc(r->n ? r->n : 1, sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->elem[i].type == AW_REPLY_STR && aw_store_id_ok(r->elem[i].str))
+            v[k++] = aw_strdup(r->elem[i].str);
+    qsort(v, k, sizeof *v, str_cmp);
+    *out = v;
+    *n = k;
+    return AW_OK;
+}
+
 static enum aw_err members(struct aw_store *s, const char *key, char ***out, size_t *n)
 {
     *out = NULL;
@@ -29,20 +47,9 @@ static enum aw_err members(struct aw_store *s, const char *key, char ***out, siz
     enum aw_err e = aw_store_run(s, &c);
     if (e != AW_OK)
         return e;
-    if (c.reply.type != AW_REPLY_ARRAY) {
-        aw_redis_cmd_clear(&c);
-        return AW_ERR_PROTOCOL;
-    }
-    char **v = aw_calloc(c.reply.n ? c.reply.n : 1, sizeof *v);
-    size_t k = 0;
-    for (size_t i = 0; i < c.reply.n; i++)
-        if (c.reply.elem[i].type == AW_REPLY_STR && aw_store_id_ok(c.reply.elem[i].str))
-            v[k++] = aw_strdup(c.reply.elem[i].str);
+    e = ids_of(&c.reply, out, n);
     aw_redis_cmd_clear(&c);
-    qsort(v, k, sizeof *v, str_cmp);
-    *out = v;
-    *n = k;
-    return AW_OK;
+    return e;
 }
 
 enum aw_err aw_store_accounts(struct aw_store *s, char ***out, size_t *n)
@@ -60,6 +67,62 @@ enum aw_err aw_store_audiences(struct aw_store *s, const char *account_id, char 
     enum aw_err e = members(s, key, out, n);
     free(key);
     return e;
+}
+
+void aw_store_account_view_clear(struct aw_store_account_view *v)
+{
+    aw_store_strings_free(v->audiences, v->n_audiences);
+    memset(v, 0, sizeof *v);
+}
+
+enum aw_err aw_store_accounts_view(struct aw_store *s, const char *const *accounts, size_t n,
+                                   struct aw_store_account_view *out)
+{
+    memset(out, 0, n * sizeof *out);
+    for (size_t i = 0; i < n; i++)
+        if (!aw_store_id_ok(accounts[i]))
+            return AW_ERR_INVALID;
+    if (n == 0)
+        return AW_OK;
+    char **keys = aw_calloc(2 * n, sizeof *keys);
+    const char **argv = aw_calloc(6 * n, sizeof *argv);
+    struct aw_redis_cmd *c = aw_calloc(2 * n, sizeof *c);
+    for (size_t i = 0; i < n; i++) {
+        keys[2 * i] = aw_store_key(accounts[i], AW_K_AUDIENCES, NULL, NULL);
+        keys[2 * i + 1] = aw_store_key(accounts[i], AW_K_ACCOUNT, NULL, NULL);
+        const char **a = &argv[6 * i];
+        a[0] = "SMEMBERS";
+        a[1] = keys[2 * i];
+        a[2] = "HMGET";
+        a[3] = keys[2 * i + 1];
+        a[4] = aw_store_name(AW_F_ACCT_PAUSED_UNTIL);
+        a[5] = aw_store_name(AW_F_ACCT_PAUSED_STATUS);
+        c[2 * i] = (struct aw_redis_cmd){.script = -1, .route = a[1], .argc = 2, .argv = a};
+        c[2 * i + 1] = (struct aw_redis_cmd){.script = -1, .route = a[3], .argc = 4, .argv = a + 2};
+    }
+    enum aw_err e = aw_redis_exec(s->r, c, 2 * n);
+    for (size_t i = 0; i < n && e == AW_OK; i++) {
+        e = c[2 * i].err != AW_OK ? c[2 * i].err : c[2 * i + 1].err;
+        if (e == AW_OK)
+            e = ids_of(&c[2 * i].reply, &out[i].audiences, &out[i].n_audiences);
+        const struct aw_reply *p = &c[2 * i + 1].reply;
+        if (e == AW_OK && (p->type != AW_REPLY_ARRAY || p->n != 2))
+            e = AW_ERR_PROTOCOL;
+        if (e == AW_OK && p->elem[0].type == AW_REPLY_STR)
+            out[i].paused_until_ms = strtoull(p->elem[0].str, NULL, 10);
+        if (e == AW_OK && p->elem[1].type == AW_REPLY_STR)
+            out[i].paused_status = strtol(p->elem[1].str, NULL, 10);
+    }
+    for (size_t i = 0; i < 2 * n; i++) {
+        aw_redis_cmd_clear(&c[i]);
+        free(keys[i]);
+    }
+    for (size_t i = 0; i < n && e != AW_OK; i++)
+        aw_store_account_view_clear(&out[i]);
+    free(c);
+    free(argv);
+    free(keys);
+    return aw_store_fail(s, e);
 }
 
 void aw_store_stream_info_clear(struct aw_store_stream_info *info)
@@ -159,32 +222,36 @@ static enum aw_err stream_info_of(struct aw_redis_cmd c[4], struct aw_store_stre
     return AW_OK;
 }
 
-enum aw_err aw_store_streams_info(struct aw_store *s, const char *account_id,
-                                  const char *const *audience_ids, size_t n,
-                                  struct aw_store_stream_info *out)
+#define STREAMS_PER_PIPELINE 1000u /* 4 reads each */
+
+enum aw_err aw_store_streams_info(struct aw_store *s, const struct aw_store_stream_ref *refs,
+                                  size_t n, struct aw_store_stream_info *out)
 {
     memset(out, 0, n * sizeof *out);
-    if (!aw_store_id_ok(account_id))
-        return AW_ERR_INVALID;
     for (size_t i = 0; i < n; i++)
-        if (audience_ids[i] && !aw_store_id_ok(audience_ids[i]))
+        if (!aw_store_id_ok(refs[i].account_id) ||
+            (refs[i].audience_id && !aw_store_id_ok(refs[i].audience_id)))
             return AW_ERR_INVALID;
-    if (n == 0)
-        return AW_OK;
-    struct stream_cmds *k = aw_calloc(n, sizeof *k);
-    struct aw_redis_cmd *c = aw_calloc(4 * n, sizeof *c);
-    for (size_t i = 0; i < n; i++)
-        stream_cmds_init(&k[i], account_id, audience_ids[i], &c[4 * i]);
-    enum aw_err e = aw_redis_exec(s->r, c, 4 * n);
-    for (size_t i = 0; i < n && e == AW_OK; i++)
-        e = stream_info_of(&c[4 * i], &out[i]);
-    for (size_t i = 0; i < n; i++) {
-        for (int q = 0; q < 4; q++)
-            aw_redis_cmd_clear(&c[4 * i + q]);
-        stream_cmds_free(&k[i]);
-        if (e != AW_OK)
-            aw_store_stream_info_clear(&out[i]);
+    size_t per = n < STREAMS_PER_PIPELINE ? n : STREAMS_PER_PIPELINE;
+    struct stream_cmds *k = aw_calloc(per + 1, sizeof *k);
+    struct aw_redis_cmd *c = aw_calloc(4 * per + 1, sizeof *c);
+    enum aw_err e = AW_OK;
+    for (size_t from = 0; from < n && e == AW_OK; from += per) {
+        size_t m = n - from < per ? n - from : per;
+        for (size_t i = 0; i < m; i++)
+            stream_cmds_init(&k[i], refs[from + i].account_id, refs[from + i].audience_id,
+                             &c[4 * i]);
+        e = aw_redis_exec(s->r, c, 4 * m);
+        for (size_t i = 0; i < m && e == AW_OK; i++)
+            e = stream_info_of(&c[4 * i], &out[from + i]);
+        for (size_t i = 0; i < m; i++) {
+            for (int q = 0; q < 4; q++)
+                aw_redis_cmd_clear(&c[4 * i + q]);
+            stream_cmds_free(&k[i]);
+        }
     }
+    for (size_t i = 0; i < n && e != AW_OK; i++)
+        aw_store_stream_info_clear(&out[i]);
     free(c);
     free(k);
     return aw_store_fail(s, e);
@@ -193,5 +260,6 @@ enum aw_err aw_store_streams_info(struct aw_store *s, const char *account_id,
 enum aw_err aw_store_stream_info(struct aw_store *s, const char *account_id,
                                  const char *audience_id, struct aw_store_stream_info *out)
 {
-    return aw_store_streams_info(s, account_id, &audience_id, 1, out);
+    struct aw_store_stream_ref ref = {account_id, audience_id};
+    return aw_store_streams_info(s, &ref, 1, out);
 }
