@@ -1,7 +1,8 @@
 /* admin_status.c -- `aw-worker status [--json] [--watch [SECONDS]]` (see admin.c's help): a
- * snapshot of Redis (the lease, operator and Klaviyo pauses, every stream's counts; each
- * account's streams read in one pipeline), printed as logfmt lines or JSON, and with --watch
- * redrawn with each stream's drain rate and the time left at that rate. */
+ * snapshot of Redis (the lease, operator and Klaviyo pauses, every stream's counts; pipelined:
+ * a few round trips plus one per 1,000 streams, whatever the number of accounts), printed as
+ * logfmt lines or JSON, and with --watch redrawn with each stream's drain rate and the time left
+ * at that rate. */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
