@@ -26,11 +26,14 @@
 #include "worker/flush/ratelimit.h"
 #include "worker/ingest/consumer.h"
 #include "worker/klaviyo/client.h"
+#include "worker/klaviyo/dryrun.h"
 #include "worker/ops/health.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
+#include "worker/store/account_ops.h"
 #include "worker/store/flush_ops.h"
 #include "worker/store/lease.h"
+#include "worker/store/status.h"
 #include "worker/store/store.h"
 #include "worker/store/summary.h"
 
@@ -181,6 +184,22 @@ static void scan_account(struct aw_flusher *f, const char *acct, uint64_t now_un
     aw_store_streams_free(st, n);
 }
 
+/* The accounts operators paused (one read per scan): they get no jobs, and their running jobs
+ * give their batches back at their next step. On a Redis error the last known set stays. */
+static void read_operator_pauses(struct aw_flusher *f)
+{
+    char **ids = NULL;
+    uint64_t *since = NULL;
+    size_t n = 0;
+    if (aw_store_operator_paused(f->ctx.store, &ids, &since, &n) != AW_OK) {
+        aw_metrics_add(AW_M_STORE_ERRORS, 1);
+        return;
+    }
+    aw_flush_accounts_set_operator_paused(f->ctx.accounts, ids, n);
+    aw_store_strings_free(ids, n);
+    free(since);
+}
+
 /* Lists due accounts (a stream with a batch in flight stays due, so a new leader resumes its
  * predecessor's batches first) and starts jobs for their due streams. */
 static void scan(struct aw_flusher *f)
@@ -197,6 +216,7 @@ static void scan(struct aw_flusher *f)
         AW_LOG_WARN(MOD, "cannot list due accounts", "detail=\"%s\"", aw_store_errstr(ctx->store));
         return;
     }
+    read_operator_pauses(f);
     size_t from = f->scan_offset < n ? f->scan_offset : 0;
     for (size_t i = from; i < n; i++)
         scan_account(f, accts[i], now_unix);
@@ -290,6 +310,7 @@ static void flusher_free(struct aw_flusher *f)
     aw_dlq_free(f->ctx.dlq);
     aw_ratelimit_free(f->ctx.rl);
     aw_klaviyo_free(f->ctx.k);
+    aw_dryrun_free(f->ctx.dry);
     aw_store_free(f->ctx.store);
     free(f->extra);
     free(f);
@@ -325,6 +346,15 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
         snprintf(errbuf, errlen, "flusher klaviyo client: %s", err);
         goto fail;
     }
+    if (s->klaviyo.dry_run) {
+        ctx->dry = aw_dryrun_new(s->klaviyo.dry_run_file, err, sizeof err);
+        if (!ctx->dry) {
+            snprintf(errbuf, errlen, "flusher: %s", err);
+            goto fail;
+        }
+        AW_LOG_WARN(MOD, "dry run: writes to Klaviyo are recorded, never sent (AW_DRY_RUN)", "%s",
+                    "");
+    }
     ctx->rl = aw_ratelimit_new(RATE_SCALE_PCT);
     size_t n_extra = s->kafka.extra.n_entries;
     f->extra = aw_calloc(2 * n_extra + 1, sizeof *f->extra);
@@ -339,6 +369,8 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
         goto fail;
     }
     aw_leader_init(&ctx->leader, s->leader.lease_ttl_ms);
+    if (s->process.instance_id) /* `aw-worker status` names the holder */
+        aw_leader_set_holder(&ctx->leader, s->process.instance_id);
     /* one turn of the loop: a step per runnable job, each at most one request (bounded by the
      * Klaviyo timeout) and a few Redis calls */
     aw_health_register(AW_HEALTH_FLUSHER, 3 * s->klaviyo.timeout_ms + 60000u);

@@ -21,7 +21,15 @@ struct aw_klaviyo_response;
 #define AW_JOB_CHANNEL_SMS 2u
 
 /* Kinds of work in a batch, in the order they are sent. */
-enum cat { CAT_ADD = 0, CAT_UPD, CAT_UNSET, CAT_SUB, CAT_UNSUB, CAT_DEL, CAT_COUNT };
+enum cat {
+    CAT_ADD = AW_FLUSH_KIND_ADD,
+    CAT_UPD = AW_FLUSH_KIND_UPDATE,
+    CAT_UNSET = AW_FLUSH_KIND_UNSET,
+    CAT_SUB = AW_FLUSH_KIND_SUBSCRIBE,
+    CAT_UNSUB = AW_FLUSH_KIND_UNSUBSCRIBE,
+    CAT_DEL = AW_FLUSH_KIND_REMOVE,
+    CAT_COUNT = AW_FLUSH_KIND_COUNT
+};
 extern const char *const aw_job_cat_name[CAT_COUNT];
 
 enum phase {

@@ -470,3 +470,71 @@ enum aw_err aw_store_flush_sent_at(struct aw_store *s, const char *account_id,
     stream_free(&st);
     return e;
 }
+
+enum aw_err aw_store_flush_due_now(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, uint64_t now_unix_ms, bool *due,
+                                   int64_t *pending, int64_t *inflight)
+{
+    *due = false;
+    *pending = *inflight = 0;
+    struct stream st;
+    if (!stream_init(&st, account_id, audience_id))
+        return AW_ERR_INVALID;
+    char now[24];
+    const char *argv[6] = {st.meta,        account_id,  st.member, aw_store_u64(now_unix_ms, now),
+                           s->max_queue_s, s->max_age_s};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_DUE_NOW, .nkeys = 1, .route = st.meta, .argc = 6, .argv = argv};
+    enum aw_err e = aw_store_run_due(s, &c, account_id, 1);
+    if (e == AW_OK) {
+        const struct aw_reply *rp = &c.reply;
+        if (rp->n == 6 && rp->elem[0].type == AW_REPLY_STR && rp->elem[4].type == AW_REPLY_INT &&
+            rp->elem[5].type == AW_REPLY_INT) {
+            *due = strcmp(rp->elem[0].str, "due") == 0;
+            *pending = rp->elem[4].integer;
+            *inflight = rp->elem[5].integer;
+        } else {
+            snprintf(s->err, sizeof s->err, "due_now: unexpected reply shape");
+            e = AW_ERR_PROTOCOL;
+        }
+        aw_redis_cmd_clear(&c);
+    }
+    stream_free(&st);
+    return e;
+}
+
+enum aw_err aw_store_flush_peek(struct aw_store *s, const char *account_id, const char *audience_id,
+                                size_t max_items, struct aw_store_taken *out)
+{
+    memset(out, 0, sizeof *out);
+    struct stream st;
+    if (max_items == 0 || max_items > CHUNK || !stream_init(&st, account_id, audience_id))
+        return AW_ERR_INVALID;
+    char mx[24];
+    const char *argv[4] = {st.meta, account_id, st.member, aw_store_u64(max_items, mx)};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_PEEK, .nkeys = 1, .route = st.meta, .argc = 4, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK) {
+        const struct aw_reply *rp = &c.reply;
+        if (rp->type != AW_REPLY_ARRAY || rp->n < 3 || rp->elem[0].type != AW_REPLY_STR ||
+            rp->elem[1].type != AW_REPLY_STR || rp->elem[2].type != AW_REPLY_STR) {
+            snprintf(s->err, sizeof s->err, "peek: unexpected reply shape");
+            e = AW_ERR_PROTOCOL;
+        } else {
+            const char *status = rp->elem[0].str;
+            out->status = strcmp(status, "resumed") == 0   ? AW_STORE_BATCH_RESUMED
+                          : strcmp(status, "pending") == 0 ? AW_STORE_BATCH_TAKEN
+                                                           : AW_STORE_BATCH_EMPTY;
+            out->disabled = strcmp(rp->elem[1].str, "disabled") == 0;
+            e = add_entries(s, &st, rp, 3, out, strtoull(rp->elem[2].str, NULL, 10));
+        }
+        aw_redis_cmd_clear(&c);
+    }
+    if (e == AW_OK)
+        e = read_meta(s, &st, out);
+    stream_free(&st);
+    if (e != AW_OK)
+        aw_store_taken_clear(out);
+    return e;
+}
