@@ -625,7 +625,7 @@ class SimTest(unittest.TestCase):
         self.assertEqual(len(state()["profiles"]), 8, "every job is applied exactly once")
 
     def test_slow_jobs_and_listing_unfinished(self):
-        control("faults", {"slow_jobs": {"count": 1, "extra_s": 1.5}})
+        control("faults", {"slow_jobs": {"count": 1, "extra_s": 6}})
         slow = call("POST", "/api/profile-bulk-import-jobs",
                     import_body([profile("slow@example.com")])).json["data"]["id"]
         fast = call("POST", "/api/profile-bulk-import-jobs",
