@@ -56,14 +56,20 @@ local function snapshot(ukey, changed)
   local h = redis.call('HGETALL', ukey)
   local vals = {}
   for i = 1, #h, 2 do vals[h[i]] = h[i + 1] end
+  -- the attributes: path -> value, path -> version (the first of a path, were it twice)
+  local attr, aver = {}, {}
+  if vals[F_USER_ATTRS] then
+    local P, X, V, n = attr_state(vals[F_USER_ATTRS])
+    for j = n, 1, -1 do attr[P[j]], aver[P[j]] = X[j], V[j] end
+  end
   local rec, dirty, content, newest = {}, {}, false, false
   for path in string.gmatch(changed, '[^%z]+') do
-    local val = vals[F_USER_ATTR .. path]
+    local val = attr[path]
     if val and not dirty[path] then
       rec[#rec + 1] = F_REC_ATTR .. path
       rec[#rec + 1] = val
       content = true
-      local v = vals[F_USER_ATTR_VERSION .. path]
+      local v = aver[path]
       if v and (not newest or vercmp2(v, newest) > 0) then newest = v end
     end
     dirty[path] = true
@@ -77,7 +83,7 @@ local function snapshot(ukey, changed)
     end
   end
   for _, p in ipairs({F_PATH_PHONE, F_PATH_EXTERNAL_ID, F_PATH_SOURCE}) do
-    local val = vals[F_USER_ATTR .. p]
+    local val = attr[p]
     if val and not dirty[p] then
       rec[#rec + 1] = F_REC_IDENTITY .. p
       rec[#rec + 1] = val
