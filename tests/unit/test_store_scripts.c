@@ -188,8 +188,9 @@ static int blk_args(const struct blk *k, const char **argv, size_t *lens, char *
     snprintf(code, sizeof code, "%s%s%s", k->act, k->same_ev ? "e" : "", k->same_nl ? "n" : "");
     if (!k->repeat && code[0] >= 'a' && code[0] <= 'z')
         code[0] = (char)(code[0] - 'a' + 'A');
-    PUT(code, strlen(code));
-    PUT(k->aud, strlen(k->aud));
+    char head[64];
+    snprintf(head, sizeof head, "%s:%s", code, k->aud);
+    PUT(head, strlen(head));
     if (!k->same_ev) {
         PUT(k->email, strlen(k->email));
         char ver[64];
@@ -366,12 +367,18 @@ static void test_apply(void)
                      "",  "",   0,          {0}, {0}, false, false};
     AW_CHECK_INT_EQ(apply_blocks(&c, "aw:{2}:acct", "1", &k0, 1),
                     AW_ERR_INVALID); /* KEYS[1] is not this account's key */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "X", "10", "ann@x.io", "1:e", "", "",
-                         "", "", "", "", (char *)NULL),
-                    AW_ERR_INVALID); /* a block's action is unknown: its framing is unknown */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "A", "10", "ann@x.io", "1:e", "", "",
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "X:10", "ann@x.io", "1:e", "", "", "",
                          "", "", "", (char *)NULL),
+                    AW_ERR_INVALID); /* a block's action is unknown: its framing is unknown */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "A10", "ann@x.io", "1:e", "", "", "",
+                         "", "", "", (char *)NULL),
+                    AW_ERR_INVALID); /* no audience after the code */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "A:10", "ann@x.io", "1:e", "", "", "",
+                         "", "", (char *)NULL),
                     AW_ERR_INVALID); /* a block cut short */
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "Ae:10", "", "", "", "", "", "", (char *)NULL),
+        AW_ERR_INVALID); /* the first block has no previous one */
     k0.ce = "yes";
     AW_CHECK_INT_EQ(apply_blocks(&c, ACCT, "1", &k0, 1), AW_OK); /* malformed consent */
     AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "invalid");
@@ -380,14 +387,14 @@ static void test_apply(void)
      * a version that is not one */
     static const char *const bad[][2] = {{"first_name", "1"}, {"2\0a\0b", "\"x\""}};
     for (size_t i = 0; i < 2; i++) {
-        const char *a[] = {APPLY_FIXED, "U", "10", "ann@x.io", "1:e",    "",
-                           "",          "",  "",   bad[i][0],  bad[i][1]};
-        size_t l[16];
-        for (size_t j = 0; j < 16; j++)
+        const char *a[] = {APPLY_FIXED, "U:10", "ann@x.io", "1:e",     "",
+                           "",          "",     "",         bad[i][0], bad[i][1]};
+        size_t l[15];
+        for (size_t j = 0; j < 15; j++)
             l[j] = j < sizeof a / sizeof a[0] ? strlen(a[j]) : 0;
-        l[14] = i == 0 ? 10 : 6; /* "2\0a\0b\0": two paths, one value */
+        l[13] = i == 0 ? 10 : 6; /* "2\0a\0b\0": two paths, one value */
         c = (struct aw_redis_cmd){
-            .script = AW_SCRIPT_APPLY, .nkeys = 1, .route = ACCT, .argc = 16, .argv = a, .lens = l};
+            .script = AW_SCRIPT_APPLY, .nkeys = 1, .route = ACCT, .argc = 15, .argv = a, .lens = l};
         AW_CHECK_INT_EQ(aw_redis_exec(g_r, &c, 1), AW_OK);
         AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "invalid");
         aw_redis_cmd_clear(&c);

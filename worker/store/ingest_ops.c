@@ -32,6 +32,7 @@ struct op {
     size_t arena_len;  /* bytes used */
     const char **argv; /* owned array into arena (and the batch's exec slots) */
     size_t *lens;      /* owned: length of each argument (exec slots: set at exec) */
+    char *code;        /* owned: apply's "<code>:<audience>" in its group (group_apply) */
     int argc;
     int slot_at[SLOT_COUNT]; /* argv index of each exec slot, -1 when unused */
     struct aw_store_result res;
@@ -58,6 +59,7 @@ static void op_clear(struct op *o)
     free(o->arena);
     free(o->argv);
     free(o->lens);
+    free(o->code);
     memset(o, 0, sizeof *o);
 }
 
@@ -493,10 +495,10 @@ static void group_apply(struct aw_store_batch *b, struct unit *units, size_t *nu
         for (int k = 0; k < SLOT_COUNT; k++)
             unit_push_arg(u, b->slots[k], strlen(b->slots[k]));
     }
-    /* The block's code (apply.lua): the action, in lower case when the consents and attributes
-     * are the previous block's; 'e' when the email and version are the previous block's; 'n'
-     * when the name and listId are those of the audience's previous block (looked for among
-     * the last NAME_WINDOW blocks). */
+    /* The block's code (apply.lua), then ':' and the audience id (which never holds ':'): the
+     * action, in lower case when the consents and attributes are the previous block's; 'e' when
+     * the email and version are the previous block's; 'n' when the name and listId are those of
+     * the audience's previous block (looked for among the last NAME_WINDOW blocks). */
     static const char *const codes[3][2][2][2] = {
         {{{"A", "An"}, {"Ae", "Aen"}}, {{"a", "an"}, {"ae", "aen"}}},
         {{{"D", "Dn"}, {"De", "Den"}}, {{"d", "dn"}, {"de", "den"}}},
@@ -514,8 +516,14 @@ static void group_apply(struct aw_store_batch *b, struct unit *units, size_t *nu
             break;
         }
     }
-    unit_push_arg(u, codes[act][same][ev][nl], strlen(codes[act][same][ev][nl]));
-    unit_push_arg(u, o->argv[1], o->lens[1]);
+    const char *code = codes[act][same][ev][nl];
+    size_t cl = strlen(code);
+    free(o->code);
+    o->code = aw_malloc(cl + 1 + o->lens[1] + 1);
+    memcpy(o->code, code, cl);
+    o->code[cl] = ':';
+    memcpy(o->code + cl + 1, o->argv[1], o->lens[1] + 1);
+    unit_push_arg(u, o->code, cl + 1 + o->lens[1]);
     for (int k = 2; k < BLOCK_HEAD; k++)
         if (!(ev && (k == 2 || k == 3)) && !(nl && (k == 4 || k == 5)))
             unit_push_arg(u, o->argv[k], o->lens[k]);

@@ -7,13 +7,14 @@
 --          account's tag, so the script is atomic on one shard)
 -- ARGV     1 account id, 2 now (unix ms), 3 AW_FLUSH_MAX_QUEUE, 4 max age ms, 5 retention s,
 --          then one block per change:
---            code: the action 'a' add | 'd' delete | 'u' attribute_update, in upper case when
---            the block's consents and attributes follow, in lower case when they are those of
---            the previous block; then 'e' when the email and version are left out (those of
---            the previous block), then 'n' when the name and listId are left out (those of the
---            audience's previous block in the call): e.g. 'A', 'aen', 'Un';
---            audience id, [email (normalised), version '<timestamp_ms>:<lower-case message
---            id>' unless 'e'], [audience name or '', listId or '' unless 'n'],
+--            '<code>:<audience id>', the code: the action 'a' add | 'd' delete | 'u'
+--            attribute_update, in upper case when the block's consents and attributes follow,
+--            in lower case when they are those of the previous block; then 'e' when the email
+--            and version are left out (those of the previous block), then 'n' when the name
+--            and listId are left out (those of the audience's previous block in the call):
+--            e.g. 'A:7', 'aen:17', 'Un:7';
+--            [email (normalised), version '<timestamp_ms>:<lower-case message id>' unless
+--            'e'], [audience name or '', listId or '' unless 'n'],
 --            [upper case only: email consent '<ts>:<1|0>' or '', sms consent or '',
 --            paths H = '<n>\0<path>\0...<path>\0' ('' when none), values '<value>\0...<value>'
 --            (n JSON values in the paths' order, 'null' unsets; '' when none)]
@@ -40,9 +41,12 @@
 -- profile) are a run: its user hash is read once at the start and written once at the end.
 -- The streams' pending entries and meta are read before the first change and written after
 -- the last. The outcome is that of applying the changes one call each. Redis's Lua interpreter
--- is slow (an argument costs ~1,300 instructions, a redis.call ~2,700 plus ~3,000 per hash
--- field written, a pattern match ~150 per byte, tonumber ~1,900), so the common paths compare
--- whole strings and parse each version once per call (bench/bench_store.sh measures it).
+-- is slow (callgrind on redis-server 7.0: an argument costs ~1,500 instructions, a redis.call
+-- ~3,600 plus ~1,900 per element of its reply (an HGETALL of 5 fields ~21,000), a call of a
+-- string function ~1,000, a pattern match ~150 per byte, tonumber ~1,900), so the common paths
+-- compare whole strings (interned: equal strings are one object), parse each version once per
+-- call, call few functions and leave out of the arguments what a previous block carries
+-- (bench/bench_store.sh measures it).
 local acct = ARGV[1]
 local now, maxq, maxage, retention = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
                                      tonumber(ARGV[5])
@@ -67,15 +71,19 @@ for _, a in ipairs({'a', 'd', 'u'}) do
     end
   end
 end
--- per change: action ('a' | 'd' | 'u'; false: malformed), audience, email, version, name,
--- listId, the index of its consents and attributes
-local CACT, CAUD, CEM, CV, CNAME, CLIST, CP = {}, {}, {}, {}, {}, {}, {}
+-- per change: action ('a' | 'd' | 'u'; false: malformed), stream, email, version, {name,
+-- listId}, the index of its consents and attributes
+local CACT, CST, CEM, CV, CNL, CP = {}, {}, {}, {}, {}, {}
 local lastnl = {} -- audience id -> the name and listId of its last block: {name, list}
+-- '<code>:<audience>' -> {action, own, same email and version, same name and listId, audience}
+-- (false: malformed), decoded once per call
+local CODES = {}
 local streams, stream_list = {}, {} -- audience id ('' = profiles) -> stream
 local function stream(aud)
   local meta = aud == '' and acct_key(acct, K_PROFILES) or acct_key(acct, K_AUDIENCE .. aud)
   local st = {meta = meta, member = aud == '' and F_DUE_PROFILES or F_DUE_AUDIENCE .. aud,
-              emails = {}, ne = 0, seen = {}, has = {}, entries = {}, elist = {}, newq = {},
+              mf = F_USER_MEMBERSHIP .. aud, aud = aud,
+              emails = {}, ne = 0, has = {}, entries = {}, elist = {}, newq = {},
               mw = {}, mwlist = {}, due = false, n = 0}
   streams[aud] = st
   stream_list[#stream_list + 1] = st
@@ -83,7 +91,7 @@ local function stream(aud)
 end
 local profiles = stream('')
 local porig = {} -- the profile entries pending before the call
-local pseen, pemails = profiles.seen, profiles.emails
+local pemails = profiles.emails
 
 -- Consents and paths checked once per call: string -> true (or the paths' count) when well
 -- formed, false when not.
@@ -115,14 +123,21 @@ end
 local i, k, pbad, pa, email, v = 6, 0, false, 0, '', ''
 while i <= nargv do
   local a = ARGV[i]
-  local act, own, ev, nl = ACT[a], OWN[a], SAME_EV[a], SAME_NL[a]
-  local aud = ARGV[i + 1]
-  local last = i + 1 + (ev and 0 or 2) + (nl and 0 or 2) + (own and 4 or 0)
-  if not act or last > nargv or (k == 0 and (not own or ev)) or (nl and not lastnl[aud]) then
+  local d = CODES[a]
+  if d == nil then
+    local p = find(a, ':', 1, true)
+    local c = p and sub(a, 1, p - 1)
+    d = c and ACT[c] and {ACT[c], OWN[c], SAME_EV[c], SAME_NL[c], sub(a, p + 1)} or false
+    CODES[a] = d
+  end
+  if not d then return redis.error_reply('INVALID apply block at argument ' .. i) end
+  local act, own, ev, nl, aud = d[1], d[2], d[3], d[4], d[5]
+  local last = i + (ev and 0 or 2) + (nl and 0 or 2) + (own and 4 or 0)
+  if last > nargv or (k == 0 and (not own or ev)) or (nl and not lastnl[aud]) then
     return redis.error_reply('INVALID apply block at argument ' .. i)
   end
   k = k + 1
-  i = i + 2
+  i = i + 1
   if not ev then
     email, v = ARGV[i], ARGV[i + 1]
     i = i + 2
@@ -135,33 +150,52 @@ while i <= nargv do
     end
     i = i + 2
   end
-  CAUD[k], CEM[k], CV[k], CNAME[k], CLIST[k] = aud, email, v, anl[1], anl[2]
+  CEM[k], CV[k], CNL[k] = email, v, anl
   if own then
     -- this block's consents and attributes (the next blocks may refer to them)
     pa = i
-    local h, vl = ARGV[pa + 2], ARGV[pa + 3]
-    pbad = not consent_ok(ARGV[pa]) or not consent_ok(ARGV[pa + 1])
+    local ce, cs, h, vl = ARGV[pa], ARGV[pa + 1], ARGV[pa + 2], ARGV[pa + 3]
+    local ok = cons_ok[ce]
+    if ok == nil then ok = consent_ok(ce) end
+    pbad = not ok
+    ok = cons_ok[cs]
+    if ok == nil then ok = consent_ok(cs) end
+    pbad = pbad or not ok
     if h == '' then
       pbad = pbad or vl ~= ''
     else
-      local n = paths_ok(h)
-      pbad = pbad or not n or nuls(vl) ~= n - 1
+      local n = paths_n[h]
+      if n == nil then n = paths_ok(h) end
+      if not n then
+        pbad = true
+      else
+        -- n values: n - 1 NULs (counted up to n)
+        local q, c = find(vl, '\0', 1, true), 0
+        while q and c < n do
+          c = c + 1
+          q = find(vl, '\0', q + 1, true)
+        end
+        pbad = pbad or c ~= n - 1
+      end
     end
     i = i + 4
   end
   CP[k] = pa
-  if pbad or aud == '' or email == '' or not vparse(v) then
+  local vts = VTS[v]
+  if vts == nil then vts = vparse(v) end
+  if pbad or aud == '' or email == '' or not vts then
     CACT[k] = false
   else
     CACT[k] = act
     local st = streams[aud] or stream(aud)
-    if act ~= 'u' and not st.seen[email] then
-      st.seen[email] = true
+    CST[k] = st
+    -- the emails whose entries phase 2 reads (a repeated one is read again: consecutive
+    -- repeats, the audiences of one profile, are left out)
+    if act ~= 'u' and st.emails[st.ne] ~= email then
       st.ne = st.ne + 1
       st.emails[st.ne] = email
     end
-    if not pseen[email] then
-      pseen[email] = true
+    if pemails[profiles.ne] ~= email then
       profiles.ne = profiles.ne + 1
       pemails[profiles.ne] = email
     end
@@ -201,7 +235,8 @@ end
 -- belongs to): VV/VG the user hash (field -> value, when VG[field] == gen), W the fields to
 -- write (wn used). dent: the user's profile entry once a path of the run was dirtied (the
 -- paths, NUL-separated: the entry pending first, then those dirtied, each once; nil: none).
-local ru, rkey, rpc, rrefs, rold = nil, nil, 0, 0, false
+local ru, rkey, rrefs, rold = nil, nil, 0, false
+local UKEY = acct_key(acct, K_USER) -- a user's key less its email
 local gen, VV, VG, W, wn, dent = 0, {}, {}, {}, 0, nil
 
 -- Adds email to a stream's pending entries (new: queued, the run's user referenced, the
@@ -220,22 +255,28 @@ end
 
 local function run_start(email)
   gen = gen + 1
-  ru, rkey, rrefs, wn, dent = email, acct_key(acct, K_USER .. email), 0, 0, nil
+  ru, rkey, rrefs, wn, dent = email, UKEY .. email, 0, 0, nil
   local h = redis.call('HGETALL', rkey)
   for j = 1, #h, 2 do
-    VV[h[j]], VG[h[j]] = h[j + 1], gen
+    local f = h[j]
+    VV[f], VG[f] = h[j + 1], gen
   end
   rold = #h > 0
-  rpc = tonumber(VG[F_USER_REFS] == gen and VV[F_USER_REFS] or '0')
 end
 
 local function run_end()
+  local rpc = 1
   if rrefs > 0 then
+    rpc = tonumber(VG[F_USER_REFS] == gen and VV[F_USER_REFS] or '0')
     W[wn + 1], W[wn + 2] = F_USER_REFS, fmt(rpc + rrefs)
     wn = wn + 2
   end
   -- a field written twice in this run: HSET keeps the last value
-  for j = 1, wn, 400 do redis.call('HSET', rkey, unpack(W, j, math.min(j + 399, wn))) end
+  if wn > 0 and wn <= 400 then
+    redis.call('HSET', rkey, unpack(W, 1, wn))
+  else
+    for j = 1, wn, 400 do redis.call('HSET', rkey, unpack(W, j, math.min(j + 399, wn))) end
+  end
   -- referenced again: the state no longer expires (user_ref in lib.lua); a new hash has no TTL
   if rrefs > 0 and rpc <= 0 and rold then redis.call('PERSIST', rkey) end
   if dent then profiles.entries[ru], profiles.has[ru] = dent, dent end
@@ -289,6 +330,7 @@ local function merge(cur, h, vl, v)
 end
 
 local reply, nr = {0, 0, 0}, 3
+local ENT_A, ENT_D = {}, {} -- version -> the pending entry of an add, of a delete
 local new_auds = {}
 -- The profile facets (consents, attributes) last looked at: the audiences of one profile carry
 -- the same, so the next change of that user at that version finds nothing newer in them.
@@ -299,9 +341,8 @@ for c = 1, k do
   if not act then
     reply[nr + 1], reply[nr + 2] = 'invalid', 0
   else
-    local aud, email, v = CAUD[c], CEM[c], CV[c]
+    local st, email, v = CST[c], CEM[c], CV[c]
     local pa = CP[c]
-    local st = streams[aud]
     local m = st.m
     local status = 'stale'
     -- An audience removed at or after this change drops it (DESIGN §3: remove drops pending).
@@ -314,13 +355,23 @@ for c = 1, k do
       end
       local applied, dirtied = false, false
       if act ~= 'u' then
-        local mf = F_USER_MEMBERSHIP .. aud
+        local mf = st.mf
         local cur = VG[mf] == gen and VV[mf]
-        if vnewer(v, cur) then
+        if cur ~= v and vnewer(v, cur) then
           W[wn + 1], W[wn + 2] = mf, v
           wn = wn + 2
           VV[mf], VG[mf] = v, gen
-          if pend(st, email, act .. v) then st.due = true end
+          local ents = act == 'a' and ENT_A or ENT_D -- the entry: 'a' | 'd' and the version
+          local e = ents[v]
+          if not e then
+            e = act .. v
+            ents[v] = e
+          end
+          -- (pend inlined: an entry pending already, the usual update, is only replaced)
+          local en = st.entries
+          if en[email] == nil then st.elist[#st.elist + 1] = email end
+          en[email] = e
+          if not st.has[email] and pend(st, email, e) then st.due = true end
           applied = true
         end
       end
@@ -333,19 +384,27 @@ for c = 1, k do
           local new, done
           if not cur then
             new = h .. v .. '\0' .. vl
-          elseif sub(cur, 1, #h) == h and string.byte(cur, #h + 1) ~= 0 then
-            -- the same paths, all at one version: all newer, or none
-            if vnewer(v, sub(cur, #h + 1, find(cur, '\0', #h + 1, true) - 1)) then
-              new = h .. v .. '\0' .. vl
-            end
           else
-            new, done = merge(cur, h, vl, v)
+            -- the same paths (the header), all at one version (not '\0' after the header)
+            local q = find(cur, h, 1, true) == 1 and find(cur, '\0', #h + 1, true)
+            if q and q > #h + 1 then
+              -- all newer, or none
+              if vnewer(v, sub(cur, #h + 1, q - 1)) then new = h .. v .. '\0' .. vl end
+            else
+              new, done = merge(cur, h, vl, v)
+            end
           end
           if new then
             W[wn + 1], W[wn + 2] = F_USER_ATTRS, new
             wn = wn + 2
             VV[F_USER_ATTRS], VG[F_USER_ATTRS] = new, gen
-            dirty(email, paths_list[h], done)
+            local pl = paths_list[h]
+            if not dent then dent = profiles.has[email] or '' end
+            if done == nil and (dent == '' or dent == pl) then
+              dent = pl
+            else
+              dirty(email, pl, done)
+            end
             dirtied = true
           end
         end
@@ -355,7 +414,8 @@ for c = 1, k do
           local cv = ARGV[pa + ch]
           if cv ~= '' then
             local cf = ch == 0 and F_EMAIL or F_SMS
-            if consentcmp(cv, VG[cf] == gen and VV[cf]) > 0 then
+            local sc = VG[cf] == gen and VV[cf]
+            if cv ~= sc and consentcmp(cv, sc) > 0 then
               W[wn + 1], W[wn + 2] = cf, cv
               wn = wn + 2
               VV[cf], VG[cf] = cv, gen
@@ -375,20 +435,22 @@ for c = 1, k do
         if not m[4] then
           m[4] = acct
           mset(st, F_META_ACCOUNT_ID, acct)
-          mset(st, F_META_AUDIENCE_ID, aud)
-          new_auds[#new_auds + 1] = aud
+          mset(st, F_META_AUDIENCE_ID, st.aud)
+          new_auds[#new_auds + 1] = st.aud
         end
         if m[1] ~= 'active' then
           m[1] = 'active'
           mset(st, F_META_STATE, 'active')
           st.due = true
         end
-        local name, list = CNAME[c], CLIST[c]
-        if (name ~= '' or list ~= '') and vnewer(v, m[3]) then
+        local nl = CNL[c]
+        local name, list = nl[1], nl[2]
+        if (name ~= '' or list ~= '') and m[3] ~= v and vnewer(v, m[3]) then
+          -- (written once, in phase 4: the last of each wins, as one write each would)
           m[3] = v
-          mset(st, F_META_CFG_VERSION, v)
-          if name ~= '' then mset(st, F_META_NAME, name) end
-          if list ~= '' then mset(st, F_META_LIST_ID, list) end
+          st.cfgv = v
+          if name ~= '' then st.cfgn = name end
+          if list ~= '' then st.cfgl = list end
         end
       end
     end
@@ -432,6 +494,11 @@ for q = 1, #stream_list do
   end
   for j = 1, #st.newq, 500 do
     redis.call('RPUSH', st.meta .. K_QUEUE, unpack(st.newq, j, math.min(j + 499, #st.newq)))
+  end
+  if st.cfgv then
+    mset(st, F_META_CFG_VERSION, st.cfgv)
+    if st.cfgn then mset(st, F_META_NAME, st.cfgn) end
+    if st.cfgl then mset(st, F_META_LIST_ID, st.cfgl) end
   end
   if #st.mwlist > 0 then hset(st.meta, st.mwlist, st.mw) end
 end
