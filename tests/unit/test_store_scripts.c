@@ -412,6 +412,98 @@ static void test_apply(void)
     AW_CHECK_INT_EQ(intcmd("HGET", U, "pc"), 3);
 }
 
+/* The attributes field: each path keeps its own version across changes carrying other paths;
+ * one version is stored while all share it; an older change never regresses a path. */
+static void test_apply_attrs(void)
+{
+    const char *K = "aw:{5}:acct", *C = "aw:{5}:u:cat@x.io";
+    struct aw_redis_cmd c;
+    struct {
+        const char *ts, *id;
+        int np;
+        const char *p[3], *x[3];
+        const char *status;
+    } steps[] = {
+        {"1000", "a", 1, {"first_name"}, {"\"A\""}, "applied"},
+        /* a new path and a newer value: merged */
+        {"1500", "b", 2, {"first_name", "last_name"}, {"\"B\"", "\"L\""}, "applied"},
+        /* older: last_name stays, title is new */
+        {"1200", "c", 2, {"last_name", "title"}, {"\"Old\"", "\"T\""}, "applied"},
+        /* older than every path: stale */
+        {"1100", "d", 2, {"last_name", "title"}, {"\"X\"", "\"Y\""}, "stale"},
+        /* every path newer: one version again */
+        {"1600", "e", 3, {"first_name", "last_name", "title"}, {"1", "2", "3"}, "applied"},
+        /* the same paths, older (the header compared whole): stale; newer: replaced whole */
+        {"1550", "f", 3, {"first_name", "last_name", "title"}, {"7", "8", "9"}, "stale"},
+        {"1700", "g", 3, {"first_name", "last_name", "title"}, {"4", "5", "null"}, "applied"},
+        /* a tie on the timestamp: the greater id wins, path by path */
+        {"1700", "a", 1, {"title"}, {"\"lower id\""}, "stale"},
+        {"1700", "h", 1, {"title"}, {"\"higher id\""}, "applied"},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        struct blk k = {"u", "50", "cat@x.io",  steps[i].ts, steps[i].id, "",    "",   false,
+                        "",  "",   steps[i].np, {0},         {0},         false, false};
+        for (int j = 0; j < steps[i].np; j++) {
+            k.path[j] = steps[i].p[j];
+            k.value[j] = steps[i].x[j];
+        }
+        AW_CHECK_INT_EQ(apply_blocks(&c, K, "5", &k, 1), AW_OK);
+        AW_CHECK_MSG(strcmp(str(&c.reply, A_STATUS), steps[i].status) == 0, "step %zu: %s", i,
+                     str(&c.reply, A_STATUS));
+        aw_redis_cmd_clear(&c);
+        char ver[64];
+        char *v = attr_get(C, "first_name", ver, sizeof ver);
+        if (i == 2) { /* three paths at two versions */
+            AW_CHECK_STR_EQ(v, "\"B\"");
+            AW_CHECK_STR_EQ(ver, "1500:b");
+            free(v);
+            v = attr_get(C, "last_name", ver, sizeof ver);
+            AW_CHECK_STR_EQ(v, "\"L\"");
+            AW_CHECK_STR_EQ(ver, "1500:b");
+            free(v);
+            v = attr_get(C, "title", ver, sizeof ver);
+            AW_CHECK_STR_EQ(v, "\"T\"");
+            AW_CHECK_STR_EQ(ver, "1200:c");
+        } else if (i == 6) {
+            AW_CHECK_STR_EQ(v, "4");
+            AW_CHECK_STR_EQ(ver, "1700:g");
+            /* one version for all */
+            static const char want[] = "3\0first_name\0last_name\0title\0"
+                                       "1700:g\0"
+                                       "4\0"
+                                       "5\0"
+                                       "null";
+            struct aw_redis_cmd a;
+            AW_CHECK_INT_EQ(
+                call(&a, -1, 0, "HGET", C, aw_store_name(AW_F_USER_ATTRS), (char *)NULL), AW_OK);
+            AW_CHECK(a.reply.type == AW_REPLY_STR && a.reply.len == sizeof want - 1 &&
+                     memcmp(a.reply.str, want, sizeof want - 1) == 0);
+            aw_redis_cmd_clear(&a);
+            free(v);
+            v = attr_get(C, "title", ver, sizeof ver);
+            AW_CHECK_STR_EQ(v, "null");
+        } else if (i == 8) {
+            free(v);
+            v = attr_get(C, "title", ver, sizeof ver);
+            AW_CHECK_STR_EQ(v, "\"higher id\"");
+            AW_CHECK_STR_EQ(ver, "1700:h");
+        }
+        free(v);
+    }
+    /* the profile entry lists each path once, in the order they first changed */
+    struct aw_redis_cmd e;
+    AW_CHECK_INT_EQ(call(&e, -1, 0, "HGET", "aw:{5}:p:p", "cat@x.io", (char *)NULL), AW_OK);
+    AW_CHECK(e.reply.type == AW_REPLY_STR && e.reply.len == 26 &&
+             memcmp(e.reply.str, "first_name\0last_name\0title", 26) == 0);
+    aw_redis_cmd_clear(&e);
+    /* the pending hash was created as a hash table, and without the field that made it one */
+    AW_CHECK_INT_EQ(call(&e, -1, 0, "OBJECT", "ENCODING", "aw:{5}:p:p", (char *)NULL), AW_OK);
+    AW_CHECK_STR_EQ(e.reply.type == AW_REPLY_STR ? e.reply.str : "", "hashtable");
+    aw_redis_cmd_clear(&e);
+    AW_CHECK_INT_EQ(intcmd("HLEN", "aw:{5}:p:p", NULL), 1);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", "aw:{5}:p:p", ""), 0);
+}
+
 /* Several changes in one call behave as one call each, in order. */
 static void test_apply_many(void)
 {
@@ -1050,6 +1142,7 @@ int main(void)
     if (g_r) {
         AW_CHECK_INT_EQ(aw_redis_ping(g_r), AW_OK);
         test_apply();
+        test_apply_attrs();
         test_apply_many();
         test_apply_many_equals_single();
         test_take_read_ack();
