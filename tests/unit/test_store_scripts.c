@@ -504,6 +504,86 @@ static void test_apply_attrs(void)
     AW_CHECK_INT_EQ(intcmd("HEXISTS", "aw:{5}:p:p", ""), 0);
 }
 
+/* A user written before the attributes field (a:<path>, v:<path>): apply folds those into it and
+ * deletes them; take reads them while the user has not changed since. */
+static void test_apply_legacy_attrs(void)
+{
+    const char *K = "aw:{6}:acct", *O = "aw:{6}:u:old@x.io", *T = "aw:{6}:u:tk@x.io";
+    struct aw_redis_cmd c;
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "HSET", O, "a:first_name", "\"Old\"", "v:first_name", "1000:a",
+                         "a:last_name", "\"L\"", "v:last_name", "2000:b", "m:60", "900:z",
+                         (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    struct blk k = {"u",
+                    "60",
+                    "old@x.io",
+                    "1500",
+                    "c",
+                    "",
+                    "",
+                    false,
+                    "",
+                    "",
+                    2,
+                    {"first_name", "last_name"},
+                    {"\"New\"", "\"Older\""},
+                    false,
+                    false};
+    AW_CHECK_INT_EQ(apply_blocks(&c, K, "6", &k, 1), AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
+    aw_redis_cmd_clear(&c);
+    char ver[64];
+    char *v = attr_get(O, "first_name", ver, sizeof ver);
+    AW_CHECK_STR_EQ(v, "\"New\"");
+    AW_CHECK_STR_EQ(ver, "1500:c");
+    free(v);
+    v = attr_get(O, "last_name", ver, sizeof ver); /* newer in the old fields: kept */
+    AW_CHECK_STR_EQ(v, "\"L\"");
+    AW_CHECK_STR_EQ(ver, "2000:b");
+    free(v);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", O, "a:first_name"), 0);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", O, "v:last_name"), 0);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", O, "m:60"), 1);
+    /* the profile entry lists only the path that changed */
+    v = hget("aw:{6}:p:p", "old@x.io");
+    AW_CHECK_STR_EQ(v, "first_name");
+    free(v);
+    /* take: a profile entry of a user in the old fields */
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "DEL", "aw:{6}:p:p", "aw:{6}:p:q", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "HSET", T, "a:first_name", "\"T\"", "v:first_name", "1000:a",
+                         "a:phone_number", "+441234", "v:phone_number", "1000:a", "pc", "1",
+                         (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "HSET", "aw:{6}:p:p", "tk@x.io", "first_name", (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "RPUSH", "aw:{6}:p:q", "tk@x.io", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_TAKE, 1, "aw:{6}:p", "6", "p", "1", "", "10000", "1000", NOW,
+                         "2", "60000", "600", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "taken");
+    AW_CHECK_STR_EQ(str(&c.reply, 8), "tk@x.io");
+    const struct aw_reply *rec = c.reply.n > 9 ? &c.reply.elem[9] : NULL;
+    bool attr = false, phone = false, ver_ok = false;
+    for (size_t i = 0; rec && i + 1 < rec->n; i += 2) {
+        const char *f = rec->elem[i].str, *val = rec->elem[i + 1].str;
+        if (strcmp(f, "a:first_name") == 0)
+            attr = strcmp(val, "\"T\"") == 0;
+        else if (strcmp(f, "i:phone_number") == 0)
+            phone = strcmp(val, "+441234") == 0;
+        else if (strcmp(f, "ver") == 0)
+            ver_ok = strcmp(val, "1000:a") == 0;
+        else
+            AW_CHECK_MSG(false, "unexpected record field %s", f);
+    }
+    AW_CHECK(attr && phone && ver_ok);
+    aw_redis_cmd_clear(&c);
+}
+
 /* Several changes in one call behave as one call each, in order. */
 static void test_apply_many(void)
 {
@@ -1143,6 +1223,7 @@ int main(void)
         AW_CHECK_INT_EQ(aw_redis_ping(g_r), AW_OK);
         test_apply();
         test_apply_attrs();
+        test_apply_legacy_attrs();
         test_apply_many();
         test_apply_many_equals_single();
         test_take_read_ack();

@@ -235,7 +235,7 @@ end
 -- belongs to): VV/VG the user hash (field -> value, when VG[field] == gen), W the fields to
 -- write (wn used). dent: the user's profile entry once a path of the run was dirtied (the
 -- paths, NUL-separated: the entry pending first, then those dirtied, each once; nil: none).
-local ru, rkey, rrefs, rold = nil, nil, 0, false
+local ru, rkey, rrefs, rold, rlegacy = nil, nil, 0, false, nil
 local UKEY = acct_key(acct, K_USER) -- a user's key less its email
 local gen, VV, VG, W, wn, dent = 0, {}, {}, {}, 0, nil
 
@@ -262,6 +262,30 @@ local function run_start(email)
     VV[f], VG[f] = h[j + 1], gen
   end
   rold = #h > 0
+  rlegacy = nil
+  if rold and VG[F_USER_ATTRS] ~= gen then
+    -- a user written before the attributes field (a:<path> values, v:<path> versions): folded
+    -- into it, the old fields deleted at the end of the run
+    local P, X, V, n = {}, {}, {}, 0
+    for j = 1, #h, 2 do
+      local f = h[j]
+      if find(f, F_USER_ATTR_V1, 1, true) == 1 then
+        local path = sub(f, #F_USER_ATTR_V1 + 1)
+        local vf = F_USER_ATTR_VERSION_V1 .. path
+        n = n + 1
+        P[n], X[n] = path, h[j + 1]
+        V[n] = VG[vf] == gen and VV[vf] or '0:'
+        rlegacy = rlegacy or {}
+        rlegacy[#rlegacy + 1], rlegacy[#rlegacy + 2] = f, vf
+      end
+    end
+    if n > 0 then
+      local at = attr_state_text(P, X, V, n)
+      VV[F_USER_ATTRS], VG[F_USER_ATTRS] = at, gen
+      W[wn + 1], W[wn + 2] = F_USER_ATTRS, at
+      wn = wn + 2
+    end
+  end
 end
 
 local function run_end()
@@ -279,6 +303,7 @@ local function run_end()
   end
   -- referenced again: the state no longer expires (user_ref in lib.lua); a new hash has no TTL
   if rrefs > 0 and rpc <= 0 and rold then redis.call('PERSIST', rkey) end
+  if rlegacy then redis.call('HDEL', rkey, unpack(rlegacy)) end
   if dent then profiles.entries[ru], profiles.has[ru] = dent, dent end
   ru = nil
 end

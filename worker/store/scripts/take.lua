@@ -61,6 +61,14 @@ local function snapshot(ukey, changed)
   if vals[F_USER_ATTRS] then
     local P, X, V, n = attr_state(vals[F_USER_ATTRS])
     for j = n, 1, -1 do attr[P[j]], aver[P[j]] = X[j], V[j] end
+  else
+    -- a user written before the attributes field, not changed since (apply.lua folds them)
+    for f, x in pairs(vals) do
+      if string.sub(f, 1, #F_USER_ATTR_V1) == F_USER_ATTR_V1 then
+        local path = string.sub(f, #F_USER_ATTR_V1 + 1)
+        attr[path], aver[path] = x, vals[F_USER_ATTR_VERSION_V1 .. path]
+      end
+    end
   end
   local rec, dirty, content, newest = {}, {}, false, false
   for path in string.gmatch(changed, '[^%z]+') do
