@@ -178,6 +178,22 @@ def hgetall(port, key):
     return dict(zip(lines[0::2], lines[1::2]))
 
 
+def attrs(at):
+    """The attributes field of a user hash (fields.def USER_ATTRS; attr_state in
+    worker/store/scripts/lib.lua): path -> value (JSON text; plain text for the special paths)."""
+    if not at:
+        return {}
+    parts = at.split("\0")
+    n = int(parts[0])
+    paths = parts[1:1 + n]
+    rest = parts[1 + n:]
+    rest = rest[1 + n:] if rest[0] == "" else rest[1:]  # n versions, or the one they share
+    out = {}
+    for p, v in zip(paths, rest):
+        out.setdefault(p, v)
+    return out
+
+
 def check_redis(exp_path, port, verbose):
     exp = json.load(open(exp_path))
     problems = []
@@ -206,9 +222,9 @@ def check_redis(exp_path, port, verbose):
         differ("account %s profile stream" % acct, {e: "1" for e in want},
                {e: "1" for e in got})
         for e, a in sorted(want.items()):
-            u = hgetall(port, "aw:{%s}:u:%s" % (acct, e))
-            got_a = {"first_name": json.loads(u.get("a:first_name", "null") or "null"),
-                     "score": json.loads(u.get("a:properties.score", "null") or "null")}
+            u = attrs(hgetall(port, "aw:{%s}:u:%s" % (acct, e)).get("at", ""))
+            got_a = {"first_name": json.loads(u.get("first_name", "null") or "null"),
+                     "score": json.loads(u.get("properties.score", "null") or "null")}
             if got_a != a:
                 problems.append("account %s user %s attributes %s, want %s" % (acct, e, got_a, a))
                 break

@@ -145,6 +145,22 @@ def hget(port, key, field):
                            field], capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
 
 
+def attrs(at):
+    """The attributes field of a user hash (fields.def USER_ATTRS; attr_state in
+    worker/store/scripts/lib.lua): path -> value (JSON text; plain text for the special paths)."""
+    if not at:
+        return {}
+    parts = at.split("\0")
+    n = int(parts[0])
+    paths = parts[1:1 + n]
+    rest = parts[1 + n:]
+    rest = rest[1 + n:] if rest[0] == "" else rest[1:]  # n versions, or the one they share
+    out = {}
+    for p, v in zip(paths, rest):
+        out.setdefault(p, v)
+    return out
+
+
 def check_redis(expected_path, port, verbose):
     exp = json.load(open(expected_path))
     acct = exp["account"]
@@ -179,7 +195,8 @@ def check_redis(expected_path, port, verbose):
         ok = False
         if verbose:
             differ("profile stream", {e: "1" for e in exp["profiles"]}, waiting)
-    got = {e: hget(port, "aw:{%s}:u:%s" % (acct, e), "a:first_name") for e in exp["profiles"]}
+    got = {e: attrs(hget(port, "aw:{%s}:u:%s" % (acct, e), "at")).get("first_name", "")
+           for e in exp["profiles"]}
     if got != exp["profiles"]:
         ok = False
         if verbose:

@@ -158,12 +158,159 @@ static int cmp_str(const void *a, const void *b)
 #define A_STATUS 3 /* of the first change; the next one's is 2 further */
 #define A_PENDING 4
 
-/* apply.lua with one change of ann@x.io to audience aud (one attribute pair). */
+/* One change block of apply.lua (its header comment): the action, head and, unless it repeats
+ * the previous block's consents and attributes (repeat), those. */
+struct blk {
+    const char *act; /* "a" | "d" | "u" (anything else: malformed) */
+    const char *aud, *email, *ts, *id, *name, *list;
+    bool repeat;
+    const char *ce, *cs; /* consents ('' none) */
+    int np;
+    const char *path[4], *value[4];
+    bool same_ev, same_nl; /* email and version left out (the previous block's); name and listId
+                              left out (the audience's previous block's) */
+};
+
+/* Appends block *k's arguments to argv/lens (strings kept in arena, of which *used bytes). */
+static int blk_args(const struct blk *k, const char **argv, size_t *lens, char *arena, size_t *used)
+{
+    int n = 0;
+#define PUT(s, l)                                                                                  \
+    do {                                                                                           \
+        char *d_ = arena + *used;                                                                  \
+        memcpy(d_, (s), (l));                                                                      \
+        d_[(l)] = '\0';                                                                            \
+        *used += (l) + 1;                                                                          \
+        argv[n] = d_;                                                                              \
+        lens[n++] = (l);                                                                           \
+    } while (0)
+    char code[8];
+    snprintf(code, sizeof code, "%s%s%s", k->act, k->same_ev ? "e" : "", k->same_nl ? "n" : "");
+    if (!k->repeat && code[0] >= 'a' && code[0] <= 'z')
+        code[0] = (char)(code[0] - 'a' + 'A');
+    char head[64];
+    snprintf(head, sizeof head, "%s:%s", code, k->aud);
+    PUT(head, strlen(head));
+    if (!k->same_ev) {
+        PUT(k->email, strlen(k->email));
+        char ver[64];
+        snprintf(ver, sizeof ver, "%s:%s", k->ts, k->id);
+        PUT(ver, strlen(ver));
+    }
+    if (!k->same_nl) {
+        PUT(k->name, strlen(k->name));
+        PUT(k->list, strlen(k->list));
+    }
+    if (!k->repeat) {
+        PUT(k->ce, strlen(k->ce));
+        PUT(k->cs, strlen(k->cs));
+        char h[256] = "", x[256] = "";
+        size_t hl = 0, xl = 0;
+        if (k->np > 0)
+            hl = (size_t)snprintf(h, sizeof h, "%d", k->np) + 1;
+        for (int j = 0; j < k->np; j++) {
+            size_t pl = strlen(k->path[j]), vl = strlen(k->value[j]);
+            memcpy(h + hl, k->path[j], pl + 1);
+            hl += pl + 1;
+            if (j > 0)
+                x[xl++] = '\0';
+            memcpy(x + xl, k->value[j], vl);
+            xl += vl;
+        }
+        PUT(h, hl);
+        PUT(x, xl);
+    }
+#undef PUT
+    return n;
+}
+
+/* apply.lua on account acct (KEYS[1] acct_key) with n blocks. The caller clears *c. */
+static enum aw_err apply_blocks(struct aw_redis_cmd *c, const char *acct_key, const char *acct,
+                                const struct blk *k, int n)
+{
+    static const char *argv[6 + 10 * 160];
+    static size_t lens[6 + 10 * 160];
+    static char arena[160 * 1024];
+    size_t used = 0;
+    const char *fixed[6] = {acct_key, acct, NOW, "2", "60000", "600"};
+    int argc = 0;
+    for (int i = 0; i < 6; i++) {
+        argv[argc] = fixed[i];
+        lens[argc++] = strlen(fixed[i]);
+    }
+    for (int i = 0; i < n; i++)
+        argc += blk_args(&k[i], argv + argc, lens + argc, arena, &used);
+    memset(c, 0, sizeof *c);
+    c->script = AW_SCRIPT_APPLY;
+    c->nkeys = 1;
+    c->route = acct_key;
+    c->argc = argc;
+    c->argv = argv;
+    c->lens = lens;
+    enum aw_err e = aw_redis_exec(g_r, c, 1);
+    return e == AW_OK ? c->err : e;
+}
+
+/* apply.lua with one change of ann@x.io to audience aud (one attribute pair, none when path is
+ * ""). */
 static enum aw_err apply(struct aw_redis_cmd *c, const char *aud, const char *ts, const char *id,
                          const char *act, const char *ce, const char *path, const char *value)
 {
-    return call(c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "1", aud, "ann@x.io", ts, id, "Aud", "", act,
-                ce, "", path, value, (char *)NULL);
+    struct blk k = {act, aud, "ann@x.io",    ts,     id,      "Aud", "",   false,
+                    ce,  "",  *path ? 1 : 0, {path}, {value}, false, false};
+    return apply_blocks(c, ACCT, "1", &k, 1);
+}
+
+/* The value (JSON text) of attribute path in user hash key ("" when none; caller frees); its
+ * version into ver (when not NULL, "" when none). The attributes field's format:
+ * attr_state in worker/store/scripts/lib.lua. */
+static char *attr_get(const char *key, const char *path, char *ver, size_t ver_len)
+{
+    struct aw_redis_cmd c;
+    char *out = aw_strdup("");
+    if (ver)
+        snprintf(ver, ver_len, "%s", "");
+    if (call(&c, -1, 0, "HGET", key, aw_store_name(AW_F_USER_ATTRS), (char *)NULL) != AW_OK ||
+        c.reply.type != AW_REPLY_STR) {
+        aw_redis_cmd_clear(&c);
+        return out;
+    }
+    const char *s = c.reply.str, *end = s + c.reply.len;
+    long n = strtol(s, NULL, 10);
+    const char *p = s + strlen(s) + 1;
+    long at = -1;
+    for (long j = 0; j < n && p < end; j++) {
+        if (at < 0 && strcmp(p, path) == 0)
+            at = j;
+        p += strlen(p) + 1;
+    }
+    const char *v1 = NULL;
+    if (p < end && *p != '\0') { /* one version for all */
+        v1 = p;
+        p += strlen(p) + 1;
+    } else {
+        p++;
+        for (long j = 0; j < n && p < end; j++) {
+            if (j == at && ver)
+                snprintf(ver, ver_len, "%s", p);
+            p += strlen(p) + 1;
+        }
+    }
+    if (v1 && at >= 0 && ver)
+        snprintf(ver, ver_len, "%s", v1);
+    for (long j = 0; j < n && p <= end; j++) {
+        const char *e = memchr(p, '\0', (size_t)(end - p));
+        size_t l = e ? (size_t)(e - p) : (size_t)(end - p);
+        if (j == at) {
+            free(out);
+            out = aw_malloc(l + 1);
+            memcpy(out, p, l);
+            out[l] = '\0';
+        }
+        p += l + 1;
+    }
+    aw_redis_cmd_clear(&c);
+    return out;
 }
 
 /* ---- tests --------------------------------------------------------------------------------- */
@@ -186,7 +333,7 @@ static void test_apply(void)
     AW_CHECK_INT_EQ(apply(&c, "11", "900", "e0", "a", "900:0", "first_name", "\"Old\""), AW_OK);
     AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
     aw_redis_cmd_clear(&c);
-    char *v = hget(U, "a:first_name");
+    char *v = attr_get(U, "first_name", NULL, 0);
     AW_CHECK_STR_EQ(v, "\"Jo\"");
     free(v);
     v = hget(U, "c:email");
@@ -196,15 +343,15 @@ static void test_apply(void)
     AW_CHECK_INT_EQ(apply(&c, "10", "1000", "e2", "u", "", "first_name", "\"Tie\""), AW_OK);
     AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
     aw_redis_cmd_clear(&c);
-    v = hget(U, "a:first_name");
+    v = attr_get(U, "first_name", NULL, 0);
     AW_CHECK_STR_EQ(v, "\"Tie\"");
     free(v);
     /* every field the script wrote is a USER_* name of the table */
     struct aw_redis_cmd k;
     AW_CHECK_INT_EQ(call(&k, -1, 0, "HKEYS", U, (char *)NULL), AW_OK);
-    static const enum aw_store_name known[] = {
-        AW_F_USER_MEMBERSHIP,   AW_F_USER_ATTR, AW_F_USER_ATTR_VERSION, AW_F_USER_CONSENT,
-        AW_F_USER_CONSENT_SENT, AW_F_USER_REFS, AW_F_USER_PROFILE_ID};
+    static const enum aw_store_name known[] = {AW_F_USER_MEMBERSHIP, AW_F_USER_ATTRS,
+                                               AW_F_USER_CONSENT,    AW_F_USER_CONSENT_SENT,
+                                               AW_F_USER_REFS,       AW_F_USER_PROFILE_ID};
     for (size_t i = 0; i < k.reply.n; i++) {
         bool ok = false;
         for (size_t j = 0; j < sizeof known / sizeof known[0]; j++)
@@ -216,18 +363,225 @@ static void test_apply(void)
     AW_CHECK_INT_EQ(intcmd("HGET", U, "pc"), 3);
     AW_CHECK_INT_EQ(intcmd("TTL", U, NULL), -1);
     /* refused arguments never write: the whole call, or the one malformed change */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, "aw:{2}:acct", "1", NOW, "2", "60000", "600", "0",
-                         "10", "ann@x.io", "1", "e", "", "", "a", "", "", (char *)NULL),
+    struct blk k0 = {"a", "10", "ann@x.io", "1", "e", "",    "",   false,
+                     "",  "",   0,          {0}, {0}, false, false};
+    AW_CHECK_INT_EQ(apply_blocks(&c, "aw:{2}:acct", "1", &k0, 1),
                     AW_ERR_INVALID); /* KEYS[1] is not this account's key */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "x", "10", "ann@x.io", "1", "e", "",
-                         "", "a", "", "", (char *)NULL),
-                    AW_ERR_INVALID); /* a block's pairs count is not a number */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "0", "10", "ann@x.io", "1", "e", "",
-                         "", "a", "yes", "", (char *)NULL),
-                    AW_OK); /* malformed consent */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "X:10", "ann@x.io", "1:e", "", "", "",
+                         "", "", "", (char *)NULL),
+                    AW_ERR_INVALID); /* a block's action is unknown: its framing is unknown */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "A10", "ann@x.io", "1:e", "", "", "",
+                         "", "", "", (char *)NULL),
+                    AW_ERR_INVALID); /* no audience after the code */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "A:10", "ann@x.io", "1:e", "", "", "",
+                         "", "", (char *)NULL),
+                    AW_ERR_INVALID); /* a block cut short */
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "Ae:10", "", "", "", "", "", "", (char *)NULL),
+        AW_ERR_INVALID); /* the first block has no previous one */
+    k0.ce = "yes";
+    AW_CHECK_INT_EQ(apply_blocks(&c, ACCT, "1", &k0, 1), AW_OK); /* malformed consent */
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "invalid");
+    aw_redis_cmd_clear(&c);
+    /* malformed attributes: paths without their count, values of another count, an empty path,
+     * a version that is not one */
+    static const char *const bad[][2] = {{"first_name", "1"}, {"2\0a\0b", "\"x\""}};
+    for (size_t i = 0; i < 2; i++) {
+        const char *a[] = {APPLY_FIXED, "U:10", "ann@x.io", "1:e",     "",
+                           "",          "",     "",         bad[i][0], bad[i][1]};
+        size_t l[15];
+        for (size_t j = 0; j < 15; j++)
+            l[j] = j < sizeof a / sizeof a[0] ? strlen(a[j]) : 0;
+        l[13] = i == 0 ? 10 : 6; /* "2\0a\0b\0": two paths, one value */
+        c = (struct aw_redis_cmd){
+            .script = AW_SCRIPT_APPLY, .nkeys = 1, .route = ACCT, .argc = 15, .argv = a, .lens = l};
+        AW_CHECK_INT_EQ(aw_redis_exec(g_r, &c, 1), AW_OK);
+        AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "invalid");
+        aw_redis_cmd_clear(&c);
+    }
+    struct blk k1 = {"a", "10", "ann@x.io", "1",  "e",   "",    "",   false,
+                     "",  "",   1,          {""}, {"1"}, false, false};
+    AW_CHECK_INT_EQ(apply_blocks(&c, ACCT, "1", &k1, 1), AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "invalid");
+    aw_redis_cmd_clear(&c);
+    k1 = (struct blk){"a", "10", "ann@x.io", "x1", "e", "",    "",   false,
+                      "",  "",   0,          {0},  {0}, false, false};
+    AW_CHECK_INT_EQ(apply_blocks(&c, ACCT, "1", &k1, 1), AW_OK);
     AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "invalid");
     aw_redis_cmd_clear(&c);
     AW_CHECK_INT_EQ(intcmd("HGET", U, "pc"), 3);
+}
+
+/* The attributes field: each path keeps its own version across changes carrying other paths;
+ * one version is stored while all share it; an older change never regresses a path. */
+static void test_apply_attrs(void)
+{
+    const char *K = "aw:{5}:acct", *C = "aw:{5}:u:cat@x.io";
+    struct aw_redis_cmd c;
+    struct {
+        const char *ts, *id;
+        int np;
+        const char *p[3], *x[3];
+        const char *status;
+    } steps[] = {
+        {"1000", "a", 1, {"first_name"}, {"\"A\""}, "applied"},
+        /* a new path and a newer value: merged */
+        {"1500", "b", 2, {"first_name", "last_name"}, {"\"B\"", "\"L\""}, "applied"},
+        /* older: last_name stays, title is new */
+        {"1200", "c", 2, {"last_name", "title"}, {"\"Old\"", "\"T\""}, "applied"},
+        /* older than every path: stale */
+        {"1100", "d", 2, {"last_name", "title"}, {"\"X\"", "\"Y\""}, "stale"},
+        /* every path newer: one version again */
+        {"1600", "e", 3, {"first_name", "last_name", "title"}, {"1", "2", "3"}, "applied"},
+        /* the same paths, older (the header compared whole): stale; newer: replaced whole */
+        {"1550", "f", 3, {"first_name", "last_name", "title"}, {"7", "8", "9"}, "stale"},
+        {"1700", "g", 3, {"first_name", "last_name", "title"}, {"4", "5", "null"}, "applied"},
+        /* a tie on the timestamp: the greater id wins, path by path */
+        {"1700", "a", 1, {"title"}, {"\"lower id\""}, "stale"},
+        {"1700", "h", 1, {"title"}, {"\"higher id\""}, "applied"},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        struct blk k = {"u", "50", "cat@x.io",  steps[i].ts, steps[i].id, "",    "",   false,
+                        "",  "",   steps[i].np, {0},         {0},         false, false};
+        for (int j = 0; j < steps[i].np; j++) {
+            k.path[j] = steps[i].p[j];
+            k.value[j] = steps[i].x[j];
+        }
+        AW_CHECK_INT_EQ(apply_blocks(&c, K, "5", &k, 1), AW_OK);
+        AW_CHECK_MSG(strcmp(str(&c.reply, A_STATUS), steps[i].status) == 0, "step %zu: %s", i,
+                     str(&c.reply, A_STATUS));
+        aw_redis_cmd_clear(&c);
+        char ver[64];
+        char *v = attr_get(C, "first_name", ver, sizeof ver);
+        if (i == 2) { /* three paths at two versions */
+            AW_CHECK_STR_EQ(v, "\"B\"");
+            AW_CHECK_STR_EQ(ver, "1500:b");
+            free(v);
+            v = attr_get(C, "last_name", ver, sizeof ver);
+            AW_CHECK_STR_EQ(v, "\"L\"");
+            AW_CHECK_STR_EQ(ver, "1500:b");
+            free(v);
+            v = attr_get(C, "title", ver, sizeof ver);
+            AW_CHECK_STR_EQ(v, "\"T\"");
+            AW_CHECK_STR_EQ(ver, "1200:c");
+        } else if (i == 6) {
+            AW_CHECK_STR_EQ(v, "4");
+            AW_CHECK_STR_EQ(ver, "1700:g");
+            /* one version for all */
+            static const char want[] = "3\0first_name\0last_name\0title\0"
+                                       "1700:g\0"
+                                       "4\0"
+                                       "5\0"
+                                       "null";
+            struct aw_redis_cmd a;
+            AW_CHECK_INT_EQ(
+                call(&a, -1, 0, "HGET", C, aw_store_name(AW_F_USER_ATTRS), (char *)NULL), AW_OK);
+            AW_CHECK(a.reply.type == AW_REPLY_STR && a.reply.len == sizeof want - 1 &&
+                     memcmp(a.reply.str, want, sizeof want - 1) == 0);
+            aw_redis_cmd_clear(&a);
+            free(v);
+            v = attr_get(C, "title", ver, sizeof ver);
+            AW_CHECK_STR_EQ(v, "null");
+        } else if (i == 8) {
+            free(v);
+            v = attr_get(C, "title", ver, sizeof ver);
+            AW_CHECK_STR_EQ(v, "\"higher id\"");
+            AW_CHECK_STR_EQ(ver, "1700:h");
+        }
+        free(v);
+    }
+    /* the profile entry lists each path once, in the order they first changed */
+    struct aw_redis_cmd e;
+    AW_CHECK_INT_EQ(call(&e, -1, 0, "HGET", "aw:{5}:p:p", "cat@x.io", (char *)NULL), AW_OK);
+    AW_CHECK(e.reply.type == AW_REPLY_STR && e.reply.len == 26 &&
+             memcmp(e.reply.str, "first_name\0last_name\0title", 26) == 0);
+    aw_redis_cmd_clear(&e);
+    /* the pending hash was created as a hash table, and without the field that made it one */
+    AW_CHECK_INT_EQ(call(&e, -1, 0, "OBJECT", "ENCODING", "aw:{5}:p:p", (char *)NULL), AW_OK);
+    AW_CHECK_STR_EQ(e.reply.type == AW_REPLY_STR ? e.reply.str : "", "hashtable");
+    aw_redis_cmd_clear(&e);
+    AW_CHECK_INT_EQ(intcmd("HLEN", "aw:{5}:p:p", NULL), 1);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", "aw:{5}:p:p", ""), 0);
+}
+
+/* A user written before the attributes field (a:<path>, v:<path>): apply folds those into it and
+ * deletes them; take reads them while the user has not changed since. */
+static void test_apply_legacy_attrs(void)
+{
+    const char *K = "aw:{6}:acct", *O = "aw:{6}:u:old@x.io", *T = "aw:{6}:u:tk@x.io";
+    struct aw_redis_cmd c;
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "HSET", O, "a:first_name", "\"Old\"", "v:first_name", "1000:a",
+                         "a:last_name", "\"L\"", "v:last_name", "2000:b", "m:60", "900:z",
+                         (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    struct blk k = {"u",
+                    "60",
+                    "old@x.io",
+                    "1500",
+                    "c",
+                    "",
+                    "",
+                    false,
+                    "",
+                    "",
+                    2,
+                    {"first_name", "last_name"},
+                    {"\"New\"", "\"Older\""},
+                    false,
+                    false};
+    AW_CHECK_INT_EQ(apply_blocks(&c, K, "6", &k, 1), AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
+    aw_redis_cmd_clear(&c);
+    char ver[64];
+    char *v = attr_get(O, "first_name", ver, sizeof ver);
+    AW_CHECK_STR_EQ(v, "\"New\"");
+    AW_CHECK_STR_EQ(ver, "1500:c");
+    free(v);
+    v = attr_get(O, "last_name", ver, sizeof ver); /* newer in the old fields: kept */
+    AW_CHECK_STR_EQ(v, "\"L\"");
+    AW_CHECK_STR_EQ(ver, "2000:b");
+    free(v);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", O, "a:first_name"), 0);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", O, "v:last_name"), 0);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", O, "m:60"), 1);
+    /* the profile entry lists only the path that changed */
+    v = hget("aw:{6}:p:p", "old@x.io");
+    AW_CHECK_STR_EQ(v, "first_name");
+    free(v);
+    /* take: a profile entry of a user in the old fields */
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "DEL", "aw:{6}:p:p", "aw:{6}:p:q", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "HSET", T, "a:first_name", "\"T\"", "v:first_name", "1000:a",
+                         "a:phone_number", "+441234", "v:phone_number", "1000:a", "pc", "1",
+                         (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "HSET", "aw:{6}:p:p", "tk@x.io", "first_name", (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, -1, 0, "RPUSH", "aw:{6}:p:q", "tk@x.io", (char *)NULL), AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_TAKE, 1, "aw:{6}:p", "6", "p", "1", "", "10000", "1000", NOW,
+                         "2", "60000", "600", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "taken");
+    AW_CHECK_STR_EQ(str(&c.reply, 8), "tk@x.io");
+    const struct aw_reply *rec = c.reply.n > 9 ? &c.reply.elem[9] : NULL;
+    bool attr = false, phone = false, ver_ok = false;
+    for (size_t i = 0; rec && i + 1 < rec->n; i += 2) {
+        const char *f = rec->elem[i].str, *val = rec->elem[i + 1].str;
+        if (strcmp(f, "a:first_name") == 0)
+            attr = strcmp(val, "\"T\"") == 0;
+        else if (strcmp(f, "i:phone_number") == 0)
+            phone = strcmp(val, "+441234") == 0;
+        else if (strcmp(f, "ver") == 0)
+            ver_ok = strcmp(val, "1000:a") == 0;
+        else
+            AW_CHECK_MSG(false, "unexpected record field %s", f);
+    }
+    AW_CHECK(attr && phone && ver_ok);
+    aw_redis_cmd_clear(&c);
 }
 
 /* Several changes in one call behave as one call each, in order. */
@@ -235,20 +589,46 @@ static void test_apply_many(void)
 {
     const char *B = "aw:{1}:u:bob@x.io";
     struct aw_redis_cmd c;
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED,
-                         /* audience 20: add with an attribute and consent */
-                         "1", "20", "bob@x.io", "3000", "m1", "Aud", "", "a", "3000:1", "",
-                         "first_name", "\"Bo\"",
-                         /* audience 21, same message: the previous block's consent and pairs */
-                         "-1", "21", "bob@x.io", "3000", "m1", "Aud2", "", "a",
-                         /* malformed (no email): refused alone */
-                         "0", "20", "", "3000", "m1", "", "", "a", "", "",
-                         /* the first change again: stale within the same call */
-                         "1", "20", "bob@x.io", "3000", "m1", "Aud", "", "a", "3000:1", "",
-                         "first_name", "\"Bo\"",
-                         /* a newer delete from audience 20 */
-                         "0", "20", "bob@x.io", "3001", "m2", "", "", "d", "", "", (char *)NULL),
-                    AW_OK);
+    const struct blk k[] = {
+        /* audience 20: add with an attribute and consent */
+        {"a",
+         "20",
+         "bob@x.io",
+         "3000",
+         "m1",
+         "Aud",
+         "",
+         false,
+         "3000:1",
+         "",
+         1,
+         {"first_name"},
+         {"\"Bo\""},
+         false,
+         false},
+        /* audience 21, same message: the previous block's consent and pairs */
+        {"a", "21", "bob@x.io", "3000", "m1", "Aud2", "", true, "", "", 0, {0}, {0}, true, false},
+        /* malformed (no email): refused alone */
+        {"a", "20", "", "3000", "m1", "", "", false, "", "", 0, {0}, {0}, false, false},
+        /* the first change again: stale within the same call */
+        {"a",
+         "20",
+         "bob@x.io",
+         "3000",
+         "m1",
+         "Aud",
+         "",
+         false,
+         "3000:1",
+         "",
+         1,
+         {"first_name"},
+         {"\"Bo\""},
+         false,
+         false},
+        /* a newer delete from audience 20 */
+        {"d", "20", "bob@x.io", "3001", "m2", "", "", false, "", "", 0, {0}, {0}, false, false}};
+    AW_CHECK_INT_EQ(apply_blocks(&c, ACCT, "1", k, 5), AW_OK);
     AW_CHECK_INT_EQ(c.reply.n, 3 + 2 * 5);
     AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
     AW_CHECK_INT_EQ(num(&c.reply, A_PENDING), 1); /* pending in audience 20 */
@@ -263,11 +643,10 @@ static void test_apply_many(void)
     char *v = hget("aw:{1}:a:20:p", "bob@x.io");
     AW_CHECK_STR_EQ(v, "d3001:m2"); /* the last change of the user wins */
     free(v);
-    v = hget(B, "a:first_name");
+    char ver[64];
+    v = attr_get(B, "first_name", ver, sizeof ver);
     AW_CHECK_STR_EQ(v, "\"Bo\"");
-    free(v);
-    v = hget(B, "v:first_name");
-    AW_CHECK_STR_EQ(v, "3000:m1");
+    AW_CHECK_STR_EQ(ver, "3000:m1");
     free(v);
     v = hget("aw:{1}:a:21", "name");
     AW_CHECK_STR_EQ(v, "Aud2");
@@ -283,10 +662,22 @@ static void test_apply_many(void)
     AW_CHECK_INT_EQ(intcmd("SISMEMBER", "aw:{1}:auds", "21"), 1);
     AW_CHECK_INT_EQ(intcmd("ZSCORE", "aw:{1}:due", "a:21"), 1700000000000LL + 60000);
     /* a later call adds its paths to the entry pending */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "2", "21", "bob@x.io", "3003", "m4",
-                         "", "", "u", "", "", "first_name", "\"B\"", "last_name", "\"C\"",
-                         (char *)NULL),
-                    AW_OK);
+    const struct blk k2 = {"u",
+                           "21",
+                           "bob@x.io",
+                           "3003",
+                           "m4",
+                           "",
+                           "",
+                           false,
+                           "",
+                           "",
+                           2,
+                           {"first_name", "last_name"},
+                           {"\"B\"", "\"C\""},
+                           false,
+                           false};
+    AW_CHECK_INT_EQ(apply_blocks(&c, ACCT, "1", &k2, 1), AW_OK);
     AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
     aw_redis_cmd_clear(&c);
     struct aw_redis_cmd e;
@@ -295,9 +686,9 @@ static void test_apply_many(void)
              memcmp(e.reply.str, "first_name\0last_name", 20) == 0);
     aw_redis_cmd_clear(&e);
     /* leave the account as test_take_read_ack expects it */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "0", "20", "bob@x.io", "3002", "m3",
-                         "", "", "d", "", "", (char *)NULL),
-                    AW_OK);
+    const struct blk k3 = {"d", "20", "bob@x.io", "3002", "m3", "",    "",   false,
+                           "",  "",   0,          {0},    {0},  false, false};
+    AW_CHECK_INT_EQ(apply_blocks(&c, ACCT, "1", &k3, 1), AW_OK);
     aw_redis_cmd_clear(&c);
     AW_CHECK_INT_EQ(call(&c, -1, 0, "DEL", "aw:{1}:a:20", "aw:{1}:a:20:p", "aw:{1}:a:20:q",
                          "aw:{1}:a:21", "aw:{1}:a:21:p", "aw:{1}:a:21:q", B, (char *)NULL),
@@ -396,49 +787,54 @@ static char *dump_account(const char *acct)
  * replies and the resulting states must be the same. */
 static void apply_many_equals_single(unsigned seed, const char *acct_a, const char *acct_b)
 {
-    enum { CHANGES = 150, BLOCK_MAX = 16 };
+    enum { CHANGES = 150 };
     static const char *const emails[] = {"p@x.io", "q@x.io", "r@x.io", "s@x.io"};
     static const char *const paths[] = {"first_name", "last_name", "phone_number"};
     static const char *const ids[] = {"a", "b", "c"};
     static const char *const acts[] = {"a", "a", "d", "u"};
-    static char text[CHANGES][BLOCK_MAX][24];
-    static const char *blocks[CHANGES][BLOCK_MAX];
-    int len[CHANGES];
+    static char text[CHANGES][8][24];
+    static struct blk k[CHANGES];
     for (int c = 0; c < CHANGES; c++) {
-        const char **a = blocks[c];
-        int n = 0;
-        bool marker = c > 0 && rnd(&seed, 3) == 0 && blocks[c - 1][0][0] != '-';
-        a[n++] = "";
-        snprintf(text[c][1], 24, "%u", 1 + rnd(&seed, 3));
-        a[n++] = text[c][1]; /* audience */
-        a[n++] = rnd(&seed, 40) == 0 ? "" : emails[rnd(&seed, 4)];
-        snprintf(text[c][3], 24, "%u", 1000 + rnd(&seed, 6));
-        a[n++] = text[c][3];
-        a[n++] = ids[rnd(&seed, 3)];
-        a[n++] = rnd(&seed, 2) ? "Name" : "";
-        a[n++] = "";
-        a[n++] = acts[rnd(&seed, 4)];
-        if (marker) {
-            a[0] = "-1";
-        } else {
-            int np = (int)rnd(&seed, 4);
-            snprintf(text[c][0], 24, "%d", np);
-            a[0] = text[c][0];
-            if (rnd(&seed, 3) == 0) {
-                unsigned cts = 900 + rnd(&seed, 5);
-                snprintf(text[c][8], 24, "%u:%u", cts, rnd(&seed, 2));
-                a[n++] = text[c][8];
-            } else {
-                a[n++] = "";
-            }
-            a[n++] = rnd(&seed, 4) == 0 ? "950:1" : "";
-            for (int j = 0; j < np; j++) {
-                a[n++] = paths[(j + c) % 3];
-                snprintf(text[c][10 + j], 24, "\"v%u\"", rnd(&seed, 5));
-                a[n++] = text[c][10 + j];
+        struct blk *b = &k[c];
+        memset(b, 0, sizeof *b);
+        b->repeat = c > 0 && rnd(&seed, 3) == 0 && !k[c - 1].repeat;
+        snprintf(text[c][0], 24, "%u", 1 + rnd(&seed, 3));
+        b->aud = text[c][0];
+        b->email = rnd(&seed, 40) == 0 ? "" : emails[rnd(&seed, 4)];
+        snprintf(text[c][1], 24, "%u", 1000 + rnd(&seed, 6));
+        b->ts = text[c][1];
+        b->id = ids[rnd(&seed, 3)];
+        b->name = rnd(&seed, 2) ? "Name" : "";
+        b->list = "";
+        b->act = acts[rnd(&seed, 4)];
+        b->ce = b->cs = "";
+        /* blocks leaving out the email and version, or the name and listId */
+        if (c > 0 && rnd(&seed, 3) == 0) {
+            b->email = k[c - 1].email;
+            b->ts = k[c - 1].ts;
+            b->id = k[c - 1].id;
+            b->same_ev = true;
+        }
+        for (int p = c - 1; p >= 0; p--) {
+            if (strcmp(k[p].aud, b->aud) == 0) {
+                b->same_nl = strcmp(k[p].name, b->name) == 0 && rnd(&seed, 2) == 0;
+                break;
             }
         }
-        len[c] = n;
+        if (!b->repeat) {
+            b->np = (int)rnd(&seed, 4);
+            if (rnd(&seed, 3) == 0) {
+                unsigned cts = 900 + rnd(&seed, 5);
+                snprintf(text[c][2], 24, "%u:%u", cts, rnd(&seed, 2));
+                b->ce = text[c][2];
+            }
+            b->cs = rnd(&seed, 4) == 0 ? "950:1" : "";
+            for (int j = 0; j < b->np; j++) {
+                b->path[j] = paths[(j + c) % 3];
+                snprintf(text[c][3 + j], 24, "\"v%u\"", rnd(&seed, 5));
+                b->value[j] = text[c][3 + j];
+            }
+        }
     }
     char key[2][32], acct_key[2][32];
     const char *acct[2] = {acct_a, acct_b};
@@ -456,37 +852,26 @@ static void apply_many_equals_single(unsigned seed, const char *acct_a, const ch
         aw_redis_cmd_clear(&c);
     }
     /* acct_a: every change in one call */
-    const char **argv = aw_calloc(6 + CHANGES * BLOCK_MAX, sizeof *argv);
-    const char *fixed[6] = {acct_key[0], acct_a, NOW, "2", "60000", "600"};
-    int argc = 6;
-    memcpy(argv, fixed, sizeof fixed);
-    for (int c = 0; c < CHANGES; c++)
-        for (int j = 0; j < len[c]; j++)
-            argv[argc++] = blocks[c][j];
-    struct aw_redis_cmd many = {
-        .script = AW_SCRIPT_APPLY, .nkeys = 1, .route = argv[0], .argc = argc, .argv = argv};
-    AW_CHECK_INT_EQ(aw_redis_exec(g_r, &many, 1), AW_OK);
-    AW_CHECK_INT_EQ(many.err, AW_OK);
+    struct aw_redis_cmd many;
+    AW_CHECK_INT_EQ(apply_blocks(&many, acct_key[0], acct_a, k, CHANGES), AW_OK);
     AW_CHECK_INT_EQ(many.reply.n, 3 + 2 * CHANGES);
-    /* acct_b: one call each; a block repeating the previous pairs gets them written out */
+    /* acct_b: one call each; a block repeating the previous one's profile gets it written out */
     int last = 0, statuses[4] = {0};
     for (int c = 0; c < CHANGES && many.reply.n == 3 + 2 * CHANGES; c++) {
-        const char *one[6 + BLOCK_MAX] = {acct_key[1], acct_b, NOW, "2", "60000", "600"};
-        int n = 6;
-        if (blocks[c][0][0] == '-') {
-            one[n++] = blocks[last][0];
-            for (int j = 1; j < 8; j++)
-                one[n++] = blocks[c][j];
-            for (int j = 8; j < len[last]; j++)
-                one[n++] = blocks[last][j];
+        struct blk one = k[c];
+        one.same_ev = one.same_nl = false;
+        if (one.repeat) {
+            one.repeat = false;
+            one.ce = k[last].ce;
+            one.cs = k[last].cs;
+            one.np = k[last].np;
+            memcpy(one.path, k[last].path, sizeof one.path);
+            memcpy(one.value, k[last].value, sizeof one.value);
         } else {
             last = c;
-            for (int j = 0; j < len[c]; j++)
-                one[n++] = blocks[c][j];
         }
-        struct aw_redis_cmd s1 = {
-            .script = AW_SCRIPT_APPLY, .nkeys = 1, .route = one[0], .argc = n, .argv = one};
-        AW_CHECK_INT_EQ(aw_redis_exec(g_r, &s1, 1), AW_OK);
+        struct aw_redis_cmd s1;
+        AW_CHECK_INT_EQ(apply_blocks(&s1, acct_key[1], acct_b, &one, 1), AW_OK);
         const char *want = str(&many.reply, 3 + 2 * (size_t)c);
         AW_CHECK_MSG(strcmp(str(&s1.reply, 3), want) == 0, "change %d: %s alone, %s in one call", c,
                      str(&s1.reply, 3), want);
@@ -502,7 +887,6 @@ static void apply_many_equals_single(unsigned seed, const char *acct_a, const ch
     /* the sequence exercises every outcome */
     AW_CHECK(statuses[0] > 0 && statuses[1] > 0 && statuses[2] > 0 && statuses[3] > 0);
     aw_redis_cmd_clear(&many);
-    free(argv);
     char *a = dump_account(acct_a), *b = dump_account(acct_b);
     AW_CHECK(strlen(a) > 200);
     AW_CHECK_MSG(strcmp(a, b) == 0, "one call:\n%s\none call each:\n%s", a, b);
@@ -597,11 +981,6 @@ static void test_take_read_ack(void)
     free(v);
     /* the same consent again is not newer than what was sent: no profile entry */
     AW_CHECK_INT_EQ(apply(&c, "10", "2000", "e9", "u", "1000:1", "", ""), AW_OK);
-    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "invalid"); /* empty attribute path */
-    aw_redis_cmd_clear(&c);
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "0", "10", "ann@x.io", "2000", "e9",
-                         "", "", "u", "1000:1", "", (char *)NULL),
-                    AW_OK);
     AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "stale");
     aw_redis_cmd_clear(&c);
     AW_CHECK_INT_EQ(intcmd("HLEN", "aw:{1}:p:p", NULL), 0);
@@ -616,9 +995,9 @@ static void test_audience_remove(void)
     AW_CHECK_STR_EQ(str(&c.reply, 0), "applied");
     aw_redis_cmd_clear(&c);
     /* changes at or before the removal are refused */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, APPLY_FIXED, "0", "11", "ann@x.io", "950", "z", "",
-                         "", "d", "", "", (char *)NULL),
-                    AW_OK);
+    const struct blk k = {"d", "11", "ann@x.io", "950", "z", "",    "",   false,
+                          "",  "",   0,          {0},   {0}, false, false};
+    AW_CHECK_INT_EQ(apply_blocks(&c, ACCT, "1", &k, 1), AW_OK);
     AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "disabled");
     aw_redis_cmd_clear(&c);
     /* the entry pending from before is dropped by take, and the user's reference with it */
@@ -731,17 +1110,29 @@ static void test_full_redis(void)
 {
     struct aw_redis_cmd c;
     const char *acct = "aw:{9}:acct";
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, acct, "9", NOW, "2", "60000", "600", "1", "90",
-                         "full@x.io", "1000", "e1", "Aud", "", "a", "", "", "first_name", "\"F\"",
-                         (char *)NULL),
-                    AW_OK);
+    const struct blk kf[] = {
+        {"a",
+         "90",
+         "full@x.io",
+         "1000",
+         "e1",
+         "Aud",
+         "",
+         false,
+         "",
+         "",
+         1,
+         {"first_name"},
+         {"\"F\""},
+         false,
+         false},
+        {"a", "90", "other@x.io", "1000", "e2", "", "", false, "", "", 0, {0}, {0}, false, false}};
+    AW_CHECK_INT_EQ(apply_blocks(&c, acct, "9", &kf[0], 1), AW_OK);
     aw_redis_cmd_clear(&c);
     AW_CHECK_INT_EQ(call(&c, -1, 0, "CONFIG", "SET", "maxmemory", "1", (char *)NULL), AW_OK);
     aw_redis_cmd_clear(&c);
     /* ingest: refused, nothing written */
-    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_APPLY, 1, acct, "9", NOW, "2", "60000", "600", "0", "90",
-                         "other@x.io", "1000", "e2", "", "", "a", "", "", (char *)NULL),
-                    AW_ERR_FULL);
+    AW_CHECK_INT_EQ(apply_blocks(&c, acct, "9", &kf[1], 1), AW_ERR_FULL);
     AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_AUDIENCE, 1, "aw:{9}:a:91", "9", "91", "upsert", "1", "s",
                          NOW, "2", "60000", "N", "", (char *)NULL),
                     AW_ERR_FULL);
@@ -911,6 +1302,8 @@ int main(void)
     if (g_r) {
         AW_CHECK_INT_EQ(aw_redis_ping(g_r), AW_OK);
         test_apply();
+        test_apply_attrs();
+        test_apply_legacy_attrs();
         test_apply_many();
         test_apply_many_equals_single();
         test_take_read_ack();

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/mem.h"
 #include "worker/store/change.h"
 #include "worker/store/internal.h"
@@ -13,11 +14,14 @@
 enum { SLOT_NOW = 0, SLOT_MAXQ, SLOT_MAXAGE, SLOT_RETENTION, SLOT_COUNT };
 
 /* apply.lua takes an account's consecutive changes in one call: KEYS[1] and five fixed ARGV,
- * then one block per change: BLOCK_HEAD arguments (pairs count, audience, email, timestamp,
- * id, name, listId, action), then the consents and attribute pairs, left out (pairs count -1)
- * when they equal the previous block's (the audiences of one profile carry the same). */
+ * then one block per change: BLOCK_HEAD arguments (action, audience, email, version, name,
+ * listId), then BLOCK_PROFILE (email consent, sms consent, paths, values). An op holds the
+ * whole block; group_apply leaves out what equals a previous block's (the block's code says
+ * which: see apply.lua). Paths and values are NUL-separated lists: arguments go with their
+ * lengths. */
 #define APPLY_FIXED 6
-#define BLOCK_HEAD 8
+#define BLOCK_HEAD 6
+#define BLOCK_PROFILE 4
 /* Changes per call: no script walks more than 1,000 entries (docs/redis.md). */
 #define APPLY_GROUP_MAX 1000
 
@@ -27,6 +31,8 @@ struct op {
     char *arena;       /* owned: every argument string, NUL-separated */
     size_t arena_len;  /* bytes used */
     const char **argv; /* owned array into arena (and the batch's exec slots) */
+    size_t *lens;      /* owned: length of each argument (exec slots: set at exec) */
+    char *code;        /* owned: apply's "<code>:<audience>" in its group (group_apply) */
     int argc;
     int slot_at[SLOT_COUNT]; /* argv index of each exec slot, -1 when unused */
     struct aw_store_result res;
@@ -52,6 +58,8 @@ static void op_clear(struct op *o)
     free(o->acct);
     free(o->arena);
     free(o->argv);
+    free(o->lens);
+    free(o->code);
     memset(o, 0, sizeof *o);
 }
 
@@ -134,6 +142,7 @@ static struct op *op_push(struct aw_store_batch *b, int script, const char *acct
         total += v->a[i].len + 1;
     o->arena = aw_malloc(total ? total : 1);
     o->argv = aw_calloc(v->n, sizeof *o->argv);
+    o->lens = aw_calloc(v->n, sizeof *o->lens);
     for (int k = 0; k < SLOT_COUNT; k++)
         o->slot_at[k] = -1;
     char *p = o->arena;
@@ -145,6 +154,7 @@ static struct op *op_push(struct aw_store_batch *b, int script, const char *acct
         memcpy(p, v->a[i].s, v->a[i].len);
         p[v->a[i].len] = '\0';
         o->argv[i] = p;
+        o->lens[i] = v->a[i].len;
         p += v->a[i].len + 1;
     }
     o->arena_len = total;
@@ -171,17 +181,39 @@ static char *lower_dup(const char *s)
     return d;
 }
 
-static const char *action_code(enum aw_change_action a)
+/* The action's code in apply.lua's block head: upper case (the block's own consents and
+ * attributes follow) or lower case (those of the previous block). */
+static const char *action_code(enum aw_change_action a, bool own)
 {
     switch (a) {
     case AW_CHANGE_ADD:
-        return "a";
+        return own ? "A" : "a";
     case AW_CHANGE_DELETE:
-        return "d";
+        return own ? "D" : "d";
     case AW_CHANGE_ATTRIBUTE_UPDATE:
         break;
     }
-    return "u";
+    return own ? "U" : "u";
+}
+
+/* Appends one (path, value) to the NUL-separated lists; with unique, not when the path is
+ * there already (the first of a path wins, as in apply.lua; a change's attrs are unique). */
+static void pair_add(struct aw_buf *paths, struct aw_buf *values, size_t *n, const char *path,
+                     const char *value, bool unique)
+{
+    size_t len = strlen(path);
+    for (size_t at = 0; unique && at < paths->len;) {
+        const char *p = paths->data + at;
+        size_t l = strlen(p);
+        if (l == len && memcmp(p, path, len) == 0)
+            return;
+        at += l + 1;
+    }
+    (void)aw_buf_append(paths, path, len + 1);
+    if (*n > 0)
+        (void)aw_buf_append(values, "", 1);
+    (void)aw_buf_append_str(values, value);
+    (*n)++;
 }
 
 enum aw_err aw_store_batch_add_apply(struct aw_store_batch *b, const struct aw_change *c,
@@ -197,47 +229,58 @@ enum aw_err aw_store_batch_add_apply(struct aw_store_batch *b, const struct aw_c
                                       sizeof consent[0]))
             return AW_ERR_INVALID;
     }
-    char ts[24], npairs[24];
     char *id = lower_dup(c->event_id);
-    bool attrs = c->action != AW_CHANGE_DELETE;
+    char *version = aw_malloc(24 + strlen(id) + 1);
+    (void)aw_store_u64(c->version_ms, version);
+    strcat(strcat(version, ":"), id);
+    /* the pairs: paths "<n>\0<path>\0...<path>\0" and values "<value>\0...<value>" */
+    struct aw_buf paths, values;
+    aw_buf_init(&paths, 0);
+    aw_buf_init(&values, 0);
     size_t pairs = 0;
-    if (attrs) {
-        pairs = c->n_attrs + (c->phone_e164 != NULL) + (c->external_id != NULL) +
-                (c->custom_source != NULL);
-    }
-    struct args v = {0};
-    push_str(&v, aw_store_u64(pairs, npairs));
-    push_str(&v, c->audience_id);
-    push_str(&v, c->email);
-    push_str(&v, aw_store_u64(c->version_ms, ts));
-    push_str(&v, id);
-    push_str(&v, c->audience_name);
-    push_str(&v, c->list_id);
-    push_str(&v, action_code(c->action));
-    push_str(&v, consent[0]);
-    push_str(&v, consent[1]);
-    if (attrs) {
-        for (size_t i = 0; i < c->n_attrs; i++) {
-            push_str(&v, c->attrs[i].path);
-            push_str(&v, c->attrs[i].value_json ? c->attrs[i].value_json : "null");
-        }
+    if (c->action != AW_CHANGE_DELETE) {
+        for (size_t i = 0; i < c->n_attrs; i++)
+            pair_add(&paths, &values, &pairs, c->attrs[i].path,
+                     c->attrs[i].value_json ? c->attrs[i].value_json : "null", false);
         static const enum aw_store_name special[3] = {AW_F_PATH_PHONE, AW_F_PATH_EXTERNAL_ID,
                                                       AW_F_PATH_SOURCE};
-        const char *values[3] = {c->phone_e164, c->external_id, c->custom_source};
-        for (int k = 0; k < 3; k++) {
-            if (values[k]) {
-                push_str(&v, aw_store_name(special[k]));
-                push_str(&v, values[k]);
-            }
-        }
+        const char *specials[3] = {c->phone_e164, c->external_id, c->custom_source};
+        for (int k = 0; k < 3; k++)
+            if (specials[k])
+                pair_add(&paths, &values, &pairs, aw_store_name(special[k]), specials[k], true);
     }
+    char npairs[24];
+    struct aw_buf h;
+    aw_buf_init(&h, 0);
+    if (pairs > 0) {
+        (void)aw_store_u64(pairs, npairs);
+        (void)aw_buf_append(&h, npairs, strlen(npairs) + 1);
+        (void)aw_buf_append(&h, paths.data, paths.len);
+    }
+    struct args v = {0};
+    push_str(&v, action_code(c->action, true));
+    push_str(&v, c->audience_id);
+    push_str(&v, c->email);
+    push_str(&v, version);
+    push_str(&v, c->audience_name);
+    push_str(&v, c->list_id);
+    push_str(&v, consent[0]);
+    push_str(&v, consent[1]);
+    push(&v, h.len ? h.data : "", h.len);
+    push(&v, values.len ? values.data : "", values.len);
     enum aw_err e = AW_OK;
-    if (v.n + APPLY_FIXED > AW_REDIS_ARGS_MAX)
-        e = AW_ERR_INVALID; /* more attributes than one script call takes */
+    /* as many attributes as one call of one argument per path and value would take (no script
+     * walks more than that) */
+    if (APPLY_FIXED + BLOCK_HEAD + BLOCK_PROFILE + 2 * pairs > AW_REDIS_ARGS_MAX)
+        e = AW_ERR_INVALID;
     else
         (void)op_push(b, AW_SCRIPT_APPLY, c->account_id, &v, index);
     free(v.a);
     free(id);
+    free(version);
+    aw_buf_free(&paths);
+    aw_buf_free(&values);
+    aw_buf_free(&h);
     return e;
 }
 
@@ -396,24 +439,31 @@ struct unit {
     size_t *ops; /* group: its ops in order (owned) */
     size_t n_ops, cap_ops;
     const char **argv; /* group: owned array (strings borrowed from the ops and the batch) */
-    size_t argc, cap_argv;
+    size_t *lens;      /* group: owned, the length of each argument */
+    size_t argc, cap_argv, cap_lens;
     char *key; /* group: owned KEYS[1] */
     bool open; /* group: more changes of its account may join */
 };
 
-static void unit_push_arg(struct unit *u, const char *a)
+static void unit_push_arg(struct unit *u, const char *a, size_t len)
 {
     aw_grow((void **)&u->argv, &u->cap_argv, u->argc + 1, sizeof *u->argv);
-    u->argv[u->argc++] = a;
+    aw_grow((void **)&u->lens, &u->cap_lens, u->argc + 1, sizeof *u->lens);
+    u->argv[u->argc] = a;
+    u->lens[u->argc++] = len;
+}
+
+/* True when argument k of ops a and b is the same. */
+static bool same_arg(const struct op *a, const struct op *b, int k)
+{
+    return a->lens[k] == b->lens[k] && memcmp(a->argv[k], b->argv[k], a->lens[k]) == 0;
 }
 
 /* True when ops a and b carry the same consents and attribute pairs. */
 static bool same_profile(const struct op *a, const struct op *b)
 {
-    if (a->argc != b->argc || strcmp(a->argv[0], b->argv[0]) != 0)
-        return false;
-    for (int k = BLOCK_HEAD; k < a->argc; k++)
-        if (strcmp(a->argv[k], b->argv[k]) != 0)
+    for (int k = BLOCK_HEAD; k < BLOCK_HEAD + BLOCK_PROFILE; k++)
+        if (!same_arg(a, b, k))
             return false;
     return true;
 }
@@ -440,19 +490,45 @@ static void group_apply(struct aw_store_batch *b, struct unit *units, size_t *nu
         u->op = i;
         u->open = true;
         u->key = aw_store_key(o->acct, AW_K_ACCOUNT, NULL, NULL);
-        unit_push_arg(u, u->key);
-        unit_push_arg(u, o->acct);
+        unit_push_arg(u, u->key, strlen(u->key));
+        unit_push_arg(u, o->acct, strlen(o->acct));
         for (int k = 0; k < SLOT_COUNT; k++)
-            unit_push_arg(u, b->slots[k]);
+            unit_push_arg(u, b->slots[k], strlen(b->slots[k]));
     }
-    if (u->n_ops > 0 && same_profile(&b->ops[u->ops[u->n_ops - 1]], o)) {
-        unit_push_arg(u, "-1");
-        for (int k = 1; k < BLOCK_HEAD; k++)
-            unit_push_arg(u, o->argv[k]);
-    } else {
-        for (int k = 0; k < o->argc; k++)
-            unit_push_arg(u, o->argv[k]);
+    /* The block's code (apply.lua), then ':' and the audience id (which never holds ':'): the
+     * action, in lower case when the consents and attributes are the previous block's; 'e' when
+     * the email and version are the previous block's; 'n' when the name and listId are those of
+     * the audience's previous block (looked for among the last NAME_WINDOW blocks). */
+    static const char *const codes[3][2][2][2] = {
+        {{{"A", "An"}, {"Ae", "Aen"}}, {{"a", "an"}, {"ae", "aen"}}},
+        {{{"D", "Dn"}, {"De", "Den"}}, {{"d", "dn"}, {"de", "den"}}},
+        {{{"U", "Un"}, {"Ue", "Uen"}}, {{"u", "un"}, {"ue", "uen"}}}};
+    enum { NAME_WINDOW = 16 };
+    const struct op *prev = u->n_ops > 0 ? &b->ops[u->ops[u->n_ops - 1]] : NULL;
+    int act = o->argv[0][0] == 'A' ? 0 : o->argv[0][0] == 'D' ? 1 : 2;
+    bool same = prev && same_profile(prev, o);
+    bool ev = prev && same_arg(prev, o, 2) && same_arg(prev, o, 3);
+    bool nl = false;
+    for (size_t k = u->n_ops; k-- > 0 && k + NAME_WINDOW >= u->n_ops;) {
+        const struct op *p = &b->ops[u->ops[k]];
+        if (same_arg(p, o, 1)) {
+            nl = same_arg(p, o, 4) && same_arg(p, o, 5);
+            break;
+        }
     }
+    const char *code = codes[act][same][ev][nl];
+    size_t cl = strlen(code);
+    free(o->code);
+    o->code = aw_malloc(cl + 1 + o->lens[1] + 1);
+    memcpy(o->code, code, cl);
+    o->code[cl] = ':';
+    memcpy(o->code + cl + 1, o->argv[1], o->lens[1] + 1);
+    unit_push_arg(u, o->code, cl + 1 + o->lens[1]);
+    for (int k = 2; k < BLOCK_HEAD; k++)
+        if (!(ev && (k == 2 || k == 3)) && !(nl && (k == 4 || k == 5)))
+            unit_push_arg(u, o->argv[k], o->lens[k]);
+    for (int k = BLOCK_HEAD; !same && k < o->argc; k++)
+        unit_push_arg(u, o->argv[k], o->lens[k]);
     aw_grow((void **)&u->ops, &u->cap_ops, u->n_ops + 1, sizeof *u->ops);
     u->ops[u->n_ops++] = i;
 }
@@ -511,6 +587,7 @@ enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b, ui
         cmds[k].route = u->ops ? u->key : o->argv[0];
         cmds[k].argc = u->ops ? (int)u->argc : o->argc;
         cmds[k].argv = u->ops ? u->argv : o->argv;
+        cmds[k].lens = u->ops ? u->lens : NULL;
     }
     enum aw_err e = aw_redis_exec(s->r, cmds, nu);
     (void)aw_store_fail(s, e);
@@ -527,6 +604,7 @@ enum aw_err aw_store_batch_exec(struct aw_store *s, struct aw_store_batch *b, ui
         aw_redis_cmd_clear(&cmds[k]);
         free(u->ops);
         free(u->argv);
+        free(u->lens);
         free(u->key);
     }
     free(cmds);

@@ -52,9 +52,103 @@ local function vercmp2(a, b)
   return vercmp(string.sub(a, 1, sep - 1), string.sub(a, sep + 1), b)
 end
 
+-- Versions parsed once per script call: version -> its timestamp (false: not a version), its
+-- id, the timestamp as a number when it has at most 15 digits (tonumber costs a Lua call as
+-- much as ~25 table accesses; a message's version is compared for each of its changes).
+local VTS, VID, VNUM = {}, {}, {}
+-- The timestamp of version v ('<ts>:<id>', ts decimal of at most 19 digits), false when v is
+-- none.
+local function vparse(v)
+  local ts = VTS[v]
+  if ts == nil then
+    local id
+    ts, id = string.match(v, '^(%d+):(.*)$')
+    if not ts or #ts > 19 then ts, id = false, false end
+    VTS[v], VID[v], VNUM[v] = ts, id, ts and #ts <= 15 and tonumber(ts)
+  end
+  return ts
+end
+
+-- True when version v (valid: vparse(v)) is newer than the stored version (false = none):
+-- vercmp's order, the parse of each version cached.
+local function vnewer(v, stored)
+  if not stored then return true end
+  if stored == v then return false end
+  local sts = vparse(stored)
+  if not sts then return vercmp(VTS[v], VID[v], stored) > 0 end
+  local ts = VTS[v]
+  if ts ~= sts then
+    if #ts ~= #sts then return #ts > #sts end
+    local x, y = VNUM[v], VNUM[stored]
+    if x then return x > y end
+    return bytecmp(ts, sts) > 0
+  end
+  return bytecmp(VID[v], VID[stored]) > 0
+end
+
+-- How many NULs s holds.
+local function nuls(s)
+  local n, p = 0, string.find(s, '\0', 1, true)
+  while p do
+    n = n + 1
+    p = string.find(s, '\0', p + 1, true)
+  end
+  return n
+end
+
+-- A user's attributes (field F_USER_ATTRS of the user hash), one string:
+--   '<n>\0' then n paths each followed by '\0' (the header), then either the one version of
+--   all of them followed by '\0', or '\0' and n versions each followed by '\0'; then the n
+--   values separated by '\0' (JSON text; phone_number, external_id, @source plain text).
+-- Returns paths, values, versions (arrays) and n.
+local function attr_state(s)
+  local find, sub = string.find, string.sub
+  local t = string.match(s, '^(%d+)%z')
+  local n, pos = tonumber(t), #t + 2
+  local P, X, V = {}, {}, {}
+  for j = 1, n do
+    local e = find(s, '\0', pos, true)
+    P[j], pos = sub(s, pos, e - 1), e + 1
+  end
+  if string.byte(s, pos) == 0 then
+    pos = pos + 1
+    for j = 1, n do
+      local e = find(s, '\0', pos, true)
+      V[j], pos = sub(s, pos, e - 1), e + 1
+    end
+  else
+    local e = find(s, '\0', pos, true)
+    local v = sub(s, pos, e - 1)
+    pos = e + 1
+    for j = 1, n do V[j] = v end
+  end
+  for j = 1, n - 1 do
+    local e = find(s, '\0', pos, true)
+    X[j], pos = sub(s, pos, e - 1), e + 1
+  end
+  X[n] = sub(s, pos)
+  return P, X, V, n
+end
+
+-- The text of an attributes state (attr_state's inverse; one version when all share it).
+local function attr_state_text(P, X, V, n)
+  local same = true
+  for j = 2, n do
+    if V[j] ~= V[1] then
+      same = false
+      break
+    end
+  end
+  local h = n .. '\0' .. table.concat(P, '\0', 1, n) .. '\0'
+  local x = table.concat(X, '\0', 1, n)
+  if same then return h .. V[1] .. '\0' .. x end
+  return h .. '\0' .. table.concat(V, '\0', 1, n) .. '\0' .. x
+end
+
 -- A consent is '<ts>:<1|0>' (1 subscribe, 0 unsubscribe), versioned by the purpose's own
 -- timestamp; at equal timestamps the unsubscribe wins. -1, 0, 1 comparing a with b (false = none).
 local function consentcmp(a, b)
+  if a == b then return 0 end
   if not b then return a and 1 or 0 end
   if not a then return -1 end
   local sa, sb = string.find(a, ':', 1, true), string.find(b, ':', 1, true)
@@ -137,14 +231,28 @@ local function snapshot(ukey, changed)
   local h = redis.call('HGETALL', ukey)
   local vals = {}
   for i = 1, #h, 2 do vals[h[i]] = h[i + 1] end
+  -- the attributes: path -> value, path -> version (the first of a path, were it twice)
+  local attr, aver = {}, {}
+  if vals[F_USER_ATTRS] then
+    local P, X, V, n = attr_state(vals[F_USER_ATTRS])
+    for j = n, 1, -1 do attr[P[j]], aver[P[j]] = X[j], V[j] end
+  else
+    -- a user written before the attributes field, not changed since (apply.lua folds them)
+    for f, x in pairs(vals) do
+      if string.sub(f, 1, #F_USER_ATTR_V1) == F_USER_ATTR_V1 then
+        local path = string.sub(f, #F_USER_ATTR_V1 + 1)
+        attr[path], aver[path] = x, vals[F_USER_ATTR_VERSION_V1 .. path]
+      end
+    end
+  end
   local rec, dirty, content, newest = {}, {}, false, false
   for path in string.gmatch(changed, '[^%z]+') do
-    local val = vals[F_USER_ATTR .. path]
+    local val = attr[path]
     if val and not dirty[path] then
       rec[#rec + 1] = F_REC_ATTR .. path
       rec[#rec + 1] = val
       content = true
-      local v = vals[F_USER_ATTR_VERSION .. path]
+      local v = aver[path]
       if v and (not newest or vercmp2(v, newest) > 0) then newest = v end
     end
     dirty[path] = true
@@ -158,7 +266,7 @@ local function snapshot(ukey, changed)
     end
   end
   for _, p in ipairs({F_PATH_PHONE, F_PATH_EXTERNAL_ID, F_PATH_SOURCE}) do
-    local val = vals[F_USER_ATTR .. p]
+    local val = attr[p]
     if val and not dirty[p] then
       rec[#rec + 1] = F_REC_IDENTITY .. p
       rec[#rec + 1] = val
