@@ -23,11 +23,12 @@ const PhoneNumberUtil *util = nullptr;
 // The conversion is a pure function of (raw, region) once the metadata is loaded, and the
 // library's regular expressions make it the costliest step of mapping a profile (~35 us a
 // number); the same user's number comes back with every message that names the user. So
-// results, valid or not, are kept in a bounded direct-mapped cache per thread (allocated on
-// first use: threads that never convert pay nothing). A slot holds the whole key, so a
-// collision only costs a miss.
+// results, valid or not, are kept in a bounded cache per thread (allocated on first use:
+// threads that never convert pay nothing): 2-way set-associative, the least recently used way
+// replaced, 32,768 entries (~3 MB). An entry holds the whole key, so a collision only costs a
+// miss.
 constexpr size_t kRawMax = 64; // longer input is refused before parsing
-constexpr size_t kCacheSlots = 8192;
+constexpr size_t kCacheSets = 16384;
 
 struct CacheSlot {
     uint8_t state; // 0 empty, 1 valid (e164 set), 2 invalid
@@ -37,7 +38,18 @@ struct CacheSlot {
     char e164[AW_PHONE_E164_MAX];
 };
 
-thread_local std::unique_ptr<CacheSlot[]> cache;
+struct CacheSet {
+    CacheSlot way[2];
+    uint8_t mru; // the way used last
+};
+
+thread_local std::unique_ptr<CacheSet[]> cache;
+
+bool SlotHolds(const CacheSlot &s, const char *raw, size_t n, const char *reg)
+{
+    return s.state != 0 && s.raw_len == n && s.region[0] == reg[0] && s.region[1] == reg[1] &&
+           std::memcmp(s.raw, raw, n) == 0;
+}
 
 uint64_t CacheHash(const char *raw, size_t n, const char *region)
 {
@@ -151,17 +163,22 @@ extern "C" enum aw_err aw_phone_to_e164(const char *raw, const char *region,
         if (region && *region && reg != region)
             return ToE164(raw, region, out); // not an alpha-2 region: never cached
         if (!cache)
-            cache.reset(new CacheSlot[kCacheSlots]());
-        CacheSlot &s = cache[CacheHash(raw, n, reg) & (kCacheSlots - 1)];
-        if (s.state != 0 && s.raw_len == n && s.region[0] == reg[0] && s.region[1] == reg[1] &&
-            std::memcmp(s.raw, raw, n) == 0) {
-            if (s.state == 2)
+            cache.reset(new CacheSet[kCacheSets]());
+        CacheSet &set = cache[CacheHash(raw, n, reg) & (kCacheSets - 1)];
+        for (uint8_t w = 0; w < 2; w++) {
+            const CacheSlot &hit = set.way[w];
+            if (!SlotHolds(hit, raw, n, reg))
+                continue;
+            set.mru = w;
+            if (hit.state == 2)
                 return AW_ERR_INVALID;
-            std::memcpy(out, s.e164, AW_PHONE_E164_MAX);
+            std::memcpy(out, hit.e164, AW_PHONE_E164_MAX);
             return AW_OK;
         }
         enum aw_err err = ToE164(raw, reg, out);
         if (err == AW_OK || err == AW_ERR_INVALID) {
+            set.mru = static_cast<uint8_t>(set.mru ^ 1u);
+            CacheSlot &s = set.way[set.mru];
             s.state = err == AW_OK ? 1 : 2;
             s.raw_len = static_cast<uint8_t>(n);
             s.region[0] = reg[0];

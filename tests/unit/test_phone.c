@@ -25,14 +25,14 @@ static void check_cache(void)
         AW_CHECK_INT_EQ(aw_phone_to_e164("020 7946 0018", "GBR", out), AW_ERR_INVALID);
         AW_CHECK_INT_EQ(aw_phone_to_e164("+44 20 7946 0018", "GBR", out), AW_OK);
         AW_CHECK_STR_EQ(out, "+442079460018");
-        /* More distinct numbers than the cache has slots: every one evicts another. */
-        for (int i = 0; i < 20000; i += round ? 7 : 1) {
+        /* More distinct keys (40,000) than the cache holds: they evict each other. */
+        static const char *const prefixes[] = {"020 7946 ", "0207946", "020-7946-", "(020) 7946 "};
+        for (int i = 0; i < 40000; i += round ? 7 : 1) {
             char raw[32], want[32];
-            snprintf(raw, sizeof raw, "020 7946 %04d", i % 10000);
+            snprintf(raw, sizeof raw, "%s%04d", prefixes[i / 10000], i % 10000);
             snprintf(want, sizeof want, "+44207946%04d", i % 10000);
-            AW_CHECK_INT_EQ(aw_phone_to_e164(raw, i < 10000 ? "GB" : "US", out),
-                            i < 10000 ? AW_OK : AW_ERR_INVALID);
-            if (i < 10000 && strcmp(out, want) != 0)
+            AW_CHECK_INT_EQ(aw_phone_to_e164(raw, "GB", out), AW_OK);
+            if (strcmp(out, want) != 0)
                 AW_CHECK_STR_EQ(out, want);
         }
     }
