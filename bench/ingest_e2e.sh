@@ -23,6 +23,9 @@
 #     the worker runs; each message's first profile is a probe user whose first write Redis
 #     reports by keyspace notification (bench_e2e latency): produce -> Redis p50/p99.
 #
+# AW_BENCH_USERS=N draws the profiles from N users (0, the default: every user new), so users
+# come back with newer versions, as in a stream where one user is in several audiences.
+#
 # AW_BENCH_RSS_CHANGES=N (e.g. 5000000) adds the flat-memory run: N more changes produced while
 # the worker consumes (batches of $AW_BENCH_RSS_CHUNK messages, the backlog kept under the
 # mock's limit), over a population of $AW_BENCH_RSS_USERS (300000) users so Redis stays bounded;
@@ -41,6 +44,7 @@ lat_s=${AW_BENCH_LATENCY_S:-10}
 rss_changes=${AW_BENCH_RSS_CHANGES:-0}
 rss_chunk=${AW_BENCH_RSS_CHUNK:-20000}
 rss_users=${AW_BENCH_RSS_USERS:-300000}
+users=${AW_BENCH_USERS:-0}
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j2 --target aw-worker aw_devbroker bench_e2e bench_store >/dev/null
@@ -72,9 +76,9 @@ metric_sum() { # WORKER PREFIX: sum of every series of the metric (labels or not
 calc() { echo "$*" | bc -l; }
 
 # ---- 1. ceilings ---------------------------------------------------------------------------
-"$e2e" stats 0 "$messages" "$accounts" 0 >"$dir/stats"
+"$e2e" stats 0 "$messages" "$accounts" "$users" >"$dir/stats"
 changes=$(field changes "$dir/stats")
-"$e2e" parse 0 "$messages" "$accounts" 0 3 >"$dir/parse"
+"$e2e" parse 0 "$messages" "$accounts" "$users" 3 >"$dir/parse"
 parse_rate=$(field parse_changes_per_cpu_s "$dir/parse")
 
 start_redis
@@ -89,7 +93,7 @@ redis_cmd flushall >/dev/null
 
 # ---- 2. backlog ------------------------------------------------------------------------------
 start_devbroker --topic "$topic:$partitions" --topic "$topic.dlq:1"
-"$e2e" produce "$AW_TEST_BROKERS" "$topic" 0 "$messages" "$accounts" 0 >"$dir/produce" ||
+"$e2e" produce "$AW_TEST_BROKERS" "$topic" 0 "$messages" "$accounts" "$users" >"$dir/produce" ||
     { cat "$dir/produce" >&2; fail "producing the backlog failed"; }
 produced=$(field produced "$dir/produce")
 [ "$produced" = "$messages" ] || fail "produced $produced of $messages records"
@@ -143,8 +147,8 @@ lat_n=$((rate * lat_s))
 "$e2e" latency "$AW_TEST_BROKERS" "$topic" 127.0.0.1 "$AW_TEST_REDIS_PORT" "$messages" "$lat_n" \
     "$accounts" 0 "$rate" >"$dir/latency" || { cat "$dir/latency" >&2; fail "latency run failed"; }
 
-printf 'input        %s records (%s changes: 3 profiles x 2 audiences), %s accounts, %s partitions\n' \
-    "$messages" "$changes" "$accounts" "$partitions"
+printf 'input        %s records (%s changes: 3 profiles x 2 audiences), %s accounts, %s partitions, users %s\n' \
+    "$messages" "$changes" "$accounts" "$partitions" "$([ "$users" = 0 ] && echo 'all new' || echo "$users")"
 printf '             record %.0f B JSON, profile %.0f B JSON\n' \
     "$(field message_json_bytes "$dir/stats")" "$profile_json"
 printf 'machine      %s cores (%s), shared; figures from one run\n' "$(nproc)" "$(uname -m)"
