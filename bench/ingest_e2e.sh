@@ -26,10 +26,17 @@
 # AW_BENCH_USERS=N draws the profiles from N users (0, the default: every user new), so users
 # come back with newer versions, as in a stream where one user is in several audiences.
 #
+# AW_BENCH_KAFKA_CONF='key=value ...' adds librdkafka properties to the worker's
+# AW_KAFKA_CONFIG_FILE (e.g. fetch.wait.max.ms=10: see what the broker's fetch wait adds to
+# the latency).
+#
 # AW_BENCH_RSS_CHANGES=N (e.g. 5000000) adds the flat-memory run: N more changes produced while
 # the worker consumes (batches of $AW_BENCH_RSS_CHUNK messages, the backlog kept under the
 # mock's limit), over a population of $AW_BENCH_RSS_USERS (300000) users so Redis stays bounded;
 # prints the worker's RSS after the first 100k changes and at the end.
+#
+# AW_BENCH_WORKER_BUILD=DIR runs the aw-worker of another build tree (e.g. of an older revision,
+# built with cmake from `git archive`) against the same input, for a before/after comparison.
 #
 # Figures vary with the machine: quote the ratios to the ceilings, measured in the same run.
 # Environment: AW_BUILD_DIR (default build/release). Not a ctest test.
@@ -99,8 +106,13 @@ produced=$(field produced "$dir/produce")
 [ "$produced" = "$messages" ] || fail "produced $produced of $messages records"
 
 # ---- 3. the worker drains it -----------------------------------------------------------------
+{
+    echo 'session.timeout.ms=6000'
+    for kv in ${AW_BENCH_KAFKA_CONF:-}; do echo "$kv"; done
+} >"$AW_TEST_DIR/kafka.conf"
 mem0=$(redis_mem)
-start_worker w1 AW_LEADER_ENABLED=false AW_LOG_LEVEL=warn AW_KAFKA_GROUP=bench
+AW_BUILD_DIR=${AW_BENCH_WORKER_BUILD:-$AW_BUILD_DIR} \
+    start_worker w1 AW_LEADER_ENABLED=false AW_LOG_LEVEL=warn AW_KAFKA_GROUP=bench
 pid=$(service_pid w1)
 wc0=$(proc_cpu "$pid")
 rc0=$(redis_cpu)
@@ -151,7 +163,8 @@ printf 'input        %s records (%s changes: 3 profiles x 2 audiences), %s accou
     "$messages" "$changes" "$accounts" "$partitions" "$([ "$users" = 0 ] && echo 'all new' || echo "$users")"
 printf '             record %.0f B JSON, profile %.0f B JSON\n' \
     "$(field message_json_bytes "$dir/stats")" "$profile_json"
-printf 'machine      %s cores (%s), shared; figures from one run\n' "$(nproc)" "$(uname -m)"
+printf 'machine      %s cores (%s), shared; figures from one run; worker %s\n' "$(nproc)" \
+    "$(uname -m)" "${AW_BENCH_WORKER_BUILD:-$build}/aw-worker"
 printf 'check        produced %s, done %s, changes applied %s + stale %s = %s, dead letters %s\n' \
     "$produced" "$done_n" "$applied" "$stale" "$changes" "$dlq"
 printf '%-38s %12s   %s\n' figure value "in-run ceiling (ratio)"
