@@ -31,8 +31,9 @@
 # the latency).
 #
 # AW_BENCH_RSS_CHANGES=N (e.g. 5000000) adds the flat-memory run: N more changes produced while
-# the worker consumes (batches of $AW_BENCH_RSS_CHUNK messages, the backlog kept under the
-# mock's limit), over a population of $AW_BENCH_RSS_USERS (300000) users so Redis stays bounded;
+# the worker consumes (batches of $AW_BENCH_RSS_CHUNK (10000) records, at most two unconsumed:
+# 2.9 MB a partition, under the mock's limit), over a population of $AW_BENCH_RSS_USERS (300000)
+# users so Redis stays bounded;
 # prints the worker's RSS after the first 100k changes and at the end.
 #
 # AW_BENCH_WORKER_BUILD=DIR runs the aw-worker of another build tree (e.g. of an older revision,
@@ -49,9 +50,13 @@ partitions=${AW_BENCH_PARTITIONS:-32}
 rate=${AW_BENCH_RATE:-500}
 lat_s=${AW_BENCH_LATENCY_S:-10}
 rss_changes=${AW_BENCH_RSS_CHANGES:-0}
-rss_chunk=${AW_BENCH_RSS_CHUNK:-20000}
+rss_chunk=${AW_BENCH_RSS_CHUNK:-10000}
 rss_users=${AW_BENCH_RSS_USERS:-300000}
 users=${AW_BENCH_USERS:-0}
+worker_build=${AW_BENCH_WORKER_BUILD:-}
+kafka_conf=${AW_BENCH_KAFKA_CONF:-}
+# Not settings: kept from the worker, which warns about every unknown AW_* variable.
+unset "${!AW_BENCH_@}"
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j2 --target aw-worker aw_devbroker bench_e2e bench_store >/dev/null
@@ -62,14 +67,7 @@ topic=mparticle.audience
 dir=$AW_TEST_DIR/runs
 mkdir -p "$dir"
 
-field() { awk -F= -v k="$1" '$1 == k { print $2 }' "$2"; }
-info_field() { # SECTION FIELD...: sum of the fields
-    redis_cmd info "$1" | tr -d '\r' | awk -F: -v f="${*:2}" '
-        BEGIN { n = split(f, want, " ") } { for (i = 1; i <= n; i++) if ($1 == want[i]) s += $2 }
-        END { printf "%.6f\n", s }'
-}
-redis_cpu() { info_field cpu used_cpu_user used_cpu_sys; }
-redis_mem() { info_field memory used_memory; }
+source "$root/bench/lib.sh"
 proc_cpu() { # PID: utime + stime in seconds
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.3f\n", ($12 + $13) / hz }' \
         "/proc/$1/stat"
@@ -89,10 +87,10 @@ changes=$(field changes "$dir/stats")
 parse_rate=$(field parse_changes_per_cpu_s "$dir/parse")
 
 start_redis
-c0=$(redis_cpu)
+c0=$(redis_cpu_s)
 AW_BENCH_REDIS_URL=$AW_TEST_REDIS_URL "$build/bench/bench_store" bare "$messages" "$accounts" \
     >"$dir/bare" 2>&1 || { cat "$dir/bare" >&2; fail "bare EVALSHA run failed"; }
-c1=$(redis_cpu)
+c1=$(redis_cpu_s)
 bare_changes=$(field applied "$dir/bare")
 bare_redis_rate=$(calc "$bare_changes / ($c1 - $c0)")
 bare_wall_rate=$(calc "$bare_changes / $(field wall_s "$dir/bare")")
@@ -108,14 +106,14 @@ produced=$(field produced "$dir/produce")
 # ---- 3. the worker drains it -----------------------------------------------------------------
 {
     echo 'session.timeout.ms=6000'
-    for kv in ${AW_BENCH_KAFKA_CONF:-}; do echo "$kv"; done
+    for kv in $kafka_conf; do echo "$kv"; done
 } >"$AW_TEST_DIR/kafka.conf"
-mem0=$(redis_mem)
-AW_BUILD_DIR=${AW_BENCH_WORKER_BUILD:-$AW_BUILD_DIR} \
+mem0=$(redis_mem_b)
+AW_BUILD_DIR=${worker_build:-$AW_BUILD_DIR} \
     start_worker w1 AW_LEADER_ENABLED=false AW_LOG_LEVEL=warn AW_KAFKA_GROUP=bench
 pid=$(service_pid w1)
 wc0=$(proc_cpu "$pid")
-rc0=$(redis_cpu)
+rc0=$(redis_cpu_s)
 [ "$(metric_sum w1 aw_records_consumed_total)" = 0 ] ||
     note "warning: records consumed before the first CPU sample (startup overlaps the run)"
 deadline=$((SECONDS + 60))
@@ -133,8 +131,8 @@ until [ "$(metric_sum w1 aw_records_done_total)" -ge "$messages" ]; do
 done
 t1=$(date +%s.%N)
 wc1=$(proc_cpu "$pid")
-rc1=$(redis_cpu)
-mem1=$(redis_mem)
+rc1=$(redis_cpu_s)
+mem1=$(redis_mem_b)
 rss_kb=$(proc_kb "$pid" VmRSS)
 done_n=$(metric_sum w1 aw_records_done_total)
 applied=$(metric_sum w1 aw_changes_applied_total)
@@ -164,7 +162,7 @@ printf 'input        %s records (%s changes: 3 profiles x 2 audiences), %s accou
 printf '             record %.0f B JSON, profile %.0f B JSON\n' \
     "$(field message_json_bytes "$dir/stats")" "$profile_json"
 printf 'machine      %s cores (%s), shared; figures from one run; worker %s\n' "$(nproc)" \
-    "$(uname -m)" "${AW_BENCH_WORKER_BUILD:-$build}/aw-worker"
+    "$(uname -m)" "${worker_build:-$build}/aw-worker"
 printf 'check        produced %s, done %s, changes applied %s + stale %s = %s, dead letters %s\n' \
     "$produced" "$done_n" "$applied" "$stale" "$changes" "$dlq"
 printf '%-38s %12s   %s\n' figure value "in-run ceiling (ratio)"
@@ -194,7 +192,7 @@ base_done=$(metric_sum w1 aw_records_done_total)
 t0=$SECONDS
 while [ "$sent" -lt "$total_msgs" ]; do
     n=$((total_msgs - sent < rss_chunk ? total_msgs - sent : rss_chunk))
-    # Keep at most two chunks unconsumed: the mock's per-partition limit.
+    # At most two chunks unconsumed: the mock's per-partition limit.
     until [ "$(($(metric_sum w1 aw_records_done_total) - base_done))" -ge $((sent - rss_chunk)) ]; do
         service_is_running w1 || fail "the worker exited (see $AW_TEST_DIR/w1.log)"
         sleep 0.1
