@@ -274,11 +274,11 @@ static bool is_too_deep(const char *p, size_t len)
 
 /* ---- scalar helpers ---- */
 
-static bool take_string(struct dec *d, const json_t *obj, const char *prefix, const char *field,
-                        bool required, size_t max_len, char **out)
+/* take_string of a member already looked up (v = member(obj, field)). */
+static bool take_string_v(struct dec *d, const json_t *v, const char *prefix, const char *field,
+                          bool required, size_t max_len, char **out)
 {
     *out = NULL;
-    json_t *v = member(obj, field);
     if (v == NULL)
         return required ? fail_at(d, AW_EVENT_MISSING_FIELD, prefix, field) : true;
     if (!json_is_string(v))
@@ -288,6 +288,12 @@ static bool take_string(struct dec *d, const json_t *obj, const char *prefix, co
     /* No NUL inside (JSON_ALLOW_NUL is off), so the length is the C string length. */
     *out = aw_strndup(json_string_value(v), json_string_length(v));
     return true;
+}
+
+static bool take_string(struct dec *d, const json_t *obj, const char *prefix, const char *field,
+                        bool required, size_t max_len, char **out)
+{
+    return take_string_v(d, member(obj, field), prefix, field, required, max_len, out);
 }
 
 /* Optional string-typed member that is checked but not kept. */
@@ -362,10 +368,10 @@ static bool take_id(struct dec *d, const json_t *obj, const char *prefix, const 
 }
 
 /* Enumerated string member; *index receives the position of the match in names. */
-static bool take_enum(struct dec *d, const json_t *obj, const char *prefix, const char *field,
-                      const char *const *names, size_t n_names, int *index)
+/* take_enum of a member already looked up (v = member(obj, field)). */
+static bool take_enum_v(struct dec *d, const json_t *v, const char *prefix, const char *field,
+                        const char *const *names, size_t n_names, int *index)
 {
-    json_t *v = member(obj, field);
     if (v == NULL)
         return fail_at(d, AW_EVENT_MISSING_FIELD, prefix, field);
     if (!json_is_string(v))
@@ -378,6 +384,12 @@ static bool take_enum(struct dec *d, const json_t *obj, const char *prefix, cons
         }
     }
     return fail_at(d, AW_EVENT_BAD_VALUE, prefix, field);
+}
+
+static bool take_enum(struct dec *d, const json_t *obj, const char *prefix, const char *field,
+                      const char *const *names, size_t n_names, int *index)
+{
+    return take_enum_v(d, member(obj, field), prefix, field, names, n_names, index);
 }
 
 /* ---- JSON text of values ---- */
@@ -530,18 +542,20 @@ static bool decode_attribute(struct dec *d, const json_t *a, const char *prefix,
     *skip = false;
     if (!json_is_object(a))
         return fail(d, AW_EVENT_WRONG_TYPE, "%s", prefix);
-    if (member(a, "key") == NULL) {
+    json_t *key = member(a, "key");
+    if (key == NULL) {
         *skip = true;
         return true;
     }
-    if (!take_string(d, a, prefix, "key", true, AW_EVENT_MAX_STRING, &out->key))
+    if (!take_string_v(d, key, prefix, "key", true, AW_EVENT_MAX_STRING, &out->key))
         return false;
     if (out->key[0] == '\0')
         return fail_at(d, AW_EVENT_BAD_VALUE, prefix, "key");
     out->action = AW_EVENT_ATTR_UPSERT;
-    if (member(a, "action") != NULL) {
+    json_t *action = member(a, "action");
+    if (action != NULL) {
         int idx = 0;
-        if (!take_enum(d, a, prefix, "action", actions, 2, &idx))
+        if (!take_enum_v(d, action, prefix, "action", actions, 2, &idx))
             return false;
         out->action = idx == 0 ? AW_EVENT_ATTR_UPSERT : AW_EVENT_ATTR_DELETE;
     }
