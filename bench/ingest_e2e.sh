@@ -31,10 +31,13 @@
 # the latency).
 #
 # AW_BENCH_RSS_CHANGES=N (e.g. 5000000) adds the flat-memory run: N more changes produced while
-# the worker consumes (batches of $AW_BENCH_RSS_CHUNK (10000) records, at most two unconsumed:
-# 2.9 MB a partition, under the mock's limit), over a population of $AW_BENCH_RSS_USERS (300000)
-# users so Redis stays bounded;
-# prints the worker's RSS after the first 100k changes and at the end.
+# the worker consumes (batches of $AW_BENCH_RSS_CHUNK (5000) records, at most two unconsumed:
+# 1.4 MB a partition on average, well under the mock's limit, since partitions are consumed
+# unevenly; a record lost anyway fails the run), over a population of $AW_BENCH_RSS_USERS (300000)
+# users so Redis stays bounded; prints the worker's RSS after the first ~100k changes, at the end,
+# and its range over the second half (sampled before each chunk). The RSS includes librdkafka's
+# prefetch queue (queued.max.messages.kbytes, 64 MiB by default): AW_BENCH_KAFKA_CONF=
+# 'queued.max.messages.kbytes=8192' shows the worker's own memory.
 #
 # AW_BENCH_WORKER_BUILD=DIR runs the aw-worker of another build tree (e.g. of an older revision,
 # built with cmake from `git archive`) against the same input, for a before/after comparison.
@@ -50,7 +53,7 @@ partitions=${AW_BENCH_PARTITIONS:-32}
 rate=${AW_BENCH_RATE:-500}
 lat_s=${AW_BENCH_LATENCY_S:-10}
 rss_changes=${AW_BENCH_RSS_CHANGES:-0}
-rss_chunk=${AW_BENCH_RSS_CHUNK:-10000}
+rss_chunk=${AW_BENCH_RSS_CHUNK:-5000}
 rss_users=${AW_BENCH_RSS_USERS:-300000}
 users=${AW_BENCH_USERS:-0}
 worker_build=${AW_BENCH_WORKER_BUILD:-}
@@ -189,27 +192,45 @@ first=$((messages + lat_n))
 sent=0
 rss_100k=""
 base_done=$(metric_sum w1 aw_records_done_total)
+: >"$dir/rss"
 t0=$SECONDS
+# Waits until the worker has done $1 records of this phase; fails when it stalls for 60 s or the
+# mock dropped records before they were consumed (the consumer then resets its offset).
+wait_done() {
+    local last=-1 since=$SECONDS d
+    while :; do
+        d=$(($(metric_sum w1 aw_records_done_total) - base_done))
+        [ "$d" -ge "$1" ] && return 0
+        service_is_running w1 || fail "the worker exited (see $AW_TEST_DIR/w1.log)"
+        ! grep -q 'Offset out of range' "$AW_TEST_DIR/w1.log" ||
+            fail "the mock broker dropped records before they were consumed (lower AW_BENCH_RSS_CHUNK)"
+        [ "$d" -ne "$last" ] && { last=$d since=$SECONDS; }
+        [ $((SECONDS - since)) -lt 60 ] || fail "the worker stalled at $d of $1 records"
+        sleep 0.1
+    done
+}
 while [ "$sent" -lt "$total_msgs" ]; do
     n=$((total_msgs - sent < rss_chunk ? total_msgs - sent : rss_chunk))
     # At most two chunks unconsumed: the mock's per-partition limit.
-    until [ "$(($(metric_sum w1 aw_records_done_total) - base_done))" -ge $((sent - rss_chunk)) ]; do
-        service_is_running w1 || fail "the worker exited (see $AW_TEST_DIR/w1.log)"
-        sleep 0.1
-    done
+    wait_done $((sent - rss_chunk))
+    done_n=$(($(metric_sum w1 aw_records_done_total) - base_done))
+    echo "$((done_n * 6)) $(proc_kb "$pid" VmRSS)" >>"$dir/rss"
+    if [ -z "$rss_100k" ] && [ "$done_n" -ge 16667 ]; then
+        rss_100k=$(proc_kb "$pid" VmRSS)
+        rss_100k_at=$((done_n * 6))
+    fi
     "$e2e" produce "$AW_TEST_BROKERS" "$topic" "$((first + sent))" "$n" "$accounts" "$rss_users" \
         >"$dir/produce.rss" || { cat "$dir/produce.rss" >&2; fail "producing failed"; }
     sent=$((sent + n))
-    if [ -z "$rss_100k" ] && [ "$(($(metric_sum w1 aw_records_done_total) - base_done))" -ge 16667 ]; then
-        rss_100k=$(proc_kb "$pid" VmRSS)
-        note "RSS after $(((($(metric_sum w1 aw_records_done_total) - base_done)) * 6)) changes: $rss_100k KiB"
-    fi
 done
-until [ "$(($(metric_sum w1 aw_records_done_total) - base_done))" -ge "$total_msgs" ]; do
-    service_is_running w1 || fail "the worker exited (see $AW_TEST_DIR/w1.log)"
-    sleep 0.2
-done
-[ -n "$rss_100k" ] || rss_100k=$(proc_kb "$pid" VmRSS)
-printf '%-38s %12s   %s\n' "worker RSS after ~100k changes (KiB)" "$rss_100k" ""
-printf '%-38s %12s   %s\n' "worker RSS after $((total_msgs * 6)) changes (KiB)" \
-    "$(proc_kb "$pid" VmRSS)" "peak $(proc_kb "$pid" VmHWM) KiB, $((SECONDS - t0)) s, dead letters $(metric_sum w1 aw_dead_letters_total)"
+wait_done "$total_msgs"
+rss_end=$(proc_kb "$pid" VmRSS)
+echo "$((total_msgs * 6)) $rss_end" >>"$dir/rss"
+[ -n "$rss_100k" ] || { rss_100k=$rss_end rss_100k_at=$((total_msgs * 6)); }
+# RSS over the second half of the run, sampled before each chunk.
+half=$(awk -v h="$((total_msgs * 3))" '$1 >= h { print $2 }' "$dir/rss" | sort -n |
+    awk '{ v[NR] = $1 } END { printf "%s-%s KiB (median %s)", v[1], v[NR], v[int((NR + 1) / 2)] }')
+printf '%-38s %12s   %s\n' "worker RSS after $rss_100k_at changes (KiB)" "$rss_100k" ""
+printf '%-38s %12s   %s\n' "worker RSS after $((total_msgs * 6)) changes (KiB)" "$rss_end" \
+    "peak $(proc_kb "$pid" VmHWM) KiB, $((SECONDS - t0)) s, dead letters $(metric_sum w1 aw_dead_letters_total)"
+printf '%-38s %12s   %s\n' "worker RSS, second half of the run" "" "$half"
