@@ -4,6 +4,8 @@
  *   aw-worker --check-config parse the AW_* environment and AW_KAFKA_CONFIG_FILE, print the
  *                            effective settings with secrets masked; exit 0, or 78 on problems
  *   aw-worker --config-table the variable table in markdown (README)
+ *   aw-worker <command>      the admin commands: status, flush, pause, resume, preview, dlq
+ *                            (worker/ops/admin.c)
  *   aw-worker --help | --version */
 #include <assert.h>
 #include <curl/curl.h>
@@ -24,13 +26,11 @@
 #include "worker/ingest/config_file.h"
 #include "worker/ingest/consumer.h"
 #include "worker/ingest/ingest.h"
+#include "worker/ops/admin.h"
 #include "worker/ops/health.h"
 #include "worker/ops/http.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
-#include "worker/store/account_ops.h"
-#include "worker/store/lease.h"
-#include "worker/store/status.h"
 #include "worker/store/store.h"
 
 #ifndef AW_VERSION
@@ -79,11 +79,10 @@ static void usage(FILE *out)
             "       aw-worker --check-config   validate the AW_* environment and print the\n"
             "                                  effective settings (secrets masked); exit 0 or 78\n"
             "       aw-worker --config-table   print the variable table (markdown)\n"
-            "       aw-worker status           print the lease and every audience's pending,\n"
-            "                                  in-flight and due state from Redis (logfmt)\n"
             "       aw-worker --help | --version\n"
-            "\n"
-            "Configuration comes from environment variables:\n");
+            "admin commands (--help each; --json where output is data):\n");
+    aw_admin_usage(out);
+    fprintf(out, "\nConfiguration comes from environment variables:\n");
     for (size_t i = 0; i < aw_settings_var_count(); i++)
         fprintf(out, "  %s\n", aw_settings_var_name(i));
     fprintf(out, "See `aw-worker --config-table` for defaults, ranges and meanings.\n");
@@ -165,96 +164,6 @@ static int cmd_check_config(void)
     if (rc != AW_OK || fflush(stdout) != 0)
         return 1;
     return 0;
-}
-
-/* One stream's line of `status` (audience, or the account's profiles when aud is NULL). */
-static int status_stream(struct aw_store *st, const char *acct, const char *aud, uint64_t now)
-{
-    struct aw_store_stream_info in;
-    if (aw_store_stream_info(st, acct, aud, &in) != AW_OK) {
-        fprintf(stderr, "aw-worker: redis: %s\n", aw_store_errstr(st));
-        return 1;
-    }
-    char qname[300], due_in[32];
-    if (in.due_unix_ms < 0)
-        snprintf(due_in, sizeof due_in, "none");
-    else if ((uint64_t)in.due_unix_ms <= now)
-        snprintf(due_in, sizeof due_in, "now");
-    else
-        snprintf(due_in, sizeof due_in, "%llus",
-                 (unsigned long long)(((uint64_t)in.due_unix_ms - now) / 1000u));
-    char last[24] = "never";
-    if (in.last_upload_ms >= 0)
-        snprintf(last, sizeof last, "%lld", (long long)in.last_upload_ms);
-    if (aud)
-        printf("audience account=%s audience=%s name=%s state=%s pending=%lld inflight=%lld "
-               "due=%s last_upload_ms=%s list_id=%s\n",
-               acct, aud, aw_log_quote(qname, sizeof qname, in.name ? in.name : ""),
-               in.state ? in.state : "active", (long long)in.pending, (long long)in.inflight,
-               due_in, last,
-               in.list_id           ? in.list_id
-               : in.klaviyo_list_id ? in.klaviyo_list_id
-                                    : "none");
-    else
-        printf("profiles account=%s pending=%lld inflight=%lld due=%s last_upload_ms=%s\n", acct,
-               (long long)in.pending, (long long)in.inflight, due_in, last);
-    aw_store_stream_info_clear(&in);
-    return 0;
-}
-
-/* Admin: the lease and each stream's state as Redis holds them, one logfmt line each. */
-static int cmd_status(void)
-{
-    struct aw_settings s;
-    if (!load_settings(&s, false, AW_SETTINGS_FOR_ADMIN))
-        return AW_SETTINGS_EXIT_CONFIG;
-    char err[512];
-    struct aw_store_config sc;
-    aw_store_config_from_settings(&s, &sc);
-    struct aw_store *st = aw_store_new(&sc, err, sizeof err);
-    int status = 1;
-    char **accts = NULL;
-    size_t n = 0;
-    int64_t ttl = -2;
-    uint64_t epoch = 0;
-    if (!st) {
-        fprintf(stderr, "aw-worker: %s\n", err);
-        goto out;
-    }
-    if (aw_store_lease_info(st, &ttl, &epoch) != AW_OK ||
-        aw_store_accounts(st, &accts, &n) != AW_OK) {
-        fprintf(stderr, "aw-worker: redis: %s\n", aw_store_errstr(st));
-        goto out;
-    }
-    printf("lease held=%s ttl_ms=%lld epoch=%llu accounts=%zu\n", ttl >= 0 ? "true" : "false",
-           (long long)(ttl >= 0 ? ttl : 0), (unsigned long long)epoch, n);
-    uint64_t now = aw_clock_unix_ms();
-    status = 0;
-    for (size_t i = 0; i < n && status == 0; i++) {
-        char **auds = NULL;
-        size_t na = 0;
-        if (aw_store_audiences(st, accts[i], &auds, &na) != AW_OK) {
-            fprintf(stderr, "aw-worker: redis: %s\n", aw_store_errstr(st));
-            status = 1;
-            break;
-        }
-        uint64_t paused_until = 0;
-        long refused = 0;
-        if (aw_store_account_paused(st, accts[i], &paused_until, &refused) == AW_OK &&
-            paused_until > now)
-            printf("account account=%s paused=true refused_status=%ld retry_in_s=%llu\n", accts[i],
-                   refused, (unsigned long long)((paused_until - now) / 1000u));
-        for (size_t k = 0; k < na && status == 0; k++)
-            status = status_stream(st, accts[i], auds[k], now);
-        if (status == 0)
-            status = status_stream(st, accts[i], NULL, now);
-        aw_store_strings_free(auds, na);
-    }
-out:
-    aw_store_strings_free(accts, n);
-    aw_store_free(st);
-    aw_settings_free(&s);
-    return status;
 }
 
 /* Runs one replica until stop_requested. Returns the process exit status. Teardown order:
@@ -450,8 +359,8 @@ int main(int argc, char **argv)
         return run_replica();
     if (argc == 2 && strcmp(argv[1], "--check-config") == 0)
         return cmd_check_config();
-    if (argc == 2 && strcmp(argv[1], "status") == 0)
-        return cmd_status();
+    if (argc >= 2 && aw_admin_is_command(argv[1]))
+        return aw_admin_main(argc - 1, argv + 1);
     if (argc == 2 && strcmp(argv[1], "--config-table") == 0)
         return aw_settings_print_table(stdout) == AW_OK && fflush(stdout) == 0 ? 0 : 1;
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {

@@ -151,6 +151,29 @@ const struct aw_settings_var aw_settings_vars[] = {
      .max = 60000,
      .off = OFF(klaviyo.job_poll_ms),
      .meaning = "interval between status polls of a Klaviyo bulk job"},
+    {.name = "AW_KLAVIYO_CONSENT_SETTLE_MS",
+     .kind = AW_SETTINGS_K_DURATION,
+     .unit = AW_SETTINGS_U_MS,
+     .def = "60000",
+     .min = 0,
+     .max = 3600000,
+     .off = OFF(klaviyo.consent_settle_ms),
+     .meaning = "wait after an account's consent job before its next batch sends consent "
+                "(subscription jobs give no job id to poll; keeps a user's opposite consents "
+                "in order)"},
+    {.name = "AW_DRY_RUN",
+     .kind = AW_SETTINGS_K_BOOL,
+     .def = "false",
+     .off = OFF(klaviyo.dry_run),
+     .meaning = "true: no write reaches Klaviyo (POST/PATCH/DELETE are answered locally and their "
+                "bodies appended to AW_DRY_RUN_FILE; GETs still go out); pending changes are "
+                "acknowledged as if sent"},
+    {.name = "AW_DRY_RUN_FILE",
+     .kind = AW_SETTINGS_K_STRING,
+     .off = OFF(klaviyo.dry_run_file),
+     .format = "path (required when AW_DRY_RUN is true)",
+     .meaning = "JSON-lines file the dry run appends each write to (method, path, operation, "
+                "account, body); created with mode 0600: the bodies hold personal data"},
     {.name = "AW_FLUSH_MAX_QUEUE",
      .kind = AW_SETTINGS_K_INT,
      .def = "100",
@@ -448,6 +471,10 @@ static void cross_check(struct aw_settings_ctx *cx)
             "%llu is more than AW_LEASE_TTL_MS / 3 (%llu): the lease could expire between "
             "renewals",
             (unsigned long long)s->flush.tick_ms, (unsigned long long)(s->leader.lease_ttl_ms / 3));
+    if (!is_bad(cx, "AW_DRY_RUN") && !is_bad(cx, "AW_DRY_RUN_FILE") && s->klaviyo.dry_run &&
+        !s->klaviyo.dry_run_file)
+        aw_settings_problem(cx, find_var("AW_DRY_RUN_FILE"),
+                            "required when AW_DRY_RUN is true (where the writes go)");
     if (!is_bad(cx, "AW_SHUTDOWN_TIMEOUT_MS") && !is_bad(cx, "AW_KLAVIYO_TIMEOUT_MS") &&
         s->process.shutdown_timeout_ms < s->klaviyo.timeout_ms)
         aw_settings_problem(
@@ -513,6 +540,7 @@ void aw_settings_free(struct aw_settings *s)
     free(s->klaviyo.base_url);
     free(s->klaviyo.revision);
     free(s->klaviyo.ca_file);
+    free(s->klaviyo.dry_run_file);
     free(s->http.host);
     free(s->process.instance_id);
     free(s->process.accounts_file);

@@ -663,7 +663,8 @@ start_worker() {
     AW_WORKER_PORT[$name]=$port
     local -a env=(AW_KAFKA_BROKERS="$AW_TEST_BROKERS" AW_REDIS_URL="$AW_TEST_REDIS_URL"
         AW_KAFKA_CONFIG_FILE="$AW_TEST_DIR/kafka.conf" AW_HTTP_ADDR="127.0.0.1:$port"
-        AW_INSTANCE_ID="$name" AW_FLUSH_TICK_MS=100 AW_LEASE_TTL_MS=3000 AW_KLAVIYO_JOB_POLL_MS=100)
+        AW_INSTANCE_ID="$name" AW_FLUSH_TICK_MS=100 AW_LEASE_TTL_MS=3000 AW_KLAVIYO_JOB_POLL_MS=100
+        AW_KLAVIYO_CONSENT_SETTLE_MS=1500) # above the simulator's slowest job in any test (0.9 s)
     if [ -n "${AW_TEST_KLAVIYO_URL:-}" ]; then
         env+=(AW_KLAVIYO_BASE_URL="$AW_TEST_KLAVIYO_URL")
     fi

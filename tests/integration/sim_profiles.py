@@ -4,6 +4,7 @@ simulator's state at URL. Helpers available to EXPR: s (the state), attr(email, 
 sub(email, channel="email") (the marketing consent: SUBSCRIBED / UNSUBSCRIBED / None),
 members(list name) (sorted emails). -v prints the profiles the expression names on failure."""
 import json
+from datetime import datetime, timedelta  # noqa: F401 (for EXPR)
 import re
 import sys
 import urllib.request

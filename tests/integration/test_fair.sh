@@ -40,5 +40,13 @@ grep -q 'paused=1' "$AW_TEST_DIR/metrics.txt" || fail "the pause is not reported
 # paused account holds none of the leader's memory
 grep -q 'held_jobs=0 held_bytes=0' "$AW_TEST_DIR/metrics.txt" ||
     fail "the paused account still holds jobs or batch memory: $(cat "$AW_TEST_DIR/metrics.txt")"
+# the leader's backlog gauges saw the paused account's 1,000 streams, and how old they are
+python3 - "$AW_TEST_DIR/metrics.txt" <<'PY' || fail "backlog gauges: $(cat "$AW_TEST_DIR/metrics.txt")"
+import re, sys
+line = open(sys.argv[1]).read()
+backlog = int(re.search(r"backlog=(\d+)", line).group(1))
+age = int(re.search(r"oldest_age_ms=(\d+)", line).group(1))
+sys.exit(0 if backlog >= 1000 and 0 < age < 120000 else 1)
+PY
 note "healthy account flushed in ${took}s next to 1,000 audiences of a paused account"
 echo "test_fair: PASS"

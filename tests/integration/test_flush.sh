@@ -79,6 +79,8 @@ check "no profile for the paused account" '"gus@example.org" not in prof'
 [ -n "$(redis_cmd HGET 'aw:{A1}:a:101' last_upload_ms)" ] || fail "ack sets last_upload_ms"
 [ "$(redis_cmd GET 'aw:{leader}:lease')" = "" ] || fail "lease not released on stop"
 grep -q 'paused=1' "$AW_TEST_DIR/metrics.txt" || fail "A3 not reported paused"
+grep -Eq ' jobs=[1-9][0-9]* job_failed_records=1 ' "$AW_TEST_DIR/metrics.txt" ||
+    fail "the import job's failed record is not counted: $(cat "$AW_TEST_DIR/metrics.txt")"
 grep -q 'account paused' "$AW_TEST_DIR/flusher.log" || fail "no ERROR line for the paused account"
 if grep -q 'pk_' "$AW_TEST_DIR/flusher.log"; then fail "an API key appeared in the log"; fi
 if grep -qi 'example\.com' "$AW_TEST_DIR/flusher.log"; then fail "an email appeared in the log"; fi

@@ -6,7 +6,9 @@
 #  2. a user unsubscribed *inside Klaviyo*: a newer message repeating the old consent updates
 #     the profile's attributes but never re-subscribes the user;
 #  3. CCPA: data_sale_opt_out consented:true unsubscribes the channel it is mapped to, an
-#     opt-in asks nothing.
+#     opt-in asks nothing;
+#  4. a subscribe and the user's later unsubscribe, flushed in two batches while Klaviyo runs
+#     jobs late and out of order: the unsubscribe is sent only after the settle wait, and wins.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -121,4 +123,34 @@ sim_is "c1 still unsubscribed after a CCPA opt-in" "sub('c1@example.com') == 'UN
 sim_is "no request failed the spec check" "not s['response_violations']"
 
 stop_worker w1 20 || fail "w1 did not exit 0 on SIGTERM"
+
+# ---- 4. opposite consents of one user from two batches are never queued at Klaviyo together ---
+# Subscription jobs give no id to poll and (here) finish up to 2.1 s after they were sent, in any
+# order: the unsubscribe of the next batch waits AW_KLAVIYO_CONSENT_SETTLE_MS after the
+# subscribe job, so Klaviyo applies them in the order the user gave them.
+sim_control config '{"job_jitter_s": 2.0}'
+start_worker w2 AW_FLUSH_MAX_QUEUE=1 AW_KLAVIYO_CONSENT_SETTLE_MS=4000
+wait_metric w2 aw_leader -eq 1 20
+jobs_before=$(python3 -c 'import json, sys, urllib.request
+print(len(json.load(urllib.request.urlopen(sys.argv[1] + "/_sim/state"))["jobs"]))' "$sim")
+n_jobs() { echo "len([j for j in s['jobs'][$jobs_before:] if j['type'] == 'profile-subscription-bulk-$1-job'])"; }
+for k in 1 2 3; do
+    t=$((10000 + k * 100))
+    msg "m1$k" "$t" 81 "d$k@example.com" '{}' "{\"consented\":true,\"timestamp_unixtime_ms\":$t}" null |
+        gen "$AW_TEST_DIR/part6-$k.tsv"
+    produce_file "$IN" "$AW_TEST_DIR/part6-$k.tsv"
+    sim_is "d$k's subscribe job sent" "$(n_jobs create) == $k"
+    msg "m2$k" "$((t + 1))" 82 "d$k@example.com" '{}' "{\"consented\":false,\"timestamp_unixtime_ms\":$((t + 1))}" null |
+        gen "$AW_TEST_DIR/part7-$k.tsv"
+    produce_file "$IN" "$AW_TEST_DIR/part7-$k.tsv"
+    sim_is "d$k's unsubscribe job sent" "$(n_jobs delete) == $k"
+done
+sim_is "every consent job ran" "all(j['status'] == 'complete' for j in s['jobs'])"
+sim_is "each unsubscribe was sent >= 3 s (4 s, whole seconds) after its subscribe and ran after it" \
+    "all(datetime.fromisoformat(d['created_at']) - datetime.fromisoformat(c['created_at']) >= timedelta(seconds=3) and d['applied_seq'] > c['applied_seq'] for c, d in zip([j for j in s['jobs'][$jobs_before:] if j['type'].endswith('create-job')], [j for j in s['jobs'][$jobs_before:] if j['type'].endswith('delete-job')]))"
+for k in 1 2 3; do
+    sim_is "d$k unsubscribed (the newer consent)" "sub('d$k@example.com') == 'UNSUBSCRIBED'"
+done
+note "opposite consents from two batches reach Klaviyo in order"
+stop_worker w2 20 || fail "w2 did not exit 0 on SIGTERM"
 echo "test_profile: PASS"

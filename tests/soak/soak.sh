@@ -3,8 +3,11 @@
 # broker (2 brokers) and the Klaviyo simulator, while faults are injected together, then an
 # independent oracle (soak_model.py, written from docs/design.md) compares Klaviyo's final state.
 #
-#   tests/soak/soak.sh [short|long]     short (default, in ctest): ~2,400 messages in 6 waves
-#                                       long: AW_SOAK_MINUTES (30) of waves, 20,000+ messages
+#   tests/soak/soak.sh [short|long|cluster]
+#                 short (default, in ctest): ~2,400 messages in 6 waves
+#                 long: AW_SOAK_MINUTES (30) of waves, 20,000+ messages
+#                 cluster (in ctest): as short, on a 3-master Redis Cluster whose slots are
+#                 resharded back and forth where the other profiles kill Redis
 #   AW_SOAK_MESSAGES, AW_SOAK_WAVES, AW_SOAK_SEED override the profile.
 #
 # Each wave is produced while a replica or the leader is killed (kill -9) and restarted, the
@@ -20,13 +23,14 @@ source "$(dirname "$0")/../integration/lib.sh"
 
 profile=${1:-short}
 case $profile in
-short) msgs=${AW_SOAK_MESSAGES:-2400} waves=${AW_SOAK_WAVES:-6} ;;
+short | cluster) msgs=${AW_SOAK_MESSAGES:-2400} waves=${AW_SOAK_WAVES:-6} wave_s=0 ;;
 long)
     minutes=${AW_SOAK_MINUTES:-30}
     waves=${AW_SOAK_WAVES:-$((minutes * 60 / 20))}
     msgs=${AW_SOAK_MESSAGES:-$((waves * 250))}
+    wave_s=$((minutes * 60 / waves)) # each wave lasts at least this: the run spans the minutes
     ;;
-*) fail "usage: soak.sh [short|long]" ;;
+*) fail "usage: soak.sh [short|long|cluster]" ;;
 esac
 seed=${AW_SOAK_SEED:-$RANDOM}
 require_built aw-worker aw_devbroker
@@ -39,7 +43,12 @@ note "soak $profile: $msgs messages in $waves waves, seed $seed (AW_SOAK_SEED=$s
 IN=mparticle.audience
 DLQ=mparticle.audience.dlq
 LEASE_MS=3000
-start_redis --appendonly yes --appendfsync always
+if [ "$profile" = cluster ]; then
+    start_redis_cluster 3
+    read -r -a masters <<<"$AW_TEST_REDIS_CLUSTER_PORTS"
+else
+    start_redis --appendonly yes --appendfsync always
+fi
 start_devbroker --brokers 2 --topic "$IN:6" --topic "$DLQ:1" --stall-broker 2
 start_klaviyo_sim --job-delay 0.2 --check-responses
 sim_control config '{"job_jitter_s": 0.5}'
@@ -73,6 +82,7 @@ klaviyo_faults() { # a different mix each wave
 }
 
 for w in $(seq 1 "$waves"); do
+    wave_end=$((SECONDS + wave_s))
     klaviyo_faults "$w"
     produce_file "$IN" "$AW_TEST_DIR/wave-$w.tsv" || fail "producing wave $w"
     sleep 1
@@ -103,11 +113,24 @@ for w in $(seq 1 "$waves"); do
         fi
         ;;
     4)
-        note "wave $w: kill -9 redis, restart"
-        kill9_service redis
-        sleep 1
-        _aw_redis_launch
-        count kill9_redis
+        if [ "$profile" = cluster ]; then
+            # each account's slot moves to the next master while the replicas work on it
+            for a in 5001 5002 5003 5004; do
+                slot=$(redis-cli -h 127.0.0.1 -p "${masters[0]}" CLUSTER KEYSLOT "aw:{$a}:acct")
+                src=$(cluster_key_port "aw:{$a}:acct")
+                for i in 0 1 2; do [ "${masters[$i]}" = "$src" ] && dst=${masters[$(((i + 1) % 3))]}; done
+                cluster_slot_open "$slot" "$src" "$dst"
+                cluster_slot_close "$slot" "$src" "$dst"
+                count reshard_slot
+            done
+            note "wave $w: the 4 accounts' slots moved to the next master"
+        else
+            note "wave $w: kill -9 redis, restart"
+            kill9_service redis
+            sleep 1
+            _aw_redis_launch
+            count kill9_redis
+        fi
         ;;
     0)
         note "wave $w: broker 2 down for 3 s"
@@ -119,6 +142,7 @@ for w in $(seq 1 "$waves"); do
     esac
     sleep 2
     ensure_running
+    while [ "$SECONDS" -lt "$wave_end" ]; do sleep 1; done
 done
 
 sim_control faults '{}'
@@ -154,5 +178,5 @@ for r in "${replicas[@]}"; do
     stop_worker "$r" || fail "$r did not exit 0 on SIGTERM"
 done
 records=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["records"])' "$expected")
-note "soak $profile PASSED: $records records, faults: $(for k in "${!faults[@]}"; do printf '%s=%s ' "$k" "${faults[$k]}"; done)"
+note "soak $profile PASSED in $SECONDS s: $records records, faults: $(for k in "${!faults[@]}"; do printf '%s=%s ' "$k" "${faults[$k]}"; done)"
 echo "soak: PASS"

@@ -254,10 +254,18 @@ def check(url, exp_path, verbose):
         problems.append("a change older than its audience's removal reached Klaviyo")
     if st.get("retry_after_violations"):
         problems.append("%d requests before their Retry-After" % len(st["retry_after_violations"]))
+    got_members = {}
+    for lst in st["lists"]:
+        got_members.setdefault(lst["name"], set()).update(lst["member_emails"])
+    missing = sum(len(set(v) - got_members.get(n, set())) for n, v in exp["lists"].items())
+    extra_members = sum(len(got_members.get(n, set()) - set(v)) for n, v in exp["lists"].items())
+    want_members = sum(len(v) for v in exp["lists"].values())
+    facets = sum(len(v) for v in exp["props"].values()) + len(exp["consent"]) + len(exp["names"])
     if verbose:
-        print("soak oracle: %d lists, %d duplicate, %d unexpected, %d profile facets regressed, "
-              "%d Retry-After violations" % (len(counts), len(dup), len(extra), regressed,
-                                             len(st.get("retry_after_violations") or [])))
+        print("soak oracle: %d lists, %d duplicate, %d unexpected; members %d expected, %d missing, "
+              "%d extra; %d profile facets checked, %d regressed; %d Retry-After violations"
+              % (len(counts), len(dup), len(extra), want_members, missing, extra_members, facets,
+                 regressed, len(st.get("retry_after_violations") or [])))
     return klaviyo_state.report(problems, verbose)
 
 

@@ -207,16 +207,21 @@ static int run(int argc, char **argv)
     long long held_bytes = aw_metrics_get(AW_M_FLUSH_BATCH_BYTES);
     atomic_store(&g_stop, 1);
     aw_flusher_join(f);
-    printf("leader=%lld requests=%lld rate_limited=%lld errors=%lld uploaded=%lld removed=%lld "
-           "flushes=%lld dead_letters=%lld paused=%lld held_jobs=%lld held_bytes=%lld\n",
-           (long long)aw_metrics_get(AW_M_LEADER), (long long)aw_metrics_get(AW_M_KLAVIYO_REQUESTS),
-           (long long)aw_metrics_get(AW_M_KLAVIYO_RATE_LIMITED),
-           (long long)aw_metrics_get(AW_M_KLAVIYO_ERRORS),
-           (long long)aw_metrics_get(AW_M_PROFILES_UPLOADED),
-           (long long)aw_metrics_get(AW_M_PROFILES_REMOVED),
-           (long long)aw_metrics_get(AW_M_FLUSHES),
-           (long long)aw_metrics_family_total(AW_MF_DEAD_LETTERS),
-           (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED), held_jobs, held_bytes);
+    printf(
+        "leader=%lld requests=%lld rate_limited=%lld errors=%lld uploaded=%lld removed=%lld "
+        "flushes=%lld dead_letters=%lld paused=%lld held_jobs=%lld held_bytes=%lld "
+        "jobs=%lld job_failed_records=%lld backlog=%lld oldest_age_ms=%lld\n",
+        (long long)aw_metrics_get(AW_M_LEADER), (long long)aw_metrics_get(AW_M_KLAVIYO_REQUESTS),
+        (long long)aw_metrics_get(AW_M_KLAVIYO_RATE_LIMITED),
+        (long long)aw_metrics_get(AW_M_KLAVIYO_ERRORS),
+        (long long)aw_metrics_get(AW_M_PROFILES_UPLOADED),
+        (long long)aw_metrics_get(AW_M_PROFILES_REMOVED), (long long)aw_metrics_get(AW_M_FLUSHES),
+        (long long)aw_metrics_family_total(AW_MF_DEAD_LETTERS),
+        (long long)aw_metrics_get(AW_M_ACCOUNTS_PAUSED), held_jobs, held_bytes,
+        (long long)aw_metrics_family_total(AW_MF_KLAVIYO_JOBS),
+        (long long)aw_metrics_get(AW_M_KLAVIYO_JOB_FAILED),
+        (long long)(aw_metrics_get(AW_M_PENDING_CHANGES) + aw_metrics_get(AW_M_INFLIGHT_CHANGES)),
+        (long long)aw_metrics_get(AW_M_OLDEST_PENDING_AGE_MS));
     if (rc != 0)
         fprintf(stderr, "timeout: audiences still due or in flight\n");
     aw_store_free(s);

@@ -33,6 +33,7 @@
 #include "worker/store/lease.h"
 #include "worker/store/status.h"
 #include "worker/store/store.h"
+#include "worker/store/summary.h"
 
 #define T0 UINT64_C(1700000000000)    /* injected "now" */
 #define MAX_AGE_MS UINT64_C(57600000) /* 16 h */
@@ -582,6 +583,25 @@ static void test_retention(struct aw_store *s)
     rcli(out, sizeof out, "TTL 'aw:{11}:u:ret@x.io'");
     AW_CHECK_STR_EQ(out, "-1"); /* the profile entry still names it */
     t = take(s, "11", NULL, 1, 100, T0);
+    /* the consent job's time is kept with the profile stream (next batch's settle wait), only
+     * by the leader of the batch in flight */
+    uint64_t sent = 1;
+    bool written = false;
+    AW_CHECK_INT_EQ(aw_store_flush_sent_at(s, "11", NULL, AW_STORE_SENT_CONSENT, &sent), AW_OK);
+    AW_CHECK_INT_EQ(sent, 0);
+    AW_CHECK_INT_EQ(aw_store_flush_mark_sent(s, "11", NULL, AW_STORE_SENT_CONSENT, 1, t.batch_id,
+                                             T0 + 7, &written),
+                    AW_OK);
+    AW_CHECK(written);
+    AW_CHECK_INT_EQ(aw_store_flush_mark_sent(s, "11", NULL, AW_STORE_SENT_CONSENT, 1, "other-batch",
+                                             T0 + 9, &written),
+                    AW_OK);
+    AW_CHECK(!written);
+    AW_CHECK_INT_EQ(aw_store_flush_mark_sent(s, "11", NULL, AW_STORE_SENT_CONSENT, 0, t.batch_id,
+                                             T0 + 9, &written),
+                    AW_ERR_NOT_LEADER); /* an older leader than the batch's */
+    AW_CHECK_INT_EQ(aw_store_flush_sent_at(s, "11", NULL, AW_STORE_SENT_CONSENT, &sent), AW_OK);
+    AW_CHECK_INT_EQ(sent, T0 + 7);
     AW_CHECK_INT_EQ(ack_all(s, "11", NULL, 1, &t, NULL, T0), AW_STORE_BATCH_DONE);
     aw_store_taken_clear(&t);
     rcli(out, sizeof out, "TTL 'aw:{11}:u:ret@x.io'");
@@ -603,6 +623,38 @@ static void test_retention(struct aw_store *s)
     AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
     rcli(out, sizeof out, "TTL 'aw:{11}:u:ret@x.io'");
     AW_CHECK_STR_EQ(out, "-1");
+}
+
+/* The leader's gauges: every stream's pending and in-flight counts and the oldest pending. */
+static void test_summary(struct aw_store *s)
+{
+    struct aw_store_summary before, after;
+    AW_CHECK_INT_EQ(aw_store_summary(s, SIZE_MAX, &before), AW_OK);
+    struct aw_change c;
+    mk(&c, "13", "130", "sum1@x.io", 1, "e", AW_CHANGE_ADD);
+    AW_CHECK_INT_EQ(apply(s, &c, T0 - 5000, NULL), AW_STORE_APPLIED);
+    mk(&c, "13", "131", "sum2@x.io", 1, "e", AW_CHANGE_ADD);
+    AW_CHECK_INT_EQ(apply(s, &c, T0 - 9000, NULL), AW_STORE_APPLIED);
+    mk(&c, "13", "131", "sum3@x.io", 1, "e", AW_CHANGE_ADD);
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
+    int64_t added = pcount(s, "13", "130") + pcount(s, "13", "131") + pcount(s, "13", NULL);
+    AW_CHECK(added >= 3);
+    AW_CHECK_INT_EQ(aw_store_summary(s, SIZE_MAX, &after), AW_OK);
+    AW_CHECK_INT_EQ(after.pending - before.pending, (uint64_t)added);
+    AW_CHECK_INT_EQ(after.streams - before.streams, 3); /* two audiences and the profiles */
+    AW_CHECK(after.oldest_unix_ms != 0 && after.oldest_unix_ms <= T0 - 9000);
+    /* a batch taken moves its changes from pending to in flight */
+    struct aw_store_taken t = take(s, "13", "131", 1, 100, T0);
+    AW_CHECK_INT_EQ(t.n, 2);
+    struct aw_store_summary taken;
+    AW_CHECK_INT_EQ(aw_store_summary(s, SIZE_MAX, &taken), AW_OK);
+    AW_CHECK_INT_EQ(after.pending - taken.pending, 2);
+    AW_CHECK_INT_EQ(taken.inflight - after.inflight, 2);
+    AW_CHECK_INT_EQ(ack_all(s, "13", "131", 1, &t, NULL, T0), AW_STORE_BATCH_DONE);
+    aw_store_taken_clear(&t);
+    /* a bound on the streams read is reported */
+    AW_CHECK_INT_EQ(aw_store_summary(s, 1, &taken), AW_OK);
+    AW_CHECK(taken.truncated && taken.streams == 1);
 }
 
 static void test_pipeline(struct aw_store *s)
@@ -902,6 +954,7 @@ int main(void)
         test_audience_state(s);
         test_due(s);
         test_retention(s);
+        test_summary(s);
         test_pipeline(s);
         test_accounts(s);
         test_lease(s);

@@ -3,6 +3,7 @@
 
 #include "common/backoff.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/text.h"
@@ -78,11 +79,36 @@ static void test_text(void)
     free(d);
 }
 
+static void test_iso8601(void)
+{
+    uint64_t ms = 0;
+    AW_CHECK(aw_clock_parse_iso8601("2026-12-01T20:47:18+00:00", &ms));
+    AW_CHECK_INT_EQ(ms, 1796158038000ull);
+    AW_CHECK(aw_clock_parse_iso8601("2026-12-01T20:47:18.25Z", &ms));
+    AW_CHECK_INT_EQ(ms, 1796158038250ull);
+    AW_CHECK(aw_clock_parse_iso8601("2026-12-01T22:47:18+02:00", &ms));
+    AW_CHECK_INT_EQ(ms, 1796158038000ull);
+    AW_CHECK(aw_clock_parse_iso8601("2026-12-01T18:17:18-02:30", &ms));
+    AW_CHECK_INT_EQ(ms, 1796158038000ull);
+    const char *bad[] = {"",
+                         "2026-12-01",
+                         "2026-12-01T20:47:18",
+                         "2026-13-01T20:47:18Z",
+                         "2026-12-01T20:47:18.Z",
+                         "2026-12-01T20:47:18+0000",
+                         "2026-12-01T20:47:18Zx",
+                         "1969-12-31T23:59:59Z",
+                         "20261201T204718Z"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        AW_CHECK_MSG(!aw_clock_parse_iso8601(bad[i], &ms), "accepted %s", bad[i]);
+}
+
 int main(void)
 {
     test_text();
     test_buf();
     test_backoff();
     test_err_and_log();
+    test_iso8601();
     return aw_test_done();
 }

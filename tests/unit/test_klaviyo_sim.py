@@ -624,6 +624,27 @@ class SimTest(unittest.TestCase):
         self.assertGreater(took, 0.2 + 0.3, "jitter makes jobs late")
         self.assertEqual(len(state()["profiles"]), 8, "every job is applied exactly once")
 
+    def test_slow_jobs_and_listing_unfinished(self):
+        control("faults", {"slow_jobs": {"count": 1, "extra_s": 6}})
+        slow = call("POST", "/api/profile-bulk-import-jobs",
+                    import_body([profile("slow@example.com")])).json["data"]["id"]
+        fast = call("POST", "/api/profile-bulk-import-jobs",
+                    import_body([profile("fast@example.com")])).json["data"]["id"]
+        unfinished = "/api/profile-bulk-import-jobs?filter=" + urllib.parse.quote(
+            'any(status,["queued","processing"])')
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            ids = [j["id"] for j in call("GET", unfinished).json["data"]]
+            if fast not in ids:
+                break
+            time.sleep(0.05)
+        self.assertEqual(ids, [slow], "only the slowed job is still unfinished")
+        self.wait_jobs_done(limit=10)
+        self.assertEqual(call("GET", unfinished).json["data"], [])
+        self.assertEqual(state()["faults_injected"]["slow_jobs"], 1, "only the next N jobs")
+        self.assertEqual(call("POST", "/_sim/faults", {"slow_jobs": {"count": "x"}}, key=None,
+                              revision=None, ctype="application/json").status, 400)
+
     def test_drop_after_apply(self):
         body = {"data": {"type": "list", "attributes": {"name": "Lost answer"}}}
         control("faults", {"drop_after_apply": {"count": 1, "ops": ["create_list"]}})

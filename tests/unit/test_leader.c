@@ -1,5 +1,6 @@
 /* test_leader.c -- the lease state machine with an injected clock: acquire, renew, expiry by the
- * local clock when Redis stops answering (counted from the send time), loss on refusal, epochs. */
+ * local clock when Redis stops answering (counted from the send time), loss on refusal, epochs,
+ * the holder's name in the token. */
 #include <string.h>
 
 #include "tests/harness.h"
@@ -12,6 +13,14 @@ int main(void)
     aw_leader_init(&other, 3000);
     AW_CHECK_INT_EQ(strlen(l.token), AW_LEADER_TOKEN_LEN);
     AW_CHECK(strcmp(l.token, other.token) != 0);
+    /* Named: "<holder>/<the same random part>" (status shows the holder); renaming keeps it. */
+    char random[AW_LEADER_TOKEN_LEN + 1];
+    memcpy(random, other.token, sizeof random);
+    aw_leader_set_holder(&other, "pod-a");
+    AW_CHECK_INT_EQ(strlen(other.token), 6 + AW_LEADER_TOKEN_LEN);
+    AW_CHECK(strncmp(other.token, "pod-a/", 6) == 0 && strcmp(other.token + 6, random) == 0);
+    aw_leader_set_holder(&other, "pod-b");
+    AW_CHECK(strncmp(other.token, "pod-b/", 6) == 0 && strcmp(other.token + 6, random) == 0);
 
     uint64_t now = 1000;
     AW_CHECK_INT_EQ(aw_leader_next(&l, now), AW_LEADER_OP_ACQUIRE);

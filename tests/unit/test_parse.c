@@ -176,6 +176,20 @@ static void test_parse_pages(void)
     const char *badname =
         "{\"data\":[{\"type\":\"list\",\"id\":\"L\",\"attributes\":{\"name\":5}}]}";
     AW_CHECK_INT_EQ(aw_parse_lists_page(badname, strlen(badname), &page), AW_ERR_PROTOCOL);
+    const char *jobs =
+        "{\"data\":[{\"type\":\"profile-bulk-import-job\",\"id\":\"J1\","
+        "\"attributes\":{\"status\":\"queued\",\"created_at\":"
+        "\"2026-12-01T20:47:18+00:00\",\"total_count\":3}}],\"links\":{\"next\":"
+        "\"https://a.klaviyo.com/api/profile-bulk-import-jobs?page%5Bcursor%5D=n2\"}}";
+    AW_CHECK_INT_EQ(aw_parse_import_jobs_page(jobs, strlen(jobs), &page), AW_OK);
+    AW_CHECK(page.n == 1);
+    if (page.n == 1) {
+        AW_CHECK_STR_EQ(page.items[0].id, "J1");
+        AW_CHECK_STR_EQ(page.items[0].value, "2026-12-01T20:47:18+00:00");
+    }
+    AW_CHECK_STR_EQ(page.next_cursor, "n2");
+    aw_parse_page_clear(&page);
+    AW_CHECK_INT_EQ(aw_parse_import_jobs_page(lists, strlen(lists), &page), AW_ERR_PROTOCOL);
 
     char *id = NULL;
     const char *created = "{\"data\":{\"type\":\"list\",\"id\":\"NEWID\",\"attributes\":{\"name\":"

@@ -310,6 +310,10 @@ static void test_each_variable_errors(void)
         {"AW_KLAVIYO_RETRY_MAX_MS", "400", "below AW_KLAVIYO_RETRY_BASE_MS"},
         {"AW_KLAVIYO_RETRY_MAX_MS", "2h", "out of range 100..3600000 ms"},
         {"AW_KLAVIYO_JOB_POLL_MS", "50", "out of range"},
+        {"AW_KLAVIYO_CONSENT_SETTLE_MS", "3600001", "out of range"},
+        {"AW_DRY_RUN", "perhaps", "not a boolean"},
+        {"AW_DRY_RUN", "true", "required when AW_DRY_RUN is true"}, /* on AW_DRY_RUN_FILE */
+        {"AW_DRY_RUN_FILE", "/tmp/a\tb", "control characters"},
         {"AW_FLUSH_MAX_QUEUE", "0", "out of range 1..10000000"},
         {"AW_FLUSH_MAX_QUEUE", "100k", "not a whole number"},
         {"AW_FLUSH_MAX_QUEUE", "1e3", "not a whole number"},
@@ -348,6 +352,8 @@ static void test_each_variable_errors(void)
         if (strcmp(cases[i].name, "AW_KLAVIYO_TIMEOUT_MS") == 0 &&
             strcmp(cases[i].value, "30000") == 0)
             on = "AW_SHUTDOWN_TIMEOUT_MS";
+        if (strcmp(cases[i].name, "AW_DRY_RUN") == 0 && strcmp(cases[i].value, "true") == 0)
+            on = "AW_DRY_RUN_FILE";
         struct env e = base_env();
         env_set(&e, cases[i].name, cases[i].value);
         struct aw_settings s;

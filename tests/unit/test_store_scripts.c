@@ -816,6 +816,86 @@ static void test_full_redis(void)
     aw_redis_cmd_clear(&c);
 }
 
+/* due_now.lua (`aw-worker flush`) and peek.lua (`aw-worker preview`) on audience 30. */
+static void test_due_now_and_peek(void)
+{
+    struct aw_redis_cmd c;
+    /* a stream the store does not know: refused, nothing written */
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_DUE_NOW, 1, "aw:{1}:a:30", "1", "a:30", NOW, "2", "60000", (char *)NULL),
+        AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(intcmd("EXISTS", "aw:{1}:a:30", NULL), 0);
+    /* one pending add: below AW_FLUSH_MAX_QUEUE (2), so due only after the max age */
+    AW_CHECK_INT_EQ(apply(&c, "30", "5000", "f1", "a", "", "first_name", "\"Ann\""), AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, A_STATUS), "applied");
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(intcmd("ZSCORE", "aw:{1}:due", "a:30"), 1700000000000LL + 60000);
+    /* peek: the entry as take would make it, and nothing moves */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_PEEK, 1, "aw:{1}:a:30", "1", "a:30", "10", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "pending");
+    AW_CHECK_STR_EQ(str(&c.reply, 1), "active");
+    AW_CHECK_STR_EQ(str(&c.reply, 3), "ann@x.io");
+    const struct aw_reply *rec = c.reply.n > 4 ? &c.reply.elem[4] : NULL;
+    AW_CHECK(rec && rec->type == AW_REPLY_ARRAY && rec->n == 4);
+    if (rec && rec->n == 4) {
+        AW_CHECK_STR_EQ(rec->elem[1].str, "add");
+        AW_CHECK_STR_EQ(rec->elem[3].str, "5000:f1");
+    }
+    AW_CHECK_INT_EQ((long long)c.reply.n, 5);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(intcmd("HLEN", "aw:{1}:a:30:p", NULL), 1);
+    AW_CHECK_INT_EQ(intcmd("LLEN", "aw:{1}:a:30:q", NULL), 1);
+    AW_CHECK_INT_EQ(intcmd("EXISTS", "aw:{1}:a:30:f", NULL), 0);
+    AW_CHECK_INT_EQ(intcmd("HEXISTS", "aw:{1}:a:30", "drain"), 0);
+    /* the profile stream's entry is the snapshot take would send */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_PEEK, 1, "aw:{1}:p", "1", "p", "1000", (char *)NULL), AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "pending");
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_PEEK, 1, "aw:{1}:a:30", "1", "a:30", "1001", (char *)NULL),
+                    AW_ERR_INVALID);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_PEEK, 1, "aw:{1}:a:30", "1", "a:31", "10", (char *)NULL),
+                    AW_ERR_INVALID);
+    /* flush now: due now (drained), the account's earliest due follows */
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_DUE_NOW, 1, "aw:{1}:a:30", "1", "a:30", NOW, "2", "60000", (char *)NULL),
+        AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "due");
+    AW_CHECK_INT_EQ(num(&c.reply, 1), 0); /* account earliest due: now */
+    AW_CHECK_INT_EQ(num(&c.reply, 4), 1); /* pending */
+    AW_CHECK_INT_EQ(num(&c.reply, 5), 0); /* in flight */
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(intcmd("ZSCORE", "aw:{1}:due", "a:30"), 0);
+    char *v = hget("aw:{1}:a:30", "drain");
+    AW_CHECK_STR_EQ(v, "1");
+    free(v);
+    /* taken whole, the drain ends; asking again finds nothing to flush but the batch in flight */
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_TAKE, 1, "aw:{1}:a:30", "1", "a:30", "9", "", "10000",
+                         "1000", NOW, "2", "60000", "600", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "taken");
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_PEEK, 1, "aw:{1}:a:30", "1", "a:30", "10", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "resumed");
+    AW_CHECK_STR_EQ(str(&c.reply, 3), "ann@x.io");
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_ACK, 1, "aw:{1}:a:30", "1", "a:30", "9", "9-1", NOW, "2",
+                         "60000", "600", "ann@x.io", "", (char *)NULL),
+                    AW_OK);
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(
+        call(&c, AW_SCRIPT_DUE_NOW, 1, "aw:{1}:a:30", "1", "a:30", NOW, "2", "60000", (char *)NULL),
+        AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "empty");
+    aw_redis_cmd_clear(&c);
+    AW_CHECK_INT_EQ(intcmd("ZSCORE", "aw:{1}:due", "a:30"), -999);
+    AW_CHECK_INT_EQ(call(&c, AW_SCRIPT_PEEK, 1, "aw:{1}:a:30", "1", "a:30", "10", (char *)NULL),
+                    AW_OK);
+    AW_CHECK_STR_EQ(str(&c.reply, 0), "empty");
+    aw_redis_cmd_clear(&c);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -836,6 +916,7 @@ int main(void)
         test_take_read_ack();
         test_audience_remove();
         test_global();
+        test_due_now_and_peek();
         test_full_redis();
         aw_redis_free(g_r);
     }

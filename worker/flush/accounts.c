@@ -74,7 +74,34 @@ size_t aw_flush_accounts_paused(const struct aw_flush_accounts *a)
 
 bool aw_flush_account_is_paused(const struct aw_flush_account *acc, uint64_t now_ms)
 {
-    return acc->paused && acc->paused_until > now_ms;
+    return acc->operator_paused || (acc->paused && acc->paused_until > now_ms);
+}
+
+/* Recounts the paused accounts (either way) into the gauge. */
+static void paused_metric(struct aw_flush_accounts *a)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->n; i++)
+        n += a->v[i]->paused || a->v[i]->operator_paused;
+    a->n_paused = n;
+    aw_metrics_set(AW_M_ACCOUNTS_PAUSED, (int64_t)n);
+}
+
+void aw_flush_accounts_set_operator_paused(struct aw_flush_accounts *a, char *const *ids, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        aw_flush_accounts_get(a, ids[k])->operator_listed = true;
+    for (size_t i = 0; i < a->n; i++) {
+        struct aw_flush_account *acc = a->v[i];
+        if (acc->operator_listed && !acc->operator_paused)
+            AW_LOG_INFO(MOD, "account paused by an operator: no flushes, batches given back",
+                        "account=%s", acc->id);
+        else if (!acc->operator_listed && acc->operator_paused)
+            AW_LOG_INFO(MOD, "account resumed by an operator", "account=%s", acc->id);
+        acc->operator_paused = acc->operator_listed;
+        acc->operator_listed = false;
+    }
+    paused_metric(a);
 }
 
 enum aw_err aw_flush_account_load(struct aw_flush_ctx *ctx, struct aw_flush_account *acc)
@@ -116,8 +143,7 @@ void aw_flush_account_pause(struct aw_flush_ctx *ctx, struct aw_flush_account *a
     acc->pause_count++;
     if (!acc->paused) {
         acc->paused = true;
-        ctx->accounts->n_paused++;
-        aw_metrics_set(AW_M_ACCOUNTS_PAUSED, (int64_t)ctx->accounts->n_paused);
+        paused_metric(ctx->accounts);
     }
     /* visible to `status` on every replica and to the next leader; a new key clears it */
     if (aw_store_account_pause(ctx->store, acc->id, aw_clock_unix_ms() + AW_FLUSH_PAUSE_MS,
@@ -139,8 +165,7 @@ void aw_flush_account_resume(struct aw_flush_ctx *ctx, struct aw_flush_account *
     acc->paused = false;
     acc->paused_until = 0;
     acc->last_pause_log = 0;
-    ctx->accounts->n_paused--;
-    aw_metrics_set(AW_M_ACCOUNTS_PAUSED, (int64_t)ctx->accounts->n_paused);
+    paused_metric(ctx->accounts);
     if (aw_store_account_unpause(ctx->store, acc->id) != AW_OK)
         aw_metrics_add(AW_M_STORE_ERRORS, 1);
     AW_LOG_INFO(MOD, "account resumed", "account=%s", acc->id);
@@ -151,6 +176,8 @@ bool aw_flush_account_check_pause(struct aw_flush_ctx *ctx, struct aw_flush_acco
 {
     if (!aw_flush_account_is_paused(acc, now_ms))
         return false;
+    if (acc->operator_paused)
+        return true; /* the scan reads those from Redis: only `aw-worker resume` ends them */
     uint64_t until = 0;
     long status = 0;
     if (aw_store_account_paused(ctx->store, acc->id, &until, &status) != AW_OK)

@@ -1,7 +1,9 @@
 /* accounts.h -- the flusher's view of each account: its API key (the config file's, else the
  * one the messages carried, from Redis), a predecessor's Retry-After block, and whether it is
- * paused because Klaviyo refused its key (401/403/410). A paused account only delays its own
- * streams; it is retried after a pause and resumes on the first accepted request. Flusher
+ * paused because Klaviyo refused its key (401/403/410) or because an operator paused it. A paused
+ * account only delays its own streams and gives its batches back; a refused one is retried
+ * after a pause and resumes on the first accepted request, an operator's pause lasts until
+ * `aw-worker resume`. Flusher
  * thread only. */
 #ifndef AW_WORKER_FLUSH_ACCOUNTS_H
 #define AW_WORKER_FLUSH_ACCOUNTS_H
@@ -17,10 +19,12 @@ struct aw_flush_ctx;
 #define AW_FLUSH_PAUSE_MS 60000u /* a paused account is tried again after this */
 
 struct aw_flush_account {
-    char *id;      /* owned */
-    char *api_key; /* SECRET, owned; NULL until loaded (or none anywhere) */
-    bool loaded;   /* key and Retry-After block read in this tenure */
-    bool paused;
+    char *id;                /* owned */
+    char *api_key;           /* SECRET, owned; NULL until loaded (or none anywhere) */
+    bool loaded;             /* key and Retry-After block read in this tenure */
+    bool paused;             /* Klaviyo refused the key (401/403/410) or none anywhere */
+    bool operator_paused;    /* `aw-worker pause`: only `aw-worker resume` ends it */
+    bool operator_listed;    /* scratch of aw_flush_accounts_set_operator_paused */
     uint64_t paused_until;   /* monotonic ms */
     uint64_t last_pause_log; /* monotonic ms */
     unsigned pause_count;    /* refusals since the last ERROR line */
@@ -38,8 +42,12 @@ struct aw_flush_account *aw_flush_accounts_get(struct aw_flush_accounts *a, cons
 /* Forgets every loaded key (a new tenure reads keys and blocks again). */
 void aw_flush_accounts_unload(struct aw_flush_accounts *a);
 
-/* Paused accounts right now. */
+/* Paused accounts right now (either way; the aw_accounts_paused gauge). */
 size_t aw_flush_accounts_paused(const struct aw_flush_accounts *a);
+
+/* The accounts an operator paused, as Redis holds them (ids[0..n), borrowed): those become
+ * operator-paused, every other account stops being. Logs each change once. */
+void aw_flush_accounts_set_operator_paused(struct aw_flush_accounts *a, char *const *ids, size_t n);
 
 /* Reads the account's key (config file first, else the stored one) and a stored Retry-After
  * block (into the limiter) unless already loaded. AW_ERR_IO when Redis failed. */
@@ -53,12 +61,13 @@ void aw_flush_account_pause(struct aw_flush_ctx *ctx, struct aw_flush_account *a
 /* The key was accepted: the account is no longer paused. */
 void aw_flush_account_resume(struct aw_flush_ctx *ctx, struct aw_flush_account *acc);
 
-/* True while paused at now (monotonic ms), checking Redis: a pause cleared there (a new key
- * arrived with a message) ends at once. For the scheduler (one Redis read per paused account). */
+/* True while paused at now (monotonic ms), checking Redis: a Klaviyo pause cleared there (a new
+ * key arrived with a message) ends at once; an operator's pause holds until resumed. For the
+ * scheduler (one Redis read per paused account). */
 bool aw_flush_account_check_pause(struct aw_flush_ctx *ctx, struct aw_flush_account *acc,
                                   uint64_t now_ms);
 
-/* True while paused at now (monotonic ms). */
+/* True while paused at now (monotonic ms): by an operator, or by Klaviyo's refusal. */
 bool aw_flush_account_is_paused(const struct aw_flush_account *acc, uint64_t now_ms);
 
 #endif

@@ -9,6 +9,7 @@ struct aw_settings;
 struct aw_config_file;
 struct aw_store;
 struct aw_klaviyo;
+struct aw_dryrun;
 struct aw_ratelimit;
 struct aw_dlq;
 struct aw_flush_accounts;
@@ -18,6 +19,7 @@ struct aw_flush_ctx {
     const struct aw_config_file *config; /* AW_CONFIG_FILE, may be NULL */
     struct aw_store *store;
     struct aw_klaviyo *k;
+    struct aw_dryrun *dry; /* AW_DRY_RUN: writes recorded here, never sent; NULL otherwise */
     struct aw_ratelimit *rl;
     struct aw_dlq *dlq;
     struct aw_flush_accounts *accounts;

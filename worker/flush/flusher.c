@@ -26,12 +26,16 @@
 #include "worker/flush/ratelimit.h"
 #include "worker/ingest/consumer.h"
 #include "worker/klaviyo/client.h"
+#include "worker/klaviyo/dryrun.h"
 #include "worker/ops/health.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
+#include "worker/store/account_ops.h"
 #include "worker/store/flush_ops.h"
 #include "worker/store/lease.h"
+#include "worker/store/status.h"
 #include "worker/store/store.h"
+#include "worker/store/summary.h"
 
 #define MOD "flush"
 #define DUE_ACCOUNTS_MAX 256u /* accounts listed per scan (from a rotating offset) */
@@ -39,7 +43,9 @@
 #define JOBS_PER_ACCOUNT 32u  /* streams of one account worked at once */
 #define JOBS_MAX 4096u        /* streams worked at once */
 #define DLQ_TIMEOUT_MS 10000
-#define RATE_SCALE_PCT 90u /* headroom under Klaviyo's published limits */
+#define RATE_SCALE_PCT 90u      /* headroom under Klaviyo's published limits */
+#define SUMMARY_EVERY_MS 15000u /* the leader's pending / in-flight / oldest gauges */
+#define SUMMARY_STREAMS_MAX 200000u
 
 struct aw_flusher {
     struct aw_flush_ctx ctx;
@@ -47,6 +53,7 @@ struct aw_flusher {
     const char **extra;
     bool was_held;
     uint64_t next_scan;
+    uint64_t next_summary;
     size_t scan_offset;
     struct aw_flush_job **jobs;
     size_t n_jobs, cap_jobs;
@@ -61,6 +68,32 @@ static uint64_t now_ms(void)
 
 /* Forgets every in-memory job (lease lost or stopping): batches stay in Redis and the next
  * leader resumes them. */
+static void summary_gauges(uint64_t pending, uint64_t inflight, uint64_t oldest_age_ms)
+{
+    aw_metrics_set(AW_M_PENDING_CHANGES, (int64_t)pending);
+    aw_metrics_set(AW_M_INFLIGHT_CHANGES, (int64_t)inflight);
+    aw_metrics_set(AW_M_OLDEST_PENDING_AGE_MS, (int64_t)oldest_age_ms);
+}
+
+/* The leader's view of the whole store, for alerts on backlog and age (one pipelined read of
+ * every stream every SUMMARY_EVERY_MS; about three commands per audience). */
+static void summarize(struct aw_flusher *f)
+{
+    f->next_summary = now_ms() + SUMMARY_EVERY_MS;
+    struct aw_store_summary sum;
+    if (aw_store_summary(f->ctx.store, SUMMARY_STREAMS_MAX, &sum) != AW_OK) {
+        aw_metrics_add(AW_M_STORE_ERRORS, 1);
+        AW_LOG_WARN(MOD, "cannot read the store's summary", "detail=\"%s\"",
+                    aw_store_errstr(f->ctx.store));
+        return;
+    }
+    uint64_t now = aw_clock_unix_ms();
+    summary_gauges(sum.pending, sum.inflight,
+                   sum.oldest_unix_ms && sum.oldest_unix_ms < now ? now - sum.oldest_unix_ms : 0);
+    if (sum.truncated)
+        AW_LOG_WARN(MOD, "store summary covers only the first streams", "streams=%zu", sum.streams);
+}
+
 static void abandon_all(struct aw_flusher *f, const char *why)
 {
     if (f->n_jobs)
@@ -95,11 +128,13 @@ static void lease_drive(struct aw_flusher *f)
                     ctx->s->process.instance_id ? ctx->s->process.instance_id : "");
         aw_flush_accounts_unload(ctx->accounts); /* re-read keys and a predecessor's blocks */
         f->next_scan = 0;
+        f->next_summary = 0;
         aw_metrics_count(AW_MF_LEADER_TRANSITIONS, "leader", NULL);
     } else if (!held && f->was_held) {
         AW_LOG_WARN(MOD, "leader lease lost", "epoch=%" PRIu64, ctx->leader.epoch);
         aw_metrics_count(AW_MF_LEADER_TRANSITIONS, "follower", NULL);
         abandon_all(f, "lease_lost");
+        summary_gauges(0, 0, 0); /* the new leader reports them */
     }
     f->was_held = held;
     aw_metrics_set(AW_M_LEADER, held);
@@ -149,6 +184,22 @@ static void scan_account(struct aw_flusher *f, const char *acct, uint64_t now_un
     aw_store_streams_free(st, n);
 }
 
+/* The accounts operators paused (one read per scan): they get no jobs, and their running jobs
+ * give their batches back at their next step. On a Redis error the last known set stays. */
+static void read_operator_pauses(struct aw_flusher *f)
+{
+    char **ids = NULL;
+    uint64_t *since = NULL;
+    size_t n = 0;
+    if (aw_store_operator_paused(f->ctx.store, &ids, &since, &n) != AW_OK) {
+        aw_metrics_add(AW_M_STORE_ERRORS, 1);
+        return;
+    }
+    aw_flush_accounts_set_operator_paused(f->ctx.accounts, ids, n);
+    aw_store_strings_free(ids, n);
+    free(since);
+}
+
 /* Lists due accounts (a stream with a batch in flight stays due, so a new leader resumes its
  * predecessor's batches first) and starts jobs for their due streams. */
 static void scan(struct aw_flusher *f)
@@ -165,6 +216,7 @@ static void scan(struct aw_flusher *f)
         AW_LOG_WARN(MOD, "cannot list due accounts", "detail=\"%s\"", aw_store_errstr(ctx->store));
         return;
     }
+    read_operator_pauses(f);
     size_t from = f->scan_offset < n ? f->scan_offset : 0;
     for (size_t i = from; i < n; i++)
         scan_account(f, accts[i], now_unix);
@@ -192,6 +244,8 @@ static void run(struct aw_flusher *f)
         }
         if (now >= f->next_scan)
             scan(f);
+        if (now >= f->next_summary)
+            summarize(f);
         bool ran = false;
         for (size_t i = 0; i < f->n_jobs && !atomic_load(f->stop);) {
             struct aw_flush_job *j = f->jobs[i];
@@ -256,6 +310,7 @@ static void flusher_free(struct aw_flusher *f)
     aw_dlq_free(f->ctx.dlq);
     aw_ratelimit_free(f->ctx.rl);
     aw_klaviyo_free(f->ctx.k);
+    aw_dryrun_free(f->ctx.dry);
     aw_store_free(f->ctx.store);
     free(f->extra);
     free(f);
@@ -291,6 +346,15 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
         snprintf(errbuf, errlen, "flusher klaviyo client: %s", err);
         goto fail;
     }
+    if (s->klaviyo.dry_run) {
+        ctx->dry = aw_dryrun_new(s->klaviyo.dry_run_file, err, sizeof err);
+        if (!ctx->dry) {
+            snprintf(errbuf, errlen, "flusher: %s", err);
+            goto fail;
+        }
+        AW_LOG_WARN(MOD, "dry run: writes to Klaviyo are recorded, never sent (AW_DRY_RUN)", "%s",
+                    "");
+    }
     ctx->rl = aw_ratelimit_new(RATE_SCALE_PCT);
     size_t n_extra = s->kafka.extra.n_entries;
     f->extra = aw_calloc(2 * n_extra + 1, sizeof *f->extra);
@@ -305,6 +369,8 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
         goto fail;
     }
     aw_leader_init(&ctx->leader, s->leader.lease_ttl_ms);
+    if (s->process.instance_id) /* `aw-worker status` names the holder */
+        aw_leader_set_holder(&ctx->leader, s->process.instance_id);
     /* one turn of the loop: a step per runnable job, each at most one request (bounded by the
      * Klaviyo timeout) and a few Redis calls */
     aw_health_register(AW_HEALTH_FLUSHER, 3 * s->klaviyo.timeout_ms + 60000u);

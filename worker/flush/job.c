@@ -36,6 +36,7 @@
 #include "worker/klaviyo/api.h"
 #include "worker/klaviyo/build.h"
 #include "worker/klaviyo/client.h"
+#include "worker/klaviyo/dryrun.h"
 #include "worker/klaviyo/parse.h"
 #include "worker/ops/deadletter.h"
 #include "worker/ops/metrics.h"
@@ -135,6 +136,7 @@ void aw_flush_job_free(struct aw_flush_job *j)
     free(j->job_id);
     free(j->job_items);
     free(j->err_cursor);
+    free(j->orphan_cursor);
     free(j->list_id);
     *j->batch_bytes -= j->t.bytes;
     aw_metrics_set(AW_M_FLUSH_BATCH_BYTES, (int64_t)*j->batch_bytes);
@@ -342,6 +344,13 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
         j->next_at = now;
         return NOT_SENT;
     }
+    if (ctx->dry && aw_dryrun_intercepts(ep, path)) {
+        /* AW_DRY_RUN: recorded and answered locally, never sent, no rate limit spent */
+        if (aw_dryrun_answer(ctx->dry, a->id, ep, path, body, resp) != AW_OK)
+            AW_LOG_WARN(MOD, "dry run: cannot write AW_DRY_RUN_FILE", "account=%s audience=%s",
+                        j->acct_id, aw_job_aud(j));
+        return SENT;
+    }
     uint64_t w = aw_ratelimit_acquire(ctx->rl, a->id, ep, now);
     if (w > 0) {
         /* the job runs again at next_at: the wait is what the limiter costs this request */
@@ -414,6 +423,22 @@ bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, cons
 
 /* ---- Take ----------------------------------------------------------------------------------- */
 
+unsigned aw_flush_change_kinds(const struct aw_change *c, bool audience)
+{
+    if (audience)
+        return 1u << (c->action == AW_CHANGE_DELETE ? CAT_DEL : CAT_ADD);
+    unsigned m = 0;
+    if (c->n_attrs > 0 || c->ids_changed)
+        m |= 1u << CAT_UPD;
+    if (aw_build_needs_profile_import(c))
+        m |= 1u << CAT_UNSET;
+    if (aw_build_has_subscribe(c))
+        m |= 1u << CAT_SUB;
+    if (aw_build_has_unsubscribe(c))
+        m |= 1u << CAT_UNSUB;
+    return m;
+}
+
 static void categorize(struct aw_flush_job *j)
 {
     for (int c = 0; c < CAT_COUNT; c++)
@@ -421,20 +446,10 @@ static void categorize(struct aw_flush_job *j)
     for (size_t i = 0; i < j->n; i++) {
         if (j->gone[i])
             continue;
-        const struct aw_change *c = &j->t.entries[i].change;
-        if (j->aud_id) {
-            enum cat k = c->action == AW_CHANGE_DELETE ? CAT_DEL : CAT_ADD;
-            j->cat[k][j->ncat[k]++] = i;
-            continue;
-        }
-        if (c->n_attrs > 0 || c->ids_changed)
-            j->cat[CAT_UPD][j->ncat[CAT_UPD]++] = i;
-        if (aw_build_needs_profile_import(c))
-            j->cat[CAT_UNSET][j->ncat[CAT_UNSET]++] = i;
-        if (aw_build_has_subscribe(c))
-            j->cat[CAT_SUB][j->ncat[CAT_SUB]++] = i;
-        if (aw_build_has_unsubscribe(c))
-            j->cat[CAT_UNSUB][j->ncat[CAT_UNSUB]++] = i;
+        unsigned m = aw_flush_change_kinds(&j->t.entries[i].change, j->aud_id != NULL);
+        for (int k = 0; k < CAT_COUNT; k++)
+            if (m & (1u << k))
+                j->cat[k][j->ncat[k]++] = i;
     }
 }
 
@@ -502,8 +517,10 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         }
     }
     categorize(j);
-    if (j->t.status == AW_STORE_BATCH_RESUMED)
+    if (j->t.status == AW_STORE_BATCH_RESUMED) {
         parse_resume_job(j);
+        aw_job_resume_imports(ctx, j);
+    }
     AW_LOG_INFO(
         MOD, j->t.status == AW_STORE_BATCH_RESUMED ? "resuming in-flight batch" : "flushing batch",
         "account=%s audience=%s batch=%s records=%zu adds=%zu updates=%zu removes=%zu "
@@ -592,6 +609,8 @@ static const char *channels_str(unsigned m)
 /* Returns true when the job is finished. */
 static bool step_ack(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
+    if (!aw_job_orphans_settled(ctx, j))
+        return false;
     if (j->n_dl > 0) {
         /* every dead letter of this batch confirmed (a failed or missing produce counts as
          * unconfirmed), else they are produced again and the ack waits */

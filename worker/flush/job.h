@@ -12,6 +12,23 @@
 
 struct aw_flush_ctx;
 struct aw_flush_job;
+struct aw_change;
+
+/* The kinds of request a batch sends, in the order it sends them. */
+enum aw_flush_kind {
+    AW_FLUSH_KIND_ADD = 0,     /* audience: bulk import with the list relationship */
+    AW_FLUSH_KIND_UPDATE,      /* profiles: bulk import without a list (attributes) */
+    AW_FLUSH_KIND_UNSET,       /* profiles: profile-import clearing non-property fields */
+    AW_FLUSH_KIND_SUBSCRIBE,   /* profiles: subscription bulk create job */
+    AW_FLUSH_KIND_UNSUBSCRIBE, /* profiles: subscription bulk delete job */
+    AW_FLUSH_KIND_REMOVE,      /* audience: lookup, then DELETE list relationships */
+    AW_FLUSH_KIND_COUNT
+};
+
+/* The kinds (bit 1u << kind) of request pending change c goes into, for an audience stream
+ * (audience true: add or remove) or the profile stream. Pure; any thread (`aw-worker preview`
+ * shows the same requests). */
+unsigned aw_flush_change_kinds(const struct aw_change *c, bool audience);
 
 /* A job for the stream of account_id: audience_id, or the account's profiles when NULL.
  * Strings copied. It starts by taking (or resuming) the stream's batch. */

@@ -21,7 +21,15 @@ struct aw_klaviyo_response;
 #define AW_JOB_CHANNEL_SMS 2u
 
 /* Kinds of work in a batch, in the order they are sent. */
-enum cat { CAT_ADD = 0, CAT_UPD, CAT_UNSET, CAT_SUB, CAT_UNSUB, CAT_DEL, CAT_COUNT };
+enum cat {
+    CAT_ADD = AW_FLUSH_KIND_ADD,
+    CAT_UPD = AW_FLUSH_KIND_UPDATE,
+    CAT_UNSET = AW_FLUSH_KIND_UNSET,
+    CAT_SUB = AW_FLUSH_KIND_SUBSCRIBE,
+    CAT_UNSUB = AW_FLUSH_KIND_UNSUBSCRIBE,
+    CAT_DEL = AW_FLUSH_KIND_REMOVE,
+    CAT_COUNT = AW_FLUSH_KIND_COUNT
+};
 extern const char *const aw_job_cat_name[CAT_COUNT];
 
 enum phase {
@@ -67,12 +75,18 @@ struct aw_flush_job {
     size_t *job_items; /* entries of that job (body order) */
     size_t n_job_items;
     char *err_cursor;
-    int resume_cat;      /* a predecessor's import job: its category, or -1 */
-    size_t resume_items; /* ... how many entries it held */
-    bool cache_checked;  /* removals: the Redis id cache was read */
-    size_t split_limit;  /* 0, or the most items per request while a batch Klaviyo refused
-                            whole (400/413 naming no record) is sent in halves */
-    size_t *rm;          /* removals with a profile id */
+    int resume_cat;          /* a predecessor's import job: its category, or -1 */
+    size_t resume_items;     /* ... how many entries it held */
+    bool cache_checked;      /* removals: the Redis id cache was read */
+    bool consent_checked;    /* the previous consent job of the account has settled */
+    uint64_t import_sent_ms; /* unix ms of the batch's last bulk import POST (also in Redis) */
+    bool orphan_possible;    /* an import POST's answer was lost (or a predecessor's may have
+                                been): an unknown job may still run; the ack waits for it */
+    uint64_t orphan_since;   /* mono ms the ack began waiting for such jobs */
+    char *orphan_cursor;     /* page of the unfinished-jobs listing being read */
+    size_t split_limit;      /* 0, or the most items per request while a batch Klaviyo refused
+                                whole (400/413 naming no record) is sent in halves */
+    size_t *rm;              /* removals with a profile id */
     size_t n_rm;
     struct dl *dl;             /* dead letters produced for this batch (kept until ack) */
     struct aw_dlq_set *dl_set; /* their deliveries, confirmed before the ack */
@@ -123,6 +137,12 @@ bool aw_job_split(struct aw_flush_job *j, size_t n, const struct aw_klaviyo_resp
  * of them. */
 void aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
                          size_t n, const struct aw_klaviyo_response *r);
+
+/* Before the ack (one request at most): true when no import job the batch may have started
+ * unknowingly can still run, else j is scheduled to look again. */
+bool aw_job_orphans_settled(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+/* A resumed batch: a predecessor that sent an import may have lost its answer. */
+void aw_job_resume_imports(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 
 /* Steps (one request at most each). */
 void aw_job_step_list(struct aw_flush_ctx *ctx, struct aw_flush_job *j);

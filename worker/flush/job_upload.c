@@ -72,6 +72,170 @@ static void record_job(struct aw_flush_ctx *ctx, struct aw_flush_job *j, int c, 
                     aw_store_errstr(ctx->store));
 }
 
+/* Subscription jobs give no job id to poll (DESIGN §5): Klaviyo runs them asynchronously and
+ * their order is unknown until both ran, so a user's consent and a later opposite one must never
+ * be queued at Klaviyo together. Inside one batch a (user, channel) has one value, and the
+ * account's profile batches go one at a time; so the batch's first consent request waits until
+ * AW_KLAVIYO_CONSENT_SETTLE_MS after the account's previous consent job. Each consent request is
+ * recorded in Redis *before* it is sent (a lost answer or a new leader still counts it). True:
+ * send now; false: j is scheduled (or released when fenced). */
+static bool consent_ready(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    if (!j->consent_checked) {
+        uint64_t last = 0, settle = ctx->s->klaviyo.consent_settle_ms;
+        if (aw_store_flush_sent_at(ctx->store, j->acct_id, NULL, AW_STORE_SENT_CONSENT, &last) !=
+            AW_OK) {
+            aw_metrics_add(AW_M_STORE_ERRORS, 1);
+            aw_job_retry_later(j, "consent_settle", aw_store_errstr(ctx->store));
+            return false;
+        }
+        j->consent_checked = true;
+        uint64_t now = aw_clock_unix_ms();
+        if (last + settle > now) {
+            uint64_t wait = last + settle - now;
+            j->next_at = aw_job_now_ms() + (wait < settle ? wait : settle); /* clocks may differ */
+            AW_LOG_DEBUG(MOD, "consent waits for the previous consent job to settle",
+                         "account=%s wait_ms=%" PRIu64, j->acct_id, wait);
+            return false;
+        }
+    }
+    bool written = false;
+    enum aw_err e =
+        aw_store_flush_mark_sent(ctx->store, j->acct_id, NULL, AW_STORE_SENT_CONSENT,
+                                 ctx->leader.epoch, j->t.batch_id, aw_clock_unix_ms(), &written);
+    if (e == AW_OK && written)
+        return true;
+    if (e == AW_ERR_NOT_LEADER || e == AW_OK) { /* fenced, or the batch is no longer ours */
+        AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
+                    aw_job_aud(j));
+        j->release = true;
+        j->next_at = aw_job_now_ms();
+        return false;
+    }
+    aw_metrics_add(AW_M_STORE_ERRORS, 1);
+    aw_job_retry_later(j, "consent_record", aw_store_errstr(ctx->store));
+    return false;
+}
+
+/* ---- Imports whose answer was lost ------------------------------------------------------------
+ * A bulk import that Klaviyo applied but whose answer was lost (timeout, dropped connection, 5xx
+ * after apply) leaves a job the leader does not know; the import is sent again (the same
+ * entries: a second job with the same content). The unknown job may still be queued when the
+ * next batch of the stream removes a user or changes an attribute, and re-apply the older state
+ * when it runs. So such a batch is acked only once no import job of the account that was
+ * created up to the batch's last import POST (plus a margin for clock skew) is still queued or
+ * processing (GET /api/profile-bulk-import-jobs, filtered by status): the next batch of the
+ * stream is taken only after that ack. The wait is bounded (ORPHAN_WAIT_MAX_MS, then a WARN and
+ * the ack), and other integrations' jobs of that window are waited for too (conservative). */
+#define ORPHAN_SKEW_MS 60000u
+#define ORPHAN_WAIT_MAX_MS (3600u * 1000u)
+
+/* Records the import POST before it is sent (a new leader then knows one may have been lost).
+ * False: j is scheduled (store error) or released (fenced). */
+static bool mark_import(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    bool written = false;
+    uint64_t now = aw_clock_unix_ms();
+    enum aw_err e =
+        aw_store_flush_mark_sent(ctx->store, j->acct_id, j->aud_id, AW_STORE_SENT_IMPORT,
+                                 ctx->leader.epoch, j->t.batch_id, now, &written);
+    if (e == AW_OK && written) {
+        j->import_sent_ms = now;
+        return true;
+    }
+    if (e == AW_ERR_NOT_LEADER || e == AW_OK) {
+        AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
+                    aw_job_aud(j));
+        j->release = true;
+        j->next_at = aw_job_now_ms();
+        return false;
+    }
+    aw_metrics_add(AW_M_STORE_ERRORS, 1);
+    aw_job_retry_later(j, "import_record", aw_store_errstr(ctx->store));
+    return false;
+}
+
+void aw_job_resume_imports(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    uint64_t sent = 0;
+    if (aw_store_flush_sent_at(ctx->store, j->acct_id, j->aud_id, AW_STORE_SENT_IMPORT, &sent) !=
+        AW_OK) {
+        sent = aw_clock_unix_ms(); /* unknown: assume an import was just sent */
+        aw_metrics_add(AW_M_STORE_ERRORS, 1);
+    }
+    if (sent > 0) {
+        j->import_sent_ms = sent;
+        j->orphan_possible = true;
+    }
+}
+
+/* True when the page lists a job created at or before the cutoff (unix ms). */
+static bool page_has_older_job(const struct aw_parse_page *pg, uint64_t cutoff)
+{
+    for (size_t i = 0; i < pg->n; i++) {
+        uint64_t created = 0;
+        if (!pg->items[i].value || !aw_clock_parse_iso8601(pg->items[i].value, &created) ||
+            created <= cutoff)
+            return true; /* an unreadable date counts as old: wait for it */
+    }
+    return false;
+}
+
+bool aw_job_orphans_settled(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    if (!j->orphan_possible)
+        return true;
+    uint64_t now = aw_job_now_ms();
+    if (j->orphan_since == 0)
+        j->orphan_since = now;
+    if (now - j->orphan_since > ORPHAN_WAIT_MAX_MS) {
+        AW_LOG_WARN(MOD, "import jobs still unfinished after the bound: acking the batch",
+                    "account=%s audience=%s waited_s=%" PRIu64, j->acct_id, aw_job_aud(j),
+                    (now - j->orphan_since) / 1000);
+        j->orphan_possible = false;
+        return true;
+    }
+    struct aw_api_query q = {.filter = "any(status,[\"queued\",\"processing\"])",
+                             .page_size = aw_api_get(AW_API_IMPORT_LIST_JOBS)->page_size_max,
+                             .cursor = j->orphan_cursor};
+    char *path = NULL;
+    if (aw_api_path_build(AW_API_IMPORT_LIST_JOBS, NULL, &q, &path) != AW_OK) {
+        aw_job_retry_later(j, "import_jobs_list", "unusable cursor");
+        free(j->orphan_cursor);
+        j->orphan_cursor = NULL;
+        return false;
+    }
+    struct aw_klaviyo_response r;
+    bool settled = false;
+    if (aw_job_send(ctx, j, AW_API_IMPORT_LIST_JOBS, path, NULL, &r) == SENT &&
+        !aw_job_handle_common(ctx, j, "import_jobs_list", &r)) {
+        struct aw_parse_page pg;
+        if (r.action != AW_KLAVIYO_DONE ||
+            aw_parse_import_jobs_page(r.body, r.body_len, &pg) != AW_OK) {
+            aw_job_retry_later(j, "import_jobs_list", "unexpected response");
+        } else {
+            free(j->orphan_cursor);
+            j->orphan_cursor = NULL;
+            if (page_has_older_job(&pg, j->import_sent_ms + ORPHAN_SKEW_MS)) {
+                AW_LOG_DEBUG(MOD, "waiting for import jobs that may hold this batch",
+                             "account=%s audience=%s", j->acct_id, aw_job_aud(j));
+                j->next_at = now + ctx->s->klaviyo.job_poll_ms;
+            } else if (pg.next_cursor) {
+                j->orphan_cursor = pg.next_cursor;
+                pg.next_cursor = NULL;
+                j->next_at = now;
+            } else {
+                j->orphan_possible = false;
+                settled = true;
+            }
+            aw_parse_page_clear(&pg);
+        }
+    }
+    aw_klaviyo_response_clear(&r);
+    free(path);
+    return settled;
+}
+
 void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
     int c = j->cur;
@@ -81,6 +245,10 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         return;
     }
     if ((c == CAT_ADD || c == CAT_UPD) && adopt_resumed_job(ctx, j, c))
+        return;
+    if ((c == CAT_SUB || c == CAT_UNSUB) && !consent_ready(ctx, j))
+        return;
+    if ((c == CAT_ADD || c == CAT_UPD) && !mark_import(ctx, j))
         return;
     size_t m = j->ncat[c] - j->pos;
     const struct aw_change **arr = aw_calloc(m, sizeof *arr);
@@ -122,8 +290,10 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     enum aw_err pe = aw_api_path_build(ep, NULL, NULL, &path);
     AW_ASSERT(pe == AW_OK); /* fixed template */
     struct aw_klaviyo_response r;
-    if (aw_job_send(ctx, j, ep, path, body, &r) == SENT &&
-        !aw_job_handle_common(ctx, j, aw_job_cat_name[c], &r)) {
+    enum sent sent = aw_job_send(ctx, j, ep, path, body, &r);
+    if (sent == SENT && (c == CAT_ADD || c == CAT_UPD) && r.action == AW_KLAVIYO_RETRY)
+        j->orphan_possible = true; /* Klaviyo may have started a job we will never hear of */
+    if (sent == SENT && !aw_job_handle_common(ctx, j, aw_job_cat_name[c], &r)) {
         j->next_at = aw_job_now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
             j->split_limit = 0;
@@ -196,6 +366,7 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         struct aw_parse_import_job job;
         memset(&job, 0, sizeof job);
         if (r.action == AW_KLAVIYO_NOT_FOUND) {
+            aw_metrics_count(AW_MF_KLAVIYO_JOBS, "not_found", NULL);
             resend_job(j, "job_not_found");
         } else if (r.action != AW_KLAVIYO_DONE ||
                    aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
@@ -203,12 +374,16 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         } else if (!aw_parse_job_is_done(job.status)) {
             j->next_at = aw_job_now_ms() + ctx->s->klaviyo.job_poll_ms;
         } else if (job.status == AW_PARSE_JOB_CANCELLED) {
+            aw_metrics_count(AW_MF_KLAVIYO_JOBS, "cancelled", NULL);
             resend_job(j, "job_cancelled");
         } else {
             uint64_t ok = job.completed_count > 0 ? (uint64_t)job.completed_count : 0;
             aw_metrics_add(AW_M_PROFILES_UPLOADED, ok);
             j->n_uploaded += ok;
+            aw_metrics_count(AW_MF_KLAVIYO_JOBS,
+                             job.failed_count > 0 ? "failed_records" : "complete", NULL);
             if (job.failed_count > 0) {
+                aw_metrics_add(AW_M_KLAVIYO_JOB_FAILED, (uint64_t)job.failed_count);
                 free(j->err_cursor);
                 j->err_cursor = NULL;
                 j->phase = PH_JOB_ERRORS;

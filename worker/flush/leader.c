@@ -41,6 +41,14 @@ void aw_leader_init(struct aw_leader *l, uint64_t ttl_ms)
     l->retry_every_ms = l->ttl_ms / 3;
 }
 
+void aw_leader_set_holder(struct aw_leader *l, const char *holder)
+{
+    char random[AW_LEADER_TOKEN_LEN + 1];
+    const char *r = strrchr(l->token, '/');
+    snprintf(random, sizeof random, "%.*s", AW_LEADER_TOKEN_LEN, r ? r + 1 : l->token);
+    snprintf(l->token, sizeof l->token, "%.*s/%s", AW_LEADER_HOLDER_MAX, holder, random);
+}
+
 bool aw_leader_is_held(const struct aw_leader *l, uint64_t now_ms)
 {
     return l->held && now_ms < l->valid_until_ms;

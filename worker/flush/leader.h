@@ -11,7 +11,8 @@
 
 #include "common/err.h"
 
-#define AW_LEADER_TOKEN_LEN 32 /* hex characters */
+#define AW_LEADER_TOKEN_LEN 32   /* hex characters of the random part */
+#define AW_LEADER_HOLDER_MAX 128 /* bytes of the holder's name before it (AW_INSTANCE_ID) */
 
 enum aw_leader_op {
     AW_LEADER_OP_NONE = 0, /* nothing to do before next_due_ms */
@@ -20,7 +21,7 @@ enum aw_leader_op {
 };
 
 struct aw_leader {
-    char token[AW_LEADER_TOKEN_LEN + 1]; /* random per process */
+    char token[AW_LEADER_HOLDER_MAX + 1 + AW_LEADER_TOKEN_LEN + 1]; /* ["<holder>/"]<random> */
     uint64_t ttl_ms;
     uint64_t margin_ms;      /* the lease counts as lost at sent + ttl - margin */
     uint64_t renew_every_ms; /* renew this often while held (ttl / 3) */
@@ -35,6 +36,11 @@ struct aw_leader {
 /* Initialises with a random token (from /dev/urandom, falling back to time and pid), ttl_ms
  * (>= 300) and the derived margin (ttl/5), renew (ttl/3) and retry (ttl/3) periods. */
 void aw_leader_init(struct aw_leader *l, uint64_t ttl_ms);
+
+/* Names the holder in the token ("<holder>/<random>", so `aw-worker status` shows which replica
+ * leads); holder (AW_INSTANCE_ID) is cut at AW_LEADER_HOLDER_MAX bytes and must hold no '/'.
+ * Before the first acquire. */
+void aw_leader_set_holder(struct aw_leader *l, const char *holder);
 
 /* The operation due at now_ms (NONE until next_due_ms). */
 enum aw_leader_op aw_leader_next(const struct aw_leader *l, uint64_t now_ms);

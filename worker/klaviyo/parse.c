@@ -352,6 +352,11 @@ enum aw_err aw_parse_lists_page(const char *body, size_t len, struct aw_parse_pa
     return parse_page(body, len, "list", "name", out);
 }
 
+enum aw_err aw_parse_import_jobs_page(const char *body, size_t len, struct aw_parse_page *out)
+{
+    return parse_page(body, len, "profile-bulk-import-job", "created_at", out);
+}
+
 enum aw_err aw_parse_resource_id(const char *body, size_t len, const char *type, char **id_out)
 {
     AW_ASSERT(id_out != NULL && type != NULL);

@@ -84,6 +84,8 @@ struct aw_parse_page {
 enum aw_err aw_parse_profiles_page(const char *body, size_t len, struct aw_parse_page *out);
 /* GET /api/lists page: (id, attributes.name). */
 enum aw_err aw_parse_lists_page(const char *body, size_t len, struct aw_parse_page *out);
+/* GET /api/profile-bulk-import-jobs page: (id, attributes.created_at). */
+enum aw_err aw_parse_import_jobs_page(const char *body, size_t len, struct aw_parse_page *out);
 void aw_parse_page_clear(struct aw_parse_page *page);
 
 /* data.id of a single-resource document whose data.type is `type` ("list" for POST /api/lists,

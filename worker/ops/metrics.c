@@ -70,6 +70,23 @@ static const struct {
                          "1 while Redis refuses ingest's writes for memory: ingest paused until "
                          "the leader drains",
                          true, 1},
+    [AW_M_PENDING_CHANGES] = {"aw_pending_changes",
+                              "Changes waiting in Redis for a flush, every stream of every account "
+                              "(the leader reads it every 15 s; 0 elsewhere)",
+                              true, 1},
+    [AW_M_INFLIGHT_CHANGES] = {"aw_inflight_changes",
+                               "Changes of the batches being uploaded (the leader reads it every "
+                               "15 s; 0 elsewhere)",
+                               true, 1},
+    [AW_M_OLDEST_PENDING_AGE_MS] = {"aw_oldest_pending_age_seconds",
+                                    "Age of the oldest pending change (its stream's first pending "
+                                    "time; the leader reads it every 15 s; 0 when none or "
+                                    "elsewhere)",
+                                    true, 1000},
+    [AW_M_KLAVIYO_JOB_FAILED] = {"aw_klaviyo_job_failed_records_total",
+                                 "Records Klaviyo's bulk import jobs reported failed (each is "
+                                 "dead-lettered with its import error)",
+                                 false, 1},
     [AW_M_KLAVIYO_RETRY_AFTER_MS] = {"aw_klaviyo_retry_after_seconds_total",
                                      "Seconds Klaviyo's 429 answers asked to wait (Retry-After, "
                                      "or the default wait when absent)",
@@ -185,6 +202,16 @@ static const struct {
                                         false,
                                         request_buckets,
                                         sizeof request_buckets / sizeof request_buckets[0]},
+    [AW_MF_KLAVIYO_JOBS] = {"aw_klaviyo_jobs_total",
+                            "Klaviyo bulk import jobs polled to their end, by result (complete, "
+                            "failed_records, cancelled, not_found)",
+                            COUNTER,
+                            1,
+                            {"result", NULL},
+                            4,
+                            false,
+                            NULL,
+                            0},
     [AW_MF_FLUSH_DURATION] = {"aw_flush_duration_seconds",
                               "Duration of one flushed batch, from take to ack",
                               HISTOGRAM,

@@ -35,6 +35,11 @@ enum aw_metric {
     AW_M_DUE_AUDIENCES,          /* gauge: accounts with a due stream at the leader's last scan */
     AW_M_FLUSH_JOBS,             /* gauge: stream flushes the leader is working on */
     AW_M_STORE_FULL,             /* gauge: 1 while Redis refuses ingest's writes (maxmemory) */
+    AW_M_KLAVIYO_JOB_FAILED,     /* counter: records Klaviyo's bulk import jobs failed */
+    AW_M_PENDING_CHANGES,        /* gauge (leader, every 15 s): changes waiting in Redis */
+    AW_M_INFLIGHT_CHANGES,       /* gauge (leader, every 15 s): changes of batches in flight */
+    AW_M_OLDEST_PENDING_AGE_MS,  /* gauge (leader, every 15 s): age of the oldest pending change,
+                                    in ms, exposed in seconds */
     AW_M_FLUSH_BATCH_BYTES,      /* gauge: bytes of the batches the leader holds in memory */
     AW_M_KLAVIYO_RETRY_AFTER_MS, /* counter, exposed in seconds: Retry-After waits of 429s */
     AW_M__COUNT
@@ -75,6 +80,10 @@ enum aw_metric_family {
     AW_MF_KLAVIYO_REQUEST_DURATION,
     /* histogram aw_flush_duration_seconds: one batch from take to ack */
     AW_MF_FLUSH_DURATION,
+    /* counter aw_klaviyo_jobs_total{result}: Klaviyo bulk import jobs polled to their end;
+     * result: complete (every record imported), failed_records (some records failed: their
+     * import errors are read and dead-lettered), cancelled, not_found (both sent again) */
+    AW_MF_KLAVIYO_JOBS,
     AW_MF__COUNT
 };
 

@@ -93,6 +93,86 @@ enum aw_err aw_store_account_paused(struct aw_store *s, const char *account_id,
     return AW_OK;
 }
 
+/* HSETNX / HDEL of the account in {aw:due}:paused; *changed from the integer reply. */
+static enum aw_err operator_pause_set(struct aw_store *s, const char *account_id, const char *since,
+                                      bool *changed)
+{
+    *changed = false;
+    if (!aw_store_id_ok(account_id))
+        return AW_ERR_INVALID;
+    const char *key = aw_store_name(AW_K_GLOBAL_PAUSED);
+    const char *argv[4] = {since ? "HSETNX" : "HDEL", key, account_id, since};
+    struct aw_redis_cmd c = {.script = -1, .route = key, .argc = since ? 4 : 3, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e != AW_OK)
+        return e;
+    *changed = c.reply.type == AW_REPLY_INT && c.reply.integer == 1;
+    aw_redis_cmd_clear(&c);
+    return AW_OK;
+}
+
+enum aw_err aw_store_account_operator_pause(struct aw_store *s, const char *account_id,
+                                            uint64_t now_unix_ms, bool *changed)
+{
+    char since[24];
+    return operator_pause_set(s, account_id, aw_store_u64(now_unix_ms, since), changed);
+}
+
+enum aw_err aw_store_account_operator_resume(struct aw_store *s, const char *account_id,
+                                             bool *changed)
+{
+    return operator_pause_set(s, account_id, NULL, changed);
+}
+
+struct paused_pair {
+    char *id;
+    uint64_t since;
+};
+
+static int pair_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct paused_pair *)a)->id, ((const struct paused_pair *)b)->id);
+}
+
+enum aw_err aw_store_operator_paused(struct aw_store *s, char ***ids, uint64_t **since_unix_ms,
+                                     size_t *n)
+{
+    *ids = NULL;
+    *since_unix_ms = NULL;
+    *n = 0;
+    const char *key = aw_store_name(AW_K_GLOBAL_PAUSED);
+    const char *argv[2] = {"HGETALL", key};
+    struct aw_redis_cmd c = {.script = -1, .route = key, .argc = 2, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e != AW_OK)
+        return e;
+    if (c.reply.type != AW_REPLY_ARRAY || c.reply.n % 2 != 0) {
+        aw_redis_cmd_clear(&c);
+        snprintf(s->err, sizeof s->err, "HGETALL paused: unexpected reply");
+        return AW_ERR_PROTOCOL;
+    }
+    size_t m = c.reply.n / 2, k = 0;
+    struct paused_pair *p = aw_calloc(m ? m : 1, sizeof *p);
+    for (size_t i = 0; i < m; i++) {
+        const struct aw_reply *id = &c.reply.elem[2 * i], *v = &c.reply.elem[2 * i + 1];
+        if (id->type != AW_REPLY_STR || !aw_store_id_ok(id->str))
+            continue;
+        p[k].id = aw_strdup(id->str);
+        p[k++].since = v->type == AW_REPLY_STR ? strtoull(v->str, NULL, 10) : 0;
+    }
+    aw_redis_cmd_clear(&c);
+    qsort(p, k, sizeof *p, pair_cmp);
+    *ids = aw_calloc(k ? k : 1, sizeof **ids);
+    *since_unix_ms = aw_calloc(k ? k : 1, sizeof **since_unix_ms);
+    for (size_t i = 0; i < k; i++) {
+        (*ids)[i] = p[i].id;
+        (*since_unix_ms)[i] = p[i].since;
+    }
+    free(p);
+    *n = k;
+    return AW_OK;
+}
+
 enum aw_err aw_store_account_get(struct aw_store *s, const char *account_id, char **api_key,
                                  uint64_t *block_until_unix_ms)
 {

@@ -34,6 +34,21 @@ enum aw_err aw_store_account_unpause(struct aw_store *s, const char *account_id)
 enum aw_err aw_store_account_paused(struct aw_store *s, const char *account_id,
                                     uint64_t *until_unix_ms, long *status);
 
+/* An operator paused (`aw-worker pause`) or resumed the account: a field of the global hash
+ * {aw:due}:paused (account -> the unix ms it was paused; a second pause keeps the first time).
+ * Distinct from Klaviyo's refusal above: neither a new key nor an accepted request ends it,
+ * only resume. *changed false when it already was (resp. was not) paused. */
+enum aw_err aw_store_account_operator_pause(struct aw_store *s, const char *account_id,
+                                            uint64_t now_unix_ms, bool *changed);
+enum aw_err aw_store_account_operator_resume(struct aw_store *s, const char *account_id,
+                                             bool *changed);
+
+/* Every account an operator paused, sorted: caller-owned arrays *ids (of caller-owned strings,
+ * aw_store_strings_free) and *since_unix_ms (free), *n entries. One read (the leader, each
+ * scan). */
+enum aw_err aw_store_operator_paused(struct aw_store *s, char ***ids, uint64_t **since_unix_ms,
+                                     size_t *n);
+
 /* Reads the account: *api_key (caller-owned, wipe and free; NULL when none stored) and
  * *block_until_unix_ms (0 when none). Either out pointer may be NULL. */
 enum aw_err aw_store_account_get(struct aw_store *s, const char *account_id, char **api_key,

@@ -401,19 +401,19 @@ enum aw_err aw_store_flush_ack(struct aw_store *s, const char *account_id, const
     return e;
 }
 
-enum aw_err aw_store_flush_set_job(struct aw_store *s, const char *account_id,
-                                   const char *audience_id, uint64_t epoch, const char *batch_id,
-                                   const char *job_id, bool *written)
+/* batch_set.lua: field of the stream's meta = value ("" deletes), if batch_id is in flight. */
+static enum aw_err batch_set(struct aw_store *s, const char *account_id, const char *audience_id,
+                             uint64_t epoch, const char *batch_id, enum aw_store_name field,
+                             const char *value, bool *written)
 {
     if (written)
         *written = false;
     struct stream st;
-    if (!batch_id || !batch_id[0] || (job_id && strlen(job_id) > 256) ||
+    if (!batch_id || !batch_id[0] || strlen(value) > 256 ||
         !stream_init(&st, account_id, audience_id))
         return AW_ERR_INVALID;
     char ep[24];
-    const char *argv[5] = {st.meta, aw_store_u64(epoch, ep), batch_id,
-                           aw_store_name(AW_F_META_JOB_ID), job_id ? job_id : ""};
+    const char *argv[5] = {st.meta, aw_store_u64(epoch, ep), batch_id, aw_store_name(field), value};
     struct aw_redis_cmd c = {
         .script = AW_SCRIPT_BATCH_SET, .nkeys = 1, .route = st.meta, .argc = 5, .argv = argv};
     enum aw_err e = aw_store_run(s, &c);
@@ -423,5 +423,118 @@ enum aw_err aw_store_flush_set_job(struct aw_store *s, const char *account_id,
         aw_redis_cmd_clear(&c);
     }
     stream_free(&st);
+    return e;
+}
+
+enum aw_err aw_store_flush_set_job(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, uint64_t epoch, const char *batch_id,
+                                   const char *job_id, bool *written)
+{
+    return batch_set(s, account_id, audience_id, epoch, batch_id, AW_F_META_JOB_ID,
+                     job_id ? job_id : "", written);
+}
+
+static enum aw_store_name sent_field(enum aw_store_sent what)
+{
+    return what == AW_STORE_SENT_CONSENT ? AW_F_META_CONSENT_SENT : AW_F_META_IMPORT_SENT;
+}
+
+enum aw_err aw_store_flush_mark_sent(struct aw_store *s, const char *account_id,
+                                     const char *audience_id, enum aw_store_sent what,
+                                     uint64_t epoch, const char *batch_id, uint64_t unix_ms,
+                                     bool *written)
+{
+    char v[24];
+    return batch_set(s, account_id, audience_id, epoch, batch_id, sent_field(what),
+                     aw_store_u64(unix_ms, v), written);
+}
+
+enum aw_err aw_store_flush_sent_at(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, enum aw_store_sent what,
+                                   uint64_t *unix_ms)
+{
+    *unix_ms = 0;
+    struct stream st;
+    if (!stream_init(&st, account_id, audience_id))
+        return AW_ERR_INVALID;
+    const char *argv[3] = {"HGET", st.meta, aw_store_name(sent_field(what))};
+    struct aw_redis_cmd c = {.script = -1, .route = st.meta, .argc = 3, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK) {
+        if (c.reply.type == AW_REPLY_STR)
+            *unix_ms = strtoull(c.reply.str, NULL, 10);
+        else if (c.reply.type != AW_REPLY_NIL)
+            e = AW_ERR_PROTOCOL;
+        aw_redis_cmd_clear(&c);
+    }
+    stream_free(&st);
+    return e;
+}
+
+enum aw_err aw_store_flush_due_now(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, uint64_t now_unix_ms, bool *due,
+                                   int64_t *pending, int64_t *inflight)
+{
+    *due = false;
+    *pending = *inflight = 0;
+    struct stream st;
+    if (!stream_init(&st, account_id, audience_id))
+        return AW_ERR_INVALID;
+    char now[24];
+    const char *argv[6] = {st.meta,        account_id,  st.member, aw_store_u64(now_unix_ms, now),
+                           s->max_queue_s, s->max_age_s};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_DUE_NOW, .nkeys = 1, .route = st.meta, .argc = 6, .argv = argv};
+    enum aw_err e = aw_store_run_due(s, &c, account_id, 1);
+    if (e == AW_OK) {
+        const struct aw_reply *rp = &c.reply;
+        if (rp->n == 6 && rp->elem[0].type == AW_REPLY_STR && rp->elem[4].type == AW_REPLY_INT &&
+            rp->elem[5].type == AW_REPLY_INT) {
+            *due = strcmp(rp->elem[0].str, "due") == 0;
+            *pending = rp->elem[4].integer;
+            *inflight = rp->elem[5].integer;
+        } else {
+            snprintf(s->err, sizeof s->err, "due_now: unexpected reply shape");
+            e = AW_ERR_PROTOCOL;
+        }
+        aw_redis_cmd_clear(&c);
+    }
+    stream_free(&st);
+    return e;
+}
+
+enum aw_err aw_store_flush_peek(struct aw_store *s, const char *account_id, const char *audience_id,
+                                size_t max_items, struct aw_store_taken *out)
+{
+    memset(out, 0, sizeof *out);
+    struct stream st;
+    if (max_items == 0 || max_items > CHUNK || !stream_init(&st, account_id, audience_id))
+        return AW_ERR_INVALID;
+    char mx[24];
+    const char *argv[4] = {st.meta, account_id, st.member, aw_store_u64(max_items, mx)};
+    struct aw_redis_cmd c = {
+        .script = AW_SCRIPT_PEEK, .nkeys = 1, .route = st.meta, .argc = 4, .argv = argv};
+    enum aw_err e = aw_store_run(s, &c);
+    if (e == AW_OK) {
+        const struct aw_reply *rp = &c.reply;
+        if (rp->type != AW_REPLY_ARRAY || rp->n < 3 || rp->elem[0].type != AW_REPLY_STR ||
+            rp->elem[1].type != AW_REPLY_STR || rp->elem[2].type != AW_REPLY_STR) {
+            snprintf(s->err, sizeof s->err, "peek: unexpected reply shape");
+            e = AW_ERR_PROTOCOL;
+        } else {
+            const char *status = rp->elem[0].str;
+            out->status = strcmp(status, "resumed") == 0   ? AW_STORE_BATCH_RESUMED
+                          : strcmp(status, "pending") == 0 ? AW_STORE_BATCH_TAKEN
+                                                           : AW_STORE_BATCH_EMPTY;
+            out->disabled = strcmp(rp->elem[1].str, "disabled") == 0;
+            e = add_entries(s, &st, rp, 3, out, strtoull(rp->elem[2].str, NULL, 10));
+        }
+        aw_redis_cmd_clear(&c);
+    }
+    if (e == AW_OK)
+        e = read_meta(s, &st, out);
+    stream_free(&st);
+    if (e != AW_OK)
+        aw_store_taken_clear(out);
     return e;
 }

@@ -89,11 +89,47 @@ enum aw_err aw_store_flush_ack(struct aw_store *s, const char *account_id, const
                                const char *const *accepted, size_t n, uint64_t now_unix_ms,
                                enum aw_store_batch_status *status);
 
+/* The operator's `aw-worker flush` (due_now.lua): the stream (audience_id NULL: the account's
+ * profile stream) is due now and drained until nothing is pending; the leader takes it at its
+ * next scan. Writes the global due index after. *due false when nothing is pending or in flight
+ * (nothing to flush); *pending, *inflight its counts. AW_ERR_INVALID for a bad id or a stream
+ * the store does not know (nothing written); AW_ERR_IO, AW_ERR_PROTOCOL. */
+enum aw_err aw_store_flush_due_now(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, uint64_t now_unix_ms, bool *due,
+                                   int64_t *pending, int64_t *inflight);
+
+/* Read-only (peek.lua, a no-writes script): what the next take of the stream would hold -- the
+ * batch in flight (status RESUMED), else the first max_items (1..1000) pending entries made
+ * into the records take would make (TAKEN), else EMPTY -- with the stream's name and list ids.
+ * Nothing moves: pending stays pending. *out is overwritten (caller clears). */
+enum aw_err aw_store_flush_peek(struct aw_store *s, const char *account_id, const char *audience_id,
+                                size_t max_items, struct aw_store_taken *out);
+
 /* Records (job_id) or forgets (NULL) the Klaviyo bulk job of the in-flight batch, so a new
  * leader polls it instead of sending the batch again (DESIGN §5). AW_ERR_NOT_LEADER when
  * fenced; *written false when that batch is no longer in flight. */
 enum aw_err aw_store_flush_set_job(struct aw_store *s, const char *account_id,
                                    const char *audience_id, uint64_t epoch, const char *batch_id,
                                    const char *job_id, bool *written);
+
+/* What the leader records *before* sending it, in the stream's meta (batch_set.lua). */
+enum aw_store_sent {
+    AW_STORE_SENT_CONSENT, /* profile stream: a consent job (Klaviyo gives no id to poll: the
+                              next batch's consent waits for it to settle) */
+    AW_STORE_SENT_IMPORT   /* a bulk import of the in-flight batch (an answer lost can leave an
+                              unknown job running: the batch's ack waits for it) */
+};
+
+/* Records that batch_id of the stream sends `what` at unix_ms. Fenced like
+ * aw_store_flush_set_job (AW_ERR_NOT_LEADER; *written false when the batch is not in flight). */
+enum aw_err aw_store_flush_mark_sent(struct aw_store *s, const char *account_id,
+                                     const char *audience_id, enum aw_store_sent what,
+                                     uint64_t epoch, const char *batch_id, uint64_t unix_ms,
+                                     bool *written);
+
+/* When `what` was last recorded for the stream (unix ms), 0 when never. */
+enum aw_err aw_store_flush_sent_at(struct aw_store *s, const char *account_id,
+                                   const char *audience_id, enum aw_store_sent what,
+                                   uint64_t *unix_ms);
 
 #endif

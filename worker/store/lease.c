@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mem.h"
 #include "worker/store/internal.h"
 
 static enum aw_err lease_op(struct aw_store *s, const char *op, const char *token, uint64_t ttl_ms,
@@ -54,24 +55,31 @@ enum aw_err aw_store_lease_release(struct aw_store *s, const char *token)
     return lease_op(s, "release", token, 1, NULL, NULL);
 }
 
-enum aw_err aw_store_lease_info(struct aw_store *s, int64_t *ttl_ms, uint64_t *epoch)
+enum aw_err aw_store_lease_info(struct aw_store *s, int64_t *ttl_ms, uint64_t *epoch, char **holder)
 {
     *ttl_ms = -1;
     *epoch = 0;
+    if (holder)
+        *holder = NULL;
     const char *pttl[2] = {"PTTL", aw_store_name(AW_K_LEASE)};
     const char *get[2] = {"GET", aw_store_name(AW_K_EPOCH)};
-    struct aw_redis_cmd c[2] = {{.script = -1, .route = pttl[1], .argc = 2, .argv = pttl},
-                                {.script = -1, .route = get[1], .argc = 2, .argv = get}};
-    enum aw_err e = aw_redis_exec(s->r, c, 2);
-    if (e == AW_OK)
-        e = c[0].err != AW_OK ? c[0].err : c[1].err;
+    const char *tok[2] = {"GET", aw_store_name(AW_K_LEASE)};
+    struct aw_redis_cmd c[3] = {{.script = -1, .route = pttl[1], .argc = 2, .argv = pttl},
+                                {.script = -1, .route = get[1], .argc = 2, .argv = get},
+                                {.script = -1, .route = tok[1], .argc = 2, .argv = tok}};
+    enum aw_err e = aw_redis_exec(s->r, c, 3);
+    for (int i = 0; i < 3 && e == AW_OK; i++)
+        e = c[i].err;
     if (e == AW_OK) {
         if (c[0].reply.type == AW_REPLY_INT)
             *ttl_ms = c[0].reply.integer < 0 ? -1 : c[0].reply.integer;
         if (c[1].reply.type == AW_REPLY_STR)
             *epoch = strtoull(c[1].reply.str, NULL, 10);
+        const char *slash = c[2].reply.type == AW_REPLY_STR ? strrchr(c[2].reply.str, '/') : NULL;
+        if (holder && slash && slash > c[2].reply.str)
+            *holder = aw_strndup(c[2].reply.str, (size_t)(slash - c[2].reply.str));
     }
-    aw_redis_cmd_clear(&c[0]);
-    aw_redis_cmd_clear(&c[1]);
+    for (int i = 0; i < 3; i++)
+        aw_redis_cmd_clear(&c[i]);
     return aw_store_fail(s, e);
 }

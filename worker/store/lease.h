@@ -23,7 +23,10 @@ enum aw_err aw_store_lease_renew(struct aw_store *s, const char *token, uint64_t
                                  uint64_t *epoch);
 enum aw_err aw_store_lease_release(struct aw_store *s, const char *token);
 
-/* Remaining TTL of the lease (*ttl_ms -1 when nobody holds it) and the current epoch. */
-enum aw_err aw_store_lease_info(struct aw_store *s, int64_t *ttl_ms, uint64_t *epoch);
+/* Remaining TTL of the lease (*ttl_ms -1 when nobody holds it), the current epoch and, when
+ * holder is not NULL, the holder's name (the token's part before '/', caller-owned; NULL when
+ * nobody holds it or the token names nobody). One pipeline. */
+enum aw_err aw_store_lease_info(struct aw_store *s, int64_t *ttl_ms, uint64_t *epoch,
+                                char **holder);
 
 #endif

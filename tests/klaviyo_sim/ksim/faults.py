@@ -10,7 +10,7 @@ from .errors import ApiError, throttled
 
 FAULT_KEYS = {"error_rate_5xx", "status", "error_after_apply", "storm_429", "slow_ms",
               "drop_connections", "drop_after_apply", "unauthorized_keys", "paths",
-              "reject_containing", "anonymous_import_errors"}
+              "reject_containing", "anonymous_import_errors", "slow_jobs"}
 DROP_AFTER_APPLY_KEYS = {"count", "rate", "ops", "paths"}
 
 
@@ -28,6 +28,11 @@ def fault_set_error(body):
     unknown = set(body) - FAULT_KEYS
     if unknown:
         return {"error": "unknown fault keys", "keys": sorted(unknown)}
+    sj = body.get("slow_jobs")
+    if sj is not None and (not isinstance(sj, dict) or set(sj) - {"count", "extra_s"}
+                           or not isinstance(sj.get("count", 0), int)
+                           or not isinstance(sj.get("extra_s", 0), (int, float))):
+        return {"error": "slow_jobs takes an object {count: int, extra_s: seconds}"}
     daa = body.get("drop_after_apply")
     if daa is not None and (not isinstance(daa, dict) or set(daa) - DROP_AFTER_APPLY_KEYS):
         return {"error": "drop_after_apply takes an object with keys %s" % sorted(DROP_AFTER_APPLY_KEYS)}

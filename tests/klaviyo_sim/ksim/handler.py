@@ -102,6 +102,7 @@ class Handler(BaseHTTPRequestHandler):
         label = op.op_id if isinstance(op, Operation) else "%s %s" % (method, op)
         status, body, headers = 500, None, {}
         counted = None  # the status recorded in req_counts, when it differs from the one sent
+        raw = b""
         try:
             try:
                 raw = self._read_body(MAX_BODY)
@@ -139,6 +140,9 @@ class Handler(BaseHTTPRequestHandler):
                 sim.recent.append({"t": now_iso(), "method": method, "path": path, "op": label,
                                    "status": status, "revision": self.headers.get("revision"),
                                    "content_type": self.headers.get("Content-Type")})
+                if sim.config.get("record_bodies"):
+                    sim.recent[-1]["query"] = query
+                    sim.recent[-1]["body"] = raw.decode("utf-8", "replace") if raw else None
                 if counted:
                     sim.recent[-1]["dropped_after_apply"] = True
                 del sim.recent[:-200]

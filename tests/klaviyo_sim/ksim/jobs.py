@@ -53,6 +53,11 @@ def enqueue(sim, job):
     job["_start_at"] = job["_created"] + float(cfg.get("job_queued_s", 0))
     job["_done_at"] = job["_start_at"] + float(cfg.get("job_processing_s", 0)) + \
         (sim.job_rng.uniform(0, jitter) if jitter > 0 else 0.0)
+    slow = sim.faults.get("slow_jobs")
+    if slow and slow.get("count", 0) > 0:  # fault: the next N jobs run extra_s longer
+        slow["count"] -= 1
+        job["_done_at"] += float(slow.get("extra_s", 0))
+        sim.faults_injected["slow_jobs"] = sim.faults_injected.get("slow_jobs", 0) + 1
     sim.jobs[job["id"]] = job
     sim.job_order.append(job["id"])
     sim.job_queue.append(job["id"])

@@ -32,6 +32,8 @@ DEFAULT_CONFIG = {
     "revisions": [],              # extra accepted revisions besides the spec's own
     "strict_content_type": False, # True: only application/vnd.api+json (else also application/json)
     "check_responses": False,     # validate our own responses against the spec's schemas
+    "record_bodies": False,       # True: recent_requests also keep each request's query and
+                                  # body (tests comparing bodies; personal data)
     "seed": 1,                    # RNG seed for faults and ids
 }
 

@@ -129,3 +129,45 @@ local function membership_record(e)
   return {F_REC_ACTION, string.sub(e, 1, 1) == 'a' and 'add' or 'delete',
           F_REC_VERSION, string.sub(e, 2)}
 end
+
+-- The profile stream's snapshot of one user (take.lua; peek.lua shows it without taking): the
+-- attributes its entry lists as changed (NUL-separated paths), the identities consent needs,
+-- consent newer than the last one Klaviyo accepted. {} when nothing is to be sent.
+local function snapshot(ukey, changed)
+  local h = redis.call('HGETALL', ukey)
+  local vals = {}
+  for i = 1, #h, 2 do vals[h[i]] = h[i + 1] end
+  local rec, dirty, content, newest = {}, {}, false, false
+  for path in string.gmatch(changed, '[^%z]+') do
+    local val = vals[F_USER_ATTR .. path]
+    if val and not dirty[path] then
+      rec[#rec + 1] = F_REC_ATTR .. path
+      rec[#rec + 1] = val
+      content = true
+      local v = vals[F_USER_ATTR_VERSION .. path]
+      if v and (not newest or vercmp2(v, newest) > 0) then newest = v end
+    end
+    dirty[path] = true
+  end
+  for _, ch in ipairs({'email', 'sms'}) do
+    local c = vals[F_USER_CONSENT .. ch]
+    if c and consentcmp(c, vals[F_USER_CONSENT_SENT .. ch] or false) > 0 then
+      rec[#rec + 1] = F_REC_CONSENT .. ch
+      rec[#rec + 1] = c
+      content = true
+    end
+  end
+  for _, p in ipairs({F_PATH_PHONE, F_PATH_EXTERNAL_ID, F_PATH_SOURCE}) do
+    local val = vals[F_USER_ATTR .. p]
+    if val and not dirty[p] then
+      rec[#rec + 1] = F_REC_IDENTITY .. p
+      rec[#rec + 1] = val
+    end
+  end
+  if not content then return {} end
+  if newest then
+    rec[#rec + 1] = F_REC_VERSION
+    rec[#rec + 1] = newest
+  end
+  return rec
+end
