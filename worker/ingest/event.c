@@ -112,7 +112,7 @@ static void path_item(char *out, size_t outlen, const char *prefix, const char *
 
 #if AW_EVENT_ARENA
 
-#define ARENA_CHUNK (256u * 1024u) /* one chunk holds the tree of a message up to ~20 KB */
+#define ARENA_CHUNK (256u * 1024u) /* holds the tree of a typical message (a few KB) */
 #define ARENA_KEEP (1024u * 1024u) /* a larger first chunk is not kept between messages */
 
 struct arena_chunk {
@@ -151,6 +151,8 @@ static void *arena_alloc(size_t n)
     struct arena *a = &t_arena;
     if (!a->active)
         return malloc(n);
+    if (n > SIZE_MAX / 2)
+        return NULL;
     n = (n + 15u) & ~(size_t)15u;
     struct arena_chunk *c = a->head;
     if (!c || c->size - c->used < n) {
