@@ -233,6 +233,12 @@ static void arena_install(void)
 
 static void arena_begin(void) {}
 
+static bool arena_holds(const void *p)
+{
+    (void)p;
+    return false;
+}
+
 static void arena_end(void) {}
 
 #endif
