@@ -59,14 +59,9 @@ v1_bin=$v1_dir/build/bench/bench_store
 export AW_BUILD_DIR=$build AW_SOURCE_DIR=$root AW_TEST_NAME=bench-store
 source "$root/tests/integration/lib.sh"
 
-info_field() { # SECTION FIELD...: sum of the fields
-    redis_cmd info "$1" | tr -d '\r' | awk -F: -v f="${*:2}" '
-        BEGIN { n = split(f, want, " ") } { for (i = 1; i <= n; i++) if ($1 == want[i]) s += $2 }
-        END { printf "%.6f\n", s }'
-}
-cpu_s() { info_field cpu used_cpu_user used_cpu_sys; }
-mem_b() { info_field memory used_memory; }
-field() { awk -F= -v k="$1" '$1 == k { print $2 }' "$2"; }
+source "$root/bench/lib.sh"
+cpu_s() { redis_cpu_s; }
+mem_b() { redis_mem_b; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # run NAME BIN MODE PASS: one run into the current redis; appends "cpu wall" to $dir/NAME.

@@ -1,6 +1,42 @@
 /* test_phone.c -- the libphonenumber shim: E.164 conversion and country-code handling. */
+#include <stdio.h>
+#include <string.h>
+
 #include "common/phone/phone.h"
 #include "tests/harness.h"
+
+/* The shim caches results per (raw, region): a repeated or colliding lookup answers exactly
+ * what the first one did, and the region is part of the key. */
+static void check_cache(void)
+{
+    char out[AW_PHONE_E164_MAX];
+    for (int round = 0; round < 3; round++) {
+        AW_CHECK_INT_EQ(aw_phone_to_e164("020 7946 0018", "GB", out), AW_OK);
+        AW_CHECK_STR_EQ(out, "+442079460018");
+        AW_CHECK_INT_EQ(aw_phone_to_e164("020 7946 0018", NULL, out), AW_ERR_INVALID);
+        AW_CHECK_INT_EQ(aw_phone_to_e164("020 7946 0018", "", out), AW_ERR_INVALID);
+        AW_CHECK_INT_EQ(aw_phone_to_e164("020 7946 0018", "ZZ", out), AW_ERR_INVALID);
+        AW_CHECK_INT_EQ(aw_phone_to_e164("(650) 253-0000", "US", out), AW_OK);
+        AW_CHECK_STR_EQ(out, "+16502530000");
+        AW_CHECK_INT_EQ(aw_phone_to_e164("(650) 253-0000", "GB", out), AW_ERR_INVALID);
+        AW_CHECK_INT_EQ(aw_phone_to_e164("030 901820", "DE", out), AW_OK);
+        AW_CHECK_STR_EQ(out, "+4930901820");
+        /* A region that is not two letters is passed on as it is (and not cached). */
+        AW_CHECK_INT_EQ(aw_phone_to_e164("020 7946 0018", "GBR", out), AW_ERR_INVALID);
+        AW_CHECK_INT_EQ(aw_phone_to_e164("+44 20 7946 0018", "GBR", out), AW_OK);
+        AW_CHECK_STR_EQ(out, "+442079460018");
+        /* More distinct keys (40,000) than the cache holds: they evict each other. */
+        static const char *const prefixes[] = {"020 7946 ", "0207946", "020-7946-", "(020) 7946 "};
+        for (int i = 0; i < 40000; i += round ? 7 : 1) {
+            char raw[32], want[32];
+            snprintf(raw, sizeof raw, "%s%04d", prefixes[i / 10000], i % 10000);
+            snprintf(want, sizeof want, "+44207946%04d", i % 10000);
+            AW_CHECK_INT_EQ(aw_phone_to_e164(raw, "GB", out), AW_OK);
+            if (strcmp(out, want) != 0)
+                AW_CHECK_STR_EQ(out, want);
+        }
+    }
+}
 
 int main(void)
 {
@@ -47,5 +83,6 @@ int main(void)
     AW_CHECK_INT_EQ(aw_phone_region_from_country("United Kingdom", region), AW_ERR_INVALID);
     AW_CHECK_INT_EQ(aw_phone_region_from_country("G1", region), AW_ERR_INVALID);
     AW_CHECK_INT_EQ(aw_phone_region_from_country("", region), AW_ERR_INVALID);
+    check_cache();
     return aw_test_done();
 }

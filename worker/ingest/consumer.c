@@ -371,9 +371,9 @@ size_t aw_consumer_poll(struct aw_consumer *c, struct aw_consumer_msg *out, size
     aw_grow((void **)&c->batch, &c->cap_batch, max, sizeof *c->batch);
     /* Serve the producer's delivery reports too. */
     rd_kafka_poll(c->dlq->rk, 0);
-    size_t n = 0;
+    size_t n = 0, bytes = 0;
     int wait = timeout_ms;
-    while (n < max) {
+    while (n < max && bytes < AW_CONSUMER_BATCH_BYTES) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, wait);
         if (!m)
             break;
@@ -398,6 +398,7 @@ size_t aw_consumer_poll(struct aw_consumer *c, struct aw_consumer_msg *out, size
         out[n].partition = m->partition;
         out[n].offset = m->offset;
         out[n].index = n;
+        bytes += m->len;
         n++;
     }
     c->n_batch = n;

@@ -46,10 +46,15 @@ struct aw_consumer_msg {
 struct aw_consumer *aw_consumer_new(const struct aw_consumer_config *cfg, char *errbuf,
                                     size_t errlen);
 
-/* Polls up to max records, waiting at most timeout_ms for the first (then taking what is
- * already queued). Fills out[0..n) and returns n. Records stay owned by the consumer until
- * aw_consumer_release. Non-fatal consumer errors are logged and counted; a fatal one makes
- * aw_consumer_is_fatal true. */
+/* Most payload bytes one poll gathers: the poll stops after the record that reaches it, so a
+ * batch (and the Redis pipeline built from it) holds at most this plus one record, however
+ * large the records. */
+#define AW_CONSUMER_BATCH_BYTES (8u * 1024u * 1024u)
+
+/* Polls up to max records and about AW_CONSUMER_BATCH_BYTES of payload, waiting at most
+ * timeout_ms for the first (then taking what is already queued). Fills out[0..n) and returns
+ * n. Records stay owned by the consumer until aw_consumer_release. Non-fatal consumer errors
+ * are logged and counted; a fatal one makes aw_consumer_is_fatal true. */
 size_t aw_consumer_poll(struct aw_consumer *c, struct aw_consumer_msg *out, size_t max,
                         int timeout_ms);
 

@@ -51,6 +51,9 @@ static char *json_text_string(const char *value_json)
     return s;
 }
 
+static bool same(const char *a, const char *b);
+static char *dup_or_null(const char *s);
+
 /* ---------------------------------------------------------------- email */
 
 static bool domain_ok(const char *d, size_t len)
@@ -253,6 +256,34 @@ static void map_attributes(const struct aw_event_audience *aud, const struct aw_
     attrs_finish(&l, c);
 }
 
+/* Whether two audiences of a profile carry the same user_attributes (keys, actions and values
+ * in the same order): mParticle repeats the profile's attributes in each of its audiences. */
+static bool same_attributes(const struct aw_event_audience *a, const struct aw_event_audience *b)
+{
+    if (a->n_attributes != b->n_attributes)
+        return false;
+    for (size_t i = 0; i < a->n_attributes; i++) {
+        const struct aw_event_attribute *x = &a->attributes[i], *y = &b->attributes[i];
+        if (x->action != y->action || !same(x->key, y->key) || !same(x->value_json, y->value_json))
+            return false;
+    }
+    return true;
+}
+
+/* The attributes (and custom source) another change of the profile mapped, copied into c. */
+static void copy_attributes(const struct aw_change *from, struct aw_change *c)
+{
+    if (from->n_attrs > 0) {
+        c->attrs = aw_calloc(from->n_attrs, sizeof *c->attrs);
+        for (size_t i = 0; i < from->n_attrs; i++) {
+            c->attrs[i].path = aw_strdup(from->attrs[i].path);
+            c->attrs[i].value_json = dup_or_null(from->attrs[i].value_json);
+        }
+        c->n_attrs = from->n_attrs;
+    }
+    c->custom_source = dup_or_null(from->custom_source);
+}
+
 /* ---------------------------------------------------------------- consent */
 
 /* What one consent purpose asks of the channel it is mapped to. */
@@ -394,7 +425,7 @@ struct conn_slot {
 #define CONN_CACHE_MAX 32
 
 struct conn_cache {
-    struct conn_slot slots[CONN_CACHE_MAX];
+    struct conn_slot slots[CONN_CACHE_MAX]; /* [0, n) in use, the rest uninitialised */
     size_t n;
     struct conn_slot scratch; /* used when the cache is full */
 };
@@ -431,6 +462,7 @@ static const struct conn_slot *conn_get(struct conn_cache *cc, const struct aw_e
     struct conn_slot *s;
     if (cc->n < CONN_CACHE_MAX) {
         s = &cc->slots[cc->n++];
+        memset(s, 0, sizeof *s);
     } else {
         s = &cc->scratch;
         aw_connection_clear(&s->conn);
@@ -490,7 +522,11 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
     if (!ev || !acct || ev->type != AW_EVENT_MEMBERSHIP)
         return AW_ERR_INVALID;
     size_t changes_cap = 0, rejects_cap = 0;
-    struct conn_cache *cache = aw_calloc(1, sizeof *cache);
+    /* Not zeroed whole (32 slots, ~10 KB, for the one or two a message uses): slots are
+     * initialised as they are taken. */
+    struct conn_cache *cache = aw_malloc(sizeof *cache);
+    cache->n = 0;
+    memset(&cache->scratch, 0, sizeof cache->scratch);
     enum aw_err rc = AW_OK;
 
     for (size_t pi = 0; pi < ev->n_profiles; pi++) {
@@ -536,6 +572,10 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
             }
         }
 
+        /* The last change of this profile whose attributes were mapped (or copied). */
+        size_t mapped_from = SIZE_MAX;
+        const struct aw_event_audience *mapped_aud = NULL;
+        const struct conn_slot *mapped_slot = NULL;
         for (size_t ai = 0; ai < p->n_audiences; ai++) {
             const struct aw_event_audience *aud = &p->audiences[ai];
             const struct conn_slot *slot = conn_get(cache, aud);
@@ -558,9 +598,16 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
             c->phone_e164 = has_phone ? aw_strdup(phone) : NULL;
             c->external_id = dup_or_null(external_id);
             c->drops = drops;
-            /* delete = removal from the list only: attributes riding along are ignored. */
-            if (c->action != AW_CHANGE_DELETE)
-                map_attributes(aud, &slot->conn, c);
+            /* delete = removal from the list only: attributes riding along are ignored. The
+             * profile's attributes are mapped once: an audience that repeats those of the
+             * last mapped one under the same connection settings gets a copy. */
+            if (c->action != AW_CHANGE_DELETE) {
+                if (mapped_from != SIZE_MAX && mapped_slot == slot && slot != &cache->scratch &&
+                    same_attributes(mapped_aud, aud))
+                    copy_attributes(&out->changes[mapped_from], c);
+                else
+                    map_attributes(aud, &slot->conn, c);
+            }
             if (c->n_attrs > AW_MAP_ATTRS_MAX) {
                 char detail[64];
                 snprintf(detail, sizeof detail, "%zu attributes, at most %u", c->n_attrs,
@@ -572,6 +619,11 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
                 continue;
             }
             map_consents(p, &slot->conn, has_phone, c);
+            if (c->action != AW_CHANGE_DELETE) {
+                mapped_from = out->n_changes - 1;
+                mapped_aud = aud;
+                mapped_slot = slot;
+            }
         }
         free(email);
     }
