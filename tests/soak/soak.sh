@@ -171,8 +171,19 @@ if ! wait_until "python3 '$model' check '$AW_TEST_KLAVIYO_URL' '$expected'" 120;
     fail "Klaviyo differs from the model after the removal phase"
 fi
 ndl=$(python3 -c 'import json, sys; print(sum(len(v) for v in json.load(open(sys.argv[1]))["dlq"].values()))' "$expected")
-consume_topic "$DLQ" "$ndl" 60 >"$AW_TEST_DIR/dlq.jsonl" || fail "fewer than $ndl dead letters"
-python3 "$model" check-dlq "$expected" "$AW_TEST_DIR/dlq.jsonl" -v || fail "dead letters differ from the model"
+# A bad record's dead letter changes nothing in Klaviyo: one whose replica was killed before its
+# delivery report is read again (by the partition's next owner, after the group's session
+# timeout) and dead-lettered then, possibly after Klaviyo already matched. Wait for the set.
+dlq_matches() {
+    consume_topic "$DLQ" "$ndl" 10 >"$AW_TEST_DIR/dlq.jsonl" 2>/dev/null &&
+        python3 "$model" check-dlq "$expected" "$AW_TEST_DIR/dlq.jsonl" >/dev/null 2>&1
+}
+if ! wait_until dlq_matches 120; then
+    consume_topic "$DLQ" "$ndl" 10 >"$AW_TEST_DIR/dlq.jsonl" || fail "fewer than $ndl dead letters"
+    python3 "$model" check-dlq "$expected" "$AW_TEST_DIR/dlq.jsonl" -v || true
+    fail "dead letters differ from the model after 120 s"
+fi
+python3 "$model" check-dlq "$expected" "$AW_TEST_DIR/dlq.jsonl" -v
 python3 "$model" check "$AW_TEST_KLAVIYO_URL" "$expected" -v
 for r in "${replicas[@]}"; do
     stop_worker "$r" || fail "$r did not exit 0 on SIGTERM"
