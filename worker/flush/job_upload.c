@@ -72,6 +72,31 @@ static void record_job(struct aw_flush_ctx *ctx, struct aw_flush_job *j, int c, 
                     aw_store_errstr(ctx->store));
 }
 
+/* Records in the stream's meta, before the request, that this batch sends `what` at unix_ms
+ * (the profile stream's for consent). True when recorded; false: j is scheduled again (store
+ * error) or released (fenced, or the batch is no longer this leader's). */
+static bool mark_sent(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_store_sent what,
+                      uint64_t unix_ms)
+{
+    bool written = false;
+    enum aw_err e = aw_store_flush_mark_sent(ctx->store, j->acct_id,
+                                             what == AW_STORE_SENT_CONSENT ? NULL : j->aud_id, what,
+                                             ctx->leader.epoch, j->t.batch_id, unix_ms, &written);
+    if (e == AW_OK && written)
+        return true;
+    if (e == AW_ERR_NOT_LEADER || e == AW_OK) {
+        AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
+                    aw_job_aud(j));
+        j->release = true;
+        j->next_at = aw_job_now_ms();
+        return false;
+    }
+    aw_metrics_add(AW_M_STORE_ERRORS, 1);
+    aw_job_retry_later(j, what == AW_STORE_SENT_CONSENT ? "consent_record" : "import_record",
+                       aw_store_errstr(ctx->store));
+    return false;
+}
+
 /* Subscription jobs give no job id to poll (DESIGN §5): Klaviyo runs them asynchronously and
  * their order is unknown until both ran, so a user's consent and a later opposite one must never
  * be queued at Klaviyo together. Inside one batch a (user, channel) has one value, and the
@@ -99,22 +124,7 @@ static bool consent_ready(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             return false;
         }
     }
-    bool written = false;
-    enum aw_err e =
-        aw_store_flush_mark_sent(ctx->store, j->acct_id, NULL, AW_STORE_SENT_CONSENT,
-                                 ctx->leader.epoch, j->t.batch_id, aw_clock_unix_ms(), &written);
-    if (e == AW_OK && written)
-        return true;
-    if (e == AW_ERR_NOT_LEADER || e == AW_OK) { /* fenced, or the batch is no longer ours */
-        AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
-                    aw_job_aud(j));
-        j->release = true;
-        j->next_at = aw_job_now_ms();
-        return false;
-    }
-    aw_metrics_add(AW_M_STORE_ERRORS, 1);
-    aw_job_retry_later(j, "consent_record", aw_store_errstr(ctx->store));
-    return false;
+    return mark_sent(ctx, j, AW_STORE_SENT_CONSENT, aw_clock_unix_ms());
 }
 
 /* ---- Imports whose answer was lost ------------------------------------------------------------
@@ -134,25 +144,11 @@ static bool consent_ready(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
  * False: j is scheduled (store error) or released (fenced). */
 static bool mark_import(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
-    bool written = false;
     uint64_t now = aw_clock_unix_ms();
-    enum aw_err e =
-        aw_store_flush_mark_sent(ctx->store, j->acct_id, j->aud_id, AW_STORE_SENT_IMPORT,
-                                 ctx->leader.epoch, j->t.batch_id, now, &written);
-    if (e == AW_OK && written) {
-        j->import_sent_ms = now;
-        return true;
-    }
-    if (e == AW_ERR_NOT_LEADER || e == AW_OK) {
-        AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
-                    aw_job_aud(j));
-        j->release = true;
-        j->next_at = aw_job_now_ms();
+    if (!mark_sent(ctx, j, AW_STORE_SENT_IMPORT, now))
         return false;
-    }
-    aw_metrics_add(AW_M_STORE_ERRORS, 1);
-    aw_job_retry_later(j, "import_record", aw_store_errstr(ctx->store));
-    return false;
+    j->import_sent_ms = now;
+    return true;
 }
 
 void aw_job_resume_imports(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
