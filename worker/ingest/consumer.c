@@ -561,6 +561,24 @@ void aw_consumer_close(struct aw_consumer *c)
     rd_kafka_resp_err_t err = rd_kafka_commit(c->rk, NULL, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         AW_LOG_WARN("consumer", "final commit failed", "err=%s", rd_kafka_err2name(err));
+    /* librdkafka#4527 (fixed after Debian's 2.0.2): a cooperative consumer that receives an
+     * assignment while closing hangs in rd_kafka_consumer_close. Leave the group first and let
+     * the revocation run (bounded, 5 s); records polled meanwhile are not stored. */
+    if (c->synced && !atomic_load(&c->fatal)) {
+        rd_kafka_unsubscribe(c->rk);
+        for (int i = 0; i < 50; i++) {
+            rd_kafka_topic_partition_list_t *a = NULL;
+            bool empty =
+                rd_kafka_assignment(c->rk, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a && a->cnt == 0;
+            if (a)
+                rd_kafka_topic_partition_list_destroy(a);
+            if (empty)
+                break;
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
+            if (m)
+                rd_kafka_message_destroy(m);
+        }
+    }
     err = rd_kafka_consumer_close(c->rk);
     if (err)
         AW_LOG_WARN("consumer", "close failed", "err=%s", rd_kafka_err2name(err));
