@@ -187,10 +187,25 @@ static void produce_one(rd_kafka_t *rk, const char *topic, const char *buf, size
 {
     char key[32];
     int kl = snprintf(key, sizeof key, "e2e-%ld", i);
+    /* rd_kafka_produceva, not producev: producev's macros are GNU statement expressions,
+     * which clang -Werror refuses in this C11 tree */
+    rd_kafka_vu_t vu[4];
+    memset(vu, 0, sizeof vu);
+    vu[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+    vu[0].u.cstr = topic;
+    vu[1].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vu[1].u.i = RD_KAFKA_MSG_F_COPY;
+    vu[2].vtype = RD_KAFKA_VTYPE_KEY;
+    vu[2].u.mem.ptr = key;
+    vu[2].u.mem.size = (size_t)kl;
+    vu[3].vtype = RD_KAFKA_VTYPE_VALUE;
+    vu[3].u.mem.ptr = (void *)buf;
+    vu[3].u.mem.size = len;
     for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key, (size_t)kl), RD_KAFKA_V_VALUE((void *)buf, len), RD_KAFKA_V_END);
+        rd_kafka_error_t *err = rd_kafka_produceva(rk, vu, 4);
+        rd_kafka_resp_err_t e = err ? rd_kafka_error_code(err) : RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (err)
+            rd_kafka_error_destroy(err);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
