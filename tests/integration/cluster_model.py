@@ -31,6 +31,7 @@ import sys
 import time
 
 import klaviyo_state
+from store_state import attrs
 
 BASE_TS = 1764547200000
 N_ACCOUNTS, N_MOVING, N_USERS, N_MESSAGES = 12, 4, 16, 2400
@@ -176,22 +177,6 @@ def hgetall(port, key):
     if lines and lines[-1] == "":
         lines.pop()
     return dict(zip(lines[0::2], lines[1::2]))
-
-
-def attrs(at):
-    """The attributes field of a user hash (fields.def USER_ATTRS; attr_state in
-    worker/store/scripts/lib.lua): path -> value (JSON text; plain text for the special paths)."""
-    if not at:
-        return {}
-    parts = at.split("\0")
-    n = int(parts[0])
-    paths = parts[1:1 + n]
-    rest = parts[1 + n:]
-    rest = rest[1 + n:] if rest[0] == "" else rest[1:]  # n versions, or the one they share
-    out = {}
-    for p, v in zip(paths, rest):
-        out.setdefault(p, v)
-    return out
 
 
 def check_redis(exp_path, port, verbose):

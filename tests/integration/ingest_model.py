@@ -19,6 +19,8 @@ import random
 import subprocess
 import sys
 
+from store_state import attrs
+
 ACCOUNT = "1001"
 AUDIENCES = {"11": "Newsletter", "12": "VIP customers", "13": "Churn risk"}
 USERS = ["user%02d@example.com" % i for i in range(40)]
@@ -143,22 +145,6 @@ def hgetall(port, key):
 def hget(port, key, field):
     return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "--raw", "HGET", key,
                            field], capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
-
-
-def attrs(at):
-    """The attributes field of a user hash (fields.def USER_ATTRS; attr_state in
-    worker/store/scripts/lib.lua): path -> value (JSON text; plain text for the special paths)."""
-    if not at:
-        return {}
-    parts = at.split("\0")
-    n = int(parts[0])
-    paths = parts[1:1 + n]
-    rest = parts[1 + n:]
-    rest = rest[1 + n:] if rest[0] == "" else rest[1:]  # n versions, or the one they share
-    out = {}
-    for p, v in zip(paths, rest):
-        out.setdefault(p, v)
-    return out
 
 
 def check_redis(expected_path, port, verbose):
