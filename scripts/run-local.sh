@@ -4,14 +4,17 @@
 # request against Klaviyo's OpenAPI spec) and two aw-worker replicas (both consume; one holds the
 # leader lease and flushes). Produces a small sample, waits for the flushes, prints each
 # audience's members as the simulator holds them, checks them against what the sample implies,
-# and stops everything it started. Exit 0 when Klaviyo ends up exactly as the input says.
+# shows the two bad records of the sample in the dead-letter topic, ends with a summary from
+# /metrics and `aw-worker status`, and stops everything it started (the logs stay: the last line
+# says where). Exit 0 when Klaviyo ends up exactly as the input says.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/install-deps.sh" >&2
 build=${AW_BUILD_DIR:-$root/build/release}
+echo "== building aw-worker and the dev broker in $build" >&2
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target aw-worker aw_devbroker >/dev/null
-export AW_BUILD_DIR=$build AW_SOURCE_DIR=$root AW_TEST_NAME=run-local
+cmake --build "$build" -j"$(nproc)" --target aw-worker aw_devbroker >&2
+export AW_BUILD_DIR=$build AW_SOURCE_DIR=$root AW_TEST_NAME=run-local AW_KEEP_TEST_DIR=1
 source "$root/tests/integration/lib.sh"
 
 start_redis --appendonly yes
@@ -21,9 +24,15 @@ for r in 1 2; do
     start_worker "replica-$r" AW_FLUSH_MAX_QUEUE=100 AW_FLUSH_MAX_AGE_S=5 AW_FLUSH_TICK_MS=200 \
         AW_KLAVIYO_JOB_POLL_MS=200
 done
-note "two aw-worker replicas started (logs in $AW_TEST_DIR)"
+for r in 1 2; do note "replica-$r: $(worker_url "replica-$r")/metrics /status /healthz /readyz"; done
+note "Klaviyo simulator: $AW_TEST_KLAVIYO_URL/_sim/state; Redis: $AW_TEST_REDIS_URL; logs in $AW_TEST_DIR"
 
 python3 "$root/scripts/sample_messages.py" "$AW_TEST_DIR/sample.tsv" "$AW_TEST_DIR/expected.json"
+# Two bad records, so the dead-letter path shows: one not JSON, one profile whose email is invalid.
+{
+    printf 'bad-1\t{"type": "audience_membership_change_request", truncated\n'
+    printf 'bad-2\t{"type":"audience_membership_change_request","id":"bad-2","timestamp_ms":1764288000000,"account":{"account_id":9999,"account_settings":{"apiKey":"pk_demo"}},"user_profiles":[{"mpid":"x","user_identities":[{"type":"email","encoding":"raw","value":"not-an-email"}],"audiences":[{"audience_id":1,"audience_name":"Demo","action":"add"}]}]}\n'
+} >>"$AW_TEST_DIR/sample.tsv"
 produce_file mparticle.audience "$AW_TEST_DIR/sample.tsv"
 note "produced $(wc -l <"$AW_TEST_DIR/sample.tsv") records; waiting for the flushes"
 
@@ -60,7 +69,18 @@ if ! wait_until "report quiet" 120; then
     fail "Klaviyo did not reach the state the sample implies within 120 s"
 fi
 report
+dlq=$(consume_topic mparticle.audience.dlq 2 30) || fail "the two bad records were not dead-lettered"
+echo "dead letters (mparticle.audience.dlq):"
+records_header aw.reason <<<"$dlq" | sort | uniq -c | sed 's/^/  /'
+echo "summary from /metrics (both replicas):"
+for r in 1 2; do
+    curl -sf "$(worker_url "replica-$r")/metrics" | awk -v r="replica-$r" '
+        /^(aw_records_done_total|aw_changes_applied_total|aw_dead_letters_total|aw_klaviyo_requests_total|aw_flushes_total|aw_profiles_uploaded_total|aw_leader) / ||
+        /^(aw_changes_applied_total|aw_dead_letters_total)\{/ { printf "  %-10s %s %s\n", r, $1, $2 }'
+done
+echo "aw-worker status:"
+AW_REDIS_URL="$AW_TEST_REDIS_URL" "$(aw_bin aw-worker)" status | sed 's/^/  /'
 for r in 1 2; do
     stop_worker "replica-$r" || fail "replica-$r did not exit 0 on SIGTERM"
 done
-note "done; everything started here is stopped"
+note "done; everything started here is stopped; logs kept in $AW_TEST_DIR"
