@@ -42,7 +42,7 @@ note "dead-letter broker stalled; producing 6 good and 6 bad records"
 produce_file "$IN" "$AW_TEST_DIR/records.tsv"
 # The first dead letter cannot be confirmed: its record and everything after it on the
 # partition are rewound, again and again, and never stored.
-wait_metric worker1 aw_records_rewound_total -ge 11 40
+wait_metric worker1 aw_records_rewound_total -ge 11 90
 for _ in 1 2 3 4 5 6 7 8 9 10; do
     done_now=$(worker_metric worker1 aw_records_done_total) || done_now=0
     [ "$done_now" -le 1 ] ||

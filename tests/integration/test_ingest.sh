@@ -59,7 +59,7 @@ produce_file mparticle.audience "$AW_TEST_DIR/part3.tsv"
 wait_metric worker2 aw_store_up -eq 0 20
 wait_metric worker2 aw_store_errors_total -ge $((errors_before + 3)) 30
 # Nothing is committed while Redis is down: the lag of part3's records shows.
-wait_for "aw_consumer_lag above 0 while Redis is down" 20 '[ "$(lag worker2 | cut -d" " -f2)" -gt 0 ]'
+wait_for "aw_consumer_lag above 0 while Redis is down" 60 '[ "$(lag worker2 | cut -d" " -f2)" -gt 0 ]'
 wait_for "worker2 not ready while Redis is down" 20 \
     "curl -s '$(worker_url worker2)/readyz' | grep -q 'not ready: redis'"
 curl -sf "$(worker_url worker2)/healthz" >/dev/null || fail "worker2 not live while Redis is down"

@@ -82,6 +82,27 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                 rd_kafka_err2name((rd_kafka_resp_err_t)err), aw_log_quote(q, sizeof q, reason));
 }
 
+static json_int_t int_or(json_t *o, const char *key, json_int_t dflt)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+/* The group's lag on one partition of librdkafka's statistics: consumer_lag (high watermark -
+ * committed offset); when the group has committed nothing there yet (committed_offset < 0,
+ * consumer_lag -1), everything from the log start is the group's backlog: hi - lo. -1 when the
+ * partition's offsets are not known. */
+static json_int_t partition_lag(json_t *p)
+{
+    json_int_t lag = int_or(p, "consumer_lag", -1);
+    if (lag >= 0)
+        return lag;
+    json_int_t hi = int_or(p, "hi_offset", -1), lo = int_or(p, "lo_offset", -1);
+    if (int_or(p, "committed_offset", -1) < 0 && hi >= 0 && lo >= 0 && hi >= lo)
+        return hi - lo;
+    return -1;
+}
+
 enum aw_err aw_consumer_stats_apply(const char *json, size_t len)
 {
     json_error_t jerr;
@@ -106,19 +127,21 @@ enum aw_err aw_consumer_stats_apply(const char *json, size_t len)
         json_object_foreach(json_object_get(t, "partitions"), key, p)
         {
             json_t *part = json_object_get(p, "partition");
-            json_t *lag = json_object_get(p, "consumer_lag");
             json_t *desired = json_object_get(p, "desired");
-            /* -1 is librdkafka's internal unassigned-partition queue; a negative lag means an
-             * offset is not known yet; a partition not desired is not (or no longer) ours. */
-            if (!json_is_integer(part) || json_integer_value(part) < 0 || !json_is_integer(lag) ||
-                json_integer_value(lag) < 0 || (desired && !json_is_true(desired)))
+            /* -1 is librdkafka's internal unassigned-partition queue; a partition not desired
+             * is not (or no longer) ours. */
+            if (!json_is_integer(part) || json_integer_value(part) < 0 ||
+                (desired && !json_is_true(desired)))
                 continue;
+            json_int_t lag = partition_lag(p);
+            if (lag < 0)
+                continue; /* the partition's offsets are not known yet */
             aw_grow((void **)&labels, &cap_labels, n + 1, sizeof *labels);
             aw_grow((void **)&samples, &cap_samples, n + 1, sizeof *samples);
             labels[n].topic = topic;
             snprintf(labels[n].partition, sizeof labels[n].partition, "%" JSON_INTEGER_FORMAT,
                      json_integer_value(part));
-            samples[n].value = (double)json_integer_value(lag);
+            samples[n].value = (double)lag;
             n++;
         }
     }

@@ -155,7 +155,8 @@ static const struct {
                              0},
     [AW_MF_CONSUMER_LAG] = {"aw_consumer_lag",
                             "Messages between each assigned partition's high watermark and the "
-                            "group's committed offset (librdkafka statistics)",
+                            "group's committed offset, or its log start while nothing is committed "
+                            "(librdkafka statistics)",
                             GAUGE,
                             2,
                             {"topic", "partition"},
