@@ -2,6 +2,9 @@
  * the C API over the scripts (changes, subscription messages, both kinds of stream, batches,
  * the due indexes, lease, accounts), the profile facets shared by all audiences of an account
  * (DESIGN §1, §3), retention, and faults (NOSCRIPT, a stopped server, kill and restart).
+ * Longer than 900 lines on purpose: it is one driver over one scratch server whose sections
+ * (membership, batches, due, retention, summary, pipeline, accounts, lease, faults) share its
+ * helpers (mk, apply, take, ack_all, pcount); splitting it would copy those or add a header.
  * Run by tests/integration/test_store.sh, which sets:
  *   AW_TEST_REDIS_URL       redis://127.0.0.1:<port>/0 of a scratch server (flushed here)
  *   AW_TEST_REDIS_UNIX_URL  the same server over its unix socket

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """test_deploy.py -- the Kubernetes manifests of deploy/ as a cluster would receive them.
 
-Every kustomization (deploy/base, each deploy/overlays/*) is rendered with `kubectl kustomize`
-(no cluster, no network) and the rendered objects are checked offline:
+Every kustomization (deploy/base, each deploy/overlays/*) is rendered with kustomize (the pinned
+one scripts/install-deps.sh puts in .tools/, else `kubectl kustomize`; no cluster, no network)
+and the rendered objects are checked offline. Longer than 900 lines on purpose: the schemas of
+the kinds we ship and one check per concern below share one render of every overlay.
   - structure: every apiVersion/kind is one we mean to ship, and the fields of the objects that
     matter validate against the JSON schemas below (unknown fields in containers, probes, pod
     specs are errors: a typo like `readinesProbe` fails here, not silently in the cluster);

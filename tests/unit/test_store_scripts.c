@@ -2,7 +2,9 @@
  * (Debian's, started here on a unix socket in a scratch directory: no network) through the
  * store's client. Each script's KEYS / ARGV / reply as its header comment states, and the names
  * the scripts write are those of the one table worker/store/fields.def. A missing redis-server
- * fails the test. */
+ * fails the test. Longer than 900 lines on purpose: one section per script (docs/style.md §9:
+ * one test executable per module), and most of the length is the blocks of apply.lua written
+ * out field by field; a split would start a second redis-server for the same fixtures. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
