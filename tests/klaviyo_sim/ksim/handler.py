@@ -122,13 +122,11 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(501, "not_implemented", "Not implemented.", "This endpoint is not simulated.")
             status, body, headers = self._api(op, params, method, path, query, raw, label)
         except DropConnection as d:
+            # The connection is cut in `finally`, after the request is counted: a client that
+            # sees the cut and reads /_sim/state at once must find the request there.
             counted = ("%d-dropped" % d.applied_status) if d.applied_status else None
             status = 0
             self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         except ApiError as e:
             status, body, headers = e.status, e.body(), e.headers
@@ -146,7 +144,12 @@ class Handler(BaseHTTPRequestHandler):
                 if counted:
                     sim.recent[-1]["dropped_after_apply"] = True
                 del sim.recent[:-200]
-            if status:
+            if not status:
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            else:
                 if sim.config.get("check_responses") and isinstance(op, Operation) and body is not None:
                     self._check_response(op, status, body)
                 self._send(status, body, headers)
