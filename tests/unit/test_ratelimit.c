@@ -153,6 +153,18 @@ static void test_observe(uint64_t *times)
     aw_ratelimit_observe(rl, "h", AW_API_CREATE_LIST, 0, 5, 0);
     aw_ratelimit_block(rl, "h", 9000);
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "h", AW_API_CREATE_LIST, 0), 9000);
+    /* requests still on the wire are not in the server's count yet: three sent at once, the
+     * first answer says 5 remain, so only 5 - 2 more may go before the reset */
+    for (int i = 0; i < 3; i++)
+        AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "i", AW_API_GET_PROFILES, 0), 0);
+    aw_ratelimit_observe(rl, "i", AW_API_GET_PROFILES, 5, 60, 100);
+    n = drive(rl, "i", AW_API_GET_PROFILES, 100, 59000, times, MAX);
+    AW_CHECK_INT_EQ(n, 3);
+    /* once the other two are answered, their own word replaces it */
+    aw_ratelimit_observe(rl, "i", AW_API_GET_PROFILES, -1, -1, 200);
+    aw_ratelimit_observe(rl, "i", AW_API_GET_PROFILES, 7, 60, 300);
+    n = drive(rl, "i", AW_API_GET_PROFILES, 300, 59000, times, MAX);
+    AW_CHECK_INT_EQ(n, 4); /* 3 driven requests still unobserved: 7 - 3 */
     aw_ratelimit_free(rl);
 }
 

@@ -26,6 +26,7 @@ struct endpoint_state {
     bool observed; /* the server's last word is in force until observed_until_ms */
     uint64_t observed_until_ms;
     uint64_t observed_left; /* requests the server still allows before observed_until_ms */
+    uint32_t in_flight;     /* acquired, answer not yet observed */
 };
 
 struct account {
@@ -137,9 +138,13 @@ void aw_ratelimit_observe(struct aw_ratelimit *rl, const char *account,
                           enum aw_api_endpoint endpoint_id, long remaining, long reset_s,
                           uint64_t now_ms)
 {
+    struct endpoint_state *s = endpoint(rl, find_or_add(rl, account), endpoint_id);
+    if (s->in_flight > 0)
+        s->in_flight--;
     if (remaining < 0 || reset_s < 0)
         return; /* header absent or unreadable: our own windows decide */
-    struct endpoint_state *s = endpoint(rl, find_or_add(rl, account), endpoint_id);
+    /* requests still on the wire are not in the server's count yet, but were counted here */
+    remaining = (uint64_t)remaining > s->in_flight ? remaining - (long)s->in_flight : 0;
     if (reset_s > MAX_RESET_S)
         reset_s = MAX_RESET_S;
     s->observed = true;
@@ -167,6 +172,7 @@ uint64_t aw_ratelimit_acquire(struct aw_ratelimit *rl, const char *account,
         return wait;
     window_take(&s->burst, now_ms);
     window_take(&s->steady, now_ms);
+    s->in_flight++;
     if (s->observed)
         s->observed_left--;
     return 0;

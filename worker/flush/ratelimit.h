@@ -4,8 +4,8 @@
  * eat the import budget. On top of our own count the limiter takes what responses say
  * (RateLimit-Remaining / RateLimit-Reset): other integrations share the account's quota, so
  * it never sends more than the server says remain before the reset. Retry-After blocks stop
- * the whole account (docs/design.md §5). Pure: the caller passes now_ms (monotonic); no I/O. One
- * instance per thread (the flusher's). */
+ * the whole account (docs/design.md §5). Pure: the caller passes now_ms (monotonic); no I/O. Not
+ * thread-safe: the flusher's lanes use it under the flusher's lock. */
 #ifndef AW_FLUSH_RATELIMIT_H
 #define AW_FLUSH_RATELIMIT_H
 
@@ -29,11 +29,13 @@ void aw_ratelimit_free(struct aw_ratelimit *rl);
 uint64_t aw_ratelimit_acquire(struct aw_ratelimit *rl, const char *account,
                               enum aw_api_endpoint endpoint, uint64_t now_ms);
 
-/* Records what a response of (account, endpoint) said: `remaining` requests may still be sent
- * in the next `reset_s` seconds (RateLimit-Remaining / RateLimit-Reset, as
- * struct aw_klaviyo_response carries them; negative = header absent: ignored). Until the
- * reset, acquire lets at most `remaining` more requests through, whatever our own windows
- * allow; a later observation replaces an earlier one. reset_s is capped at a day. */
+/* Records the answer to a request acquire let through, and what it said: `remaining` requests
+ * may still be sent in the next `reset_s` seconds (RateLimit-Remaining / RateLimit-Reset, as
+ * struct aw_klaviyo_response carries them; negative = header absent: only the request's end is
+ * counted). Until the reset, acquire lets at most `remaining` more requests through, whatever
+ * our own windows allow, less the endpoint's other requests still on the wire (acquired, not yet
+ * observed: the server counts them once they arrive); a later observation replaces an earlier
+ * one. reset_s is capped at a day. Call it once per request acquire let through. */
 void aw_ratelimit_observe(struct aw_ratelimit *rl, const char *account,
                           enum aw_api_endpoint endpoint, long remaining, long reset_s,
                           uint64_t now_ms);
