@@ -161,6 +161,14 @@ const struct aw_settings_var aw_settings_vars[] = {
      .meaning = "wait after an account's consent job before its next batch sends consent "
                 "(subscription jobs give no job id to poll; keeps a user's opposite consents "
                 "in order)"},
+    {.name = "AW_KLAVIYO_MAX_IN_FLIGHT",
+     .kind = AW_SETTINGS_K_INT,
+     .def = "8",
+     .min = 1,
+     .max = 64,
+     .off = OFF(klaviyo.max_in_flight),
+     .meaning = "requests the leader keeps on the wire to Klaviyo at once, across audiences "
+                "(each audience still sends one at a time; every account's rate limits hold)"},
     {.name = "AW_DRY_RUN",
      .kind = AW_SETTINGS_K_BOOL,
      .def = "false",

@@ -84,6 +84,7 @@ struct aw_settings_klaviyo {
     uint64_t job_poll_ms;        /* AW_KLAVIYO_JOB_POLL_MS: bulk job status polling interval */
     uint64_t consent_settle_ms;  /* AW_KLAVIYO_CONSENT_SETTLE_MS: consent jobs of an account
                                     from two batches are at least this far apart */
+    uint64_t max_in_flight;      /* AW_KLAVIYO_MAX_IN_FLIGHT: the flusher's request lanes */
     bool dry_run;                /* AW_DRY_RUN: writes are recorded in dry_run_file, never sent */
     char *dry_run_file;          /* AW_DRY_RUN_FILE or NULL; set whenever dry_run is true */
 };

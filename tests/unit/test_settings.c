@@ -132,6 +132,7 @@ static void test_defaults(void)
     AW_CHECK_INT_EQ(s.klaviyo.retry_base_ms, 500);
     AW_CHECK_INT_EQ(s.klaviyo.retry_max_ms, 60000);
     AW_CHECK_INT_EQ(s.klaviyo.job_poll_ms, 2000);
+    AW_CHECK_INT_EQ(s.klaviyo.max_in_flight, 8);
     AW_CHECK_INT_EQ(s.flush.max_queue, 100);
     AW_CHECK_INT_EQ(s.flush.max_age_s, 57600);
     AW_CHECK_INT_EQ(s.flush.tick_ms, 1000);
@@ -311,6 +312,8 @@ static void test_each_variable_errors(void)
         {"AW_KLAVIYO_RETRY_MAX_MS", "2h", "out of range 100..3600000 ms"},
         {"AW_KLAVIYO_JOB_POLL_MS", "50", "out of range"},
         {"AW_KLAVIYO_CONSENT_SETTLE_MS", "3600001", "out of range"},
+        {"AW_KLAVIYO_MAX_IN_FLIGHT", "0", "out of range 1..64"},
+        {"AW_KLAVIYO_MAX_IN_FLIGHT", "65", "out of range 1..64"},
         {"AW_DRY_RUN", "perhaps", "not a boolean"},
         {"AW_DRY_RUN", "true", "required when AW_DRY_RUN is true"}, /* on AW_DRY_RUN_FILE */
         {"AW_DRY_RUN_FILE", "/tmp/a\tb", "control characters"},

@@ -1,14 +1,21 @@
-/* flusher.c -- the flusher thread: the leader lease, then the scheduler of due streams (see
- * flusher.h, DESIGN §5). What one stream's batch goes through: job.c.
+/* flusher.c -- the flusher: the leader lease, then the scheduler of due streams and the request
+ * lanes that run them (see flusher.h, DESIGN §5). What one stream's batch goes through: job.c.
  *
  * Scheduling: the global due index lists accounts whose earliest stream is due; each account's
- * own index lists its due streams. A stream being flushed is a job with a next_at time; a pass
- * runs at most one request for each runnable job, so a rate-limited, backing-off or paused
- * account only postpones its own jobs. Jobs are capped per account, so no account can fill the
- * leader, and the due accounts are listed from a rotating offset, so every due account is
- * served however many wait. The thread sleeps only when no job is runnable (at most one tick,
- * stop-aware). Requests are synchronous (bounded by the Klaviyo timeout); the lease is driven
- * between steps and rechecked before every request. */
+ * own index lists its due streams. A stream being flushed is a job with a next_at time; the
+ * scheduler hands each runnable job to an idle lane, which runs one step of it (at most one
+ * request), so a rate-limited, backing-off or paused account only postpones its own jobs. Jobs
+ * are capped per account, so no account can fill the leader; the due accounts are listed from a
+ * rotating offset and idle lanes are given jobs from a rotating offset, so every due account is
+ * served however many wait.
+ *
+ * Lanes: AW_KLAVIYO_MAX_IN_FLIGHT threads, each with its own curl handle. Everything (scheduler,
+ * lease, store, rate limits, accounts, steps) runs under one lock, which a lane lets go of only
+ * while its request is on the wire: the flush logic stays the sequential code it was, and only
+ * the waits for Klaviyo (100-300 ms each) overlap. One job is in one lane at a time, so each
+ * audience still has one request in flight; the rate limiter counts requests on the wire. The
+ * scheduler drives the lease between steps and every request is bounded by the lease's
+ * validity (aw_klaviyo_set_deadline). */
 #include "worker/flush/flusher.h"
 
 #include <inttypes.h>
@@ -16,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -47,6 +55,23 @@
 #define SUMMARY_EVERY_MS 15000u /* the leader's pending / in-flight / oldest gauges */
 #define SUMMARY_STREAMS_MAX 200000u
 
+#define WAIT_MAX_MS 100u /* the scheduler looks at the stop flag at least this often */
+
+/* A job and whether a lane runs its step. */
+struct slot {
+    struct aw_flush_job *j;
+    bool busy; /* a lane runs its step */
+    bool over; /* its last step ended it: the scheduler frees it */
+};
+
+struct lane {
+    struct aw_flusher *f;
+    struct aw_klaviyo *k;
+    struct slot *slot; /* given by the scheduler; NULL while idle */
+    pthread_t thread;
+    bool started;
+};
+
 struct aw_flusher {
     struct aw_flush_ctx ctx;
     const atomic_int *stop;
@@ -55,8 +80,15 @@ struct aw_flusher {
     uint64_t next_scan;
     uint64_t next_summary;
     size_t scan_offset;
-    struct aw_flush_job **jobs;
+    size_t lane_offset; /* where the next dispatch starts among the jobs */
+    struct slot **jobs;
     size_t n_jobs, cap_jobs;
+    struct lane *lanes;
+    size_t n_lanes;
+    pthread_mutex_t mu;
+    pthread_cond_t lane_cv;  /* a lane was given a job, or quit is set */
+    pthread_cond_t sched_cv; /* a lane finished a step */
+    bool quit;               /* lanes end */
     pthread_t thread;
     bool started;
 };
@@ -66,8 +98,6 @@ static uint64_t now_ms(void)
     return aw_clock_mono_ms();
 }
 
-/* Forgets every in-memory job (lease lost or stopping): batches stay in Redis and the next
- * leader resumes them. */
 static void summary_gauges(uint64_t pending, uint64_t inflight, uint64_t oldest_age_ms)
 {
     aw_metrics_set(AW_M_PENDING_CHANGES, (int64_t)pending);
@@ -94,14 +124,49 @@ static void summarize(struct aw_flusher *f)
         AW_LOG_WARN(MOD, "store summary covers only the first streams", "streams=%zu", sum.streams);
 }
 
+static void remove_job(struct aw_flusher *f, size_t i)
+{
+    aw_flush_job_free(f->jobs[i]->j);
+    free(f->jobs[i]);
+    f->jobs[i] = f->jobs[--f->n_jobs];
+}
+
+static size_t lanes_busy(const struct aw_flusher *f)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_lanes; i++)
+        n += f->lanes[i].slot != NULL;
+    return n;
+}
+
+/* Waits (lock held) until no lane runs a step: each ends within its request's bound. */
+static void wait_lanes_idle(struct aw_flusher *f)
+{
+    while (lanes_busy(f) > 0)
+        pthread_cond_wait(&f->sched_cv, &f->mu);
+}
+
+/* Forgets every in-memory job (lease lost or stopping) once the lanes are idle: batches stay in
+ * Redis and the next leader resumes them. */
 static void abandon_all(struct aw_flusher *f, const char *why)
 {
+    wait_lanes_idle(f);
     if (f->n_jobs)
         AW_LOG_INFO(MOD, "abandoning in-memory flushes", "count=%zu reason=%s", f->n_jobs, why);
-    for (size_t i = 0; i < f->n_jobs; i++)
-        aw_flush_job_free(f->jobs[i]);
-    f->n_jobs = 0;
+    while (f->n_jobs)
+        remove_job(f, f->n_jobs - 1);
     aw_metrics_set(AW_M_FLUSH_JOBS, 0);
+}
+
+/* Frees the jobs whose last step ended them. */
+static void reap(struct aw_flusher *f)
+{
+    for (size_t i = 0; i < f->n_jobs;) {
+        if (!f->jobs[i]->busy && f->jobs[i]->over)
+            remove_job(f, i);
+        else
+            i++;
+    }
 }
 
 static void lease_drive(struct aw_flusher *f)
@@ -151,10 +216,10 @@ static size_t jobs_of(const struct aw_flusher *f, const char *acct, const char *
     size_t n = 0;
     *has = false;
     for (size_t i = 0; i < f->n_jobs; i++) {
-        if (strcmp(aw_flush_job_account(f->jobs[i]), acct) != 0)
+        if (strcmp(aw_flush_job_account(f->jobs[i]->j), acct) != 0)
             continue;
         n++;
-        if (same(aw_flush_job_audience(f->jobs[i]), aud))
+        if (same(aw_flush_job_audience(f->jobs[i]->j), aud))
             *has = true;
     }
     return n;
@@ -179,7 +244,9 @@ static void scan_account(struct aw_flusher *f, const char *acct, uint64_t now_un
         if (has)
             continue;
         aw_grow((void **)&f->jobs, &f->cap_jobs, f->n_jobs + 1, sizeof *f->jobs);
-        f->jobs[f->n_jobs++] = aw_flush_job_new(ctx, acct, st[i].audience_id);
+        struct slot *sl = aw_calloc(1, sizeof *sl);
+        sl->j = aw_flush_job_new(ctx, acct, st[i].audience_id);
+        f->jobs[f->n_jobs++] = sl;
     }
     aw_store_streams_free(st, n);
 }
@@ -228,55 +295,103 @@ static void scan(struct aw_flusher *f)
     aw_metrics_set(AW_M_FLUSH_JOBS, (int64_t)f->n_jobs);
 }
 
+/* Gives runnable jobs to idle lanes, from a rotating offset. True when a runnable job is left
+ * without a lane (a lane's end wakes the scheduler). */
+static bool dispatch(struct aw_flusher *f, uint64_t now)
+{
+    size_t lane = 0, given = 0;
+    bool left = false;
+    size_t n = f->n_jobs;
+    for (size_t k = 0; k < n && !left; k++) {
+        struct slot *sl = f->jobs[(f->lane_offset + k) % n];
+        if (sl->busy || sl->over || aw_flush_job_next_at(sl->j) > now)
+            continue;
+        while (lane < f->n_lanes && f->lanes[lane].slot)
+            lane++;
+        if (lane == f->n_lanes) {
+            left = true;
+            f->lane_offset = (f->lane_offset + k) % n; /* the next turn starts with it */
+            break;
+        }
+        sl->busy = true;
+        f->lanes[lane].slot = sl;
+        given++;
+    }
+    if (!left && n)
+        f->lane_offset = (f->lane_offset + 1) % n;
+    if (given)
+        pthread_cond_broadcast(&f->lane_cv);
+    return left;
+}
+
+/* Waits (lock held) up to ms, or until a lane ends a step. */
+static void wait_ms(struct aw_flusher *f, uint64_t ms)
+{
+    if (ms > WAIT_MAX_MS)
+        ms = WAIT_MAX_MS;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000u);
+    ts.tv_nsec += (long)(ms % 1000u) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&f->sched_cv, &f->mu, &ts);
+}
+
+static void *lane_main(void *arg)
+{
+    struct lane *l = arg;
+    struct aw_flusher *f = l->f;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!l->slot && !f->quit)
+            pthread_cond_wait(&f->lane_cv, &f->mu);
+        if (!l->slot)
+            break;
+        struct slot *sl = l->slot;
+        aw_flush_job_set_client(sl->j, l->k);
+        sl->over = aw_flush_job_step(&f->ctx, sl->j);
+        aw_health_beat(AW_HEALTH_FLUSHER);
+        sl->busy = false;
+        l->slot = NULL;
+        pthread_cond_broadcast(&f->sched_cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
 static void run(struct aw_flusher *f)
 {
     struct aw_flush_ctx *ctx = &f->ctx;
-    const atomic_int *stop = f->stop;
-    uint64_t tick = ctx->s->flush.tick_ms ? ctx->s->flush.tick_ms : 1000;
+    pthread_mutex_lock(&f->mu);
     while (!atomic_load(f->stop)) {
         aw_health_beat(AW_HEALTH_FLUSHER);
+        reap(f);
         lease_drive(f);
         uint64_t now = now_ms();
         if (!f->was_held) {
-            uint64_t wait = ctx->leader.next_due_ms > now ? ctx->leader.next_due_ms - now : 0;
-            aw_clock_sleep_ms(wait < tick ? wait : tick, stop);
+            wait_ms(f, ctx->leader.next_due_ms > now ? ctx->leader.next_due_ms - now : 0);
             continue;
         }
         if (now >= f->next_scan)
             scan(f);
         if (now >= f->next_summary)
             summarize(f);
-        bool ran = false;
-        for (size_t i = 0; i < f->n_jobs && !atomic_load(f->stop);) {
-            struct aw_flush_job *j = f->jobs[i];
-            if (aw_flush_job_next_at(j) > now_ms()) {
-                i++;
-                continue;
-            }
-            bool done = aw_flush_job_step(ctx, j);
-            aw_health_beat(AW_HEALTH_FLUSHER);
-            ran = true;
-            if (done) {
-                aw_flush_job_free(j);
-                f->jobs[i] = f->jobs[--f->n_jobs];
-            } else {
-                i++;
-            }
-            lease_drive(f);
-            if (!f->was_held)
-                break;
-        }
-        if (ran || atomic_load(f->stop))
-            continue;
+        bool left = dispatch(f, now_ms());
         now = now_ms();
         uint64_t wake = f->next_scan;
         if (ctx->leader.next_due_ms < wake)
             wake = ctx->leader.next_due_ms;
-        for (size_t i = 0; i < f->n_jobs; i++)
-            if (aw_flush_job_next_at(f->jobs[i]) < wake)
-                wake = aw_flush_job_next_at(f->jobs[i]);
-        if (wake > now)
-            aw_clock_sleep_ms(wake - now < tick ? wake - now : tick, stop);
+        for (size_t i = 0; i < f->n_jobs && !left; i++) {
+            const struct slot *sl = f->jobs[i];
+            if (!sl->busy && !sl->over && aw_flush_job_next_at(sl->j) < wake)
+                wake = aw_flush_job_next_at(sl->j);
+        }
+        /* a job left without a lane: a lane's end wakes the scheduler */
+        if (left || wake > now)
+            wait_ms(f, left ? WAIT_MAX_MS : wake - now);
     }
     abandon_all(f, "stopping");
     if (f->was_held || ctx->leader.held) {
@@ -291,6 +406,9 @@ static void run(struct aw_flusher *f)
         aw_metrics_count(AW_MF_LEADER_TRANSITIONS, "follower", NULL);
     f->was_held = false;
     aw_metrics_set(AW_M_LEADER, 0);
+    f->quit = true;
+    pthread_cond_broadcast(&f->lane_cv);
+    pthread_mutex_unlock(&f->mu);
     (void)aw_dlq_flush(ctx->dlq, DLQ_TIMEOUT_MS);
 }
 
@@ -304,15 +422,28 @@ static void flusher_free(struct aw_flusher *f)
 {
     if (!f)
         return;
-    abandon_all(f, "freeing");
+    pthread_mutex_lock(&f->mu);
+    f->quit = true;
+    pthread_cond_broadcast(&f->lane_cv);
+    pthread_mutex_unlock(&f->mu);
+    for (size_t i = 0; i < f->n_lanes; i++) {
+        if (f->lanes[i].started)
+            pthread_join(f->lanes[i].thread, NULL);
+        aw_klaviyo_free(f->lanes[i].k);
+    }
+    free(f->lanes);
+    while (f->n_jobs) /* the lanes are gone */
+        remove_job(f, f->n_jobs - 1);
     free(f->jobs);
     aw_flush_accounts_free(f->ctx.accounts);
     aw_dlq_free(f->ctx.dlq);
     aw_ratelimit_free(f->ctx.rl);
-    aw_klaviyo_free(f->ctx.k);
     aw_dryrun_free(f->ctx.dry);
     aw_store_free(f->ctx.store);
     free(f->extra);
+    pthread_cond_destroy(&f->lane_cv);
+    pthread_cond_destroy(&f->sched_cv);
+    pthread_mutex_destroy(&f->mu);
     free(f);
 }
 
@@ -322,6 +453,14 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
 {
     struct aw_flusher *f = aw_calloc(1, sizeof *f);
     struct aw_flush_ctx *ctx = &f->ctx;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->lane_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wait_ms counts on the monotonic clock */
+    pthread_cond_init(&f->sched_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    ctx->mu = &f->mu;
     ctx->s = s;
     ctx->config = accounts;
     ctx->accounts = aw_flush_accounts_new();
@@ -341,10 +480,15 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
         .connect_timeout_ms = (long)s->klaviyo.connect_timeout_ms,
         .timeout_ms = (long)s->klaviyo.timeout_ms,
     };
-    ctx->k = aw_klaviyo_new(&kc, err, sizeof err);
-    if (!ctx->k) {
-        snprintf(errbuf, errlen, "flusher klaviyo client: %s", err);
-        goto fail;
+    f->n_lanes = s->klaviyo.max_in_flight ? (size_t)s->klaviyo.max_in_flight : 1;
+    f->lanes = aw_calloc(f->n_lanes, sizeof *f->lanes);
+    for (size_t i = 0; i < f->n_lanes; i++) {
+        f->lanes[i].f = f;
+        f->lanes[i].k = aw_klaviyo_new(&kc, err, sizeof err);
+        if (!f->lanes[i].k) {
+            snprintf(errbuf, errlen, "flusher klaviyo client: %s", err);
+            goto fail;
+        }
     }
     if (s->klaviyo.dry_run) {
         ctx->dry = aw_dryrun_new(s->klaviyo.dry_run_file, err, sizeof err);
@@ -374,6 +518,13 @@ struct aw_flusher *aw_flusher_start(const struct aw_settings *s,
     /* one turn of the loop: a step per runnable job, each at most one request (bounded by the
      * Klaviyo timeout) and a few Redis calls */
     aw_health_register(AW_HEALTH_FLUSHER, 3 * s->klaviyo.timeout_ms + 60000u);
+    for (size_t i = 0; i < f->n_lanes; i++) {
+        if (pthread_create(&f->lanes[i].thread, NULL, lane_main, &f->lanes[i]) != 0) {
+            snprintf(errbuf, errlen, "flusher: cannot create request lane %zu", i);
+            goto fail;
+        }
+        f->lanes[i].started = true;
+    }
     if (pthread_create(&f->thread, NULL, thread_main, f) != 0) {
         snprintf(errbuf, errlen, "flusher: cannot create the thread");
         goto fail;

@@ -1,8 +1,8 @@
 /* flusher.h -- the flusher thread: the leader lease (leader.c, driven through the store), then
  * for each due stream (an audience's membership, an account's profiles) its in-flight batch
  * turned into Klaviyo requests (job.c) within the account's rate limits (ratelimit.c), acked,
- * retried or dead-lettered (docs/design.md §5). Owns its own store connection, CURL handle and
- * dead-letter producer (docs/style.md §1). */
+ * retried or dead-lettered (docs/design.md §5). Owns its own store connection, dead-letter
+ * producer, and a curl handle per request lane (AW_KLAVIYO_MAX_IN_FLIGHT; docs/style.md §1). */
 #ifndef AW_WORKER_FLUSH_FLUSHER_H
 #define AW_WORKER_FLUSH_FLUSHER_H
 

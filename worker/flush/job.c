@@ -19,6 +19,8 @@
 #include "worker/flush/job_internal.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,6 +325,13 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
 {
     const struct aw_api_op *op = aw_api_get(ep);
     memset(resp, 0, sizeof *resp);
+    /* An answer that arrived is handled before anything else is sent: were it a 429, the
+     * account's Retry-After must hold from the moment it arrived (lanes, context.h). */
+    while (ctx->mu && atomic_load(&ctx->answered) > 0) {
+        pthread_mutex_unlock(ctx->mu);
+        sched_yield();
+        pthread_mutex_lock(ctx->mu);
+    }
     uint64_t now = aw_job_now_ms();
     if (!aw_leader_is_held(&ctx->leader, now)) {
         j->next_at = now + ctx->s->flush.tick_ms;
@@ -359,12 +368,26 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
         return NOT_SENT;
     }
     aw_metrics_add(AW_M_KLAVIYO_REQUESTS, 1);
-    aw_klaviyo_set_deadline(ctx->k, ctx->leader.valid_until_ms);
+    aw_klaviyo_set_deadline(j->k, ctx->leader.valid_until_ms);
+    /* The wait for Klaviyo is the one thing lanes do side by side: the flusher's lock is let go
+     * for it (context.h). The key is copied first: a reload may replace a->api_key meanwhile. */
+    char *key = aw_strdup(a->api_key);
+    aw_metrics_set(AW_M_KLAVIYO_IN_FLIGHT, (int64_t)++ctx->in_flight);
+    if (ctx->mu)
+        pthread_mutex_unlock(ctx->mu);
     double t0 = mono_s();
-    (void)aw_klaviyo_request(ctx->k, a->api_key, op->method, path, body, body ? strlen(body) : 0,
-                             resp);
+    (void)aw_klaviyo_request(j->k, key, op->method, path, body, body ? strlen(body) : 0, resp);
+    double took = mono_s() - t0;
+    if (ctx->mu) {
+        atomic_fetch_add(&ctx->answered, 1);
+        pthread_mutex_lock(ctx->mu);
+        atomic_fetch_sub(&ctx->answered, 1); /* handled before this step lets go of the lock */
+    }
+    aw_metrics_set(AW_M_KLAVIYO_IN_FLIGHT, (int64_t)--ctx->in_flight);
+    memset(key, 0, strlen(key));
+    free(key);
     aw_metrics_observe(AW_MF_KLAVIYO_REQUEST_DURATION, op->name, status_class(resp->status),
-                       mono_s() - t0);
+                       took);
     /* the server's count also holds what other integrations of the account spent */
     aw_ratelimit_observe(ctx->rl, a->id, ep, resp->ratelimit_remaining, resp->ratelimit_reset_s,
                          aw_job_now_ms());
@@ -653,6 +676,11 @@ static bool step_ack(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
                 j->n_not_found, j->n_dropped, j->n_dl, aw_job_now_ms() - j->started_ms,
                 st == AW_STORE_BATCH_GONE ? " gone=1" : "");
     return true;
+}
+
+void aw_flush_job_set_client(struct aw_flush_job *j, struct aw_klaviyo *k)
+{
+    j->k = k;
 }
 
 bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j)

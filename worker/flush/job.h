@@ -3,7 +3,7 @@
  * adds imported into the list, removals looked up and deleted from it) or an account's
  * profiles (attributes imported, non-property fields cleared, consent subscribed and
  * unsubscribed). Each step sends at most one request, so a rate-limited, backing-off or paused
- * account only postpones its own jobs. Flusher thread only. */
+ * account only postpones its own jobs. Under the flusher's lock (context.h). */
 #ifndef AW_WORKER_FLUSH_JOB_H
 #define AW_WORKER_FLUSH_JOB_H
 
@@ -13,6 +13,7 @@
 struct aw_flush_ctx;
 struct aw_flush_job;
 struct aw_change;
+struct aw_klaviyo;
 
 /* The kinds of request a batch sends, in the order it sends them. */
 enum aw_flush_kind {
@@ -37,6 +38,9 @@ struct aw_flush_job *aw_flush_job_new(struct aw_flush_ctx *ctx, const char *acco
 
 /* Frees the job; its batch stays in Redis (a new leader resumes it). NULL is a no-op. */
 void aw_flush_job_free(struct aw_flush_job *j);
+
+/* The client (a request lane's curl handle) the job's next step sends its request with. */
+void aw_flush_job_set_client(struct aw_flush_job *j, struct aw_klaviyo *k);
 
 /* Runs the next step. True when the job is over (batch acked, nothing to take, or fenced). */
 bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j);

@@ -50,6 +50,7 @@ struct dl {
 };
 
 struct aw_flush_job {
+    struct aw_klaviyo *k; /* the client of the lane running the job's step */
     char *acct_id;
     char *aud_id; /* NULL: the account's profile stream */
     struct aw_flush_account *acct;

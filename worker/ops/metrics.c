@@ -66,6 +66,10 @@ static const struct {
     [AW_M_FLUSH_JOBS] = {"aw_flush_jobs",
                          "Stream flushes (audiences, account profiles) the leader is working on",
                          true, 1},
+    [AW_M_KLAVIYO_IN_FLIGHT] = {"aw_klaviyo_requests_in_flight",
+                                "Requests to Klaviyo on the wire now (at most "
+                                "AW_KLAVIYO_MAX_IN_FLIGHT; each audience one at a time)",
+                                true, 1},
     [AW_M_STORE_FULL] = {"aw_store_full",
                          "1 while Redis refuses ingest's writes for memory: ingest paused until "
                          "the leader drains",

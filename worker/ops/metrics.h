@@ -34,6 +34,7 @@ enum aw_metric {
     AW_M_ACCOUNTS_PAUSED,        /* gauge: accounts paused after 401/403 */
     AW_M_DUE_AUDIENCES,          /* gauge: accounts with a due stream at the leader's last scan */
     AW_M_FLUSH_JOBS,             /* gauge: stream flushes the leader is working on */
+    AW_M_KLAVIYO_IN_FLIGHT,      /* gauge: requests to Klaviyo on the wire (the leader's lanes) */
     AW_M_STORE_FULL,             /* gauge: 1 while Redis refuses ingest's writes (maxmemory) */
     AW_M_KLAVIYO_JOB_FAILED,     /* counter: records Klaviyo's bulk import jobs failed */
     AW_M_PENDING_CHANGES,        /* gauge (leader, every 15 s): changes waiting in Redis */

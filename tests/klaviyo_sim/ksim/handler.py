@@ -20,6 +20,8 @@ from .validate import check_revision, request_body
 
 MAX_BODY = 10 * 1024 * 1024          # hard cap on any request body we read
 RETRY_AFTER_SLACK_S = 0.05         # clock and network slack a client gets on Retry-After
+IN_FLIGHT_SLACK_S = 0.05           # a request arriving this soon after a 429's answer was written
+                                   # may have been sent before the client read it
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -99,6 +101,8 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/_sim"):
             return self._control(method, path)
         op, params = sim.spec.match(method, path)
+        self.arrived = time.monotonic()  # request line and headers read; the body not yet
+        self.throttled_for = None        # (key, op_id), Retry-After s: this request got a 429
         label = op.op_id if isinstance(op, Operation) else "%s %s" % (method, op)
         status, body, headers = 500, None, {}
         counted = None  # the status recorded in req_counts, when it differs from the one sent
@@ -153,6 +157,11 @@ class Handler(BaseHTTPRequestHandler):
                 if sim.config.get("check_responses") and isinstance(op, Operation) and body is not None:
                     self._check_response(op, status, body)
                 self._send(status, body, headers)
+                if self.throttled_for:
+                    answered = time.monotonic()
+                    with sim.lock:
+                        sim.retry_after_until[self.throttled_for[0]] = {
+                            "answered": answered, "until": answered + self.throttled_for[1]}
 
     def _check_response(self, op, status, body):
         v = op.response_validator(status)
@@ -181,13 +190,17 @@ class Handler(BaseHTTPRequestHandler):
         if bad or (allowed is not None and key not in allowed):
             raise ApiError(401, "not_authenticated", "Incorrect authentication credentials.",
                            "Incorrect authentication credentials.")
-        # A request sent before the Retry-After of a 429 on the same key and operation elapsed
-        # is a client bug: recorded (the soak's oracle requires none), then handled as usual.
-        now = time.monotonic()
+        # A request sent after the client received a 429 on the same key and operation, before
+        # its Retry-After elapsed, is a client bug: recorded (the soak's oracle requires none),
+        # then handled as usual. The wait counts from the moment the 429's answer was written;
+        # a request arriving right after it was on the wire already (a client with several
+        # requests in flight cannot have known).
+        now = self.arrived
         with sim.lock:
-            until = sim.retry_after_until.get((key, op.op_id))
-            if until is not None and now < until - RETRY_AFTER_SLACK_S:
-                sim.retry_after_violations.append({"op": op.op_id, "early_s": round(until - now, 3)})
+            w = sim.retry_after_until.get((key, op.op_id))
+            if (w is not None and w["answered"] is not None and now > w["answered"] + IN_FLIGHT_SLACK_S
+                    and now < w["until"] - RETRY_AFTER_SLACK_S):
+                sim.retry_after_violations.append({"op": op.op_id, "early_s": round(w["until"] - now, 3)})
         try:
             faults.storm(sim, path, label)
             with sim.lock:
@@ -195,8 +208,7 @@ class Handler(BaseHTTPRequestHandler):
             if not ok:
                 raise throttled(rl_headers["Retry-After"], rl_headers)
         except ApiError as e:
-            with sim.lock:
-                sim.retry_after_until[(key, op.op_id)] = now + float(e.headers.get("Retry-After", 0))
+            self.throttled_for = ((key, op.op_id), float(e.headers.get("Retry-After", 0)))
             raise
         try:
             check_revision(self.headers.get("revision"), {sim.spec.version} | set(sim.config.get("revisions") or []))

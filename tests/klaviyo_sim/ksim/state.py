@@ -84,7 +84,7 @@ class Sim:
         self.faults_injected = {}
         self.recent = []         # last 200 requests (no secrets, no bodies)
         self.response_violations = []
-        self.retry_after_until = {}       # (key, op_id) -> monotonic time a 429 said to wait for
+        self.retry_after_until = {}       # (key, op_id) -> {answered, until}: a 429's answer written, its wait's end
         self.retry_after_violations = []  # requests sent before that time (>= 50 ms early)
         self.generation += 1
         self.epoch = time.monotonic()   # rate-limit windows are aligned to the last reset
