@@ -28,7 +28,7 @@ struct aw_flush_ctx {
     struct aw_dlq *dlq;
     struct aw_flush_accounts *accounts;
     struct aw_leader leader;
-    size_t batch_bytes; /* bytes of the batches the jobs hold (aw_flush_batch_bytes) */
+    size_t batch_bytes;  /* bytes of the batches the jobs hold (aw_flush_batch_bytes) */
     pthread_mutex_t *mu; /* the flusher's lock (above); NULL: one thread, no lock */
     size_t in_flight;    /* requests on the wire (aw_klaviyo_requests_in_flight) */
     atomic_int answered; /* lanes holding an answer they have not yet taken the lock to handle:

@@ -386,8 +386,7 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
     aw_metrics_set(AW_M_KLAVIYO_IN_FLIGHT, (int64_t)--ctx->in_flight);
     memset(key, 0, strlen(key));
     free(key);
-    aw_metrics_observe(AW_MF_KLAVIYO_REQUEST_DURATION, op->name, status_class(resp->status),
-                       took);
+    aw_metrics_observe(AW_MF_KLAVIYO_REQUEST_DURATION, op->name, status_class(resp->status), took);
     /* the server's count also holds what other integrations of the account spent */
     aw_ratelimit_observe(ctx->rl, a->id, ep, resp->ratelimit_remaining, resp->ratelimit_reset_s,
                          aw_job_now_ms());
