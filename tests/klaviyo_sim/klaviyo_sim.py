@@ -53,6 +53,8 @@ def main(argv=None):
     ap.add_argument("--job-delay", type=float, default=None, help="seconds a job stays queued and processing each")
     ap.add_argument("--job-jitter", type=float, default=None,
                     help="up to this many extra seconds of processing per job (jobs end out of order)")
+    ap.add_argument("--latency-ms", default=None, metavar="LO,HI",
+                    help="every API answer waits uniform(LO, HI) ms (Klaviyo: 100,300)")
     ap.add_argument("--time-scale", type=float, default=None, help="scale of rate-limit windows")
     ap.add_argument("--no-rate-limits", action="store_true")
     ap.add_argument("--check-responses", action="store_true")
@@ -62,6 +64,9 @@ def main(argv=None):
         cfg["job_queued_s"] = cfg["job_processing_s"] = args.job_delay
     if args.job_jitter is not None:
         cfg["job_jitter_s"] = args.job_jitter
+    if args.latency_ms is not None:
+        lo, _, hi = args.latency_ms.partition(",")
+        cfg["latency_ms"] = [float(lo), float(hi or lo)]
     if args.time_scale is not None:
         cfg["time_scale"] = args.time_scale
     if args.no_rate_limits:

@@ -673,6 +673,20 @@ class SimTest(unittest.TestCase):
                  ctype="application/json")
         self.assertEqual(r.status, 400)
 
+    def test_latency(self):
+        """latency_ms: every API answer waits lo..hi ms; the control endpoints do not."""
+        control("config", {"latency_ms": [150, 200]})
+        t0 = time.monotonic()
+        self.assertEqual(call("GET", "/api/lists").status, 200)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.15)
+        self.assert_error(call("GET", "/api/lists/nope"), 404)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.30, "errors wait too")
+        for bad in ([200, 100], [5], "fast", [0, 70000]):
+            r = call("POST", "/_sim/config", {"latency_ms": bad}, key=None, revision=None,
+                     ctype="application/json")
+            self.assertEqual(r.status, 400, bad)
+        control("config", {"latency_ms": [0, 0]})
+
     def test_long_url_414(self):
         def lookup(n):
             emails = ",".join('"u%05d@example.com"' % i for i in range(n))

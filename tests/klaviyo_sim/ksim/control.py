@@ -27,5 +27,9 @@ def handle(sim, method, path, body):
         unknown = set(body) - set(DEFAULT_CONFIG)
         if unknown:
             return 400, {"error": "unknown config keys", "keys": sorted(unknown)}
+        lat = body.get("latency_ms", [0, 0])
+        if (not isinstance(lat, list) or len(lat) != 2 or not all(isinstance(x, (int, float)) for x in lat)
+                or not 0 <= lat[0] <= lat[1] <= 60000):
+            return 400, {"error": "latency_ms takes [lo, hi] milliseconds, 0 <= lo <= hi <= 60000"}
         return 200, {"config": sim.configure(body)}
     return 404, {"error": "unknown control endpoint"}

@@ -154,6 +154,11 @@ class Handler(BaseHTTPRequestHandler):
                 except OSError:
                     pass
             else:
+                lo, hi = sim.config.get("latency_ms") or (0, 0)
+                if hi > 0:
+                    with sim.lock:
+                        wait = sim.latency_rng.uniform(lo, hi) / 1000.0
+                    time.sleep(wait)
                 if sim.config.get("check_responses") and isinstance(op, Operation) and body is not None:
                     self._check_response(op, status, body)
                 self._send(status, body, headers)

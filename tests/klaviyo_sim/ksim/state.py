@@ -34,6 +34,8 @@ DEFAULT_CONFIG = {
     "check_responses": False,     # validate our own responses against the spec's schemas
     "record_bodies": False,       # True: recent_requests also keep each request's query and
                                   # body (tests comparing bodies; personal data)
+    "latency_ms": [0, 0],         # [lo, hi]: every API answer waits uniform(lo, hi) ms after
+                                  # the request was handled (Klaviyo answers in 100-300 ms)
     "seed": 1,                    # RNG seed for faults and ids
 }
 
@@ -67,6 +69,7 @@ class Sim:
     def _seed(self, seed):
         self.rng = random.Random(seed)
         self.job_rng = random.Random("jobs-%s" % seed)
+        self.latency_rng = random.Random("latency-%s" % seed)
 
     def _reset_locked(self):
         self._seed(self.config.get("seed", 1))
