@@ -3,7 +3,12 @@
 # A leader flushes AUDIENCES audiences (150 adds each: list lookup, list create, bulk import,
 # job polls) against the simulator with the spec's real limits switched on. Prints the time
 # taken against the fastest run its per-operation limits allow (each operation has its own
-# windows at 90 % of the spec's), as a ratio, and the number of 429s received.
+# windows at 90 % of the spec's), as a ratio, the number of 429s received, and the most requests
+# the leader had in flight. The simulator answers in AW_BENCH_LATENCY_MS (default 100,300 ms,
+# Klaviyo's usual); AW_BENCH_IN_FLIGHT sets AW_KLAVIYO_MAX_IN_FLIGHT (default: the worker's);
+# AW_BENCH_ACCOUNTS spreads the audiences over that many accounts (each its own limits);
+# AW_BENCH_REMOVE=1 then removes every member again and times that drain too (lookups by email
+# and list relationship deletes).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${AW_BUILD_DIR:-$root/build/release}
@@ -14,63 +19,113 @@ export AW_BUILD_DIR=$build AW_SOURCE_DIR=$root AW_TEST_NAME=bench-rate
 source "$root/tests/integration/lib.sh"
 start_redis
 start_devbroker --topic mparticle.audience:2 --topic mparticle.audience.dlq:1
-start_klaviyo_sim --job-delay 0.05
-python3 - "$AW_TEST_DIR/in.tsv" "$audiences" <<'PY'
+start_klaviyo_sim --job-delay 0.05 --latency-ms "${AW_BENCH_LATENCY_MS:-100,300}"
+accounts=${AW_BENCH_ACCOUNTS:-1}
+records() { # records() FILE ACTION TIME_OFFSET
+    python3 - "$1" "$audiences" "$accounts" "$2" "$3" <<'PY'
 import json, sys
+audiences, accounts, action, t0 = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 with open(sys.argv[1], "w") as f:
-    for a in range(int(sys.argv[2])):
+    for a in range(audiences):
+        acct = 7001 + a % accounts
         for i in range(150):
-            m = {"type": "audience_membership_change_request", "id": "r-%d-%d" % (a, i),
-                 "timestamp_ms": 1764288000000 + i, "account": {"account_id": 7001,
-                 "account_settings": {"apiKey": "pk_rate"}},
+            m = {"type": "audience_membership_change_request", "id": "r-%s-%d-%d" % (action, a, i),
+                 "timestamp_ms": 1764288000000 + t0 + i, "account": {"account_id": acct,
+                 "account_settings": {"apiKey": "pk_rate_%d" % acct}},
                  "user_profiles": [{"user_identities": [{"type": "email", "encoding": "raw",
                                     "value": "r%d.%d@example.com" % (a, i)}],
                                     "audiences": [{"audience_id": 100 + a, "audience_name": "Rate %d" % a,
-                                                   "action": "add"}]}]}
+                                                   "action": action}]}]}
             f.write("k%d\t%s\n" % (i, json.dumps(m, separators=(",", ":"))))
 PY
-produce_file mparticle.audience "$AW_TEST_DIR/in.tsv"
-start=$(date +%s.%N)
-start_worker worker AW_FLUSH_TICK_MS=100 AW_KLAVIYO_JOB_POLL_MS=200 AW_LEASE_TTL_MS=15000
-members() {
-    curl -sf "$AW_TEST_KLAVIYO_URL/_sim/state" | python3 -c 'import json,sys
-print(sum(len(l["member_emails"]) for l in json.load(sys.stdin)["lists"]))'
 }
-want=$((audiences * 150))
-wait_until '[ "$(members)" -eq '"$want"' ]' 600 || fail "only $(members) of $want members after 600 s"
-end=$(date +%s.%N)
-curl -sf "$AW_TEST_KLAVIYO_URL/_sim/state" >"$AW_TEST_DIR/state.json"
-python3 - "$AW_TEST_DIR/state.json" "$root/schemas/vendor/klaviyo/openapi-stable-2026-07-15.json" \
-    "$(python3 -c "print($end - $start)")" "$audiences" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-spec = json.load(open(sys.argv[2]))
-secs, audiences = float(sys.argv[3]), int(sys.argv[4])
+records "$AW_TEST_DIR/in.tsv" add 0
+produce_file mparticle.audience "$AW_TEST_DIR/in.tsv"
+inflight=()
+[ -n "${AW_BENCH_IN_FLIGHT:-}" ] && inflight=(AW_KLAVIYO_MAX_IN_FLIGHT="$AW_BENCH_IN_FLIGHT")
+start_worker worker AW_FLUSH_TICK_MS=100 AW_KLAVIYO_JOB_POLL_MS=200 AW_LEASE_TTL_MS=15000 "${inflight[@]}"
+# the drain is timed from the first request Klaviyo sees (not the worker's startup and group join)
+requests() {
+    curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" | python3 -c 'import json,sys
+print(sum(sum(v.values()) for v in json.load(sys.stdin)["requests"].values()))'
+}
+wait_until '[ "$(requests)" -gt 0 ]' 60 || fail "no request reached the simulator within 60 s"
+start=$(date +%s.%N)
+echo 0 >"$AW_TEST_DIR/peak"
+peak_reset() { echo 0 >"$AW_TEST_DIR/peak"; }
+(   # the most requests in flight, sampled while the backlog drains (ends with this script)
+    while kill -0 $$ 2>/dev/null; do
+        v=$(worker_metric worker aw_klaviyo_requests_in_flight 2>/dev/null || echo 0)
+        [ "${v%.*}" -gt "$(cat "$AW_TEST_DIR/peak")" ] && echo "${v%.*}" >"$AW_TEST_DIR/peak"
+        sleep 0.1
+    done
+) &
+sampler=$!
+members() {
+    curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" | python3 -c 'import json,sys
+print(json.load(sys.stdin)["members"])'
+}
+# report LABEL STATE_BEFORE STATE_AFTER SECONDS: the requests between the two states, per
+# operation, against the fastest drain each (account, operation)'s windows allow
+report() {
+    python3 - "$1" "$2" "$3" "$4" "$root/schemas/vendor/klaviyo/openapi-stable-2026-07-15.json" \
+        "$accounts" "$(cat "$AW_TEST_DIR/peak")" <<'PY'
+import json, math, sys
+label, before, after, secs = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), float(sys.argv[4])
+spec, accounts, peak = json.load(open(sys.argv[5])), int(sys.argv[6]), sys.argv[7]
 limits = {}  # operationId -> (burst per s, steady per min), from the spec
 for ops in spec["paths"].values():
     for op in ops.values():
         if isinstance(op, dict) and "x-klaviyo-ratelimit" in op:
             rl = op["x-klaviyo-ratelimit"]
             limits[op["operationId"]] = (int(rl["burst"].split("/")[0]), int(rl["steady"].split("/")[0]))
-throttled = sum(s["throttled"].values()) if isinstance(s["throttled"], dict) else len(s["throttled"])
-total = sum(sum(v.values()) for v in s["requests"].values())
-print("audiences flushed                  %d (%d profiles) in %.1f s" % (audiences, audiences * 150, secs))
-print("requests, all operations           %d" % total)
-# Each operation has its own windows (worker/klaviyo/api.c): the client allows 90 % of each,
-# burst b per second and steady m per minute. Request k (0-based) of an operation cannot start
-# before floor(k / m) minutes plus floor((k mod m) / b) seconds; the fastest possible run ends
-# when the last request of the slowest operation starts (the bound the limiter allows).
+def counts(st):
+    return {op: sum(v.values()) for op, v in st["requests"].items()}
+def throttled(st):
+    t = st["throttled"]
+    return sum(t.values()) if isinstance(t, dict) else len(t)
+c0, c1 = counts(before), counts(after)
+ops = {op: c1[op] - c0.get(op, 0) for op in c1 if c1[op] - c0.get(op, 0) > 0}
+print("%s: drained in %.1f s, %d requests over %d account(s)" % (label, secs, sum(ops.values()), accounts))
+# Each (account, operation) has its own windows (worker/klaviyo/api.c): the client allows 90 %
+# of each, burst b per second and steady m per minute. Request k (0-based) of an operation
+# cannot start before floor(k / m) minutes plus floor((k mod m) / b) seconds; the fastest
+# possible drain ends when the last request of the slowest (account, operation) starts. The
+# audiences are spread evenly, so each account sends ceil(n / accounts) of an operation's n.
 bound, binding = 0, "-"
-for op, counts in sorted(s["requests"].items()):
-    n = sum(counts.values())
-    if op not in limits or n == 0:
+for op, n in sorted(ops.items()):
+    if op not in limits:
         continue
     b, m = (max(1, int(x * 0.9)) for x in limits[op])
-    fastest = (n - 1) // m * 60 + ((n - 1) % m) // b
-    print("  %-40s %5d requests, fastest %4d s (%d/s, %d/min)" % (op, n, fastest, b, m))
+    k = math.ceil(n / accounts)
+    fastest = (k - 1) // m * 60 + ((k - 1) % m) // b
+    print("  %-40s %6d requests, %5d per account, fastest %4d s (%d/s, %d/min)" % (op, n, k, fastest, b, m))
     if fastest > bound:
         bound, binding = fastest, op
-print("bound (slowest operation: %s)  %d s; achieved %.1f s; efficiency %.2f"
+print("  bound (slowest: %s) %d s; achieved %.1f s; efficiency %.2f"
       % (binding, bound, secs, bound / secs if secs else 0))
-print("429 responses received             %d" % throttled)
+print("  429 responses received %d; requests in flight, most seen %s (sampled every 0.1 s)"
+      % (throttled(after) - throttled(before), peak))
 PY
+}
+want=$((audiences * 150))
+echo '{"requests": {}, "throttled": {}}' >"$AW_TEST_DIR/state0.json"
+wait_until '[ "$(members)" -eq '"$want"' ]' 600 || fail "only $(members) of $want members after 600 s"
+end=$(date +%s.%N)
+curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/state1.json"
+report "adds: $audiences audiences x 150" "$AW_TEST_DIR/state0.json" "$AW_TEST_DIR/state1.json" \
+    "$(python3 -c "print($end - $start)")"
+if [ "${AW_BENCH_REMOVE:-0}" = 1 ]; then
+    records "$AW_TEST_DIR/rm.tsv" delete 100000
+    peak_reset
+    produce_file mparticle.audience "$AW_TEST_DIR/rm.tsv"
+    before=$(requests)
+    wait_until '[ "$(requests)" -gt '"$before"' ]' 60 || fail "no removal request within 60 s"
+    start=$(date +%s.%N)
+    wait_until '[ "$(members)" -eq 0 ]' 600 || fail "$(members) members left after 600 s"
+    end=$(date +%s.%N)
+    curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/state2.json"
+    report "removals of known members" "$AW_TEST_DIR/state1.json" "$AW_TEST_DIR/state2.json" \
+        "$(python3 -c "print($end - $start)")"
+fi
+kill "$sampler" 2>/dev/null || true

@@ -163,7 +163,7 @@ const struct aw_settings_var aw_settings_vars[] = {
                 "in order)"},
     {.name = "AW_KLAVIYO_MAX_IN_FLIGHT",
      .kind = AW_SETTINGS_K_INT,
-     .def = "8",
+     .def = "16",
      .min = 1,
      .max = 64,
      .off = OFF(klaviyo.max_in_flight),

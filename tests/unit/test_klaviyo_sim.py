@@ -673,6 +673,15 @@ class SimTest(unittest.TestCase):
                  ctype="application/json")
         self.assertEqual(r.status, 400)
 
+    def test_counts(self):
+        """/_sim/counts: requests, lists, members and profiles, without the whole state."""
+        lid = call("POST", "/api/lists", {"data": {"type": "list", "attributes": {"name": "C"}}}).json["data"]["id"]
+        call("POST", "/api/profile-bulk-import-jobs", import_body([profile("c1@example.com"), profile("c2@example.com")], lid))
+        self.wait_jobs_done()
+        c = control("counts")
+        self.assertEqual((c["lists"], c["members"], c["profiles"]), (1, 2, 2))
+        self.assertEqual(c["requests"]["create_list"], {"201": 1})
+
     def test_latency(self):
         """latency_ms: every API answer waits lo..hi ms; the control endpoints do not."""
         control("config", {"latency_ms": [150, 200]})

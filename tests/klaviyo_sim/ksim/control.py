@@ -13,6 +13,8 @@ def handle(sim, method, path, body):
         return 200, {"status": "ok", "revision": sim.spec.version}
     if path == "/_sim/state" and method == "GET":
         return 200, sim.dump()
+    if path == "/_sim/counts" and method == "GET":
+        return 200, sim.counts()
     if path == "/_sim/reset" and method == "POST":
         sim.reset(config_too=bool(body.get("config")))
         return 200, {"status": "reset"}

@@ -89,11 +89,11 @@ def parse_filter(text, allowed):
 
 
 def filter_match(conds, rec):
+    """conds as conditions() returns them: email values already lower case, any() as a set."""
     for op, field, value in conds:
         have = rec.get(field)
         if field == "email":
             have = (have or "").lower()
-            value = [str(v).lower() for v in value] if isinstance(value, list) else str(value).lower()
         if op == "equals" and have != value:
             return False
         if op == "any" and have not in value:
@@ -103,4 +103,15 @@ def filter_match(conds, rec):
 
 def conditions(op, query):
     """The parsed `filter` of a request to op (an empty list when there is none)."""
-    return parse_filter(query["filter"], op.filter_fields) if query.get("filter") else []
+    conds = parse_filter(query["filter"], op.filter_fields) if query.get("filter") else []
+    out = []
+    for o, field, value in conds:  # normalised once, not once per record scanned
+        if field == "email":
+            value = [str(v).lower() for v in value] if isinstance(value, list) else str(value).lower()
+        if o == "any":
+            try:
+                value = frozenset(value)
+            except TypeError:
+                pass
+        out.append((o, field, value))
+    return out

@@ -234,6 +234,18 @@ class Sim:
         lst["updated"] = t
 
     # -- dump --------------------------------------------------------------------------------
+    def counts(self):
+        """What benchmarks poll while a backlog drains: request and 429 counts, lists, members,
+        profiles. Cheap (dump() copies everything under the lock the API handlers wait on)."""
+        with self.lock:
+            return copy.deepcopy({
+                "requests": self.req_counts,
+                "throttled": self.throttled,
+                "lists": len(self.lists),
+                "members": sum(len(l["members"]) for l in self.lists.values()),
+                "profiles": len(self.profiles),
+            })
+
     def dump(self):
         # A deep copy made under the lock: the job thread keeps changing the live objects while
         # the caller serialises the answer.
