@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # bench/flush_rate.sh -- does a backlog run at Klaviyo's rate limits without provoking 429s?
-# A leader flushes AUDIENCES audiences (150 adds each: list lookup, list create, bulk import,
+# A leader flushes AUDIENCES audiences (150 adds each by default: list lookup, list create, bulk import,
 # job polls) against the simulator with the spec's real limits switched on. Prints the time
 # taken against the fastest run its per-operation limits allow (each operation has its own
 # windows at 90 % of the spec's), as a ratio, the number of 429s received, and the most requests
 # the leader had in flight. The simulator answers in AW_BENCH_LATENCY_MS (default 100,300 ms,
 # Klaviyo's usual); AW_BENCH_IN_FLIGHT sets AW_KLAVIYO_MAX_IN_FLIGHT (default: the worker's);
 # AW_BENCH_ACCOUNTS spreads the audiences over that many accounts (each its own limits);
+# AW_BENCH_MEMBERS sets the members per audience (default 150);
 # AW_BENCH_REMOVE=1 then removes every member again and times that drain too (lookups by email
 # and list relationship deletes).
 set -euo pipefail
@@ -21,14 +22,16 @@ start_redis
 start_devbroker --topic mparticle.audience:2 --topic mparticle.audience.dlq:1
 start_klaviyo_sim --job-delay 0.05 --latency-ms "${AW_BENCH_LATENCY_MS:-100,300}"
 accounts=${AW_BENCH_ACCOUNTS:-1}
+members=${AW_BENCH_MEMBERS:-150}
 records() { # records() FILE ACTION TIME_OFFSET
-    python3 - "$1" "$audiences" "$accounts" "$2" "$3" <<'PY'
+    python3 - "$1" "$audiences" "$accounts" "$2" "$3" "$members" <<'PY'
 import json, sys
 audiences, accounts, action, t0 = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+members = int(sys.argv[6])
 with open(sys.argv[1], "w") as f:
     for a in range(audiences):
         acct = 7001 + a % accounts
-        for i in range(150):
+        for i in range(members):
             m = {"type": "audience_membership_change_request", "id": "r-%s-%d-%d" % (action, a, i),
                  "timestamp_ms": 1764288000000 + t0 + i, "account": {"account_id": acct,
                  "account_settings": {"apiKey": "pk_rate_%d" % acct}},
@@ -108,12 +111,12 @@ print("  429 responses received %d; requests in flight, most seen %s (sampled ev
       % (throttled(after) - throttled(before), peak))
 PY
 }
-want=$((audiences * 150))
+want=$((audiences * members))
 echo '{"requests": {}, "throttled": {}}' >"$AW_TEST_DIR/state0.json"
 wait_until '[ "$(members)" -eq '"$want"' ]' 600 || fail "only $(members) of $want members after 600 s"
 end=$(date +%s.%N)
 curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/state1.json"
-report "adds: $audiences audiences x 150" "$AW_TEST_DIR/state0.json" "$AW_TEST_DIR/state1.json" \
+report "adds: $audiences audiences x $members" "$AW_TEST_DIR/state0.json" "$AW_TEST_DIR/state1.json" \
     "$(python3 -c "print($end - $start)")"
 if [ "${AW_BENCH_REMOVE:-0}" = 1 ]; then
     records "$AW_TEST_DIR/rm.tsv" delete 100000

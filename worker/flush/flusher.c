@@ -12,10 +12,12 @@
  * Lanes: AW_KLAVIYO_MAX_IN_FLIGHT threads, each with its own curl handle. Everything (scheduler,
  * lease, store, rate limits, accounts, steps) runs under one lock, which a lane lets go of only
  * while its request is on the wire: the flush logic stays the sequential code it was, and only
- * the waits for Klaviyo (100-300 ms each) overlap. One job is in one lane at a time, so each
- * audience still has one request in flight; the rate limiter counts requests on the wire. The
- * scheduler drives the lease between steps and every request is bounded by the lease's
- * validity (aw_klaviyo_set_deadline). */
+ * the waits for Klaviyo (100-300 ms each) overlap. A job runs in one lane at a time, so each
+ * audience's writes stay in order, except its profile lookups by email (reads, which one removal
+ * batch may need hundreds of): all lanes but one may look up disjoint emails of one job at once
+ * (aw_flush_job_fans_out); the rotating dispatch gives other jobs the lanes as they come back. The
+ * rate limiter counts requests on the wire. The scheduler drives the lease between steps and every
+ * request is bounded by the lease's validity (aw_klaviyo_set_deadline). */
 #include "worker/flush/flusher.h"
 
 #include <inttypes.h>
@@ -60,8 +62,8 @@
 /* A job and whether a lane runs its step. */
 struct slot {
     struct aw_flush_job *j;
-    bool busy; /* a lane runs its step */
-    bool over; /* its last step ended it: the scheduler frees it */
+    unsigned busy; /* lanes running a step of it (more than one: lookups, fans_out) */
+    bool over;     /* a step ended it: the scheduler frees it once no lane runs it */
 };
 
 struct lane {
@@ -162,7 +164,7 @@ static void abandon_all(struct aw_flusher *f, const char *why)
 static void reap(struct aw_flusher *f)
 {
     for (size_t i = 0; i < f->n_jobs;) {
-        if (!f->jobs[i]->busy && f->jobs[i]->over)
+        if (f->jobs[i]->busy == 0 && f->jobs[i]->over)
             remove_job(f, i);
         else
             i++;
@@ -304,7 +306,10 @@ static bool dispatch(struct aw_flusher *f, uint64_t now)
     size_t n = f->n_jobs;
     for (size_t k = 0; k < n && !left; k++) {
         struct slot *sl = f->jobs[(f->lane_offset + k) % n];
-        if (sl->busy || sl->over || aw_flush_job_next_at(sl->j) > now)
+        if (sl->over || aw_flush_job_next_at(sl->j) > now)
+            continue;
+        /* a second lane only for lookups, and one lane always left to other jobs */
+        if (sl->busy > 0 && (sl->busy + 1 >= f->n_lanes || !aw_flush_job_fans_out(sl->j)))
             continue;
         while (lane < f->n_lanes && f->lanes[lane].slot)
             lane++;
@@ -313,7 +318,7 @@ static bool dispatch(struct aw_flusher *f, uint64_t now)
             f->lane_offset = (f->lane_offset + k) % n; /* the next turn starts with it */
             break;
         }
-        sl->busy = true;
+        sl->busy++;
         f->lanes[lane].slot = sl;
         given++;
     }
@@ -352,9 +357,10 @@ static void *lane_main(void *arg)
             break;
         struct slot *sl = l->slot;
         aw_flush_job_set_client(sl->j, l->k);
-        sl->over = aw_flush_job_step(&f->ctx, sl->j);
+        if (aw_flush_job_step(&f->ctx, sl->j))
+            sl->over = true;
         aw_health_beat(AW_HEALTH_FLUSHER);
-        sl->busy = false;
+        sl->busy--;
         l->slot = NULL;
         pthread_cond_broadcast(&f->sched_cv);
     }
@@ -386,7 +392,7 @@ static void run(struct aw_flusher *f)
             wake = ctx->leader.next_due_ms;
         for (size_t i = 0; i < f->n_jobs && !left; i++) {
             const struct slot *sl = f->jobs[i];
-            if (!sl->busy && !sl->over && aw_flush_job_next_at(sl->j) < wake)
+            if (sl->busy == 0 && !sl->over && aw_flush_job_next_at(sl->j) < wake)
                 wake = aw_flush_job_next_at(sl->j);
         }
         /* a job left without a lane: a lane's end wakes the scheduler */

@@ -126,6 +126,7 @@ void aw_flush_job_free(struct aw_flush_job *j)
     free(j->accepted);
     free(j->del_id);
     free(j->looked_up);
+    free(j->claimed);
     for (int c = 0; c < CAT_COUNT; c++)
         free(j->cat[c]);
     for (size_t i = 0; i < j->n_dl; i++) {
@@ -324,6 +325,7 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
                       const char *path, const char *body, struct aw_klaviyo_response *resp)
 {
     const struct aw_api_op *op = aw_api_get(ep);
+    struct aw_klaviyo *k = j->k; /* this lane's: another lane may run a lookup of j meanwhile */
     memset(resp, 0, sizeof *resp);
     /* An answer that arrived is handled before anything else is sent: were it a 429, the
      * account's Retry-After must hold from the moment it arrived (lanes, context.h). */
@@ -368,7 +370,7 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
         return NOT_SENT;
     }
     aw_metrics_add(AW_M_KLAVIYO_REQUESTS, 1);
-    aw_klaviyo_set_deadline(j->k, ctx->leader.valid_until_ms);
+    aw_klaviyo_set_deadline(k, ctx->leader.valid_until_ms);
     /* The wait for Klaviyo is the one thing lanes do side by side: the flusher's lock is let go
      * for it (context.h). The key is copied first: a reload may replace a->api_key meanwhile. */
     char *key = aw_strdup(a->api_key);
@@ -376,7 +378,7 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
     if (ctx->mu)
         pthread_mutex_unlock(ctx->mu);
     double t0 = mono_s();
-    (void)aw_klaviyo_request(j->k, key, op->method, path, body, body ? strlen(body) : 0, resp);
+    (void)aw_klaviyo_request(k, key, op->method, path, body, body ? strlen(body) : 0, resp);
     double took = mono_s() - t0;
     if (ctx->mu) {
         atomic_fetch_add(&ctx->answered, 1);
@@ -527,6 +529,7 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     j->accepted = aw_calloc(n1, sizeof *j->accepted);
     j->del_id = aw_calloc(n1, sizeof *j->del_id);
     j->looked_up = aw_calloc(n1, sizeof *j->looked_up);
+    j->claimed = aw_calloc(n1, sizeof *j->claimed);
     j->job_items = aw_calloc(n1, sizeof *j->job_items);
     j->rm = aw_calloc(n1, sizeof *j->rm);
     j->started_ms = aw_job_now_ms();
@@ -680,6 +683,17 @@ static bool step_ack(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 void aw_flush_job_set_client(struct aw_flush_job *j, struct aw_klaviyo *k)
 {
     j->k = k;
+}
+
+bool aw_flush_job_fans_out(const struct aw_flush_job *j)
+{
+    if (j->release || j->phase != PH_LOOKUP || !j->cache_checked)
+        return false;
+    const size_t *del = j->cat[CAT_DEL];
+    for (size_t k = 0; k < j->ncat[CAT_DEL]; k++)
+        if (!j->gone[del[k]] && !j->looked_up[del[k]] && !j->claimed[del[k]])
+            return true;
+    return false;
 }
 
 bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j)

@@ -66,6 +66,8 @@ struct aw_flush_job {
     unsigned *accepted; /* consent channels Klaviyo accepted (CHANNEL_*) */
     char **del_id;      /* removals: Klaviyo profile id per entry, owned, or NULL */
     bool *looked_up;
+    bool *claimed;            /* removals: in a lookup on the wire now (lookup fan-out) */
+    size_t lookups_in_flight; /* lookups of this job on the wire (several lanes at once) */
     char *list_id;
     bool list_auto;         /* found/created by name (meta klaviyo_list_id) */
     size_t *cat[CAT_COUNT]; /* entry indexes per category */

@@ -52,6 +52,56 @@ static void lookup_cached(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     free(emails);
 }
 
+/* The removals to look up next: live, not looked up, not claimed by a lookup on the wire. */
+static size_t lookup_candidates(const struct aw_flush_job *j, size_t *items, const char **emails)
+{
+    size_t ne = 0;
+    const size_t *del = j->cat[CAT_DEL];
+    for (size_t k = 0; k < j->ncat[CAT_DEL]; k++) {
+        size_t i = del[k];
+        if (j->gone[i] || j->looked_up[i] || j->claimed[i])
+            continue;
+        items[ne] = i;
+        emails[ne++] = j->t.entries[i].email;
+    }
+    return ne;
+}
+
+/* One lookup's answer for items[0..n): ids recorded (and cached), the rest not found. */
+static void lookup_answered(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
+                            size_t n, const struct aw_parse_page *page)
+{
+    const char **emails = aw_calloc(n ? n : 1, sizeof *emails);
+    const char **ids = aw_calloc(n ? n : 1, sizeof *ids);
+    size_t found = 0;
+    for (size_t p = 0; p < page->n; p++) {
+        if (!page->items[p].value)
+            continue;
+        for (size_t k = 0; k < n; k++) {
+            size_t i = items[k];
+            const char *email = j->t.entries[i].email;
+            if (strcasecmp(email, page->items[p].value) == 0 && !j->del_id[i]) {
+                j->del_id[i] = aw_strdup(page->items[p].id);
+                emails[found] = email;
+                ids[found++] = j->del_id[i];
+            }
+        }
+    }
+    if (found && aw_store_profile_ids_set(ctx->store, j->acct_id, emails, ids, found) != AW_OK)
+        aw_metrics_add(AW_M_STORE_ERRORS, 1); /* only the cache: the ids are in hand */
+    free(emails);
+    free(ids);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = items[k];
+        j->looked_up[i] = true;
+        if (!j->del_id[i])
+            j->n_not_found++; /* no such profile: not in the list either, done */
+    }
+}
+
+/* Looks up (by email) the profile ids of up to a page of removals. Several lanes may run this
+ * step of one job at once (aw_flush_job_fans_out): each claims the emails it sends, and the job
+ * moves on to the deletes once none is left and none is on the wire. */
 void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
     if (!j->cache_checked) {
@@ -61,48 +111,49 @@ void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     const size_t *del = j->cat[CAT_DEL];
     size_t nd = j->ncat[CAT_DEL];
     const char **emails = aw_calloc(nd ? nd : 1, sizeof *emails);
-    size_t ne = 0;
-    for (size_t k = 0; k < nd; k++) {
-        size_t i = del[k];
-        if (j->gone[i] || j->looked_up[i])
-            continue;
-        j->job_items[ne] = i;
-        emails[ne++] = j->t.entries[i].email;
-    }
+    size_t *items = aw_calloc(nd ? nd : 1, sizeof *items);
+    size_t ne = lookup_candidates(j, items, emails);
     if (ne == 0) {
         free(emails);
+        free(items);
+        j->next_at = aw_job_now_ms();
+        if (j->lookups_in_flight > 0)
+            return; /* another lane's lookup is on the wire: its end steps the job again */
         j->n_rm = 0;
         for (size_t k = 0; k < nd; k++)
             if (!j->gone[del[k]] && j->del_id[del[k]])
                 j->rm[j->n_rm++] = del[k];
         j->phase = PH_REMOVE;
         j->pos = 0;
-        j->next_at = aw_job_now_ms();
         return;
     }
     char *filter = NULL;
     size_t consumed = 0;
     enum aw_err e = aw_build_email_filter(emails, ne, j->split_limit, 0, &filter, &consumed);
     free(emails);
-    if (e != AW_OK || consumed == 0) {
-        aw_job_dead_letter(ctx, j, j->job_items[0], "unsendable", NULL, NULL, NULL);
-        free(filter);
-        j->next_at = aw_job_now_ms();
-        return;
-    }
     char *path = NULL;
-    struct aw_api_query q = {.filter = filter,
-                             .page_size = aw_api_get(AW_API_GET_PROFILES)->page_size_max};
-    enum aw_err pe = aw_api_path_build(AW_API_GET_PROFILES, NULL, &q, &path);
+    if (e == AW_OK && consumed > 0) {
+        struct aw_api_query q = {.filter = filter,
+                                 .page_size = aw_api_get(AW_API_GET_PROFILES)->page_size_max};
+        e = aw_api_path_build(AW_API_GET_PROFILES, NULL, &q, &path);
+    }
     free(filter);
-    if (pe != AW_OK) {
-        aw_job_dead_letter(ctx, j, j->job_items[0], "unsendable", NULL, NULL, NULL);
+    if (e != AW_OK || consumed == 0) {
+        aw_job_dead_letter(ctx, j, items[0], "unsendable", NULL, NULL, NULL);
+        free(items);
+        free(path);
         j->next_at = aw_job_now_ms();
         return;
     }
+    for (size_t k = 0; k < consumed; k++)
+        j->claimed[items[k]] = true;
+    j->lookups_in_flight++;
     struct aw_klaviyo_response r;
-    if (aw_job_send(ctx, j, AW_API_GET_PROFILES, path, NULL, &r) == SENT &&
-        !aw_job_handle_common(ctx, j, "profile_lookup", &r)) {
+    enum sent sent = aw_job_send(ctx, j, AW_API_GET_PROFILES, path, NULL, &r);
+    j->lookups_in_flight--;
+    for (size_t k = 0; k < consumed; k++)
+        j->claimed[items[k]] = false;
+    if (sent == SENT && !aw_job_handle_common(ctx, j, "profile_lookup", &r)) {
         struct aw_parse_page page;
         memset(&page, 0, sizeof page);
         j->next_at = aw_job_now_ms();
@@ -110,7 +161,7 @@ void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             /* a lookup refused whole: the next ones carry half as many emails */
         } else if (r.action != AW_KLAVIYO_DONE) {
             for (size_t k = 0; k < consumed; k++)
-                aw_job_dead_letter(ctx, j, j->job_items[k], "klaviyo_lookup_rejected",
+                aw_job_dead_letter(ctx, j, items[k], "klaviyo_lookup_rejected",
                                    aw_job_err_field(&r, 0), aw_job_err_field(&r, 1),
                                    aw_job_err_field(&r, 2));
             j->split_limit = 0;
@@ -118,30 +169,12 @@ void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             aw_job_retry_later(j, "profile_lookup", "unexpected response body");
         } else {
             j->split_limit = 0;
-            for (size_t p = 0; p < page.n; p++) {
-                if (!page.items[p].value)
-                    continue;
-                for (size_t k = 0; k < consumed; k++) {
-                    size_t i = j->job_items[k];
-                    const char *email = j->t.entries[i].email;
-                    if (strcasecmp(email, page.items[p].value) == 0 && !j->del_id[i]) {
-                        j->del_id[i] = aw_strdup(page.items[p].id);
-                        if (aw_store_profile_id_set(ctx->store, j->acct_id, email,
-                                                    page.items[p].id) != AW_OK)
-                            aw_metrics_add(AW_M_STORE_ERRORS, 1);
-                    }
-                }
-            }
-            for (size_t k = 0; k < consumed; k++) {
-                size_t i = j->job_items[k];
-                j->looked_up[i] = true;
-                if (!j->del_id[i])
-                    j->n_not_found++; /* no such profile: not in the list either, done */
-            }
+            lookup_answered(ctx, j, items, consumed, &page);
         }
         aw_parse_page_clear(&page);
     }
     aw_klaviyo_response_clear(&r);
+    free(items);
     free(path);
 }
 

@@ -301,18 +301,44 @@ enum aw_err aw_store_profile_ids_get(struct aw_store *s, const char *account_id,
     return aw_store_fail(s, e);
 }
 
+enum aw_err aw_store_profile_ids_set(struct aw_store *s, const char *account_id,
+                                     const char *const *emails, const char *const *ids, size_t n)
+{
+    if (!aw_store_id_ok(account_id))
+        return AW_ERR_INVALID;
+    for (size_t i = 0; i < n; i++)
+        if (!emails[i] || !emails[i][0] || (ids[i] && strlen(ids[i]) > 256))
+            return AW_ERR_INVALID;
+    if (n == 0)
+        return AW_OK;
+    char **keys = aw_calloc(n, sizeof *keys);
+    const char **argv = aw_calloc(2 * n, sizeof *argv);
+    struct aw_redis_cmd *c = aw_calloc(n, sizeof *c);
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = aw_store_key(account_id, AW_K_USER, emails[i], NULL);
+        argv[2 * i] = keys[i];
+        argv[2 * i + 1] = ids[i] ? ids[i] : "";
+        c[i] = (struct aw_redis_cmd){.script = AW_SCRIPT_PROFILE_ID,
+                                     .nkeys = 1,
+                                     .route = keys[i],
+                                     .argc = 2,
+                                     .argv = &argv[2 * i]};
+    }
+    enum aw_err e = aw_redis_exec(s->r, c, n); /* one pipeline */
+    for (size_t i = 0; i < n; i++) {
+        if (e == AW_OK && c[i].err != AW_OK)
+            e = c[i].err;
+        aw_redis_cmd_clear(&c[i]);
+        free(keys[i]);
+    }
+    free(c);
+    free(argv);
+    free(keys);
+    return aw_store_fail(s, e);
+}
+
 enum aw_err aw_store_profile_id_set(struct aw_store *s, const char *account_id, const char *email,
                                     const char *id)
 {
-    if (!aw_store_id_ok(account_id) || !email || !email[0] || (id && strlen(id) > 256))
-        return AW_ERR_INVALID;
-    char *key = aw_store_key(account_id, AW_K_USER, email, NULL);
-    const char *argv[2] = {key, id ? id : ""};
-    struct aw_redis_cmd c = {
-        .script = AW_SCRIPT_PROFILE_ID, .nkeys = 1, .route = key, .argc = 2, .argv = argv};
-    enum aw_err e = aw_store_run(s, &c);
-    if (e == AW_OK)
-        aw_redis_cmd_clear(&c);
-    free(key);
-    return e;
+    return aw_store_profile_ids_set(s, account_id, &email, &id, 1);
 }

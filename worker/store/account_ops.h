@@ -78,4 +78,8 @@ enum aw_err aw_store_profile_ids_get(struct aw_store *s, const char *account_id,
 enum aw_err aw_store_profile_id_set(struct aw_store *s, const char *account_id, const char *email,
                                     const char *id);
 
+/* aw_store_profile_id_set for emails[0..n) and ids[0..n) (one pipeline). Strings borrowed. */
+enum aw_err aw_store_profile_ids_set(struct aw_store *s, const char *account_id,
+                                     const char *const *emails, const char *const *ids, size_t n);
+
 #endif

@@ -75,6 +75,7 @@ class Sim:
         self._seed(self.config.get("seed", 1))
         self.jobs_applied = 0    # jobs applied so far (their applied_seq)
         self.profiles = {}       # id -> profile dict
+        self.profile_seq = {}     # profile id -> creation order (the scan order of self.profiles)
         self.index = {f: {} for f in IDENTIFIERS}   # identifier -> _ident_key(value) -> id
         self.lists = {}          # id -> {"id","name","created","updated","opt_in_process","members":[ids]}
         self.jobs = {}           # id -> job
@@ -160,6 +161,7 @@ class Sim:
              "image": None, "created": t, "updated": t, "last_event_date": None, "location": {},
              "properties": {}, "subscriptions": {}}
         self.profiles[p["id"]] = p
+        self.profile_seq[p["id"]] = len(self.profile_seq)  # creation order, for indexed lookups
         return p
 
     def identifier_conflict(self, p, attrs):
