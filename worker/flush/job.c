@@ -127,6 +127,7 @@ void aw_flush_job_free(struct aw_flush_job *j)
     free(j->del_id);
     free(j->looked_up);
     free(j->claimed);
+    free(j->removed);
     for (int c = 0; c < CAT_COUNT; c++)
         free(j->cat[c]);
     for (size_t i = 0; i < j->n_dl; i++) {
@@ -530,6 +531,7 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     j->del_id = aw_calloc(n1, sizeof *j->del_id);
     j->looked_up = aw_calloc(n1, sizeof *j->looked_up);
     j->claimed = aw_calloc(n1, sizeof *j->claimed);
+    j->removed = aw_calloc(n1, sizeof *j->removed);
     j->job_items = aw_calloc(n1, sizeof *j->job_items);
     j->rm = aw_calloc(n1, sizeof *j->rm);
     j->started_ms = aw_job_now_ms();
@@ -567,24 +569,24 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 /* ---- Imports, clears, consent --------------------------------------------------------------- */
 
 /* Handles a 4xx that is not WAIT/PAUSE for the request holding items[pos..pos+n). */
-void aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
+bool aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
                          size_t n, const struct aw_klaviyo_response *r)
 {
     if (r->action == AW_KLAVIYO_DROP_RECORDS) {
         size_t dropped = 0;
         for (size_t k = 0; k < r->errors.n; k++) {
             const struct aw_parse_error *e = &r->errors.items[k];
-            if (e->has_index && e->index < n && !j->gone[items[j->pos + e->index]]) {
-                aw_job_dead_letter(ctx, j, items[j->pos + e->index], "klaviyo_invalid_record",
-                                   e->id, e->code, e->title);
+            if (e->has_index && e->index < n && !j->gone[items[e->index]]) {
+                aw_job_dead_letter(ctx, j, items[e->index], "klaviyo_invalid_record", e->id,
+                                   e->code, e->title);
                 dropped++;
             }
         }
         if (dropped > 0)
-            return; /* the rest is sent again without them */
+            return false; /* the rest is sent again without them */
     }
     if (aw_job_split(j, n, r))
-        return;
+        return false;
     const char *reason = r->action == AW_KLAVIYO_NOT_FOUND  ? "klaviyo_not_found"
                          : r->action == AW_KLAVIYO_CONFLICT ? "klaviyo_conflict"
                                                             : "klaviyo_rejected";
@@ -595,10 +597,10 @@ void aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const
                 aw_job_err_field(r, 0) ? aw_job_err_field(r, 0) : "",
                 aw_job_err_field(r, 1) ? aw_job_err_field(r, 1) : "", n);
     for (size_t i = 0; i < n; i++)
-        aw_job_dead_letter(ctx, j, items[j->pos + i], reason, aw_job_err_field(r, 0),
-                           aw_job_err_field(r, 1), aw_job_err_field(r, 2));
-    j->pos += n;
+        aw_job_dead_letter(ctx, j, items[i], reason, aw_job_err_field(r, 0), aw_job_err_field(r, 1),
+                           aw_job_err_field(r, 2));
     j->split_limit = 0; /* the bad record is out: full-size requests again */
+    return true;
 }
 
 bool aw_job_split(struct aw_flush_job *j, size_t n, const struct aw_klaviyo_response *r)
@@ -687,12 +689,18 @@ void aw_flush_job_set_client(struct aw_flush_job *j, struct aw_klaviyo *k)
 
 bool aw_flush_job_fans_out(const struct aw_flush_job *j)
 {
-    if (j->release || j->phase != PH_LOOKUP || !j->cache_checked)
+    if (j->release)
         return false;
-    const size_t *del = j->cat[CAT_DEL];
-    for (size_t k = 0; k < j->ncat[CAT_DEL]; k++)
-        if (!j->gone[del[k]] && !j->looked_up[del[k]] && !j->claimed[del[k]])
-            return true;
+    if (j->phase == PH_LOOKUP && j->cache_checked) {
+        const size_t *del = j->cat[CAT_DEL];
+        for (size_t k = 0; k < j->ncat[CAT_DEL]; k++)
+            if (!j->gone[del[k]] && !j->looked_up[del[k]] && !j->claimed[del[k]])
+                return true;
+    } else if (j->phase == PH_REMOVE) {
+        for (size_t k = 0; k < j->n_rm; k++)
+            if (!j->gone[j->rm[k]] && !j->removed[j->rm[k]] && !j->claimed[j->rm[k]])
+                return true;
+    }
     return false;
 }
 

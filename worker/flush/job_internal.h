@@ -66,8 +66,9 @@ struct aw_flush_job {
     unsigned *accepted; /* consent channels Klaviyo accepted (CHANNEL_*) */
     char **del_id;      /* removals: Klaviyo profile id per entry, owned, or NULL */
     bool *looked_up;
-    bool *claimed;            /* removals: in a lookup on the wire now (lookup fan-out) */
-    size_t lookups_in_flight; /* lookups of this job on the wire (several lanes at once) */
+    bool *claimed;           /* removals: in a lookup or delete on the wire now (fan-out) */
+    bool *removed;           /* removals: deleted from the list (or it had none) */
+    size_t fanned_in_flight; /* lookups or deletes of this job on the wire (several lanes) */
     char *list_id;
     bool list_auto;         /* found/created by name (meta klaviyo_list_id) */
     size_t *cat[CAT_COUNT]; /* entry indexes per category */
@@ -136,9 +137,9 @@ bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, cons
 /* A 400/413 naming no record for a request of n > 1 items: the next requests carry half as
  * many (again and again), so only the bad records end dead-lettered. True when it split. */
 bool aw_job_split(struct aw_flush_job *j, size_t n, const struct aw_klaviyo_response *r);
-/* A 4xx for the request holding items[pos..pos+n): named records, halves (aw_job_split), or all
- * of them. */
-void aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
+/* A 4xx for the request holding items[0..n): named records dead-lettered, halves
+ * (aw_job_split), or all of them (then true: the caller moves past the n items). */
+bool aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
                          size_t n, const struct aw_klaviyo_response *r);
 
 /* Before the ack (one request at most): true when no import job the batch may have started

@@ -117,7 +117,7 @@ void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         free(emails);
         free(items);
         j->next_at = aw_job_now_ms();
-        if (j->lookups_in_flight > 0)
+        if (j->fanned_in_flight > 0)
             return; /* another lane's lookup is on the wire: its end steps the job again */
         j->n_rm = 0;
         for (size_t k = 0; k < nd; k++)
@@ -147,10 +147,10 @@ void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     }
     for (size_t k = 0; k < consumed; k++)
         j->claimed[items[k]] = true;
-    j->lookups_in_flight++;
+    j->fanned_in_flight++;
     struct aw_klaviyo_response r;
     enum sent sent = aw_job_send(ctx, j, AW_API_GET_PROFILES, path, NULL, &r);
-    j->lookups_in_flight--;
+    j->fanned_in_flight--;
     for (size_t k = 0; k < consumed; k++)
         j->claimed[items[k]] = false;
     if (sent == SENT && !aw_job_handle_common(ctx, j, "profile_lookup", &r)) {
@@ -178,21 +178,26 @@ void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     free(path);
 }
 
+/* Deletes up to a request's worth of looked-up removals from the list. Like the lookups, several
+ * lanes may run this step of one job at once (disjoint claimed items; deletes of one batch
+ * commute); the job moves on once none is left and none is on the wire. */
 void aw_job_step_remove(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
-    size_t w = j->pos;
-    for (size_t k = j->pos; k < j->n_rm; k++)
-        if (!j->gone[j->rm[k]])
-            j->rm[w++] = j->rm[k];
-    j->n_rm = w;
-    if (j->pos >= j->n_rm) {
-        aw_job_next_stage(j, CAT_DEL + 1);
-        return;
+    size_t *items = aw_calloc(j->n_rm ? j->n_rm : 1, sizeof *items);
+    size_t m = 0;
+    for (size_t k = 0; k < j->n_rm; k++)
+        if (!j->gone[j->rm[k]] && !j->removed[j->rm[k]] && !j->claimed[j->rm[k]])
+            items[m++] = j->rm[k];
+    if (m == 0) {
+        free(items);
+        j->next_at = aw_job_now_ms();
+        if (j->fanned_in_flight == 0)
+            aw_job_next_stage(j, CAT_DEL + 1);
+        return; /* else another lane's delete is on the wire: its end steps the job again */
     }
-    size_t m = j->n_rm - j->pos;
     const char **ids = aw_calloc(m, sizeof *ids);
     for (size_t k = 0; k < m; k++)
-        ids[k] = j->del_id[j->rm[j->pos + k]];
+        ids[k] = j->del_id[items[k]];
     char *body = NULL;
     size_t consumed = 0;
     enum aw_err e = aw_build_list_members(ids, m, j->split_limit, &body, &consumed);
@@ -201,31 +206,42 @@ void aw_job_step_remove(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     if (e == AW_OK && consumed > 0)
         e = aw_api_path_build(AW_API_LIST_REMOVE_PROFILES, j->list_id, NULL, &path);
     if (e != AW_OK || consumed == 0) {
-        aw_job_dead_letter(ctx, j, j->rm[j->pos], "unsendable", NULL, NULL, NULL);
+        aw_job_dead_letter(ctx, j, items[0], "unsendable", NULL, NULL, NULL);
+        free(items);
+        free(path);
         free(body);
         j->next_at = aw_job_now_ms();
         return;
     }
+    for (size_t k = 0; k < consumed; k++)
+        j->claimed[items[k]] = true;
+    j->fanned_in_flight++;
     struct aw_klaviyo_response r;
-    if (aw_job_send(ctx, j, AW_API_LIST_REMOVE_PROFILES, path, body, &r) == SENT &&
-        !aw_job_handle_common(ctx, j, "remove", &r)) {
+    enum sent sent = aw_job_send(ctx, j, AW_API_LIST_REMOVE_PROFILES, path, body, &r);
+    j->fanned_in_flight--;
+    for (size_t k = 0; k < consumed; k++)
+        j->claimed[items[k]] = false;
+    if (sent == SENT && !aw_job_handle_common(ctx, j, "remove", &r)) {
         j->next_at = aw_job_now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
             j->split_limit = 0;
             aw_metrics_add(AW_M_PROFILES_REMOVED, consumed);
             j->n_removed += consumed;
-            j->pos += consumed;
+            for (size_t k = 0; k < consumed; k++)
+                j->removed[items[k]] = true;
         } else if (r.action == AW_KLAVIYO_NOT_FOUND) {
             /* no such list: nobody is a member of it, so the removal holds */
             if (j->list_auto)
                 (void)aw_store_audience_list_set(ctx->store, j->acct_id, j->aud_id, NULL);
             j->n_not_found += consumed;
-            j->pos += consumed;
+            for (size_t k = 0; k < consumed; k++)
+                j->removed[items[k]] = true;
         } else {
-            aw_job_refuse_items(ctx, j, j->rm, consumed, &r);
+            (void)aw_job_refuse_items(ctx, j, items, consumed, &r); /* dead letters are gone */
         }
     }
     aw_klaviyo_response_clear(&r);
+    free(items);
     free(path);
     free(body);
 }

@@ -329,7 +329,8 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             j->relist = true;
             j->phase = PH_LIST;
         } else {
-            aw_job_refuse_items(ctx, j, j->cat[c], consumed, &r);
+            if (aw_job_refuse_items(ctx, j, &j->cat[c][j->pos], consumed, &r))
+                j->pos += consumed;
         }
     }
     aw_klaviyo_response_clear(&r);
