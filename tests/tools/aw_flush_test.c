@@ -6,9 +6,10 @@
  *       <account> <audience> <name> add|delete|update <email> [token...]
  *          tokens: phone=<e164>  set:<path>=<json>  unset:<path>  sub:email|sms  unsub:email|sms
  *   aw_flush_test run <redis-url> <klaviyo-url> <brokers> <dlq-topic> <timeout-s>
- *                 [--config FILE] [--ignore-account A]...
+ *                 [--config FILE] [--ignore-account A]... [--in-flight N]
  *       runs the flusher thread (aw_flusher_start) until no stream of a non-ignored account is
- *       due or in flight, then stops it (lease released); exit 0, or 1 on timeout. */
+ *       due or in flight, then stops it (lease released); exit 0, or 1 on timeout. --in-flight
+ *       is AW_KLAVIYO_MAX_IN_FLIGHT (default 1). */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -137,9 +138,12 @@ static int run(int argc, char **argv)
     const char *config = NULL;
     char *ign[16];
     size_t n_ign = 0;
+    unsigned long in_flight = 1;
     for (int i = 7; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--config") == 0)
             config = argv[i + 1];
+        else if (strcmp(argv[i], "--in-flight") == 0)
+            in_flight = strtoul(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--ignore-account") == 0 && n_ign < 16)
             ign[n_ign++] = argv[i + 1];
     }
@@ -161,6 +165,7 @@ static int run(int argc, char **argv)
     st.klaviyo.retry_base_ms = 100;
     st.klaviyo.retry_max_ms = 2000;
     st.klaviyo.job_poll_ms = 150;
+    st.klaviyo.max_in_flight = in_flight;
     st.flush.max_queue = 1;
     st.flush.max_age_s = 3600;
     st.flush.tick_ms = 100;

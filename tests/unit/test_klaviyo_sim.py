@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -683,8 +684,15 @@ class SimTest(unittest.TestCase):
         self.assertEqual(c["requests"]["create_list"], {"201": 1})
 
     def test_latency(self):
-        """latency_ms: every API answer waits lo..hi ms; the control endpoints do not."""
+        """latency_ms: every API answer waits lo..hi ms; the control endpoints do not. Requests
+        handled at once are counted (max_in_flight)."""
         control("config", {"latency_ms": [150, 200]})
+        threads = [threading.Thread(target=call, args=("GET", "/api/lists")) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(control("counts")["max_in_flight"], {"*": 3, "get_lists": 3})
         t0 = time.monotonic()
         self.assertEqual(call("GET", "/api/lists").status, 200)
         self.assertGreaterEqual(time.monotonic() - t0, 0.15)

@@ -104,6 +104,19 @@ class Handler(BaseHTTPRequestHandler):
         self.arrived = time.monotonic()  # request line and headers read; the body not yet
         self.throttled_for = None        # (key, op_id), Retry-After s: this request got a 429
         label = op.op_id if isinstance(op, Operation) else "%s %s" % (method, op)
+        with sim.lock:  # requests being handled at once (a client's requests in flight)
+            sim.in_flight[label] = sim.in_flight.get(label, 0) + 1
+            now_total = sum(sim.in_flight.values())
+            sim.max_in_flight["*"] = max(sim.max_in_flight.get("*", 0), now_total)
+            sim.max_in_flight[label] = max(sim.max_in_flight.get(label, 0), sim.in_flight[label])
+        try:
+            return self._dispatch_op(method, path, query, op, params, label)
+        finally:
+            with sim.lock:
+                sim.in_flight[label] = max(0, sim.in_flight.get(label, 0) - 1)
+
+    def _dispatch_op(self, method, path, query, op, params, label):
+        sim = self.sim
         status, body, headers = 500, None, {}
         counted = None  # the status recorded in req_counts, when it differs from the one sent
         raw = b""

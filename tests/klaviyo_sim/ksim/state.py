@@ -76,6 +76,9 @@ class Sim:
         self.jobs_applied = 0    # jobs applied so far (their applied_seq)
         self.profiles = {}       # id -> profile dict
         self.profile_seq = {}     # profile id -> creation order (the scan order of self.profiles)
+        self.max_in_flight = {}  # op id (and "*": all) -> most requests handled at once
+        if not hasattr(self, "in_flight"):
+            self.in_flight = {}  # op id -> requests being handled now (kept across resets)
         self.index = {f: {} for f in IDENTIFIERS}   # identifier -> _ident_key(value) -> id
         self.lists = {}          # id -> {"id","name","created","updated","opt_in_process","members":[ids]}
         self.jobs = {}           # id -> job
@@ -243,6 +246,7 @@ class Sim:
             return copy.deepcopy({
                 "requests": self.req_counts,
                 "throttled": self.throttled,
+                "max_in_flight": self.max_in_flight,
                 "lists": len(self.lists),
                 "members": sum(len(l["members"]) for l in self.lists.values()),
                 "profiles": len(self.profiles),
@@ -263,6 +267,7 @@ class Sim:
                 "jobs": [pub(self.jobs[j]) for j in self.job_order],
                 "requests": self.req_counts,
                 "throttled": self.throttled,
+                "max_in_flight": self.max_in_flight,
                 "faults_injected": self.faults_injected,
                 "recent_requests": self.recent,
                 "response_violations": self.response_violations,

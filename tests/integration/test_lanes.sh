@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# test_lanes.sh -- requests in flight (docs/flush.md, Lanes): with Klaviyo answering in 150-250
+# ms, a leader with AW_KLAVIYO_MAX_IN_FLIGHT=6 keeps several requests on the wire across
+# audiences and never more than 6; one removal batch's lookups and deletes fan out over the
+# lanes; every list ends exactly right, one list per audience, nothing dead-lettered, and the
+# in-flight gauge is back at 0.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+require_built aw_flush_test aw_devbroker
+BIN=$(aw_bin aw_flush_test)
+DLQ=aw.lanes.dlq
+
+start_redis
+start_devbroker --topic "$DLQ:1"
+start_klaviyo_sim --job-delay 0.05 --latency-ms 150,250
+printf '{}\n' >"$AW_TEST_DIR/accounts.json"
+run_flusher() {
+    timeout 120 "$BIN" run "$AW_TEST_REDIS_URL" "$AW_TEST_KLAVIYO_URL" "$AW_TEST_BROKERS" "$DLQ" 100 \
+        --config "$AW_TEST_DIR/accounts.json" --in-flight 6 2>>"$AW_TEST_DIR/flusher.log" |
+        tee -a "$AW_TEST_DIR/metrics.txt" || fail "the flusher did not drain within 100 s ($1)"
+}
+
+# phase 1: 12 audiences of 20 adds, and one of 600 (removed in phase 2)
+{
+    echo "key A1 pk_lanes_00000000"
+    for a in $(seq 1 12); do
+        for i in $(seq 1 20); do echo "A1 $a Lanes_$a add u$a.$i@example.com"; done
+    done
+    for i in $(seq 1 600); do echo "A1 99 Big add b$i@example.com"; done
+} | "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed"
+run_flusher adds
+sim_eval 'all(len(l["member_emails"]) == 20 for l in s["lists"] if l["name"].startswith("Lanes "))' ||
+    fail "an audience's members are wrong"
+sim_eval 'sorted(l["name"] for l in s["lists"]) == sorted(["Big"] + ["Lanes %d" % a for a in range(1, 13)])' ||
+    fail "not exactly one list per audience: $(sim_eval 'print(sorted(l["name"] for l in s["lists"])) or False' || true)"
+sim_eval 'len(next(l for l in s["lists"] if l["name"] == "Big")["member_emails"]) == 600' ||
+    fail "the big audience's members are wrong"
+sim_eval '2 <= s["max_in_flight"]["*"] <= 6' ||
+    fail "requests in flight not within 2..6: $(sim_eval 'print(s["max_in_flight"]) or False' || true)"
+
+# phase 2: the 600 removed again: 6 lookups of 100 emails and the deletes, which fan out
+{
+    for i in $(seq 1 600); do echo "A1 99 Big delete b$i@example.com"; done
+} | "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed removals"
+run_flusher removals
+sim_eval 'next(l for l in s["lists"] if l["name"] == "Big")["member_emails"] == []' ||
+    fail "members left after the removals"
+sim_eval 's["max_in_flight"].get("get_profiles", 0) >= 2' ||
+    fail "one batch's lookups did not fan out: $(sim_eval 'print(s["max_in_flight"]) or False' || true)"
+sim_eval 'sum(s["requests"].get("get_profiles", {}).values()) >= 6' || fail "fewer lookups than emails need"
+sim_eval 'not s["retry_after_violations"]' || fail "a request before its Retry-After"
+n_dl=$(timeout 15 kcat -b "$AW_TEST_BROKERS" -t "$DLQ" -C -o beginning -e -q 2>/dev/null | wc -l)
+[ "$n_dl" = 0 ] || fail "$n_dl dead letters"
+note "in flight at most $(sim_eval 'print(s["max_in_flight"]["*"]) or True'), lookups of one batch at once $(sim_eval 'print(s["max_in_flight"]["get_profiles"]) or True')"
+echo "test_lanes: PASS"
