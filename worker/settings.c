@@ -150,7 +150,8 @@ const struct aw_settings_var aw_settings_vars[] = {
      .min = 100,
      .max = 60000,
      .off = OFF(klaviyo.job_poll_ms),
-     .meaning = "interval between status polls of a Klaviyo bulk job"},
+     .meaning = "first interval between status polls of a Klaviyo bulk job (it grows by half "
+                "per poll while the job runs, up to 4 times this)"},
     {.name = "AW_KLAVIYO_CONSENT_SETTLE_MS",
      .kind = AW_SETTINGS_K_DURATION,
      .unit = AW_SETTINGS_U_MS,

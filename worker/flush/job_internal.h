@@ -76,6 +76,7 @@ struct aw_flush_job {
     int cur;           /* current category */
     size_t pos;        /* next item of the current category (or of rm) */
     char *job_id;      /* bulk import job being polled */
+    unsigned polls;    /* status polls of it so far (the poll interval grows) */
     size_t *job_items; /* entries of that job (body order) */
     size_t n_job_items;
     char *err_cursor;
