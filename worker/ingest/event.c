@@ -1,8 +1,6 @@
 /* event.c -- Kafka payload -> struct aw_event (docs/design.md §1). The accepted shape is documented
  * in event.h and, as JSON Schema, in schemas/mparticle-audience-message.schema.json.
- * Longer than 900 lines: the decoders of the message's objects plus the per-thread parse arena
- * jansson allocates from while they run; the arena is this file's only other concern and the
- * next thing to move out (ingest/arena.c) when the file grows again.
+ * jansson allocates from the per-thread parse arena (arena.c) while the decoders run.
  *
  * Shape of the code: one small decoder per JSON object of the message. Each takes the path
  * prefix of its object (built with snprintf, so the depth of the calls is fixed by the message
@@ -12,7 +10,6 @@
 #include "worker/ingest/event.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +18,7 @@
 #include <jansson.h>
 
 #include "common/mem.h"
+#include "worker/ingest/arena.h"
 
 #define PATH_LEN 192
 
@@ -91,160 +89,6 @@ static void path_item(char *out, size_t outlen, const char *prefix, const char *
         out[n++] = ']';
     out[n] = '\0';
 }
-
-/* ---- an arena for the parse tree ----
- * json_loadb allocates every value, string and hash table of the tree on its own (about 1,100
- * mallocs for a 4.6 KB message of 3 profiles) and json_decref frees them one by one: a fifth of
- * the parse. While aw_event_decode runs, jansson's allocations on its thread come from a bump
- * arena instead, dropped whole once the tree is released. jansson's allocator is process-wide,
- * so it is installed before main (no thread runs yet) and hands everything else to malloc and
- * free: other threads, and this one outside decode. Nothing jansson allocates during decode
- * outlives it: every string is copied out (aw_strndup) and the root is released first.
- * Sanitizer builds keep jansson on malloc, so they still see every allocation. */
-
-#if defined(__SANITIZE_ADDRESS__)
-#define AW_EVENT_ARENA 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define AW_EVENT_ARENA 0
-#endif
-#endif
-#ifndef AW_EVENT_ARENA
-#define AW_EVENT_ARENA 1
-#endif
-
-#if AW_EVENT_ARENA
-
-#define ARENA_CHUNK (256u * 1024u) /* holds the tree of a typical message (a few KB) */
-#define ARENA_KEEP (1024u * 1024u) /* a larger first chunk is not kept between messages */
-
-struct arena_chunk {
-    struct arena_chunk *next; /* older chunk */
-    size_t size;              /* bytes, this header included */
-    size_t used;
-};
-
-/* Header size, rounded so that every block is aligned for any jansson struct. */
-#define ARENA_HDR ((sizeof(struct arena_chunk) + 15u) & ~(size_t)15u)
-
-struct arena {
-    struct arena_chunk *head; /* newest chunk; allocation bumps its `used` */
-    bool active;              /* inside aw_event_decode */
-};
-
-static _Thread_local struct arena t_arena;
-static pthread_key_t arena_key; /* frees a thread's chunks when it exits */
-
-static void arena_free_chunks(struct arena_chunk *c)
-{
-    while (c) {
-        struct arena_chunk *next = c->next;
-        free(c);
-        c = next;
-    }
-}
-
-static void arena_thread_exit(void *chunks)
-{
-    arena_free_chunks(chunks);
-}
-
-static void *arena_alloc(size_t n)
-{
-    struct arena *a = &t_arena;
-    if (!a->active)
-        return malloc(n);
-    if (n > SIZE_MAX / 2)
-        return NULL;
-    n = (n + 15u) & ~(size_t)15u;
-    struct arena_chunk *c = a->head;
-    if (!c || c->size - c->used < n) {
-        size_t size = n > ARENA_CHUNK - ARENA_HDR ? n + ARENA_HDR : ARENA_CHUNK;
-        c = malloc(size);
-        if (!c)
-            return NULL; /* jansson reports it: decode fails with AW_ERR_FATAL */
-        c->next = a->head;
-        c->size = size;
-        c->used = ARENA_HDR;
-        a->head = c;
-        pthread_setspecific(arena_key, c);
-    }
-    void *p = (char *)c + c->used;
-    c->used += n;
-    return p;
-}
-
-/* Whether p was allocated by this thread's active arena. */
-static bool arena_holds(const void *p)
-{
-    const struct arena *a = &t_arena;
-    if (!a->active || !p)
-        return false;
-    for (const struct arena_chunk *c = a->head; c; c = c->next)
-        if ((const char *)p >= (const char *)c && (const char *)p < (const char *)c + c->size)
-            return true;
-    return false;
-}
-
-static void arena_release(void *p)
-{
-    if (!arena_holds(p))
-        free(p);
-}
-
-/* Starts an arena for this thread's jansson allocations. */
-static void arena_begin(void)
-{
-    t_arena.active = true;
-}
-
-/* Drops everything allocated since arena_begin; keeps the oldest chunk when it is small. */
-static void arena_end(void)
-{
-    struct arena *a = &t_arena;
-    a->active = false;
-    struct arena_chunk *oldest = a->head, *prev = NULL;
-    while (oldest && oldest->next) {
-        prev = oldest;
-        oldest = oldest->next;
-    }
-    if (!oldest)
-        return;
-    if (prev)
-        prev->next = NULL;
-    if (oldest != a->head)
-        arena_free_chunks(a->head);
-    if (oldest->size > ARENA_KEEP) {
-        free(oldest);
-        oldest = NULL;
-    } else {
-        oldest->used = ARENA_HDR;
-    }
-    a->head = oldest;
-    pthread_setspecific(arena_key, oldest);
-}
-
-static void arena_install(void) __attribute__((constructor));
-
-static void arena_install(void)
-{
-    if (pthread_key_create(&arena_key, arena_thread_exit) == 0)
-        json_set_alloc_funcs(arena_alloc, arena_release);
-}
-
-#else
-
-static void arena_begin(void) {}
-
-static bool arena_holds(const void *p)
-{
-    (void)p;
-    return false;
-}
-
-static void arena_end(void) {}
-
-#endif
 
 /* A member of obj, with JSON null treated as absent. Borrowed. */
 static json_t *member(const json_t *obj, const char *key)
@@ -871,7 +715,7 @@ enum aw_err aw_event_decode(const char *payload, size_t len, struct aw_event *ou
         fail(&d, AW_EVENT_OVERSIZE, "nesting");
     } else {
         json_error_t jerr;
-        arena_begin();
+        aw_parse_arena_begin();
         root = json_loadb(payload, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (root == NULL)
             parse_failure(&d, &jerr);
@@ -881,9 +725,9 @@ enum aw_err aw_event_decode(const char *payload, size_t len, struct aw_event *ou
             ok = decode_root(&d, root, out);
         /* A tree built in the arena goes with it: walking it to free node by node (a sixth of
          * the parse) would free nothing. */
-        if (!arena_holds(root))
+        if (!aw_parse_arena_holds(root))
             json_decref(root);
-        arena_end();
+        aw_parse_arena_end();
     }
 
     if (ok) {
