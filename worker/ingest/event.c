@@ -104,19 +104,15 @@ static json_t *member(const json_t *obj, const char *key)
  * AW_EVENT_MAX_DEPTH. */
 static bool is_too_deep(const char *p, size_t len)
 {
+    /* Strings are skipped by a loop of their own: it runs over most of the bytes of a message,
+     * and testing only for the quote and the backslash there keeps it short. */
     size_t depth = 0;
-    bool in_str = false, esc = false;
     for (size_t i = 0; i < len; i++) {
         char c = p[i];
-        if (in_str) {
-            if (esc)
-                esc = false;
-            else if (c == '\\')
-                esc = true;
-            else if (c == '"')
-                in_str = false;
-        } else if (c == '"') {
-            in_str = true;
+        if (c == '"') {
+            for (i++; i < len && p[i] != '"'; i++)
+                if (p[i] == '\\')
+                    i++; /* the escaped byte is skipped, whatever it is */
         } else if (c == '[' || c == '{') {
             if (++depth > AW_EVENT_MAX_DEPTH)
                 return true;
