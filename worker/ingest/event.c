@@ -449,11 +449,17 @@ static bool decode_audience(struct dec *d, const json_t *a, const char *prefix,
     json_t *item;
     json_array_foreach(attrs, i, item)
     {
-        char path[PATH_LEN];
+        /* An element's path matters only when it fails (and attributes are most of the
+         * elements of a message): it is built then, and the element decoded again with it for
+         * the diagnostic, which fails at the same place. */
         bool skip = false;
-        path_item(path, sizeof path, prefix, "user_attributes", i);
-        if (!decode_attribute(d, item, path, &out->attributes[kept], &skip))
+        if (!decode_attribute(d, item, "", &out->attributes[kept], &skip)) {
+            char path[PATH_LEN];
+            path_item(path, sizeof path, prefix, "user_attributes", i);
+            memset(&out->attributes[kept], 0, sizeof out->attributes[kept]);
+            (void)decode_attribute(d, item, path, &out->attributes[kept], &skip);
             return false;
+        }
         if (!skip)
             kept++;
     }

@@ -142,6 +142,8 @@ static const char *const k_target_path[AW_TARGET_COUNT] = {
 
 const char *aw_map_default_path(const char *key)
 {
+    if (!key || key[0] != '$') /* every key of the table starts with '$' */
+        return NULL;
     for (size_t i = 0; i < sizeof k_default / sizeof k_default[0]; i++) {
         if (ieq(key, k_default[i].key))
             return k_default[i].path;
