@@ -1,6 +1,8 @@
-/* test_common.c -- common/: buffers with a hard maximum, backoff bounds, error names. */
+/* test_common.c -- common/: arenas, buffers with a hard maximum, backoff bounds, error names. */
+#include <stdint.h>
 #include <string.h>
 
+#include "common/arena.h"
 #include "common/backoff.h"
 #include "common/buf.h"
 #include "common/clock.h"
@@ -103,8 +105,37 @@ static void test_iso8601(void)
         AW_CHECK_MSG(!aw_clock_parse_iso8601(bad[i], &ms), "accepted %s", bad[i]);
 }
 
+static void test_arena(void)
+{
+    aw_arena_free(NULL);
+    struct aw_arena *a = aw_arena_new();
+    /* many small blocks and a few larger than a chunk: every one aligned, intact, distinct */
+    char *strs[3000];
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "s%zu", i);
+        strs[i] = aw_arena_strdup(a, text);
+        AW_CHECK((uintptr_t)strs[i] % 16 == 0);
+        if (i % 1000 == 999) {
+            char *big = aw_arena_calloc(a, 40000, 1);
+            AW_CHECK(big[0] == 0 && big[39999] == 0);
+            memset(big, 'x', 40000);
+        }
+    }
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "s%zu", i);
+        AW_CHECK_STR_EQ(strs[i], text);
+    }
+    AW_CHECK_STR_EQ(aw_arena_strndup(a, "abcdef", 3), "abc");
+    AW_CHECK_STR_EQ(aw_arena_strndup(a, "ab", 10), "ab");
+    AW_CHECK(aw_arena_alloc(a, 0) != NULL);
+    aw_arena_free(a);
+}
+
 int main(void)
 {
+    test_arena();
     test_text();
     test_buf();
     test_backoff();

@@ -1,18 +1,16 @@
 /* event.c -- Kafka payload -> struct aw_event (docs/design.md §1). The accepted shape is documented
  * in event.h and, as JSON Schema, in schemas/mparticle-audience-message.schema.json.
- * Longer than 900 lines: the decoders of the message's objects plus the per-thread parse arena
- * jansson allocates from while they run; the arena is this file's only other concern and the
- * next thing to move out (ingest/arena.c) when the file grows again.
+ * jansson allocates from the per-thread parse arena (arena.c) while the decoders run.
  *
  * Shape of the code: one small decoder per JSON object of the message. Each takes the path
  * prefix of its object (built with snprintf, so the depth of the calls is fixed by the message
  * shape, never by the input) and stops at the first problem, recording reason and path in
- * struct dec. Arrays of the output are allocated zeroed with their full count before being
- * filled, so aw_event_clear releases a half-built event on any error path. */
+ * struct dec. Every string and array of the output comes from the event's arena (about 140 of
+ * them for a message of 3 profiles: one malloc and one free each before), so aw_event_clear
+ * releases a half-built event on any error path by dropping the arena. */
 #include "worker/ingest/event.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +18,16 @@
 
 #include <jansson.h>
 
+#include "common/arena.h"
 #include "common/mem.h"
+#include "worker/ingest/arena.h"
 
 #define PATH_LEN 192
 
 struct dec {
     enum aw_event_reason reason;
-    enum aw_err err; /* AW_ERR_INVALID, or AW_ERR_FATAL when a library allocation failed */
+    enum aw_err err;      /* AW_ERR_INVALID, or AW_ERR_FATAL when a library allocation failed */
+    struct aw_arena *mem; /* the event's: every string and array of it */
     char path[PATH_LEN];
 };
 
@@ -92,160 +93,6 @@ static void path_item(char *out, size_t outlen, const char *prefix, const char *
     out[n] = '\0';
 }
 
-/* ---- an arena for the parse tree ----
- * json_loadb allocates every value, string and hash table of the tree on its own (about 1,100
- * mallocs for a 4.6 KB message of 3 profiles) and json_decref frees them one by one: a fifth of
- * the parse. While aw_event_decode runs, jansson's allocations on its thread come from a bump
- * arena instead, dropped whole once the tree is released. jansson's allocator is process-wide,
- * so it is installed before main (no thread runs yet) and hands everything else to malloc and
- * free: other threads, and this one outside decode. Nothing jansson allocates during decode
- * outlives it: every string is copied out (aw_strndup) and the root is released first.
- * Sanitizer builds keep jansson on malloc, so they still see every allocation. */
-
-#if defined(__SANITIZE_ADDRESS__)
-#define AW_EVENT_ARENA 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define AW_EVENT_ARENA 0
-#endif
-#endif
-#ifndef AW_EVENT_ARENA
-#define AW_EVENT_ARENA 1
-#endif
-
-#if AW_EVENT_ARENA
-
-#define ARENA_CHUNK (256u * 1024u) /* holds the tree of a typical message (a few KB) */
-#define ARENA_KEEP (1024u * 1024u) /* a larger first chunk is not kept between messages */
-
-struct arena_chunk {
-    struct arena_chunk *next; /* older chunk */
-    size_t size;              /* bytes, this header included */
-    size_t used;
-};
-
-/* Header size, rounded so that every block is aligned for any jansson struct. */
-#define ARENA_HDR ((sizeof(struct arena_chunk) + 15u) & ~(size_t)15u)
-
-struct arena {
-    struct arena_chunk *head; /* newest chunk; allocation bumps its `used` */
-    bool active;              /* inside aw_event_decode */
-};
-
-static _Thread_local struct arena t_arena;
-static pthread_key_t arena_key; /* frees a thread's chunks when it exits */
-
-static void arena_free_chunks(struct arena_chunk *c)
-{
-    while (c) {
-        struct arena_chunk *next = c->next;
-        free(c);
-        c = next;
-    }
-}
-
-static void arena_thread_exit(void *chunks)
-{
-    arena_free_chunks(chunks);
-}
-
-static void *arena_alloc(size_t n)
-{
-    struct arena *a = &t_arena;
-    if (!a->active)
-        return malloc(n);
-    if (n > SIZE_MAX / 2)
-        return NULL;
-    n = (n + 15u) & ~(size_t)15u;
-    struct arena_chunk *c = a->head;
-    if (!c || c->size - c->used < n) {
-        size_t size = n > ARENA_CHUNK - ARENA_HDR ? n + ARENA_HDR : ARENA_CHUNK;
-        c = malloc(size);
-        if (!c)
-            return NULL; /* jansson reports it: decode fails with AW_ERR_FATAL */
-        c->next = a->head;
-        c->size = size;
-        c->used = ARENA_HDR;
-        a->head = c;
-        pthread_setspecific(arena_key, c);
-    }
-    void *p = (char *)c + c->used;
-    c->used += n;
-    return p;
-}
-
-/* Whether p was allocated by this thread's active arena. */
-static bool arena_holds(const void *p)
-{
-    const struct arena *a = &t_arena;
-    if (!a->active || !p)
-        return false;
-    for (const struct arena_chunk *c = a->head; c; c = c->next)
-        if ((const char *)p >= (const char *)c && (const char *)p < (const char *)c + c->size)
-            return true;
-    return false;
-}
-
-static void arena_release(void *p)
-{
-    if (!arena_holds(p))
-        free(p);
-}
-
-/* Starts an arena for this thread's jansson allocations. */
-static void arena_begin(void)
-{
-    t_arena.active = true;
-}
-
-/* Drops everything allocated since arena_begin; keeps the oldest chunk when it is small. */
-static void arena_end(void)
-{
-    struct arena *a = &t_arena;
-    a->active = false;
-    struct arena_chunk *oldest = a->head, *prev = NULL;
-    while (oldest && oldest->next) {
-        prev = oldest;
-        oldest = oldest->next;
-    }
-    if (!oldest)
-        return;
-    if (prev)
-        prev->next = NULL;
-    if (oldest != a->head)
-        arena_free_chunks(a->head);
-    if (oldest->size > ARENA_KEEP) {
-        free(oldest);
-        oldest = NULL;
-    } else {
-        oldest->used = ARENA_HDR;
-    }
-    a->head = oldest;
-    pthread_setspecific(arena_key, oldest);
-}
-
-static void arena_install(void) __attribute__((constructor));
-
-static void arena_install(void)
-{
-    if (pthread_key_create(&arena_key, arena_thread_exit) == 0)
-        json_set_alloc_funcs(arena_alloc, arena_release);
-}
-
-#else
-
-static void arena_begin(void) {}
-
-static bool arena_holds(const void *p)
-{
-    (void)p;
-    return false;
-}
-
-static void arena_end(void) {}
-
-#endif
-
 /* A member of obj, with JSON null treated as absent. Borrowed. */
 static json_t *member(const json_t *obj, const char *key)
 {
@@ -260,19 +107,15 @@ static json_t *member(const json_t *obj, const char *key)
  * AW_EVENT_MAX_DEPTH. */
 static bool is_too_deep(const char *p, size_t len)
 {
+    /* Strings are skipped by a loop of their own: it runs over most of the bytes of a message,
+     * and testing only for the quote and the backslash there keeps it short. */
     size_t depth = 0;
-    bool in_str = false, esc = false;
     for (size_t i = 0; i < len; i++) {
         char c = p[i];
-        if (in_str) {
-            if (esc)
-                esc = false;
-            else if (c == '\\')
-                esc = true;
-            else if (c == '"')
-                in_str = false;
-        } else if (c == '"') {
-            in_str = true;
+        if (c == '"') {
+            for (i++; i < len && p[i] != '"'; i++)
+                if (p[i] == '\\')
+                    i++; /* the escaped byte is skipped, whatever it is */
         } else if (c == '[' || c == '{') {
             if (++depth > AW_EVENT_MAX_DEPTH)
                 return true;
@@ -297,7 +140,7 @@ static bool take_string_v(struct dec *d, const json_t *v, const char *prefix, co
     if (json_string_length(v) > max_len)
         return fail_at(d, AW_EVENT_OVERSIZE, prefix, field);
     /* No NUL inside (JSON_ALLOW_NUL is off), so the length is the C string length. */
-    *out = aw_strndup(json_string_value(v), json_string_length(v));
+    *out = aw_arena_strndup(d->mem, json_string_value(v), json_string_length(v));
     return true;
 }
 
@@ -374,7 +217,7 @@ static bool take_id(struct dec *d, const json_t *obj, const char *prefix, const 
     } else {
         return fail_at(d, AW_EVENT_WRONG_TYPE, prefix, field);
     }
-    *out = aw_strdup(text);
+    *out = aw_arena_strdup(d->mem, text);
     return true;
 }
 
@@ -419,12 +262,11 @@ static bool dump_value(struct dec *d, const json_t *v, char **out)
         return fail(d, AW_EVENT_OK, "out of memory");
     }
     if (n <= sizeof small) {
-        *out = aw_strndup(small, n);
+        *out = aw_arena_strndup(d->mem, small, n);
         return true;
     }
-    char *text = aw_malloc(n + 1);
+    char *text = aw_arena_alloc(d->mem, n + 1);
     if (json_dumpb(v, text, n, flags) != n) {
-        free(text);
         d->err = AW_ERR_FATAL;
         return fail(d, AW_EVENT_OK, "out of memory");
     }
@@ -469,7 +311,7 @@ static bool take_settings(struct dec *d, const json_t *obj, const char *prefix, 
         return fail_at(d, AW_EVENT_OVERSIZE, prefix, field);
     if (n == 0)
         return true;
-    *out = aw_calloc(n, sizeof **out);
+    *out = aw_arena_calloc(d->mem, n, sizeof **out);
     *n_out = n;
     size_t pos = 0, kept = 0;
     const char *key;
@@ -484,11 +326,11 @@ static bool take_settings(struct dec *d, const json_t *obj, const char *prefix, 
             continue;
         char *text = NULL;
         if (json_is_string(val))
-            text = aw_strndup(json_string_value(val), json_string_length(val));
+            text = aw_arena_strndup(d->mem, json_string_value(val), json_string_length(val));
         else if (!dump_value(d, val, &text))
             return false;
         struct aw_event_setting *s = &(*out)[kept++];
-        s->key = aw_strdup(key);
+        s->key = aw_arena_strdup(d->mem, key);
         s->value = text;
         if (strlen(text) > AW_EVENT_MAX_STRING)
             return fail(d, AW_EVENT_OVERSIZE, "%s%s%s{%zu}", prefix, prefix[0] ? "." : "", field,
@@ -601,17 +443,23 @@ static bool decode_audience(struct dec *d, const json_t *a, const char *prefix,
     out->action = idx == 0 ? AW_EVENT_ADD : idx == 1 ? AW_EVENT_DELETE : AW_EVENT_ATTRIBUTE_UPDATE;
     if (attrs == NULL || json_array_size(attrs) == 0)
         return true;
-    out->attributes = aw_calloc(json_array_size(attrs), sizeof *out->attributes);
+    out->attributes = aw_arena_calloc(d->mem, json_array_size(attrs), sizeof *out->attributes);
     out->n_attributes = json_array_size(attrs);
     size_t i, kept = 0;
     json_t *item;
     json_array_foreach(attrs, i, item)
     {
-        char path[PATH_LEN];
+        /* An element's path matters only when it fails (and attributes are most of the
+         * elements of a message): it is built then, and the element decoded again with it for
+         * the diagnostic, which fails at the same place. */
         bool skip = false;
-        path_item(path, sizeof path, prefix, "user_attributes", i);
-        if (!decode_attribute(d, item, path, &out->attributes[kept], &skip))
+        if (!decode_attribute(d, item, "", &out->attributes[kept], &skip)) {
+            char path[PATH_LEN];
+            path_item(path, sizeof path, prefix, "user_attributes", i);
+            memset(&out->attributes[kept], 0, sizeof out->attributes[kept]);
+            (void)decode_attribute(d, item, path, &out->attributes[kept], &skip);
             return false;
+        }
         if (!skip)
             kept++;
     }
@@ -672,7 +520,7 @@ static bool decode_consent_state(struct dec *d, const json_t *profile, const cha
     }
     if (total == 0)
         return true;
-    out->consents = aw_calloc(total, sizeof *out->consents);
+    out->consents = aw_arena_calloc(d->mem, total, sizeof *out->consents);
     out->n_consents = total;
     size_t kept = 0;
     for (size_t r = 0; r < 2; r++) {
@@ -692,7 +540,7 @@ static bool decode_consent_state(struct dec *d, const json_t *profile, const cha
             if (json_is_null(val))
                 continue;
             struct aw_event_consent *c = &out->consents[kept++];
-            c->purpose = aw_strdup(key);
+            c->purpose = aw_arena_strdup(d->mem, key);
             c->is_ccpa = r == 1;
             if (!decode_consent(d, val, path, c))
                 return false;
@@ -711,7 +559,7 @@ static bool decode_profile(struct dec *d, const json_t *p, const char *prefix,
     if (mpid != NULL && json_is_integer(mpid)) {
         char text[32];
         snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(mpid));
-        out->mpid = aw_strdup(text);
+        out->mpid = aw_arena_strdup(d->mem, text);
     } else if (!take_string(d, p, prefix, "mpid", false, AW_EVENT_MAX_STRING, &out->mpid)) {
         return false;
     }
@@ -723,7 +571,7 @@ static bool decode_profile(struct dec *d, const json_t *p, const char *prefix,
     size_t i;
     json_t *item;
     if (ids != NULL && json_array_size(ids) > 0) {
-        out->identities = aw_calloc(json_array_size(ids), sizeof *out->identities);
+        out->identities = aw_arena_calloc(d->mem, json_array_size(ids), sizeof *out->identities);
         out->n_identities = json_array_size(ids);
         json_array_foreach(ids, i, item)
         {
@@ -734,7 +582,7 @@ static bool decode_profile(struct dec *d, const json_t *p, const char *prefix,
         }
     }
     if (auds != NULL && json_array_size(auds) > 0) {
-        out->audiences = aw_calloc(json_array_size(auds), sizeof *out->audiences);
+        out->audiences = aw_arena_calloc(d->mem, json_array_size(auds), sizeof *out->audiences);
         out->n_audiences = json_array_size(auds);
         json_array_foreach(auds, i, item)
         {
@@ -796,7 +644,7 @@ static bool decode_root(struct dec *d, const json_t *root, struct aw_event *out)
         return false;
     if (profiles == NULL || json_array_size(profiles) == 0)
         return true;
-    out->profiles = aw_calloc(json_array_size(profiles), sizeof *out->profiles);
+    out->profiles = aw_arena_calloc(d->mem, json_array_size(profiles), sizeof *out->profiles);
     out->n_profiles = json_array_size(profiles);
     size_t i;
     json_t *item;
@@ -859,7 +707,8 @@ enum aw_err aw_event_decode(const char *payload, size_t len, struct aw_event *ou
     AW_ASSERT(out != NULL && reason != NULL);
     AW_ASSERT(payload != NULL || len == 0);
     memset(out, 0, sizeof *out);
-    struct dec d = {.reason = AW_EVENT_OK, .err = AW_ERR_INVALID, .path = ""};
+    out->mem = aw_arena_new();
+    struct dec d = {.reason = AW_EVENT_OK, .err = AW_ERR_INVALID, .mem = out->mem, .path = ""};
     json_t *root = NULL;
     bool ok = false;
 
@@ -871,7 +720,7 @@ enum aw_err aw_event_decode(const char *payload, size_t len, struct aw_event *ou
         fail(&d, AW_EVENT_OVERSIZE, "nesting");
     } else {
         json_error_t jerr;
-        arena_begin();
+        aw_parse_arena_begin();
         root = json_loadb(payload, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
         if (root == NULL)
             parse_failure(&d, &jerr);
@@ -881,9 +730,9 @@ enum aw_err aw_event_decode(const char *payload, size_t len, struct aw_event *ou
             ok = decode_root(&d, root, out);
         /* A tree built in the arena goes with it: walking it to free node by node (a sixth of
          * the parse) would free nothing. */
-        if (!arena_holds(root))
+        if (!aw_parse_arena_holds(root))
             json_decref(root);
-        arena_end();
+        aw_parse_arena_end();
     }
 
     if (ok) {
@@ -899,53 +748,11 @@ enum aw_err aw_event_decode(const char *payload, size_t len, struct aw_event *ou
     return d.err;
 }
 
-static void clear_settings(struct aw_event_setting *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(s[i].key);
-        free(s[i].value);
-    }
-    free(s);
-}
-
-static void clear_audience(struct aw_event_audience *a)
-{
-    free(a->audience_id);
-    free(a->audience_name);
-    clear_settings(a->settings, a->n_settings);
-    for (size_t i = 0; i < a->n_attributes; i++) {
-        free(a->attributes[i].key);
-        free(a->attributes[i].value_json);
-    }
-    free(a->attributes);
-    memset(a, 0, sizeof *a);
-}
-
 void aw_event_clear(struct aw_event *ev)
 {
     if (ev == NULL)
         return;
-    free(ev->id);
-    free(ev->account_id);
-    clear_settings(ev->account_settings, ev->n_account_settings);
-    for (size_t i = 0; i < ev->n_profiles; i++) {
-        struct aw_event_profile *p = &ev->profiles[i];
-        free(p->mpid);
-        for (size_t j = 0; j < p->n_identities; j++) {
-            free(p->identities[j].type);
-            free(p->identities[j].encoding);
-            free(p->identities[j].value);
-        }
-        free(p->identities);
-        for (size_t j = 0; j < p->n_audiences; j++)
-            clear_audience(&p->audiences[j]);
-        free(p->audiences);
-        for (size_t j = 0; j < p->n_consents; j++)
-            free(p->consents[j].purpose);
-        free(p->consents);
-    }
-    free(ev->profiles);
-    clear_audience(&ev->subscription);
+    aw_arena_free(ev->mem);
     memset(ev, 0, sizeof *ev);
 }
 

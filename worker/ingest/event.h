@@ -11,6 +11,8 @@
 
 #include "common/err.h"
 
+struct aw_arena;
+
 /* Decoding rules (what the decoder accepts; schemas/mparticle-audience-message.schema.json is the
  * same contract as JSON Schema):
  * - Parsing: jansson with JSON_REJECT_DUPLICATES (a repeated key, e.g. two `action`s, is
@@ -156,6 +158,10 @@ struct aw_event {
     /* AW_EVENT_SUBSCRIPTION: the audience (settings from the message, attributes empty) */
     struct aw_event_audience subscription;
     enum aw_event_sub_action sub_action;
+
+    /* Owned: every string and array above ("owned" there means owned by the event) lives in
+     * this arena and goes with aw_event_clear; none is freed or replaced on its own. */
+    struct aw_arena *mem;
 };
 
 /* Decodes len bytes (need not be NUL-terminated) into *out (caller-provided, overwritten).

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "common/arena.h"
 #include "common/mem.h"
 #include "common/phone/phone.h"
 #include "common/text.h"
@@ -52,7 +53,7 @@ static char *json_text_string(const char *value_json)
 }
 
 static bool same(const char *a, const char *b);
-static char *dup_or_null(const char *s);
+static char *dup_or_null(struct aw_arena *mem, const char *s);
 
 /* ---------------------------------------------------------------- email */
 
@@ -141,6 +142,8 @@ static const char *const k_target_path[AW_TARGET_COUNT] = {
 
 const char *aw_map_default_path(const char *key)
 {
+    if (!key || key[0] != '$') /* every key of the table starts with '$' */
+        return NULL;
     for (size_t i = 0; i < sizeof k_default / sizeof k_default[0]; i++) {
         if (ieq(key, k_default[i].key))
             return k_default[i].path;
@@ -149,7 +152,7 @@ const char *aw_map_default_path(const char *key)
 }
 
 struct pending_attr {
-    char *path;             /* owned */
+    char *path;             /* in the result's arena */
     const char *value_json; /* borrowed from the event; NULL = unset */
     size_t seq;             /* input order: later wins */
 };
@@ -159,10 +162,10 @@ struct attr_list {
     size_t n, cap;
 };
 
-static void attr_push(struct attr_list *l, char *path_owned, const char *value_json)
+static void attr_push(struct attr_list *l, char *path, const char *value_json)
 {
     aw_grow((void **)&l->items, &l->cap, l->n + 1, sizeof *l->items);
-    l->items[l->n].path = path_owned;
+    l->items[l->n].path = path;
     l->items[l->n].value_json = value_json;
     l->items[l->n].seq = l->n;
     l->n++;
@@ -178,40 +181,39 @@ static int pending_cmp(const void *a, const void *b)
 }
 
 /* Sorts by path, keeps the last input of each path, moves the result into the change. */
-static void attrs_finish(struct attr_list *l, struct aw_change *c)
+static void attrs_finish(struct aw_arena *mem, struct attr_list *l, struct aw_change *c)
 {
     if (l->n == 0)
         return;
     qsort(l->items, l->n, sizeof *l->items, pending_cmp);
-    c->attrs = aw_calloc(l->n, sizeof *c->attrs);
+    c->attrs = aw_arena_calloc(mem, l->n, sizeof *c->attrs);
     for (size_t i = 0; i < l->n; i++) {
         bool last_of_path = i + 1 == l->n || strcmp(l->items[i].path, l->items[i + 1].path) != 0;
-        if (!last_of_path) {
-            free(l->items[i].path);
+        if (!last_of_path)
             continue;
-        }
         struct aw_change_attr *a = &c->attrs[c->n_attrs++];
         a->path = l->items[i].path;
-        a->value_json = l->items[i].value_json ? aw_strdup(l->items[i].value_json) : NULL;
+        a->value_json =
+            l->items[i].value_json ? aw_arena_strdup(mem, l->items[i].value_json) : NULL;
     }
     free(l->items);
     memset(l, 0, sizeof *l);
 }
 
-static char *property_path(const char *key)
+static char *property_path(struct aw_arena *mem, const char *key)
 {
     const char *name = key[0] == '$' ? key + 1 : key;
     if (*name == '\0')
         return NULL;
     size_t n = strlen(name);
-    char *p = aw_malloc(n + sizeof "properties.");
+    char *p = aw_arena_alloc(mem, n + sizeof "properties.");
     memcpy(p, "properties.", sizeof "properties." - 1);
     memcpy(p + sizeof "properties." - 1, name, n + 1);
     return p;
 }
 
-static void map_attributes(const struct aw_event_audience *aud, const struct aw_connection *conn,
-                           struct aw_change *c)
+static void map_attributes(struct aw_arena *mem, const struct aw_event_audience *aud,
+                           const struct aw_connection *conn, struct aw_change *c)
 {
     struct attr_list l = {0};
     for (size_t i = 0; i < aud->n_attributes; i++) {
@@ -225,7 +227,7 @@ static void map_attributes(const struct aw_event_audience *aud, const struct aw_
 
         const char *path = aw_map_default_path(at->key);
         if (path) {
-            attr_push(&l, aw_strdup(path), value);
+            attr_push(&l, aw_arena_strdup(mem, path), value);
             continue;
         }
         bool mapped = false;
@@ -235,25 +237,24 @@ static void map_attributes(const struct aw_event_audience *aud, const struct aw_
             mapped = true;
             const char *tp = k_target_path[conn->properties[k].target];
             if (tp) {
-                attr_push(&l, aw_strdup(tp), value);
+                attr_push(&l, aw_arena_strdup(mem, tp), value);
             } else if (del) {
-                free(c->custom_source);
                 c->custom_source = NULL;
             } else {
                 char *s = json_text_string(value);
                 if (s) { /* non-string values (list_value) cannot be a source: ignored */
-                    free(c->custom_source);
-                    c->custom_source = s;
+                    c->custom_source = aw_arena_strdup(mem, s);
+                    free(s);
                 }
             }
         }
         if (mapped)
             continue;
-        char *pp = property_path(at->key);
+        char *pp = property_path(mem, at->key);
         if (pp)
             attr_push(&l, pp, value);
     }
-    attrs_finish(&l, c);
+    attrs_finish(mem, &l, c);
 }
 
 /* Whether two audiences of a profile carry the same user_attributes (keys, actions and values
@@ -270,18 +271,13 @@ static bool same_attributes(const struct aw_event_audience *a, const struct aw_e
     return true;
 }
 
-/* The attributes (and custom source) another change of the profile mapped, copied into c. */
+/* The attributes (and custom source) another change of the profile mapped, shared with c:
+ * both live in the result's arena and are never changed once mapped. */
 static void copy_attributes(const struct aw_change *from, struct aw_change *c)
 {
-    if (from->n_attrs > 0) {
-        c->attrs = aw_calloc(from->n_attrs, sizeof *c->attrs);
-        for (size_t i = 0; i < from->n_attrs; i++) {
-            c->attrs[i].path = aw_strdup(from->attrs[i].path);
-            c->attrs[i].value_json = dup_or_null(from->attrs[i].value_json);
-        }
-        c->n_attrs = from->n_attrs;
-    }
-    c->custom_source = dup_or_null(from->custom_source);
+    c->attrs = from->attrs;
+    c->n_attrs = from->n_attrs;
+    c->custom_source = from->custom_source;
 }
 
 /* ---------------------------------------------------------------- consent */
@@ -317,8 +313,8 @@ static bool intent_beats(const struct intent *cand, const struct intent *cur)
     return !cand->subscribe && cur->subscribe;
 }
 
-static void map_consents(const struct aw_event_profile *prof, const struct aw_connection *conn,
-                         bool has_phone, struct aw_change *c)
+static void map_consents(struct aw_arena *mem, const struct aw_event_profile *prof,
+                         const struct aw_connection *conn, bool has_phone, struct aw_change *c)
 {
     struct intent best[2] = {{NULL, false}, {NULL, false}}; /* [0] email, [1] sms */
     for (size_t i = 0; i < prof->n_consents; i++) {
@@ -343,7 +339,7 @@ static void map_consents(const struct aw_event_profile *prof, const struct aw_co
     size_t n = (best[0].ec != NULL) + (best[1].ec != NULL);
     if (n == 0)
         return;
-    c->consents = aw_calloc(n, sizeof *c->consents);
+    c->consents = aw_arena_calloc(mem, n, sizeof *c->consents);
     for (int ch = 0; ch < 2; ch++) {
         if (!best[ch].ec)
             continue;
@@ -484,9 +480,9 @@ static void conn_cache_clear(struct conn_cache *cc)
     aw_connection_clear(&cc->scratch.conn);
 }
 
-static char *dup_or_null(const char *s)
+static char *dup_or_null(struct aw_arena *mem, const char *s)
 {
-    return s ? aw_strdup(s) : NULL;
+    return s ? aw_arena_strdup(mem, s) : NULL;
 }
 
 static enum aw_change_action change_action(enum aw_event_action a)
@@ -504,9 +500,8 @@ static enum aw_change_action change_action(enum aw_event_action a)
 
 void aw_map_result_clear(struct aw_map_result *r)
 {
-    for (size_t i = 0; i < r->n_changes; i++)
-        aw_change_clear(&r->changes[i]);
     free(r->changes);
+    aw_arena_free(r->mem);
     for (size_t i = 0; i < r->n_rejects; i++) {
         free(r->rejects[i].audience_id);
         free(r->rejects[i].detail);
@@ -522,12 +517,18 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
     if (!ev || !acct || ev->type != AW_EVENT_MEMBERSHIP)
         return AW_ERR_INVALID;
     size_t changes_cap = 0, rejects_cap = 0;
-    /* Not zeroed whole (32 slots, ~10 KB, for the one or two a message uses): slots are
-     * initialised as they are taken. */
-    struct conn_cache *cache = aw_malloc(sizeof *cache);
+    /* On the stack and not zeroed whole (32 slots, ~10 KB, for the one or two a message uses):
+     * slots are initialised as they are taken. A malloc of that size per message cost more
+     * than the rest of the allocations of a mapping together. */
+    struct conn_cache cache_mem, *cache = &cache_mem;
     cache->n = 0;
     memset(&cache->scratch, 0, sizeof cache->scratch);
     enum aw_err rc = AW_OK;
+    struct aw_arena *mem = out->mem = aw_arena_new();
+    /* Strings every change of the message (or of a profile) carries are copied once and
+     * shared. */
+    const char *account_id = aw_arena_strdup(mem, ev->account_id ? ev->account_id : "");
+    const char *event_id = aw_arena_strdup(mem, ev->id ? ev->id : "");
 
     for (size_t pi = 0; pi < ev->n_profiles; pi++) {
         const struct aw_event_profile *p = &ev->profiles[pi];
@@ -545,13 +546,16 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
                        any_email ? AW_MAP_HASHED_EMAIL : AW_MAP_MISSING_EMAIL, NULL);
             continue;
         }
-        char *email = NULL;
-        if (aw_map_email_normalise(raw_email, &email) != AW_OK) {
+        char *email_owned = NULL;
+        if (aw_map_email_normalise(raw_email, &email_owned) != AW_OK) {
             reject_add(out, &rejects_cap, pi, NULL, AW_MAP_INVALID_EMAIL, NULL);
             continue;
         }
-        const char *external_id =
-            acct->alternate_identity ? find_raw_identity(p, acct->alternate_identity, NULL) : NULL;
+        char *email = aw_arena_strdup(mem, email_owned);
+        free(email_owned);
+        char *external_id = dup_or_null(
+            mem,
+            acct->alternate_identity ? find_raw_identity(p, acct->alternate_identity, NULL) : NULL);
         char phone[AW_PHONE_E164_MAX] = "";
         bool has_phone = false;
         unsigned drops = 0;
@@ -566,11 +570,11 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
             } else if (pe == AW_ERR_INVALID) {
                 drops |= AW_CHANGE_DROP_INVALID_PHONE;
             } else {
-                free(email);
                 rc = AW_ERR_INTERNAL;
                 goto done;
             }
         }
+        char *phone_e164 = has_phone ? aw_arena_strdup(mem, phone) : NULL;
 
         /* The last change of this profile whose attributes were mapped (or copied). */
         size_t mapped_from = SIZE_MAX;
@@ -587,16 +591,16 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
             aw_grow((void **)&out->changes, &changes_cap, out->n_changes + 1, sizeof *out->changes);
             struct aw_change *c = &out->changes[out->n_changes++];
             memset(c, 0, sizeof *c);
-            c->account_id = aw_strdup(ev->account_id ? ev->account_id : "");
-            c->audience_id = aw_strdup(aud->audience_id ? aud->audience_id : "");
-            c->audience_name = dup_or_null(aud->audience_name);
-            c->list_id = dup_or_null(slot->conn.list_id);
-            c->event_id = aw_strdup(ev->id ? ev->id : "");
+            c->account_id = (char *)account_id;
+            c->audience_id = aw_arena_strdup(mem, aud->audience_id ? aud->audience_id : "");
+            c->audience_name = dup_or_null(mem, aud->audience_name);
+            c->list_id = dup_or_null(mem, slot->conn.list_id);
+            c->event_id = (char *)event_id;
             c->version_ms = ev->timestamp_ms;
             c->action = change_action(aud->action);
-            c->email = aw_strdup(email);
-            c->phone_e164 = has_phone ? aw_strdup(phone) : NULL;
-            c->external_id = dup_or_null(external_id);
+            c->email = email;
+            c->phone_e164 = phone_e164;
+            c->external_id = external_id;
             c->drops = drops;
             /* delete = removal from the list only: attributes riding along are ignored. The
              * profile's attributes are mapped once: an audience that repeats those of the
@@ -606,30 +610,28 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
                     same_attributes(mapped_aud, aud))
                     copy_attributes(&out->changes[mapped_from], c);
                 else
-                    map_attributes(aud, &slot->conn, c);
+                    map_attributes(mem, aud, &slot->conn, c);
             }
             if (c->n_attrs > AW_MAP_ATTRS_MAX) {
                 char detail[64];
                 snprintf(detail, sizeof detail, "%zu attributes, at most %u", c->n_attrs,
                          AW_MAP_ATTRS_MAX);
-                aw_change_clear(c);
+                memset(c, 0, sizeof *c); /* what it holds stays in the arena until the end */
                 out->n_changes--;
                 reject_add(out, &rejects_cap, pi, aud->audience_id, AW_MAP_TOO_MANY_ATTRIBUTES,
                            detail);
                 continue;
             }
-            map_consents(p, &slot->conn, has_phone, c);
+            map_consents(mem, p, &slot->conn, has_phone, c);
             if (c->action != AW_CHANGE_DELETE) {
                 mapped_from = out->n_changes - 1;
                 mapped_aud = aud;
                 mapped_slot = slot;
             }
         }
-        free(email);
     }
 done:
     conn_cache_clear(cache);
-    free(cache);
     if (rc != AW_OK)
         aw_map_result_clear(out);
     return rc;

@@ -12,6 +12,7 @@
 struct aw_event;
 struct aw_account;
 struct aw_change;
+struct aw_arena;
 
 /* Reject reason codes (stable: dead-letter header aw.reason and metrics labels). */
 #define AW_MAP_MISSING_EMAIL "missing_email" /* no `email` identity */
@@ -37,11 +38,17 @@ struct aw_map_reject {
     char *detail;         /* owned short explanation without personal data, or NULL */
 };
 
+/* The strings and arrays of the changes live in the result's arena and go with it: a change of
+ * a result is read (or copied with aw_change_copy), never aw_change_clear'ed or modified, and
+ * changes of one result may share strings and attribute arrays (the email of a profile, the
+ * attributes mapped once for several audiences). */
 struct aw_map_result {
-    struct aw_change *changes; /* owned array, profile order then audience order */
+    struct aw_change *changes; /* owned array, profile order then audience order; what each
+                                  change points to is in mem */
     size_t n_changes;
     struct aw_map_reject *rejects; /* owned array, profile order */
     size_t n_rejects;
+    struct aw_arena *mem; /* owned: the changes' strings and arrays */
 };
 
 /* Maps a membership message. ev must be of type AW_EVENT_MEMBERSHIP (borrowed); acct is the

@@ -112,9 +112,22 @@ const char *aw_change_drop_str(unsigned single_flag)
 
 bool aw_change_consent_format(const struct aw_change_consent *c, char *buf, size_t len)
 {
-    unsigned long long ts = c->has_consented_at ? (unsigned long long)c->consented_at_unix_ms : 0;
-    int n = snprintf(buf, len, "%llu:%d", ts, c->subscribe ? 1 : 0);
-    return n > 0 && (size_t)n < len;
+    /* "%llu:%d" without printf: it runs for every change the worker writes */
+    uint64_t ts = c->has_consented_at ? c->consented_at_unix_ms : 0;
+    char digits[20];
+    size_t nd = 0;
+    do {
+        digits[nd++] = (char)('0' + ts % 10);
+        ts /= 10;
+    } while (ts > 0);
+    if (nd + 3 > len)
+        return false;
+    for (size_t i = 0; i < nd; i++)
+        buf[i] = digits[nd - 1 - i];
+    buf[nd] = ':';
+    buf[nd + 1] = c->subscribe ? '1' : '0';
+    buf[nd + 2] = '\0';
+    return true;
 }
 
 /* Decimal digits s[0..n) (1..20 of them) into *out. */

@@ -27,12 +27,12 @@ enum { SLOT_NOW = 0, SLOT_MAXQ, SLOT_MAXAGE, SLOT_RETENTION, SLOT_COUNT };
 
 struct op {
     int script;
-    char *acct;        /* owned */
-    char *arena;       /* owned: every argument string, NUL-separated */
-    size_t arena_len;  /* bytes used */
-    const char **argv; /* owned array into arena (and the batch's exec slots) */
-    size_t *lens;      /* owned: length of each argument (exec slots: set at exec) */
-    char *code;        /* owned: apply's "<code>:<audience>" in its group (group_apply) */
+    void *mem;         /* owned: one block holding argv, lens, acct, the argument strings and
+                          (apply) room for code */
+    const char *acct;  /* in mem */
+    const char **argv; /* in mem: into mem (and the batch's exec slots) */
+    size_t *lens;      /* in mem: length of each argument (exec slots: set at exec) */
+    char *code;        /* in mem: apply's "<code>:<audience>" in its group (group_apply) */
     int argc;
     int slot_at[SLOT_COUNT]; /* argv index of each exec slot, -1 when unused */
     struct aw_store_result res;
@@ -55,11 +55,7 @@ struct aw_store_batch *aw_store_batch_new(void)
 
 static void op_clear(struct op *o)
 {
-    free(o->acct);
-    free(o->arena);
-    free(o->argv);
-    free(o->lens);
-    free(o->code);
+    free(o->mem);
     memset(o, 0, sizeof *o);
 }
 
@@ -105,14 +101,17 @@ struct arg {
     int slot;
 };
 
+/* The arguments of one op: at most ARGS_OP (apply's block, the audience script's call). */
+#define ARGS_OP 12
+
 struct args {
-    struct arg *a;
-    size_t n, cap;
+    struct arg a[ARGS_OP];
+    size_t n;
 };
 
 static void push(struct args *v, const char *s, size_t len)
 {
-    aw_grow((void **)&v->a, &v->cap, v->n + 1, sizeof *v->a);
+    AW_ASSERT(v->n < ARGS_OP);
     v->a[v->n++] = (struct arg){s, len, -1};
 }
 
@@ -123,32 +122,40 @@ static void push_str(struct args *v, const char *s)
 
 static void push_slot(struct args *v, int slot)
 {
-    aw_grow((void **)&v->a, &v->cap, v->n + 1, sizeof *v->a);
+    AW_ASSERT(v->n < ARGS_OP);
     v->a[v->n++] = (struct arg){NULL, 0, slot};
 }
 
-/* Appends an op running script with args (KEYS[1] first; one key). */
+/* Appends an op running script with args (KEYS[1] first; one key), all of it copied into one
+ * allocation, with code_room bytes left for group_apply's code. */
 static struct op *op_push(struct aw_store_batch *b, int script, const char *acct,
-                          const struct args *v, size_t *index)
+                          const struct args *v, size_t code_room, size_t *index)
 {
     AW_ASSERT(v->n <= AW_REDIS_ARGS_MAX);
     aw_grow((void **)&b->ops, &b->cap, b->n + 1, sizeof *b->ops);
     struct op *o = &b->ops[b->n];
     memset(o, 0, sizeof *o);
     o->script = script;
-    o->acct = aw_strdup(acct);
     size_t total = 0;
     for (size_t i = 0; i < v->n; i++)
         total += v->a[i].len + 1;
-    o->arena = aw_malloc(total ? total : 1);
-    o->argv = aw_calloc(v->n, sizeof *o->argv);
-    o->lens = aw_calloc(v->n, sizeof *o->lens);
+    size_t acct_len = strlen(acct);
+    size_t head = v->n * (sizeof *o->argv + sizeof *o->lens);
+    char *mem = aw_malloc(head + acct_len + 1 + total + code_room);
+    o->mem = mem;
+    o->argv = (const char **)(void *)mem;
+    o->lens = (size_t *)(void *)(mem + v->n * sizeof *o->argv);
+    char *p = mem + head;
+    memcpy(p, acct, acct_len + 1);
+    o->acct = p;
+    p += acct_len + 1;
     for (int k = 0; k < SLOT_COUNT; k++)
         o->slot_at[k] = -1;
-    char *p = o->arena;
     for (size_t i = 0; i < v->n; i++) {
         if (!v->a[i].s) {
             o->slot_at[v->a[i].slot] = (int)i;
+            o->argv[i] = NULL;
+            o->lens[i] = 0;
             continue;
         }
         memcpy(p, v->a[i].s, v->a[i].len);
@@ -157,7 +164,7 @@ static struct op *op_push(struct aw_store_batch *b, int script, const char *acct
         o->lens[i] = v->a[i].len;
         p += v->a[i].len + 1;
     }
-    o->arena_len = total;
+    o->code = code_room ? p : NULL;
     o->argc = (int)v->n;
     o->res.err = AW_ERR_IO;
     b->bytes += total + 16 * v->n;
@@ -196,24 +203,20 @@ static const char *action_code(enum aw_change_action a, bool own)
     return own ? "U" : "u";
 }
 
-/* Appends one (path, value) to the NUL-separated lists; with unique, not when the path is
- * there already (the first of a path wins, as in apply.lua; a change's attrs are unique). */
-static void pair_add(struct aw_buf *paths, struct aw_buf *values, size_t *n, const char *path,
-                     const char *value, bool unique)
+/* Longest block code of group_apply ("Aen") and its ':'. */
+#define CODE_MAX 4
+
+/* Whether path is among the first n attrs' paths or the specials taken so far. */
+static bool path_taken(const struct aw_change *c, const char *path, const char *const *taken,
+                       size_t n_taken)
 {
-    size_t len = strlen(path);
-    for (size_t at = 0; unique && at < paths->len;) {
-        const char *p = paths->data + at;
-        size_t l = strlen(p);
-        if (l == len && memcmp(p, path, len) == 0)
-            return;
-        at += l + 1;
-    }
-    (void)aw_buf_append(paths, path, len + 1);
-    if (*n > 0)
-        (void)aw_buf_append(values, "", 1);
-    (void)aw_buf_append_str(values, value);
-    (*n)++;
+    for (size_t i = 0; i < c->n_attrs; i++)
+        if (strcmp(c->attrs[i].path, path) == 0)
+            return true;
+    for (size_t i = 0; i < n_taken; i++)
+        if (strcmp(taken[i], path) == 0)
+            return true;
+    return false;
 }
 
 enum aw_err aw_store_batch_add_apply(struct aw_store_batch *b, const struct aw_change *c,
@@ -229,59 +232,86 @@ enum aw_err aw_store_batch_add_apply(struct aw_store_batch *b, const struct aw_c
                                       sizeof consent[0]))
             return AW_ERR_INVALID;
     }
-    char *id = lower_dup(c->event_id);
-    char *version = aw_malloc(24 + strlen(id) + 1);
-    (void)aw_store_u64(c->version_ms, version);
-    strcat(strcat(version, ":"), id);
-    /* the pairs: paths "<n>\0<path>\0...<path>\0" and values "<value>\0...<value>" */
-    struct aw_buf paths, values;
-    aw_buf_init(&paths, 0);
-    aw_buf_init(&values, 0);
-    size_t pairs = 0;
+    /* "<version_ms>:<event id in lower case>" */
+    char version[24 + 1 + AW_STORE_EVENT_ID_MAX + 1];
+    size_t vl = strlen(aw_store_u64(c->version_ms, version));
+    version[vl++] = ':';
+    for (const char *e = c->event_id; *e; e++)
+        version[vl++] = (char)(*e >= 'A' && *e <= 'Z' ? *e - 'A' + 'a' : *e);
+    version[vl] = '\0';
+    /* The pairs: paths "<n>\0<path>\0...<path>\0" and values "<value>\0...<value>"; the
+     * attributes (unique paths: map.c), then the special paths not among them. */
+    const char *sp_path[3], *sp_value[3];
+    size_t n_sp = 0, pairs = 0, paths_len = 0, values_len = 0;
     if (c->action != AW_CHANGE_DELETE) {
-        for (size_t i = 0; i < c->n_attrs; i++)
-            pair_add(&paths, &values, &pairs, c->attrs[i].path,
-                     c->attrs[i].value_json ? c->attrs[i].value_json : "null", false);
+        for (size_t i = 0; i < c->n_attrs; i++) {
+            paths_len += strlen(c->attrs[i].path) + 1;
+            values_len += strlen(c->attrs[i].value_json ? c->attrs[i].value_json : "null");
+        }
+        pairs = c->n_attrs;
         static const enum aw_store_name special[3] = {AW_F_PATH_PHONE, AW_F_PATH_EXTERNAL_ID,
                                                       AW_F_PATH_SOURCE};
         const char *specials[3] = {c->phone_e164, c->external_id, c->custom_source};
-        for (int k = 0; k < 3; k++)
-            if (specials[k])
-                pair_add(&paths, &values, &pairs, aw_store_name(special[k]), specials[k], true);
+        for (int k = 0; k < 3; k++) {
+            const char *path = aw_store_name(special[k]);
+            if (!specials[k] || path_taken(c, path, sp_path, n_sp))
+                continue;
+            sp_path[n_sp] = path;
+            sp_value[n_sp++] = specials[k];
+            paths_len += strlen(path) + 1;
+            values_len += strlen(specials[k]);
+        }
+        pairs += n_sp;
     }
-    char npairs[24];
-    struct aw_buf h;
-    aw_buf_init(&h, 0);
+    /* as many attributes as one call of one argument per path and value would take (no script
+     * walks more than that) */
+    if (APPLY_FIXED + BLOCK_HEAD + BLOCK_PROFILE + 2 * pairs > AW_REDIS_ARGS_MAX)
+        return AW_ERR_INVALID;
+    char npairs[24] = "";
+    size_t h_len = 0;
     if (pairs > 0) {
-        (void)aw_store_u64(pairs, npairs);
-        (void)aw_buf_append(&h, npairs, strlen(npairs) + 1);
-        (void)aw_buf_append(&h, paths.data, paths.len);
+        h_len = strlen(aw_store_u64(pairs, npairs)) + 1 + paths_len;
+        values_len += pairs - 1;
     }
-    struct args v = {0};
+    /* h and values side by side: on the stack unless large */
+    char small[2048];
+    char *pv = h_len + values_len <= sizeof small ? small : aw_malloc(h_len + values_len);
+    char *h = pv, *values = pv + h_len, *hp = h, *vp = values;
+    if (pairs > 0) {
+        size_t nl = strlen(npairs) + 1;
+        memcpy(hp, npairs, nl);
+        hp += nl;
+        for (size_t i = 0; i < pairs; i++) {
+            bool attr = i < c->n_attrs;
+            const char *path = attr ? c->attrs[i].path : sp_path[i - c->n_attrs];
+            const char *value = attr ? (c->attrs[i].value_json ? c->attrs[i].value_json : "null")
+                                     : sp_value[i - c->n_attrs];
+            size_t pl = strlen(path) + 1, vl2 = strlen(value);
+            memcpy(hp, path, pl);
+            hp += pl;
+            if (i > 0)
+                *vp++ = '\0';
+            memcpy(vp, value, vl2);
+            vp += vl2;
+        }
+    }
+    AW_ASSERT((size_t)(hp - h) == h_len && (size_t)(vp - values) == values_len);
+    struct args v = {.n = 0};
     push_str(&v, action_code(c->action, true));
     push_str(&v, c->audience_id);
     push_str(&v, c->email);
-    push_str(&v, version);
+    push(&v, version, vl);
     push_str(&v, c->audience_name);
     push_str(&v, c->list_id);
     push_str(&v, consent[0]);
     push_str(&v, consent[1]);
-    push(&v, h.len ? h.data : "", h.len);
-    push(&v, values.len ? values.data : "", values.len);
-    enum aw_err e = AW_OK;
-    /* as many attributes as one call of one argument per path and value would take (no script
-     * walks more than that) */
-    if (APPLY_FIXED + BLOCK_HEAD + BLOCK_PROFILE + 2 * pairs > AW_REDIS_ARGS_MAX)
-        e = AW_ERR_INVALID;
-    else
-        (void)op_push(b, AW_SCRIPT_APPLY, c->account_id, &v, index);
-    free(v.a);
-    free(id);
-    free(version);
-    aw_buf_free(&paths);
-    aw_buf_free(&values);
-    aw_buf_free(&h);
-    return e;
+    push(&v, h_len ? h : "", h_len);
+    push(&v, values_len ? values : "", values_len);
+    (void)op_push(b, AW_SCRIPT_APPLY, c->account_id, &v, CODE_MAX + strlen(c->audience_id) + 1,
+                  index);
+    if (pv != small)
+        free(pv);
+    return AW_OK;
 }
 
 static enum aw_err add_audience(struct aw_store_batch *b, const char *op, const char *acct,
@@ -293,7 +323,7 @@ static enum aw_err add_audience(struct aw_store_batch *b, const char *op, const 
     char ts[24];
     char *meta = aw_store_key(acct, AW_K_AUDIENCE, aud, NULL);
     char *id = lower_dup(event_id);
-    struct args v = {0};
+    struct args v = {.n = 0};
     push_str(&v, meta);
     push_str(&v, acct);
     push_str(&v, aud);
@@ -305,8 +335,7 @@ static enum aw_err add_audience(struct aw_store_batch *b, const char *op, const 
     push_slot(&v, SLOT_MAXAGE);
     push_str(&v, name);
     push_str(&v, list_id);
-    (void)op_push(b, AW_SCRIPT_AUDIENCE, acct, &v, index);
-    free(v.a);
+    (void)op_push(b, AW_SCRIPT_AUDIENCE, acct, &v, 0, index);
     free(meta);
     free(id);
     return AW_OK;
@@ -518,8 +547,7 @@ static void group_apply(struct aw_store_batch *b, struct unit *units, size_t *nu
     }
     const char *code = codes[act][same][ev][nl];
     size_t cl = strlen(code);
-    free(o->code);
-    o->code = aw_malloc(cl + 1 + o->lens[1] + 1);
+    AW_ASSERT(cl + 1 <= CODE_MAX); /* op_push left CODE_MAX + audience + NUL */
     memcpy(o->code, code, cl);
     o->code[cl] = ':';
     memcpy(o->code + cl + 1, o->argv[1], o->lens[1] + 1);

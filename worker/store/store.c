@@ -112,7 +112,16 @@ char *aw_store_stream_member(const char *aud)
 
 char *aw_store_u64(uint64_t v, char *buf)
 {
-    snprintf(buf, 24, "%" PRIu64, v);
+    /* what "%" PRIu64 writes, without printf: it runs for every change of every batch */
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = digits[n - 1 - i];
+    buf[n] = '\0';
     return buf;
 }
 
