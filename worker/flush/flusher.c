@@ -13,9 +13,10 @@
  * lease, store, rate limits, accounts, steps) runs under one lock, which a lane lets go of only
  * while its request is on the wire: the flush logic stays the sequential code it was, and only
  * the waits for Klaviyo (100-300 ms each) overlap. A job runs in one lane at a time, so each
- * audience's writes stay in order, except its profile lookups by email (reads, which one removal
- * batch may need hundreds of): all lanes but one may look up disjoint emails of one job at once
- * (aw_flush_job_fans_out); the rotating dispatch gives other jobs the lanes as they come back. The
+ * audience's writes stay in order, except a removal batch's profile lookups by email (reads,
+ * which one batch may need hundreds of) and list relationship deletes (which commute): all lanes
+ * but one may work on disjoint items of one such job at once (aw_flush_job_fans_out); the
+ * rotating dispatch gives other jobs the lanes as they come back. The
  * rate limiter counts requests on the wire. The scheduler drives the lease between steps and every
  * request is bounded by the lease's validity (aw_klaviyo_set_deadline). */
 #include "worker/flush/flusher.h"

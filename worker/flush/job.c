@@ -136,7 +136,6 @@ void aw_flush_job_free(struct aw_flush_job *j)
     }
     free(j->dl);
     aw_dlq_set_free(j->dl_set);
-    free(j->rm);
     free(j->job_id);
     free(j->job_items);
     free(j->err_cursor);
@@ -286,7 +285,7 @@ void aw_job_next_stage(struct aw_flush_job *j, int from)
             continue;
         j->cur = c;
         j->pos = 0;
-        j->phase = c == CAT_DEL ? PH_LOOKUP : PH_SEND;
+        j->phase = c == CAT_DEL ? PH_REMOVALS : PH_SEND;
         return;
     }
     j->cur = CAT_COUNT;
@@ -533,7 +532,6 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     j->claimed = aw_calloc(n1, sizeof *j->claimed);
     j->removed = aw_calloc(n1, sizeof *j->removed);
     j->job_items = aw_calloc(n1, sizeof *j->job_items);
-    j->rm = aw_calloc(n1, sizeof *j->rm);
     j->started_ms = aw_job_now_ms();
     for (size_t i = 0; i < j->n; i++) {
         if (j->t.entries[i].bad) {
@@ -689,19 +687,7 @@ void aw_flush_job_set_client(struct aw_flush_job *j, struct aw_klaviyo *k)
 
 bool aw_flush_job_fans_out(const struct aw_flush_job *j)
 {
-    if (j->release)
-        return false;
-    if (j->phase == PH_LOOKUP && j->cache_checked) {
-        const size_t *del = j->cat[CAT_DEL];
-        for (size_t k = 0; k < j->ncat[CAT_DEL]; k++)
-            if (!j->gone[del[k]] && !j->looked_up[del[k]] && !j->claimed[del[k]])
-                return true;
-    } else if (j->phase == PH_REMOVE) {
-        for (size_t k = 0; k < j->n_rm; k++)
-            if (!j->gone[j->rm[k]] && !j->removed[j->rm[k]] && !j->claimed[j->rm[k]])
-                return true;
-    }
-    return false;
+    return !j->release && j->phase == PH_REMOVALS && j->cache_checked && aw_job_removal_fans_out(j);
 }
 
 bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
@@ -729,11 +715,8 @@ bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     case PH_JOB_ERRORS:
         aw_job_step_errors(ctx, j);
         return false;
-    case PH_LOOKUP:
-        aw_job_step_lookup(ctx, j);
-        return false;
-    case PH_REMOVE:
-        aw_job_step_remove(ctx, j);
+    case PH_REMOVALS:
+        aw_job_step_removals(ctx, j);
         return false;
     case PH_ACK:
         return step_ack(ctx, j);

@@ -45,9 +45,9 @@ void aw_flush_job_set_client(struct aw_flush_job *j, struct aw_klaviyo *k);
 /* Runs the next step. True when the job is over (batch acked, nothing to take, or fenced). */
 bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 
-/* True when another lane may run a step of j while one already does: profile lookups by email
- * of removals not yet claimed by a lookup on the wire (reads, in any order; each step claims its
- * own emails). Every other step runs in one lane at a time. */
+/* True when another lane may run a step of j while one already does: a removal batch with a
+ * lookup by email or a full list relationship delete ready (reads, and deletes that commute;
+ * each step claims its own emails or ids). Every other step runs in one lane at a time. */
 bool aw_flush_job_fans_out(const struct aw_flush_job *j);
 
 /* Monotonic ms at which the job wants its next step. */

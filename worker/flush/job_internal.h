@@ -1,7 +1,7 @@
 /* job_internal.h -- what the files of one stream's job share (private to worker/flush/job*.c):
  * the job's state and the steps' common helpers. job.c: lifecycle, requests, take, ack;
  * job_list.c: the audience's list; job_upload.c: imports, clears, consent, bulk jobs;
- * job_remove.c: removals. Flusher thread only. */
+ * job_remove.c: removals. Under the flusher's lock (context.h). */
 #ifndef AW_WORKER_FLUSH_JOB_INTERNAL_H
 #define AW_WORKER_FLUSH_JOB_INTERNAL_H
 
@@ -39,8 +39,7 @@ enum phase {
     PH_SEND,        /* one request of category cur from pos */
     PH_JOB_POLL,    /* poll the bulk import job */
     PH_JOB_ERRORS,  /* read its import-errors pages */
-    PH_LOOKUP,      /* removals: profile ids by email */
-    PH_REMOVE,      /* removals: DELETE relationships */
+    PH_REMOVALS,    /* removals: profile ids by email, DELETE relationships as they come */
     PH_ACK          /* dead letters confirmed, then ack */
 };
 
@@ -80,19 +79,17 @@ struct aw_flush_job {
     size_t *job_items; /* entries of that job (body order) */
     size_t n_job_items;
     char *err_cursor;
-    int resume_cat;          /* a predecessor's import job: its category, or -1 */
-    size_t resume_items;     /* ... how many entries it held */
-    bool cache_checked;      /* removals: the Redis id cache was read */
-    bool consent_checked;    /* the previous consent job of the account has settled */
-    uint64_t import_sent_ms; /* unix ms of the batch's last bulk import POST (also in Redis) */
-    bool orphan_possible;    /* an import POST's answer was lost (or a predecessor's may have
-                                been): an unknown job may still run; the ack waits for it */
-    uint64_t orphan_since;   /* mono ms the ack began waiting for such jobs */
-    char *orphan_cursor;     /* page of the unfinished-jobs listing being read */
-    size_t split_limit;      /* 0, or the most items per request while a batch Klaviyo refused
-                                whole (400/413 naming no record) is sent in halves */
-    size_t *rm;              /* removals with a profile id */
-    size_t n_rm;
+    int resume_cat;            /* a predecessor's import job: its category, or -1 */
+    size_t resume_items;       /* ... how many entries it held */
+    bool cache_checked;        /* removals: the Redis id cache was read */
+    bool consent_checked;      /* the previous consent job of the account has settled */
+    uint64_t import_sent_ms;   /* unix ms of the batch's last bulk import POST (also in Redis) */
+    bool orphan_possible;      /* an import POST's answer was lost (or a predecessor's may have
+                                  been): an unknown job may still run; the ack waits for it */
+    uint64_t orphan_since;     /* mono ms the ack began waiting for such jobs */
+    char *orphan_cursor;       /* page of the unfinished-jobs listing being read */
+    size_t split_limit;        /* 0, or the most items per request while a batch Klaviyo refused
+                                  whole (400/413 naming no record) is sent in halves */
     struct dl *dl;             /* dead letters produced for this batch (kept until ack) */
     struct aw_dlq_set *dl_set; /* their deliveries, confirmed before the ack */
     size_t dl_produced;        /* of them, accepted by the producer into dl_set */
@@ -155,7 +152,8 @@ void aw_job_step_list_create(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_errors(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
-void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
-void aw_job_step_remove(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+/* A second lane may run a PH_REMOVALS step of j now (a lookup or a full delete is ready). */
+bool aw_job_removal_fans_out(const struct aw_flush_job *j);
 
 #endif

@@ -1,5 +1,5 @@
 /* job_remove.c -- removals from an audience's list: profile ids from the Redis cache, else
- * looked up by email, then list relationships deleted (see job.c). */
+ * looked up by email, and list relationships deleted as the ids come in (see job.c). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,19 +52,64 @@ static void lookup_cached(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     free(emails);
 }
 
-/* The removals to look up next: live, not looked up, not claimed by a lookup on the wire. */
-static size_t lookup_candidates(const struct aw_flush_job *j, size_t *items, const char **emails)
+/* What a removal batch can send next (its entries in j->cat[CAT_DEL]): emails to look up (live,
+ * not looked up, not claimed by a request on the wire) and ids to delete from the list (looked
+ * up and found, not deleted, not claimed). *unresolved: entries not looked up yet, claimed or
+ * not. */
+struct removal_work {
+    size_t *look;
+    const char **emails;
+    size_t n_look;
+    size_t *del;
+    size_t n_del;
+    size_t unresolved;
+};
+
+static void removal_work(const struct aw_flush_job *j, struct removal_work *w)
 {
-    size_t ne = 0;
-    const size_t *del = j->cat[CAT_DEL];
-    for (size_t k = 0; k < j->ncat[CAT_DEL]; k++) {
-        size_t i = del[k];
-        if (j->gone[i] || j->looked_up[i] || j->claimed[i])
+    size_t nd = j->ncat[CAT_DEL];
+    w->look = aw_calloc(nd ? nd : 1, sizeof *w->look);
+    w->emails = aw_calloc(nd ? nd : 1, sizeof *w->emails);
+    w->del = aw_calloc(nd ? nd : 1, sizeof *w->del);
+    w->n_look = w->n_del = w->unresolved = 0;
+    for (size_t k = 0; k < nd; k++) {
+        size_t i = j->cat[CAT_DEL][k];
+        if (j->gone[i])
             continue;
-        items[ne] = i;
-        emails[ne++] = j->t.entries[i].email;
+        if (!j->looked_up[i]) {
+            w->unresolved++;
+            if (!j->claimed[i]) {
+                w->look[w->n_look] = i;
+                w->emails[w->n_look++] = j->t.entries[i].email;
+            }
+        } else if (j->del_id[i] && !j->removed[i] && !j->claimed[i]) {
+            w->del[w->n_del++] = i;
+        }
     }
-    return ne;
+}
+
+static void removal_work_free(struct removal_work *w)
+{
+    free(w->look);
+    free(w->emails);
+    free(w->del);
+}
+
+/* Deletes go out full (the endpoint's most ids a request) while lookups remain; the rest once
+ * every email is looked up. */
+static bool delete_next(const struct removal_work *w)
+{
+    return w->n_del >= aw_api_get(AW_API_LIST_REMOVE_PROFILES)->max_items ||
+           (w->n_del > 0 && w->unresolved == 0);
+}
+
+bool aw_job_removal_fans_out(const struct aw_flush_job *j)
+{
+    struct removal_work w;
+    removal_work(j, &w);
+    bool more = w.n_look > 0 || delete_next(&w);
+    removal_work_free(&w);
+    return more;
 }
 
 /* One lookup's answer for items[0..n): ids recorded (and cached), the rest not found. */
@@ -99,38 +144,13 @@ static void lookup_answered(struct aw_flush_ctx *ctx, struct aw_flush_job *j, co
     }
 }
 
-/* Looks up (by email) the profile ids of up to a page of removals. Several lanes may run this
- * step of one job at once (aw_flush_job_fans_out): each claims the emails it sends, and the job
- * moves on to the deletes once none is left and none is on the wire. */
-void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+/* One lookup of up to a page of emails (items[0..n) the candidates). */
+static void send_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
+                        const char **emails, size_t n)
 {
-    if (!j->cache_checked) {
-        lookup_cached(ctx, j);
-        j->cache_checked = true;
-    }
-    const size_t *del = j->cat[CAT_DEL];
-    size_t nd = j->ncat[CAT_DEL];
-    const char **emails = aw_calloc(nd ? nd : 1, sizeof *emails);
-    size_t *items = aw_calloc(nd ? nd : 1, sizeof *items);
-    size_t ne = lookup_candidates(j, items, emails);
-    if (ne == 0) {
-        free(emails);
-        free(items);
-        j->next_at = aw_job_now_ms();
-        if (j->fanned_in_flight > 0)
-            return; /* another lane's lookup is on the wire: its end steps the job again */
-        j->n_rm = 0;
-        for (size_t k = 0; k < nd; k++)
-            if (!j->gone[del[k]] && j->del_id[del[k]])
-                j->rm[j->n_rm++] = del[k];
-        j->phase = PH_REMOVE;
-        j->pos = 0;
-        return;
-    }
     char *filter = NULL;
     size_t consumed = 0;
-    enum aw_err e = aw_build_email_filter(emails, ne, j->split_limit, 0, &filter, &consumed);
-    free(emails);
+    enum aw_err e = aw_build_email_filter(emails, n, j->split_limit, 0, &filter, &consumed);
     char *path = NULL;
     if (e == AW_OK && consumed > 0) {
         struct aw_api_query q = {.filter = filter,
@@ -140,7 +160,6 @@ void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     free(filter);
     if (e != AW_OK || consumed == 0) {
         aw_job_dead_letter(ctx, j, items[0], "unsendable", NULL, NULL, NULL);
-        free(items);
         free(path);
         j->next_at = aw_job_now_ms();
         return;
@@ -174,40 +193,25 @@ void aw_job_step_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         aw_parse_page_clear(&page);
     }
     aw_klaviyo_response_clear(&r);
-    free(items);
     free(path);
 }
 
-/* Deletes up to a request's worth of looked-up removals from the list. Like the lookups, several
- * lanes may run this step of one job at once (disjoint claimed items; deletes of one batch
- * commute); the job moves on once none is left and none is on the wire. */
-void aw_job_step_remove(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+/* One delete of list relationships (items[0..n) the candidates, ids known). */
+static void send_delete(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
+                        size_t n)
 {
-    size_t *items = aw_calloc(j->n_rm ? j->n_rm : 1, sizeof *items);
-    size_t m = 0;
-    for (size_t k = 0; k < j->n_rm; k++)
-        if (!j->gone[j->rm[k]] && !j->removed[j->rm[k]] && !j->claimed[j->rm[k]])
-            items[m++] = j->rm[k];
-    if (m == 0) {
-        free(items);
-        j->next_at = aw_job_now_ms();
-        if (j->fanned_in_flight == 0)
-            aw_job_next_stage(j, CAT_DEL + 1);
-        return; /* else another lane's delete is on the wire: its end steps the job again */
-    }
-    const char **ids = aw_calloc(m, sizeof *ids);
-    for (size_t k = 0; k < m; k++)
+    const char **ids = aw_calloc(n, sizeof *ids);
+    for (size_t k = 0; k < n; k++)
         ids[k] = j->del_id[items[k]];
     char *body = NULL;
     size_t consumed = 0;
-    enum aw_err e = aw_build_list_members(ids, m, j->split_limit, &body, &consumed);
+    enum aw_err e = aw_build_list_members(ids, n, j->split_limit, &body, &consumed);
     free(ids);
     char *path = NULL;
     if (e == AW_OK && consumed > 0)
         e = aw_api_path_build(AW_API_LIST_REMOVE_PROFILES, j->list_id, NULL, &path);
     if (e != AW_OK || consumed == 0) {
         aw_job_dead_letter(ctx, j, items[0], "unsendable", NULL, NULL, NULL);
-        free(items);
         free(path);
         free(body);
         j->next_at = aw_job_now_ms();
@@ -241,7 +245,32 @@ void aw_job_step_remove(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         }
     }
     aw_klaviyo_response_clear(&r);
-    free(items);
     free(path);
     free(body);
+}
+
+/* One request of a removal batch: a full delete when one is ready, else a lookup, else the rest
+ * of the deletes once every email is looked up. Several lanes may run this step of one job at
+ * once (aw_flush_job_fans_out): each claims the emails or ids it sends (lookups are reads, and
+ * deletes of one batch commute), and the batch moves on once nothing is left and nothing is on
+ * the wire. */
+void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    if (!j->cache_checked) {
+        lookup_cached(ctx, j);
+        j->cache_checked = true;
+    }
+    struct removal_work w;
+    removal_work(j, &w);
+    if (delete_next(&w)) {
+        send_delete(ctx, j, w.del, w.n_del);
+    } else if (w.n_look > 0) {
+        send_lookup(ctx, j, w.look, w.emails, w.n_look);
+    } else {
+        j->next_at = aw_job_now_ms();
+        /* else another lane's request is on the wire: its end steps the job again */
+        if (j->fanned_in_flight == 0)
+            aw_job_next_stage(j, CAT_DEL + 1);
+    }
+    removal_work_free(&w);
 }
