@@ -453,11 +453,28 @@ enum aw_err aw_consumer_store(struct aw_consumer *c, const struct aw_consumer_ms
     return AW_OK;
 }
 
+#define REWIND_TIMEOUT_MS 5000
+#define REWIND_ATTEMPTS 3 /* a seek that timed out is sent again: it is idempotent */
+
 enum aw_err aw_consumer_rewind(struct aw_consumer *c, const struct aw_consumer_msg *m)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, m->topic, m->partition)->offset = m->offset;
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
+    rd_kafka_error_t *e = NULL;
+    /* librdkafka's own threads confirm the seek: on a loaded host (seen under ASan in CI) that
+     * can take longer than one timeout, and a rewind that fails stops the worker */
+    for (int attempt = 1; attempt <= REWIND_ATTEMPTS; attempt++) {
+        e = rd_kafka_seek_partitions(c->rk, l, REWIND_TIMEOUT_MS);
+        rd_kafka_resp_err_t code = e ? rd_kafka_error_code(e) : l->elems[0].err;
+        if (code != RD_KAFKA_RESP_ERR__TIMED_OUT || attempt == REWIND_ATTEMPTS)
+            break;
+        AW_LOG_WARN("consumer", "rewind timed out; seeking again",
+                    "topic=%s partition=%" PRId32 " attempt=%d", m->topic, m->partition, attempt);
+        if (e)
+            rd_kafka_error_destroy(e);
+        e = NULL;
+        l->elems[0].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
     enum aw_err rc = AW_OK;
     if (e) {
         AW_LOG_WARN("consumer", "rewind failed", "topic=%s partition=%" PRId32 " err=%s", m->topic,
