@@ -109,11 +109,20 @@ class Handler(BaseHTTPRequestHandler):
             now_total = sum(sim.in_flight.values())
             sim.max_in_flight["*"] = max(sim.max_in_flight.get("*", 0), now_total)
             sim.max_in_flight[label] = max(sim.max_in_flight.get(label, 0), sim.in_flight[label])
+        self.in_flight_label = label
         try:
             return self._dispatch_op(method, path, query, op, params, label)
         finally:
-            with sim.lock:
-                sim.in_flight[label] = max(0, sim.in_flight.get(label, 0) - 1)
+            self._leave()
+
+    def _leave(self):
+        """The request is no longer being handled (once): called just before its answer is
+        written, so a client that reads the answer and sends its next request is never counted
+        twice at the same moment."""
+        label, self.in_flight_label = self.in_flight_label, None
+        if label is not None:
+            with self.sim.lock:
+                self.sim.in_flight[label] = max(0, self.sim.in_flight.get(label, 0) - 1)
 
     def _dispatch_op(self, method, path, query, op, params, label):
         sim = self.sim
@@ -162,6 +171,7 @@ class Handler(BaseHTTPRequestHandler):
                     sim.recent[-1]["dropped_after_apply"] = True
                 del sim.recent[:-200]
             if not status:
+                self._leave()
                 try:
                     self.connection.shutdown(socket.SHUT_RDWR)
                 except OSError:
@@ -174,6 +184,7 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(wait)
                 if sim.config.get("check_responses") and isinstance(op, Operation) and body is not None:
                     self._check_response(op, status, body)
+                self._leave()
                 self._send(status, body, headers)
                 if self.throttled_for:
                     answered = time.monotonic()
