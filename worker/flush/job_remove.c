@@ -65,13 +65,16 @@ struct removal_work {
     size_t unresolved;
 };
 
-static void removal_work(const struct aw_flush_job *j, struct removal_work *w)
+/* Fills *w; with list false only counts (w's arrays stay NULL: nothing allocated). */
+static void removal_work(const struct aw_flush_job *j, bool list, struct removal_work *w)
 {
     size_t nd = j->ncat[CAT_DEL];
-    w->look = aw_calloc(nd ? nd : 1, sizeof *w->look);
-    w->emails = aw_calloc(nd ? nd : 1, sizeof *w->emails);
-    w->del = aw_calloc(nd ? nd : 1, sizeof *w->del);
-    w->n_look = w->n_del = w->unresolved = 0;
+    memset(w, 0, sizeof *w);
+    if (list) {
+        w->look = aw_calloc(nd ? nd : 1, sizeof *w->look);
+        w->emails = aw_calloc(nd ? nd : 1, sizeof *w->emails);
+        w->del = aw_calloc(nd ? nd : 1, sizeof *w->del);
+    }
     for (size_t k = 0; k < nd; k++) {
         size_t i = j->cat[CAT_DEL][k];
         if (j->gone[i])
@@ -79,11 +82,16 @@ static void removal_work(const struct aw_flush_job *j, struct removal_work *w)
         if (!j->looked_up[i]) {
             w->unresolved++;
             if (!j->claimed[i]) {
-                w->look[w->n_look] = i;
-                w->emails[w->n_look++] = j->t.entries[i].email;
+                if (list) {
+                    w->look[w->n_look] = i;
+                    w->emails[w->n_look] = j->t.entries[i].email;
+                }
+                w->n_look++;
             }
         } else if (j->del_id[i] && !j->removed[i] && !j->claimed[i]) {
-            w->del[w->n_del++] = i;
+            if (list)
+                w->del[w->n_del] = i;
+            w->n_del++;
         }
     }
 }
@@ -106,10 +114,8 @@ static bool delete_next(const struct removal_work *w)
 bool aw_job_removal_fans_out(const struct aw_flush_job *j)
 {
     struct removal_work w;
-    removal_work(j, &w);
-    bool more = w.n_look > 0 || delete_next(&w);
-    removal_work_free(&w);
-    return more;
+    removal_work(j, false, &w); /* called on every dispatch: counts only */
+    return w.n_look > 0 || delete_next(&w);
 }
 
 /* One lookup's answer for items[0..n): ids recorded (and cached), the rest not found. */
@@ -144,6 +150,22 @@ static void lookup_answered(struct aw_flush_ctx *ctx, struct aw_flush_job *j, co
     }
 }
 
+/* aw_job_send with items[0..n) claimed while the request is on the wire (other lanes running
+ * this job's removals leave them alone). */
+static enum sent send_claimed(struct aw_flush_ctx *ctx, struct aw_flush_job *j,
+                              enum aw_api_endpoint ep, const char *path, const char *body,
+                              const size_t *items, size_t n, struct aw_klaviyo_response *r)
+{
+    for (size_t k = 0; k < n; k++)
+        j->claimed[items[k]] = true;
+    j->fanned_in_flight++;
+    enum sent sent = aw_job_send(ctx, j, ep, path, body, r);
+    j->fanned_in_flight--;
+    for (size_t k = 0; k < n; k++)
+        j->claimed[items[k]] = false;
+    return sent;
+}
+
 /* One lookup of up to a page of emails (items[0..n) the candidates). */
 static void send_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
                         const char **emails, size_t n)
@@ -164,14 +186,8 @@ static void send_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const 
         j->next_at = aw_job_now_ms();
         return;
     }
-    for (size_t k = 0; k < consumed; k++)
-        j->claimed[items[k]] = true;
-    j->fanned_in_flight++;
     struct aw_klaviyo_response r;
-    enum sent sent = aw_job_send(ctx, j, AW_API_GET_PROFILES, path, NULL, &r);
-    j->fanned_in_flight--;
-    for (size_t k = 0; k < consumed; k++)
-        j->claimed[items[k]] = false;
+    enum sent sent = send_claimed(ctx, j, AW_API_GET_PROFILES, path, NULL, items, consumed, &r);
     if (sent == SENT && !aw_job_handle_common(ctx, j, "profile_lookup", &r)) {
         struct aw_parse_page page;
         memset(&page, 0, sizeof page);
@@ -217,14 +233,9 @@ static void send_delete(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const 
         j->next_at = aw_job_now_ms();
         return;
     }
-    for (size_t k = 0; k < consumed; k++)
-        j->claimed[items[k]] = true;
-    j->fanned_in_flight++;
     struct aw_klaviyo_response r;
-    enum sent sent = aw_job_send(ctx, j, AW_API_LIST_REMOVE_PROFILES, path, body, &r);
-    j->fanned_in_flight--;
-    for (size_t k = 0; k < consumed; k++)
-        j->claimed[items[k]] = false;
+    enum sent sent =
+        send_claimed(ctx, j, AW_API_LIST_REMOVE_PROFILES, path, body, items, consumed, &r);
     if (sent == SENT && !aw_job_handle_common(ctx, j, "remove", &r)) {
         j->next_at = aw_job_now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
@@ -261,7 +272,7 @@ void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         j->cache_checked = true;
     }
     struct removal_work w;
-    removal_work(j, &w);
+    removal_work(j, true, &w);
     if (delete_next(&w)) {
         send_delete(ctx, j, w.del, w.n_del);
     } else if (w.n_look > 0) {
