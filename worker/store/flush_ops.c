@@ -148,18 +148,54 @@ static void stream_free(struct stream *st)
     free(st->member);
 }
 
-static bool seen_before(const struct aw_store_taken *t, const char *email, size_t len)
+/* The emails of a batch read with HSCAN, which may return an entry twice: an open-addressing
+ * set of indices into t->entries (1-based; 0 empty), at most half full. */
+struct seen {
+    size_t *slot;
+    size_t cap;
+};
+
+static uint64_t email_hash(const char *s, size_t len)
 {
-    for (size_t i = 0; i < t->n; i++)
-        if (strlen(t->entries[i].email) == len && memcmp(t->entries[i].email, email, len) == 0)
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211u;
+    return h;
+}
+
+/* True when t already holds email; else notes index t->n for it (the entry about to be added). */
+static bool seen_before(struct seen *sn, const struct aw_store_taken *t, const char *email,
+                        size_t len)
+{
+    if (2 * (t->n + 1) > sn->cap) {
+        size_t cap = sn->cap ? 2 * sn->cap : 1024;
+        size_t *slot = aw_calloc(cap, sizeof *slot);
+        for (size_t i = 0; i < t->n; i++) {
+            const char *e = t->entries[i].email;
+            size_t h = (size_t)email_hash(e, strlen(e)) & (cap - 1);
+            while (slot[h])
+                h = (h + 1) & (cap - 1);
+            slot[h] = i + 1;
+        }
+        free(sn->slot);
+        sn->slot = slot;
+        sn->cap = cap;
+    }
+    size_t h = (size_t)email_hash(email, len) & (sn->cap - 1);
+    for (; sn->slot[h]; h = (h + 1) & (sn->cap - 1)) {
+        const char *e = t->entries[sn->slot[h] - 1].email;
+        if (strlen(e) == len && memcmp(e, email, len) == 0)
             return true;
+    }
+    sn->slot[h] = t->n + 1;
     return false;
 }
 
-/* Appends (email, record) pairs of rp from index i on. */
+/* Appends (email, record) pairs of rp from index i on; sn (NULL when rp cannot repeat an email
+ * already taken) drops repeats. */
 static enum aw_err add_entries(struct aw_store *s, const struct stream *st,
                                const struct aw_reply *rp, size_t i, struct aw_store_taken *t,
-                               uint64_t disabled_version)
+                               uint64_t disabled_version, struct seen *sn)
 {
     if ((rp->n - i) % 2 != 0)
         goto bad;
@@ -169,7 +205,7 @@ static enum aw_err add_entries(struct aw_store *s, const struct stream *st,
         const struct aw_reply *em = &rp->elem[i], *rec = &rp->elem[i + 1];
         if (em->type != AW_REPLY_STR || rec->type != AW_REPLY_ARRAY || rec->n % 2 != 0)
             goto bad;
-        if (seen_before(t, em->str, em->len))
+        if (sn && seen_before(sn, t, em->str, em->len))
             continue; /* HSCAN may repeat an entry */
         struct aw_store_entry *e = &t->entries[t->n];
         memset(e, 0, sizeof *e);
@@ -238,26 +274,28 @@ static enum aw_err read_inflight(struct aw_store *s, const struct stream *st,
     char cursor[32] = "0", page[24];
     aw_store_u64(READ_PAGE, page);
     const char *stream_arg = st->member;
+    struct seen sn = {NULL, 0};
+    enum aw_err e = AW_OK;
     do {
         const char *argv[5] = {st->meta, st->acct, stream_arg, cursor, page};
         struct aw_redis_cmd c = {
             .script = AW_SCRIPT_READ, .nkeys = 1, .route = st->meta, .argc = 5, .argv = argv};
-        enum aw_err e = aw_store_run(s, &c);
+        e = aw_store_run(s, &c);
         if (e != AW_OK)
-            return e;
+            break;
         if (c.reply.type != AW_REPLY_ARRAY || c.reply.n < 1 ||
             c.reply.elem[0].type != AW_REPLY_STR || c.reply.elem[0].len >= sizeof cursor) {
             aw_redis_cmd_clear(&c);
             snprintf(s->err, sizeof s->err, "read: unexpected reply");
-            return AW_ERR_PROTOCOL;
+            e = AW_ERR_PROTOCOL;
+            break;
         }
         memcpy(cursor, c.reply.elem[0].str, c.reply.elem[0].len + 1);
-        e = add_entries(s, st, &c.reply, 1, t, disabled_version);
+        e = add_entries(s, st, &c.reply, 1, t, disabled_version, &sn);
         aw_redis_cmd_clear(&c);
-        if (e != AW_OK)
-            return e;
-    } while (strcmp(cursor, "0") != 0);
-    return AW_OK;
+    } while (e == AW_OK && strcmp(cursor, "0") != 0);
+    free(sn.slot);
+    return e;
 }
 
 /* Entries the next take call may move: CHUNK_FIRST first (the entries' weight is unknown), then
@@ -317,7 +355,7 @@ enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, cons
         }
         if (strcmp(status, "taken") == 0) {
             out->status = AW_STORE_BATCH_TAKEN;
-            e = add_entries(s, &st, rp, 8, out, dv);
+            e = add_entries(s, &st, rp, 8, out, dv, NULL); /* LPOP and HDEL: no repeats */
             aw_redis_cmd_clear(&c);
             if (e != AW_OK || !more || out->n >= max_items || out->bytes >= max_bytes)
                 break;
@@ -527,7 +565,9 @@ enum aw_err aw_store_flush_peek(struct aw_store *s, const char *account_id, cons
                           : strcmp(status, "pending") == 0 ? AW_STORE_BATCH_TAKEN
                                                            : AW_STORE_BATCH_EMPTY;
             out->disabled = strcmp(rp->elem[1].str, "disabled") == 0;
-            e = add_entries(s, &st, rp, 3, out, strtoull(rp->elem[2].str, NULL, 10));
+            struct seen sn = {NULL, 0}; /* a batch in flight is read with HSCAN */
+            e = add_entries(s, &st, rp, 3, out, strtoull(rp->elem[2].str, NULL, 10), &sn);
+            free(sn.slot);
         }
         aw_redis_cmd_clear(&c);
     }
