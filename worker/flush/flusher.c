@@ -15,8 +15,9 @@
  * the waits for Klaviyo (100-300 ms each) overlap. A job runs in one lane at a time, so each
  * audience's writes stay in order, except a removal batch's profile lookups by email (reads,
  * which one batch may need hundreds of) and list relationship deletes (which commute): all lanes
- * but one may work on disjoint items of one such job at once (aw_flush_job_fans_out); the
- * rotating dispatch gives other jobs the lanes as they come back. The
+ * but one may work on disjoint items of one such job at once (aw_flush_job_fan_out). Each
+ * dispatch gives every runnable job without a lane one first, then a removal batch as many more
+ * as it has requests ready, so other jobs get the lanes as they come back. The
  * rate limiter counts requests on the wire. The scheduler drives the lease between steps and every
  * request is bounded by the lease's validity (aw_klaviyo_set_deadline). */
 #include "worker/flush/flusher.h"
@@ -63,8 +64,9 @@
 /* A job and whether a lane runs its step. */
 struct slot {
     struct aw_flush_job *j;
-    unsigned busy; /* lanes running a step of it (more than one: lookups, fans_out) */
-    bool over;     /* a step ended it: the scheduler frees it once no lane runs it */
+    unsigned busy;     /* lanes running a step of it (more than one: removals, fan_out) */
+    unsigned starting; /* of those, given a step not started yet (nothing claimed) */
+    bool over;         /* a step ended it: the scheduler frees it once no lane runs it */
 };
 
 struct lane {
@@ -87,6 +89,8 @@ struct aw_flusher {
     size_t lane_offset; /* where the next dispatch starts among the jobs */
     struct slot **jobs;
     size_t n_jobs, cap_jobs;
+    char **ended; /* accounts whose job ended since the last turn: their streams are looked at */
+    size_t n_ended, cap_ended; /* again at once, so a backlog's next batch waits no tick */
     struct lane *lanes;
     size_t n_lanes;
     pthread_mutex_t mu;
@@ -167,15 +171,31 @@ static void abandon_all(struct aw_flusher *f, const char *why)
     aw_metrics_set(AW_M_FLUSH_JOBS, 0);
 }
 
-/* Frees the jobs whose last step ended them. */
+/* Frees the jobs whose last step ended them, noting their accounts (once each). */
 static void reap(struct aw_flusher *f)
 {
     for (size_t i = 0; i < f->n_jobs;) {
-        if (f->jobs[i]->busy == 0 && f->jobs[i]->over)
+        if (f->jobs[i]->busy == 0 && f->jobs[i]->over) {
+            const char *acct = aw_flush_job_account(f->jobs[i]->j);
+            bool noted = false;
+            for (size_t k = 0; k < f->n_ended && !noted; k++)
+                noted = strcmp(f->ended[k], acct) == 0;
+            if (!noted) {
+                aw_grow((void **)&f->ended, &f->cap_ended, f->n_ended + 1, sizeof *f->ended);
+                f->ended[f->n_ended++] = aw_strdup(acct);
+            }
             remove_job(f, i);
-        else
+        } else {
             i++;
+        }
     }
+}
+
+static void ended_clear(struct aw_flusher *f)
+{
+    for (size_t k = 0; k < f->n_ended; k++)
+        free(f->ended[k]);
+    f->n_ended = 0;
 }
 
 static void lease_drive(struct aw_flusher *f)
@@ -304,30 +324,49 @@ static void scan(struct aw_flusher *f)
     aw_metrics_set(AW_M_FLUSH_JOBS, (int64_t)f->n_jobs);
 }
 
-/* Gives runnable jobs to idle lanes, from a rotating offset. True when a runnable job is left
- * without a lane (a lane's end wakes the scheduler). */
+/* How many more lanes sl could use now: one if none runs it, more for the requests a removal
+ * batch has ready beyond the steps given and not started; a job never holds every lane (one is
+ * always left to other jobs). */
+static size_t lanes_wanted(const struct aw_flusher *f, const struct slot *sl)
+{
+    size_t cap = f->n_lanes > 1 ? f->n_lanes - 1 : 1;
+    if (sl->busy >= cap)
+        return 0;
+    size_t want = sl->busy == 0 ? 1 : 0;
+    size_t ready = aw_flush_job_fan_out(sl->j);
+    if (ready > sl->starting + want)
+        want = ready - sl->starting;
+    return want < cap - sl->busy ? want : cap - sl->busy;
+}
+
+/* Gives runnable jobs to idle lanes from a rotating offset: first one lane to every job that
+ * has none, then the further lanes removal batches can use. True when a runnable job is left
+ * without the lanes it wants (a lane's end wakes the scheduler). */
 static bool dispatch(struct aw_flusher *f, uint64_t now)
 {
     size_t lane = 0, given = 0;
     bool left = false;
     size_t n = f->n_jobs;
-    for (size_t k = 0; k < n && !left; k++) {
-        struct slot *sl = f->jobs[(f->lane_offset + k) % n];
-        if (sl->over || aw_flush_job_next_at(sl->j) > now)
-            continue;
-        /* a second lane only for lookups, and one lane always left to other jobs */
-        if (sl->busy > 0 && (sl->busy + 1 >= f->n_lanes || !aw_flush_job_fans_out(sl->j)))
-            continue;
-        while (lane < f->n_lanes && f->lanes[lane].slot)
-            lane++;
-        if (lane == f->n_lanes) {
-            left = true;
-            f->lane_offset = (f->lane_offset + k) % n; /* the next turn starts with it */
-            break;
+    for (int pass = 0; pass < 2 && !left; pass++) {
+        for (size_t k = 0; k < n && !left; k++) {
+            struct slot *sl = f->jobs[(f->lane_offset + k) % n];
+            if (sl->over || aw_flush_job_next_at(sl->j) > now || (pass == 0 && sl->busy > 0))
+                continue;
+            for (size_t want = lanes_wanted(f, sl); want > 0; want--) {
+                while (lane < f->n_lanes && f->lanes[lane].slot)
+                    lane++;
+                if (lane == f->n_lanes) {
+                    left = true;
+                    if (pass == 0) /* the next turn starts with it */
+                        f->lane_offset = (f->lane_offset + k) % n;
+                    break;
+                }
+                sl->busy++;
+                sl->starting++;
+                f->lanes[lane].slot = sl;
+                given++;
+            }
         }
-        sl->busy++;
-        f->lanes[lane].slot = sl;
-        given++;
     }
     if (!left && n)
         f->lane_offset = (f->lane_offset + 1) % n;
@@ -363,9 +402,16 @@ static void *lane_main(void *arg)
         if (!l->slot)
             break;
         struct slot *sl = l->slot;
-        aw_flush_job_set_client(sl->j, l->k);
-        if (aw_flush_job_step(&f->ctx, sl->j))
-            sl->over = true;
+        sl->starting--;
+        /* The job may have moved on since this lane was given it (another lane's answer came
+         * first): a step that must run alone runs only in the job's last lane, a job that now
+         * waits (a retry's backoff) not before its time, and an ended job not at all. */
+        if (!sl->over && aw_flush_job_next_at(sl->j) <= now_ms() &&
+            (sl->busy == 1 || aw_flush_job_fan_out(sl->j) > 0)) {
+            aw_flush_job_set_client(sl->j, l->k);
+            if (aw_flush_job_step(&f->ctx, sl->j))
+                sl->over = true;
+        }
         aw_health_beat(AW_HEALTH_FLUSHER);
         sl->busy--;
         l->slot = NULL;
@@ -388,8 +434,14 @@ static void run(struct aw_flusher *f)
             wait_ms(f, ctx->leader.next_due_ms > now ? ctx->leader.next_due_ms - now : 0);
             continue;
         }
-        if (now >= f->next_scan)
+        if (now >= f->next_scan) {
             scan(f);
+        } else {
+            /* a stream whose batch just ended and that is still due (a backlog) goes on now */
+            for (size_t k = 0; k < f->n_ended; k++)
+                scan_account(f, f->ended[k], aw_clock_unix_ms());
+        }
+        ended_clear(f);
         if (now >= f->next_summary)
             summarize(f);
         bool left = dispatch(f, now_ms());
@@ -448,6 +500,8 @@ static void flusher_free(struct aw_flusher *f)
     while (f->n_jobs) /* the lanes are gone */
         remove_job(f, f->n_jobs - 1);
     free(f->jobs);
+    ended_clear(f);
+    free(f->ended);
     aw_flush_accounts_free(f->ctx.accounts);
     aw_dlq_free(f->ctx.dlq);
     aw_ratelimit_free(f->ctx.rl);

@@ -685,9 +685,11 @@ void aw_flush_job_set_client(struct aw_flush_job *j, struct aw_klaviyo *k)
     j->k = k;
 }
 
-bool aw_flush_job_fans_out(const struct aw_flush_job *j)
+size_t aw_flush_job_fan_out(const struct aw_flush_job *j)
 {
-    return !j->release && j->phase == PH_REMOVALS && j->cache_checked && aw_job_removal_fans_out(j);
+    if (j->release || j->phase != PH_REMOVALS || !j->cache_checked)
+        return 0;
+    return aw_job_removal_fan_out(j);
 }
 
 bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j)

@@ -8,6 +8,7 @@
 #define AW_WORKER_FLUSH_JOB_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct aw_flush_ctx;
@@ -45,10 +46,11 @@ void aw_flush_job_set_client(struct aw_flush_job *j, struct aw_klaviyo *k);
 /* Runs the next step. True when the job is over (batch acked, nothing to take, or fenced). */
 bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 
-/* True when another lane may run a step of j while one already does: a removal batch with a
- * lookup by email or a full list relationship delete ready (reads, and deletes that commute;
- * each step claims its own emails or ids). Every other step runs in one lane at a time. */
-bool aw_flush_job_fans_out(const struct aw_flush_job *j);
+/* How many steps of j may run in lanes at once now, beside those already on the wire: the
+ * requests a removal batch has ready (lookups by email of a page each, and full list
+ * relationship deletes: reads, and deletes that commute; each step claims its own emails or
+ * ids). 0 for every other step, which runs in one lane at a time. */
+size_t aw_flush_job_fan_out(const struct aw_flush_job *j);
 
 /* Monotonic ms at which the job wants its next step. */
 uint64_t aw_flush_job_next_at(const struct aw_flush_job *j);

@@ -153,7 +153,8 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_errors(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
-/* A second lane may run a PH_REMOVALS step of j now (a lookup or a full delete is ready). */
-bool aw_job_removal_fans_out(const struct aw_flush_job *j);
+/* The requests of a PH_REMOVALS step of j that could go out at once now (lookups and deletes
+ * ready, none claimed). */
+size_t aw_job_removal_fan_out(const struct aw_flush_job *j);
 
 #endif

@@ -111,11 +111,16 @@ static bool delete_next(const struct removal_work *w)
            (w->n_del > 0 && w->unresolved == 0);
 }
 
-bool aw_job_removal_fans_out(const struct aw_flush_job *j)
+size_t aw_job_removal_fan_out(const struct aw_flush_job *j)
 {
     struct removal_work w;
     removal_work(j, false, &w); /* called on every dispatch: counts only */
-    return w.n_look > 0 || delete_next(&w);
+    size_t page = aw_api_get(AW_API_GET_PROFILES)->filter_max_values;
+    size_t del_max = aw_api_get(AW_API_LIST_REMOVE_PROFILES)->max_items;
+    size_t n = (w.n_look + page - 1) / page;
+    /* full deletes while lookups remain, then the rest */
+    n += w.unresolved ? w.n_del / del_max : (w.n_del + del_max - 1) / del_max;
+    return n;
 }
 
 /* One lookup's answer for items[0..n): ids recorded (and cached), the rest not found. */
@@ -262,7 +267,7 @@ static void send_delete(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const 
 
 /* One request of a removal batch: a full delete when one is ready, else a lookup, else the rest
  * of the deletes once every email is looked up. Several lanes may run this step of one job at
- * once (aw_flush_job_fans_out): each claims the emails or ids it sends (lookups are reads, and
+ * once (aw_flush_job_fan_out): each claims the emails or ids it sends (lookups are reads, and
  * deletes of one batch commute), and the batch moves on once nothing is left and nothing is on
  * the wire. */
 void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
