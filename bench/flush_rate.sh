@@ -42,6 +42,30 @@ with open(sys.argv[1], "w") as f:
             f.write("k%d\t%s\n" % (i, json.dumps(m, separators=(",", ":"))))
 PY
 }
+# cpu NAME: CPU seconds (user + system) of a service's whole process group so far
+cpu() {
+    python3 - "$(service_pid "$1")" <<'PY'
+import os, sys
+pgid, hz, total = int(sys.argv[1]), os.sysconf("SC_CLK_TCK"), 0
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            f = open("/proc/%s/stat" % p).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(f[2]) == pgid:
+            total += int(f[11]) + int(f[12])
+print("%.2f" % (total / hz))
+PY
+}
+cpu_mark() { echo "$(cpu worker) $(cpu klaviyo_sim)" >"$AW_TEST_DIR/cpu.$1"; }
+cpu_report() { # cpu_report FROM TO SECONDS
+    read -r w0 k0 <"$AW_TEST_DIR/cpu.$1"
+    read -r w1 k1 <"$AW_TEST_DIR/cpu.$2"
+    python3 -c "import sys; w, k, s = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+print('  CPU during the drain: worker %.1f s (%.0f %% of a core), simulator %.1f s (%.0f %%)' % (w, 100 * w / s, k, 100 * k / s))" \
+        "$(python3 -c "print($w1 - $w0)")" "$(python3 -c "print($k1 - $k0)")" "$3"
+}
 records "$AW_TEST_DIR/in.tsv" add 0
 produce_file mparticle.audience "$AW_TEST_DIR/in.tsv"
 inflight=()
@@ -54,6 +78,7 @@ print(sum(sum(v.values()) for v in json.load(sys.stdin)["requests"].values()))'
 }
 wait_until '[ "$(requests)" -gt 0 ]' 60 || fail "no request reached the simulator within 60 s"
 start=$(date +%s.%N)
+cpu_mark 0
 echo 0 >"$AW_TEST_DIR/peak"
 peak_reset() { echo 0 >"$AW_TEST_DIR/peak"; }
 (   # the most requests in flight, sampled while the backlog drains (ends with this script)
@@ -115,9 +140,11 @@ want=$((audiences * members))
 echo '{"requests": {}, "throttled": {}}' >"$AW_TEST_DIR/state0.json"
 wait_until '[ "$(members)" -eq '"$want"' ]' 600 || fail "only $(members) of $want members after 600 s"
 end=$(date +%s.%N)
+cpu_mark 1
 curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/state1.json"
 report "adds: $audiences audiences x $members" "$AW_TEST_DIR/state0.json" "$AW_TEST_DIR/state1.json" \
     "$(python3 -c "print($end - $start)")"
+cpu_report 0 1 "$(python3 -c "print($end - $start)")"
 if [ "${AW_BENCH_REMOVE:-0}" = 1 ]; then
     records "$AW_TEST_DIR/rm.tsv" delete 100000
     peak_reset
@@ -125,10 +152,13 @@ if [ "${AW_BENCH_REMOVE:-0}" = 1 ]; then
     before=$(requests)
     wait_until '[ "$(requests)" -gt '"$before"' ]' 60 || fail "no removal request within 60 s"
     start=$(date +%s.%N)
+    cpu_mark 2
     wait_until '[ "$(members)" -eq 0 ]' 600 || fail "$(members) members left after 600 s"
     end=$(date +%s.%N)
+    cpu_mark 3
     curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/state2.json"
     report "removals of known members" "$AW_TEST_DIR/state1.json" "$AW_TEST_DIR/state2.json" \
         "$(python3 -c "print($end - $start)")"
+    cpu_report 2 3 "$(python3 -c "print($end - $start)")"
 fi
 kill "$sampler" 2>/dev/null || true
