@@ -675,13 +675,22 @@ class SimTest(unittest.TestCase):
         self.assertEqual(r.status, 400)
 
     def test_counts(self):
-        """/_sim/counts: requests, lists, members and profiles, without the whole state."""
+        """/_sim/counts: requests, lists, members, profiles, consent per channel and (asked for)
+        the values of one custom property, without the whole state."""
         lid = call("POST", "/api/lists", {"data": {"type": "list", "attributes": {"name": "C"}}}).json["data"]["id"]
-        call("POST", "/api/profile-bulk-import-jobs", import_body([profile("c1@example.com"), profile("c2@example.com")], lid))
+        call("POST", "/api/profile-bulk-import-jobs", import_body([
+            profile("c1@example.com", properties={"wave": 2}),
+            profile("c2@example.com", properties={"wave": 1}),
+            profile("c3@example.com", properties={"wave": 2})], lid))
+        sub = profile("c1@example.com", subscriptions={"email": {"marketing": {"consent": "SUBSCRIBED"}}})
+        self.assertEqual(call("POST", "/api/profile-subscription-bulk-create-jobs", sub_body([sub])).status, 202)
         self.wait_jobs_done()
         c = control("counts")
-        self.assertEqual((c["lists"], c["members"], c["profiles"]), (1, 2, 2))
+        self.assertEqual((c["lists"], c["members"], c["profiles"]), (1, 3, 3))
         self.assertEqual(c["requests"]["create_list"], {"201": 1})
+        self.assertEqual(c["consent"], {"email": {"SUBSCRIBED": 1}})
+        self.assertNotIn("property", c)
+        self.assertEqual(control("counts?property=wave")["property"], {"wave": {"2": 2, "1": 1}})
 
     def test_latency(self):
         """latency_ms: every API answer waits lo..hi ms; the control endpoints do not. Requests

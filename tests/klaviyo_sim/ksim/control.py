@@ -7,14 +7,14 @@ from .faults import fault_set_error
 from .state import DEFAULT_CONFIG
 
 
-def handle(sim, method, path, body):
-    """One control request with its parsed JSON body -> (status, JSON answer)."""
+def handle(sim, method, path, body, query=None):
+    """One control request with its parsed JSON body and query -> (status, JSON answer)."""
     if path == "/_sim/health" and method == "GET":
         return 200, {"status": "ok", "revision": sim.spec.version}
     if path == "/_sim/state" and method == "GET":
         return 200, sim.dump()
     if path == "/_sim/counts" and method == "GET":
-        return 200, sim.counts()
+        return 200, sim.counts((query or {}).get("property"))
     if path == "/_sim/reset" and method == "POST":
         sim.reset(config_too=bool(body.get("config")))
         return 200, {"status": "reset"}

@@ -99,7 +99,7 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path.rstrip("/") or "/"
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         if path.startswith("/_sim"):
-            return self._control(method, path)
+            return self._control(method, path, query)
         op, params = sim.spec.match(method, path)
         self.arrived = time.monotonic()  # request line and headers read; the body not yet
         self.throttled_for = None        # (key, op_id), Retry-After s: this request got a 429
@@ -256,11 +256,11 @@ class Handler(BaseHTTPRequestHandler):
             raise
 
     # -- control endpoints -------------------------------------------------------------------
-    def _control(self, method, path):
+    def _control(self, method, path, query):
         try:
             raw = self._read_body(MAX_BODY)
             body = json.loads(raw) if raw else {}
         except (ValueError, ApiError):
             return self._send(400, {"error": "bad json"}, ctype="application/json")
-        status, out = control.handle(self.sim, method, path, body)
+        status, out = control.handle(self.sim, method, path, body, query)
         return self._send(status, out, ctype="application/json")

@@ -239,18 +239,36 @@ class Sim:
         lst["updated"] = t
 
     # -- dump --------------------------------------------------------------------------------
-    def counts(self):
+    def counts(self, prop=None):
         """What benchmarks poll while a backlog drains: request and 429 counts, lists, members,
-        profiles. Cheap (dump() copies everything under the lock the API handlers wait on)."""
+        profiles, profiles per marketing consent per channel, and with prop the profiles per
+        value of that custom property. Cheap (dump() copies everything under the lock the API
+        handlers wait on)."""
         with self.lock:
-            return copy.deepcopy({
+            consent = {}
+            for p in self.profiles.values():
+                for ch, sub in p["subscriptions"].items():
+                    c = (sub.get("marketing") or {}).get("consent")
+                    if c:
+                        consent.setdefault(ch, {})
+                        consent[ch][c] = consent[ch].get(c, 0) + 1
+            out = copy.deepcopy({
                 "requests": self.req_counts,
                 "throttled": self.throttled,
                 "max_in_flight": self.max_in_flight,
                 "lists": len(self.lists),
                 "members": sum(len(l["members"]) for l in self.lists.values()),
                 "profiles": len(self.profiles),
+                "consent": consent,
             })
+            if prop:
+                values = {}
+                for p in self.profiles.values():
+                    v = p["properties"].get(prop)
+                    if v is not None:
+                        values[str(v)] = values.get(str(v), 0) + 1
+                out["property"] = {prop: values}
+            return out
 
     def dump(self):
         # A deep copy made under the lock: the job thread keeps changing the live objects while
