@@ -9,7 +9,9 @@
 # AW_BENCH_ACCOUNTS spreads the audiences over that many accounts (each its own limits);
 # AW_BENCH_MEMBERS sets the members per audience (default 150);
 # AW_BENCH_REMOVE=1 then removes every member again and times that drain too (lookups by email
-# and list relationship deletes).
+# and list relationship deletes). AW_BENCH_MIX=1 instead sends a mix over the same users, a
+# quarter each: removals, attribute updates, consent (GDPR marketing mapped to email) and new
+# members; drained once every one is in the simulator's state.
 # Each drain starts from a backlog already in Redis: a worker with the leader off ingests it
 # (all records done), then a leader starts and flushes it; the leader stops before the removals
 # are ingested and a new one drains them. (Flushing while ingesting would take partial batches
@@ -172,22 +174,75 @@ curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/state1.json"
 report "adds: $audiences audiences x $members" "$AW_TEST_DIR/state0.json" "$AW_TEST_DIR/state1.json" \
     "$(python3 -c "print($end - $start)")"
 cpu_report 0 1 "$(python3 -c "print($end - $start)")"
+# drain NAME FILE RECORDS COND LABEL: the running leader stops, the ingest worker takes FILE
+# (RECORDS done in all), then leader NAME drains it: timed from its first request until COND
+# holds, reported against the state after the previous drain
+drain() {
+    local name=$1 file=$2 done=$3 cond=$4 label=$5 before start end
+    kill "$sampler" 2>/dev/null || true
+    stop_worker "$running"
+    ingest "$file" "$done"
+    before=$(requests)
+    leader "$name"
+    running=$name
+    wait_until '[ "$(requests)" -gt '"$before"' ]' 60 || fail "$label: no request within 60 s"
+    start=$(date +%s.%N)
+    cpu_mark "$name" a
+    wait_until "$cond" 600 || fail "$label: not drained after 600 s ($(curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts?property=wave"))"
+    end=$(date +%s.%N)
+    cpu_mark "$name" b
+    curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/state2.json"
+    report "$label" "$AW_TEST_DIR/state1.json" "$AW_TEST_DIR/state2.json" \
+        "$(python3 -c "print($end - $start)")"
+    cpu_report a b "$(python3 -c "print($end - $start)")"
+}
+running=worker
 if [ "${AW_BENCH_REMOVE:-0}" = 1 ]; then
     records "$AW_TEST_DIR/rm.tsv" delete 100000
-    kill "$sampler" 2>/dev/null || true
-    stop_worker worker
-    ingest "$AW_TEST_DIR/rm.tsv" $((2 * audiences * members))
-    before=$(requests)
-    leader worker2
-    wait_until '[ "$(requests)" -gt '"$before"' ]' 60 || fail "no removal request within 60 s"
-    start=$(date +%s.%N)
-    cpu_mark worker2 2
-    wait_until '[ "$(members)" -eq 0 ]' 600 || fail "$(members) members left after 600 s"
-    end=$(date +%s.%N)
-    cpu_mark worker2 3
-    curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/state2.json"
-    report "removals of known members" "$AW_TEST_DIR/state1.json" "$AW_TEST_DIR/state2.json" \
-        "$(python3 -c "print($end - $start)")"
-    cpu_report 2 3 "$(python3 -c "print($end - $start)")"
+    drain worker2 "$AW_TEST_DIR/rm.tsv" $((2 * audiences * members)) '[ "$(members)" -eq 0 ]' \
+        "removals of known members"
+elif [ "${AW_BENCH_MIX:-0}" = 1 ]; then
+    # a quarter each: removals, attribute updates (property wave=2), consent (GDPR marketing
+    # mapped to email, through attribute_update), new members (wave=3)
+    python3 - "$AW_TEST_DIR/mix.tsv" "$audiences" "$accounts" "$members" <<'PY'
+import json, sys
+audiences, accounts, members = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+mapping = json.dumps([{"map": "marketing", "value": "email_marketing"}])
+with open(sys.argv[1], "w") as f:
+    for a in range(audiences):
+        acct = 7001 + a % accounts
+        for i in range(members):
+            kind = i % 4
+            email = "r%d.%d%s@example.com" % (a, i, ".new" if kind == 3 else "")
+            aud = {"audience_id": 100 + a, "audience_name": "Rate %d" % a,
+                   "action": ("delete", "attribute_update", "attribute_update", "add")[kind],
+                   "audience_subscription_settings": {"consentMapping": mapping}}
+            p = {"user_identities": [{"type": "email", "encoding": "raw", "value": email}],
+                 "audiences": [aud]}
+            if kind in (1, 3):
+                aud["user_attributes"] = [{"key": "wave", "value": "2" if kind == 1 else "3",
+                                           "action": "upsert"}]
+            if kind == 2:
+                p["consent_state"] = {"gdpr": {"marketing": {
+                    "consented": True, "timestamp_unixtime_ms": 1764288200000 + i}}}
+            m = {"type": "audience_membership_change_request", "id": "r-mix-%d-%d" % (a, i),
+                 "timestamp_ms": 1764288200000 + i,
+                 "account": {"account_id": acct, "account_settings": {"apiKey": "pk_rate_%d" % acct}},
+                 "user_profiles": [p]}
+            f.write("k%d\t%s\n" % (i, json.dumps(m, separators=(",", ":"))))
+PY
+    q=$((audiences * members / 4)) # users of each kind (members a multiple of 4)
+    mixed() {
+        curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts?property=wave" | python3 -c 'import json, sys
+c, q = json.load(sys.stdin), int(sys.argv[1])
+w, m = c["property"]["wave"], c["member_property"]["wave"]
+# members: the updated (2), the new (3), and without the property the consenting and the
+# untouched; a removed user still in a list would add to ""
+sys.exit(not (w.get("2") == q and m == {"2": q, "3": q, "": 2 * q}
+              and c["consent"].get("email", {}).get("SUBSCRIBED") == q))' "$q"
+    }
+    [ $((members % 4)) = 0 ] || fail "AW_BENCH_MIX needs members a multiple of 4"
+    drain worker2 "$AW_TEST_DIR/mix.tsv" $((2 * audiences * members)) mixed \
+        "mix: removals, attribute updates, consent, new members (a quarter each)"
 fi
 kill "$sampler" 2>/dev/null || true

@@ -690,7 +690,12 @@ class SimTest(unittest.TestCase):
         self.assertEqual(c["requests"]["create_list"], {"201": 1})
         self.assertEqual(c["consent"], {"email": {"SUBSCRIBED": 1}})
         self.assertNotIn("property", c)
-        self.assertEqual(control("counts?property=wave")["property"], {"wave": {"2": 2, "1": 1}})
+        c = control("counts?property=wave")
+        self.assertEqual(c["property"], {"wave": {"2": 2, "1": 1}})
+        self.assertEqual(c["member_property"], {"wave": {"2": 2, "1": 1}})
+        call("POST", "/api/profile-bulk-import-jobs", import_body([profile("c4@example.com")], lid))
+        self.wait_jobs_done()
+        self.assertEqual(control("counts?property=wave")["member_property"], {"wave": {"2": 2, "1": 1, "": 1}})
 
     def test_latency(self):
         """latency_ms: every API answer waits lo..hi ms; the control endpoints do not. Requests

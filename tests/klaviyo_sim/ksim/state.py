@@ -242,7 +242,7 @@ class Sim:
     def counts(self, prop=None):
         """What benchmarks poll while a backlog drains: request and 429 counts, lists, members,
         profiles, profiles per marketing consent per channel, and with prop the profiles per
-        value of that custom property. Cheap (dump() copies everything under the lock the API
+        value of that custom property and the list members per value ("" for none). Cheap (dump() copies everything under the lock the API
         handlers wait on)."""
         with self.lock:
             consent = {}
@@ -268,6 +268,14 @@ class Sim:
                     if v is not None:
                         values[str(v)] = values.get(str(v), 0) + 1
                 out["property"] = {prop: values}
+                members = {}
+                for l in self.lists.values():
+                    for m in l["members"]:
+                        p = self.profiles.get(m)
+                        v = p["properties"].get(prop) if p else None
+                        v = "" if v is None else str(v)
+                        members[v] = members.get(v, 0) + 1
+                out["member_property"] = {prop: members}
             return out
 
     def dump(self):
