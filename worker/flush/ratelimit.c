@@ -147,8 +147,16 @@ void aw_ratelimit_observe(struct aw_ratelimit *rl, const char *account,
     remaining = (uint64_t)remaining > s->in_flight ? remaining - (long)s->in_flight : 0;
     if (reset_s > MAX_RESET_S)
         reset_s = MAX_RESET_S;
+    uint64_t until = now_ms + (uint64_t)reset_s * 1000u;
+    /* Answers of one window arrive out of order when requests overlap (each waits its own
+     * latency after the server counted it): an older answer's larger count never raises what
+     * a newer one allowed. Reset is in whole seconds, so one window's answers end within 1 s of
+     * each other; a later end is the next window. */
+    if (s->observed && until <= s->observed_until_ms + 1000u && now_ms < s->observed_until_ms &&
+        (uint64_t)remaining > s->observed_left)
+        remaining = (long)s->observed_left;
     s->observed = true;
-    s->observed_until_ms = now_ms + (uint64_t)reset_s * 1000u;
+    s->observed_until_ms = until;
     s->observed_left = (uint64_t)remaining;
 }
 
