@@ -161,8 +161,10 @@ print("  bound (slowest: %s) %d s; lanes floor %d requests x %.0f ms / %d in fli
       % (binding, bound, sum(ops.values()), lat_ms, lanes, lanes_floor))
 print("  achieved %.1f s; efficiency %.2f against the rate-limit bound, %.2f against the larger of the two"
       % (secs, bound / secs if secs else 0, floor / secs if secs else 0))
-print("  429 responses received %d; requests in flight, most seen %s (sampled every 0.1 s)"
-      % (throttled(after) - throttled(before), peak))
+t0, t1 = before.get("throttled") or {}, after.get("throttled") or {}
+by_op = {op: n - t0.get(op, 0) for op, n in t1.items() if n - t0.get(op, 0) > 0} if isinstance(t1, dict) else {}
+print("  429 responses received %d%s; requests in flight, most seen %s (sampled every 0.1 s)"
+      % (throttled(after) - throttled(before), " %s" % by_op if by_op else "", peak))
 PY
 }
 want=$((audiences * members))
