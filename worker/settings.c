@@ -164,7 +164,7 @@ const struct aw_settings_var aw_settings_vars[] = {
                 "in order)"},
     {.name = "AW_KLAVIYO_MAX_IN_FLIGHT",
      .kind = AW_SETTINGS_K_INT,
-     .def = "16",
+     .def = "32",
      .min = 1,
      .max = 64,
      .off = OFF(klaviyo.max_in_flight),

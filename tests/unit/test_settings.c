@@ -132,7 +132,7 @@ static void test_defaults(void)
     AW_CHECK_INT_EQ(s.klaviyo.retry_base_ms, 500);
     AW_CHECK_INT_EQ(s.klaviyo.retry_max_ms, 60000);
     AW_CHECK_INT_EQ(s.klaviyo.job_poll_ms, 2000);
-    AW_CHECK_INT_EQ(s.klaviyo.max_in_flight, 16);
+    AW_CHECK_INT_EQ(s.klaviyo.max_in_flight, 32);
     AW_CHECK_INT_EQ(s.flush.max_queue, 100);
     AW_CHECK_INT_EQ(s.flush.max_age_s, 57600);
     AW_CHECK_INT_EQ(s.flush.tick_ms, 1000);
