@@ -77,6 +77,23 @@ static void test_windows(uint64_t *times)
     n = drive(rl, "acct-a", AW_API_IMPORT_CREATE, 0, 60000, times, MAX);
     AW_CHECK_INT_EQ(n, 135);
     AW_CHECK(max_in_window(times, n, 1000) <= 9);
+    /* paced: two requests at least 1000 / 9 ms apart, so that Klaviyo's fixed 1 s windows
+     * (here at every phase) see at most the published 10 even when every other request
+     * arrives 100 ms late; bursts sent at once would put up to 18 into one of them */
+    size_t gap_min = SIZE_MAX, fixed_max = 0;
+    for (size_t i = 1; i < n; i++)
+        if (times[i] - times[i - 1] < gap_min)
+            gap_min = (size_t)(times[i] - times[i - 1]);
+    for (uint64_t phase = 0; phase < 1000; phase += 50) {
+        size_t count[64] = {0};
+        for (size_t i = 0; i < n; i++) {
+            uint64_t arrival = times[i] + (i % 2 ? 100u : 0u) + phase;
+            if (arrival / 1000 < 64 && ++count[arrival / 1000] > fixed_max)
+                fixed_max = count[arrival / 1000];
+        }
+    }
+    AW_CHECK_MSG(gap_min >= 1000 / 9, "two requests %zu ms apart", gap_min);
+    AW_CHECK_MSG(fixed_max <= 10, "%zu in one fixed window", fixed_max);
     aw_ratelimit_free(rl);
 }
 
@@ -110,13 +127,13 @@ static void test_observe(uint64_t *times)
     /* another integration used most of the minute: 2 left, reset in 10 s */
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1000), 0);
     aw_ratelimit_observe(rl, "a", AW_API_IMPORT_CREATE, 2, 10, 1000);
-    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1100), 0);
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1200), 0);
-    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1300), 11000 - 1300);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1400), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1600), 11000 - 1600);
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 10999), 1);
     /* only that (account, endpoint) */
-    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_GET_JOB, 1300), 0);
-    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "b", AW_API_IMPORT_CREATE, 1300), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_GET_JOB, 1600), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "b", AW_API_IMPORT_CREATE, 1600), 0);
     /* after the reset our own windows decide again */
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 11000), 0);
     size_t n = drive(rl, "a", AW_API_IMPORT_CREATE, 11000, 1000, times, MAX);
@@ -158,8 +175,8 @@ static void test_observe(uint64_t *times)
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "h", AW_API_CREATE_LIST, 0), 9000);
     /* requests still on the wire are not in the server's count yet: three sent at once, the
      * first answer says 5 remain, so only 5 - 2 more may go before the reset */
-    for (int i = 0; i < 3; i++)
-        AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "i", AW_API_GET_PROFILES, 0), 0);
+    for (int i = 0; i < 3; i++) /* 14 ms apart: the burst window's pacing at 67/s */
+        AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "i", AW_API_GET_PROFILES, 20u * (unsigned)i), 0);
     aw_ratelimit_observe(rl, "i", AW_API_GET_PROFILES, 5, 60, 100);
     n = drive(rl, "i", AW_API_GET_PROFILES, 100, 59000, times, MAX);
     AW_CHECK_INT_EQ(n, 3);
@@ -171,7 +188,7 @@ static void test_observe(uint64_t *times)
     /* answers out of order: three on the wire, the newest answer says 5 (3 for us), then an
      * older one says 9: still 3 */
     for (int i = 0; i < 3; i++)
-        AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "j", AW_API_GET_PROFILES, 0), 0);
+        AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "j", AW_API_GET_PROFILES, 20u * (unsigned)i), 0);
     aw_ratelimit_observe(rl, "j", AW_API_GET_PROFILES, 5, 60, 100);
     aw_ratelimit_observe(rl, "j", AW_API_GET_PROFILES, 9, 60, 150);
     n = drive(rl, "j", AW_API_GET_PROFILES, 150, 59000, times, MAX);
