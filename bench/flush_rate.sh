@@ -118,7 +118,7 @@ print(json.load(sys.stdin)["members"])'
 report() {
     python3 - "$1" "$2" "$3" "$4" "$root/schemas/vendor/klaviyo/openapi-stable-2026-07-15.json" \
         "$accounts" "$(cat "$AW_TEST_DIR/peak")" "${AW_BENCH_LATENCY_MS:-100,300}" \
-        "${AW_BENCH_IN_FLIGHT:-16}" <<'PY'
+        "${AW_BENCH_IN_FLIGHT:-32}" <<'PY'
 import json, math, sys
 label, before, after, secs = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), float(sys.argv[4])
 spec, accounts, peak = json.load(open(sys.argv[5])), int(sys.argv[6]), sys.argv[7]

@@ -17,7 +17,8 @@
  * fixed; a burst of `limit` requests sent at once, then the next burst one span later, puts
  * both bursts into one of the server's windows as soon as a few of the first arrive a few ms
  * late (measured: 429s on the 10/s job polls with the simulator under load). Paced, a server
- * window holds at most limit + 1 of them unless arrivals are late by more than the spacing. */
+ * window holds at most limit + 1 of them unless arrivals are late by more than the spacing.
+ * Only where that one request is all the headroom there is (endpoint()). */
 struct window {
     uint64_t *times; /* ring of limit entries, 0 = unused; times are stored +1 */
     uint32_t limit;
@@ -122,7 +123,11 @@ static struct endpoint_state *endpoint(struct aw_ratelimit *rl, struct account *
     struct endpoint_state *s = &a->ep[e];
     if (!s->used) {
         const struct aw_api_op *op = aw_api_get(e);
-        window_init(&s->burst, (uint64_t)op->burst_per_s * rl->scale_pct / 100u, 1000u, true);
+        uint64_t burst = (uint64_t)op->burst_per_s * rl->scale_pct / 100u;
+        /* paced where our headroom is under two requests a second (the 10/s and 3/s tiers);
+         * at 75/s the 8 spare absorb late arrivals, and a removal batch's lookups, which many
+         * lanes send at once, are not held apart */
+        window_init(&s->burst, burst, 1000u, op->burst_per_s < burst + 2);
         window_init(&s->steady, (uint64_t)op->steady_per_min * rl->scale_pct / 100u, 60000u, false);
         s->used = true;
     }
