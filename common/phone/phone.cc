@@ -2,13 +2,26 @@
 // Every exported function catches all exceptions; no memory crosses the language boundary.
 #include "common/phone/phone.h"
 
+#include <phonenumbers/phonemetadata.pb.h>
 #include <phonenumbers/phonenumberutil.h>
 
 #include <cctype>
 #include <cstdint>
 #include <cstring>
+#include <list>
 #include <memory>
 #include <string>
+
+// The metadata libphonenumber compiles in and loads (phonenumbers/metadata.h, a header the
+// package does not install; both functions are exported by libphonenumber.so).
+namespace i18n
+{
+namespace phonenumbers
+{
+int metadata_size();
+const void *metadata_get();
+} // namespace phonenumbers
+} // namespace i18n
 
 namespace
 {
@@ -19,6 +32,49 @@ using i18n::phonenumbers::PhoneNumber;
 using i18n::phonenumbers::PhoneNumberUtil;
 
 const PhoneNumberUtil *util = nullptr;
+
+// IsValidNumber(n) is IsValidNumberForRegion(n, GetRegionCodeForNumber(n)). For a country
+// calling code shared by several regions (+1, +44, +7, ...) GetRegionCodeForNumber tries the
+// regions in turn, the main one first: a region with leading_digits in its metadata is chosen
+// when the number starts with them, any other when the number is of one of its types (the
+// full type check, a dozen regular expressions); IsValidNumberForRegion then runs that same
+// type check again. When the main region has no leading_digits, a number valid for it is
+// therefore valid and needs one type check, not two: IsValidNumberForRegion(n, main) is asked
+// first and IsValidNumber only when it says no (the answer is the same either way; the
+// differential test in test_phone compares both over generated numbers). kMainFirst[cc] holds
+// the main region of each such code, empty for every other (one region only, or a main region
+// with leading_digits: CW, FI, NO, RE, RU, SH in 8.12). Filled once by aw_phone_init from the
+// library's own metadata; if that cannot be read, no code takes the shortcut.
+constexpr int kCallingCodes = 1000;
+std::string kMainFirst[kCallingCodes];
+
+void LoadMainFirst()
+{
+    i18n::phonenumbers::PhoneMetadataCollection all;
+    if (!all.ParseFromArray(i18n::phonenumbers::metadata_get(),
+                            i18n::phonenumbers::metadata_size()))
+        return;
+    for (const i18n::phonenumbers::PhoneMetadata &m : all.metadata()) {
+        int cc = m.country_code();
+        if (!m.main_country_for_code() || m.has_leading_digits() || cc <= 0 || cc >= kCallingCodes)
+            continue;
+        std::list<std::string> regions;
+        util->GetRegionCodesForCountryCallingCode(cc, &regions);
+        // GetRegionCodeForNumber tries the list in this order: the shortcut holds only if the
+        // main region comes first.
+        if (regions.size() > 1 && regions.front() == m.id())
+            kMainFirst[cc] = m.id();
+    }
+}
+
+bool IsValid(const PhoneNumber &number)
+{
+    int cc = number.country_code();
+    if (cc > 0 && cc < kCallingCodes && !kMainFirst[cc].empty() &&
+        util->IsValidNumberForRegion(number, kMainFirst[cc]))
+        return true;
+    return util->IsValidNumber(number);
+}
 
 // The conversion is a pure function of (raw, region) once the metadata is loaded, and the
 // library's regular expressions make it the costliest step of mapping a profile (~35 us a
@@ -73,8 +129,13 @@ bool IsAlpha(const char *s, size_t n)
 extern "C" enum aw_err aw_phone_init(void)
 {
     try {
+        if (util)
+            return AW_OK;
         util = PhoneNumberUtil::GetInstance();
-        return util ? AW_OK : AW_ERR_INTERNAL;
+        if (!util)
+            return AW_ERR_INTERNAL;
+        LoadMainFirst();
+        return AW_OK;
     } catch (...) {
         return AW_ERR_INTERNAL;
     }
@@ -134,13 +195,15 @@ extern "C" enum aw_err aw_phone_region_from_country(const char *country, char ou
     }
 }
 
-// The uncached conversion; reg is "ZZ" when the region is unknown.
-static enum aw_err ToE164(const char *raw, const std::string &reg, char out[AW_PHONE_E164_MAX])
+// The uncached conversion; reg is "ZZ" when the region is unknown. plain: IsValidNumber as
+// it is, without the shortcut (the reference the tests compare with).
+static enum aw_err ToE164(const char *raw, const std::string &reg, char out[AW_PHONE_E164_MAX],
+                          bool plain = false)
 {
     PhoneNumber number;
     if (util->Parse(raw, reg, &number) != PhoneNumberUtil::NO_PARSING_ERROR)
         return AW_ERR_INVALID;
-    if (!util->IsValidNumber(number))
+    if (!(plain ? util->IsValidNumber(number) : IsValid(number)))
         return AW_ERR_INVALID;
     std::string e164;
     util->Format(number, PhoneNumberUtil::E164, &e164);
@@ -188,6 +251,18 @@ extern "C" enum aw_err aw_phone_to_e164(const char *raw, const char *region,
                 std::memcpy(s.e164, out, AW_PHONE_E164_MAX);
         }
         return err;
+    } catch (...) {
+        return AW_ERR_INTERNAL;
+    }
+}
+
+extern "C" enum aw_err aw_phone_to_e164_reference(const char *raw, const char *region,
+                                                  char out[AW_PHONE_E164_MAX])
+{
+    try {
+        if (!util || !raw || std::strlen(raw) > kRawMax)
+            return AW_ERR_INVALID;
+        return ToE164(raw, region && *region ? region : "ZZ", out, true);
     } catch (...) {
         return AW_ERR_INTERNAL;
     }
