@@ -131,6 +131,15 @@ static void check_against_reference(void)
     AW_CHECK_MSG(valid > n / 5 && valid < n - n / 5, "valid %zu of %zu", valid, n);
 }
 
+/* The same over every region of the metadata: their example numbers and variants of them. */
+static void check_examples(void)
+{
+    size_t numbers = 0, valid = 0;
+    AW_CHECK_INT_EQ(aw_phone_check_examples(8, &numbers, &valid), 0);
+    AW_CHECK_MSG(numbers > 20000 && valid > numbers / 4 && valid < numbers - numbers / 10,
+                 "numbers %zu, valid %zu", numbers, valid);
+}
+
 int main(void)
 {
     char out[AW_PHONE_E164_MAX];
@@ -178,5 +187,6 @@ int main(void)
     AW_CHECK_INT_EQ(aw_phone_region_from_country("", region), AW_ERR_INVALID);
     check_cache();
     check_against_reference();
+    check_examples();
     return aw_test_done();
 }
