@@ -60,8 +60,9 @@ const PhoneNumberUtil *util = nullptr;
 //    and code must agree, then the type check.
 // The type check only asks whether the type is UNKNOWN, so the order of the type patterns
 // does not matter (each is a pure predicate): fixed line and mobile go first. test_phone
-// compares the result with IsValidNumber over generated numbers of 36 regions. If the metadata
-// cannot be read, IsValidNumber itself is called.
+// compares the conversion with the plain Parse + IsValidNumber + Format sequence over every
+// region's example numbers and variants of them (aw_phone_check_examples) and over generated
+// numbers. If the metadata cannot be read, IsValidNumber itself is called.
 using i18n::phonenumbers::PhoneMetadata;
 using i18n::phonenumbers::PhoneMetadataCollection;
 using i18n::phonenumbers::PhoneNumberDesc;
@@ -194,7 +195,7 @@ struct RegionCheck {
     }
 };
 
-// This thread's compiled regions: geographic ones by id, non-geographic ones by calling code.
+// This thread's compiled regions, by their metadata (a non-geographic entity has its own).
 struct ThreadChecks {
     std::unordered_map<const PhoneMetadata *, std::unique_ptr<RegionCheck>> regions;
 
