@@ -10,7 +10,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       librdkafka-dev libcurl4-openssl-dev libjansson-dev libphonenumber-dev libhiredis-dev \
-      libmicrohttpd-dev \
+      libmicrohttpd-dev libprotobuf-dev libicu-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       librdkafka-dev libcurl4-openssl-dev libjansson-dev libphonenumber-dev libhiredis-dev
-      libmicrohttpd-dev redis-server kcat python3 python3-yaml curl ca-certificates
+      libmicrohttpd-dev libprotobuf-dev libicu-dev redis-server kcat python3 python3-yaml curl ca-certificates
       prometheus)
 # prometheus: for /usr/bin/promtool, which test_metrics runs on the /metrics exposition
 # (`promtool check metrics`); a missing promtool fails that test.

@@ -38,6 +38,108 @@ static void check_cache(void)
     }
 }
 
+/* Deterministic numbers for the differential check (a 64-bit LCG). */
+static unsigned long long rng_state = 0x9E3779B97F4A7C15ull;
+static unsigned rnd(unsigned n)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (unsigned)((rng_state >> 33) % n);
+}
+
+/* One generated number into raw (written as a user might: blanks, dashes, brackets, a national
+ * or international prefix) and the region it is read in; shaped after the numbering plans of
+ * the calling codes shared by several regions (+1, +7, +44, +47, +61, +212, +262, +290, +358,
+ * +39, +590, +599) and a few others, so that a good share is valid. */
+static void gen_number(char *raw, size_t cap, const char **region)
+{
+    static const struct {
+        const char *region, *cc, *national_prefix, *leads;
+        unsigned min_len, max_len;
+    } plans[] = {
+        {"US", "1", "1", "2345679", 10, 10},    {"CA", "1", "1", "2456789", 10, 10},
+        {"JM", "1", "1", "8", 10, 10},          {"PR", "1", "1", "79", 10, 10},
+        {"GB", "44", "0", "1237", 9, 10},       {"GG", "44", "0", "17", 10, 10},
+        {"JE", "44", "0", "17", 10, 10},        {"IM", "44", "0", "17", 10, 10},
+        {"RU", "7", "8", "34589", 10, 10},      {"KZ", "7", "8", "367", 10, 10},
+        {"NO", "47", "", "2345789", 8, 8},      {"SJ", "47", "", "79", 8, 8},
+        {"AU", "61", "0", "23478", 9, 9},       {"CX", "61", "0", "48", 9, 9},
+        {"CC", "61", "0", "48", 9, 9},          {"MA", "212", "0", "5678", 9, 9},
+        {"EH", "212", "0", "5678", 9, 9},       {"RE", "262", "0", "26", 9, 9},
+        {"YT", "262", "0", "26", 9, 9},         {"SH", "290", "", "2568", 4, 5},
+        {"TA", "290", "", "8", 4, 5},           {"FI", "358", "0", "1234579", 6, 10},
+        {"AX", "358", "0", "14", 6, 10},        {"IT", "39", "", "03", 6, 11},
+        {"VA", "39", "", "03", 6, 11},          {"GP", "590", "0", "56", 9, 9},
+        {"MF", "590", "0", "56", 9, 9},         {"BL", "590", "0", "56", 9, 9},
+        {"CW", "599", "", "79", 7, 8},          {"BQ", "599", "", "37", 7, 8},
+        {"DE", "49", "0", "123456789", 6, 11},  {"FR", "33", "0", "123456789", 9, 9},
+        {"JP", "81", "0", "123456789", 9, 10},  {"IN", "91", "0", "6789", 10, 10},
+        {"BR", "55", "0", "123456789", 10, 11}, {"CH", "41", "0", "2345789", 9, 9},
+    };
+    unsigned k = rnd(sizeof plans / sizeof plans[0]);
+    char digits[16];
+    unsigned len = plans[k].min_len + rnd(plans[k].max_len - plans[k].min_len + 1);
+    const char *leads = plans[k].leads;
+    digits[0] = leads[rnd((unsigned)strlen(leads))];
+    for (unsigned i = 1; i < len; i++)
+        digits[i] = (char)('0' + rnd(10));
+    digits[len] = '\0';
+    static const char *const seps[] = {"", " ", "-"};
+    const char *sep = seps[rnd(3)];
+    size_t half = len / 2;
+    *region = plans[k].region;
+    switch (rnd(5)) {
+    case 0: /* international, E.164-like */
+        snprintf(raw, cap, "+%s%s%.*s%s%s", plans[k].cc, sep, (int)half, digits, sep,
+                 digits + half);
+        break;
+    case 1: /* international, read without a region */
+        snprintf(raw, cap, "+%s (%.*s) %s", plans[k].cc, (int)half, digits, digits + half);
+        *region = NULL;
+        break;
+    case 2: /* international, read in another region of the same code or not */
+        snprintf(raw, cap, "+%s %s", plans[k].cc, digits);
+        *region = plans[rnd(sizeof plans / sizeof plans[0])].region;
+        break;
+    default: /* national, with its national prefix */
+        snprintf(raw, cap, "%s%.*s%s%s", plans[k].national_prefix, (int)half, digits, sep,
+                 digits + half);
+        break;
+    }
+}
+
+/* aw_phone_to_e164 (its cache, its validity shortcut for codes shared by several regions)
+ * answers what libphonenumber's plain Parse + IsValidNumber + Format answers, byte for byte,
+ * valid or not; each number twice, so the second answer comes from the cache. */
+static void check_against_reference(void)
+{
+    size_t valid = 0, n = 12000;
+    for (size_t i = 0; i < n; i++) {
+        char raw[64], want[AW_PHONE_E164_MAX], got[AW_PHONE_E164_MAX];
+        const char *region = NULL;
+        gen_number(raw, sizeof raw, &region);
+        enum aw_err ref = aw_phone_to_e164_reference(raw, region, want);
+        for (int again = 0; again < 2; again++) {
+            enum aw_err err = aw_phone_to_e164(raw, region, got);
+            AW_CHECK_MSG(err == ref, "%s in %s: %d, reference %d", raw, region ? region : "-",
+                         (int)err, (int)ref);
+            if (err == AW_OK && ref == AW_OK && strcmp(got, want) != 0)
+                AW_CHECK_STR_EQ(got, want);
+        }
+        valid += ref == AW_OK;
+    }
+    /* Both answers are well represented. */
+    AW_CHECK_MSG(valid > n / 5 && valid < n - n / 5, "valid %zu of %zu", valid, n);
+}
+
+/* The same over every region of the metadata: their example numbers and variants of them. */
+static void check_examples(void)
+{
+    size_t numbers = 0, valid = 0;
+    AW_CHECK_INT_EQ(aw_phone_check_examples(8, &numbers, &valid), 0);
+    AW_CHECK_MSG(numbers > 20000 && valid > numbers / 4 && valid < numbers - numbers / 10,
+                 "numbers %zu, valid %zu", numbers, valid);
+}
+
 int main(void)
 {
     char out[AW_PHONE_E164_MAX];
@@ -84,5 +186,7 @@ int main(void)
     AW_CHECK_INT_EQ(aw_phone_region_from_country("G1", region), AW_ERR_INVALID);
     AW_CHECK_INT_EQ(aw_phone_region_from_country("", region), AW_ERR_INVALID);
     check_cache();
+    check_against_reference();
+    check_examples();
     return aw_test_done();
 }

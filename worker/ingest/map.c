@@ -3,6 +3,7 @@
  * jansson. */
 #include "worker/ingest/map.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -410,21 +411,72 @@ static bool profile_region(const struct aw_event_profile *p, char region[3])
     return ok;
 }
 
-/* Parsed connection settings, cached per distinct settings within one message. */
+/* Parsed connection settings, cached per thread across messages: an audience's settings come
+ * back with every message that names it, and parsing them (consentMapping and propertyMapping
+ * are JSON texts in a string) cost ~12 k instructions an audience, twice a message of the
+ * benchmark. Keyed by the three raw setting texts (copies). A slot a message uses is kept
+ * until that message is mapped (changes of one message compare slots by address to share
+ * attributes), and the least recently used of the others is replaced when the cache is full;
+ * settings longer than CONN_KEY_MAX in all are parsed into the scratch slot each time, which
+ * is never shared. */
 struct conn_slot {
-    const char *list_id, *props, *consents; /* borrowed raw setting texts (the cache key) */
+    char *list_id, *props, *consents; /* owned copies of the raw setting texts (the key) */
+    uint64_t used;                    /* the number of the message that used it last */
     enum aw_err err;
     struct aw_connection conn;
     char detail[200];
 };
 
-#define CONN_CACHE_MAX 32
+#define CONN_CACHE_MAX 64
+#define CONN_KEY_MAX 4096u
 
 struct conn_cache {
-    struct conn_slot slots[CONN_CACHE_MAX]; /* [0, n) in use, the rest uninitialised */
+    struct conn_slot slots[CONN_CACHE_MAX]; /* [0, n) in use */
     size_t n;
-    struct conn_slot scratch; /* used when the cache is full */
+    uint64_t message;         /* the number of the message being mapped */
+    struct conn_slot scratch; /* settings too long to keep, or every slot in use */
 };
+
+static _Thread_local struct conn_cache *t_conn_cache;
+static pthread_key_t conn_cache_key; /* frees a thread's cache when it exits */
+static pthread_once_t conn_cache_once = PTHREAD_ONCE_INIT;
+
+static void conn_slot_clear(struct conn_slot *s)
+{
+    free(s->list_id);
+    free(s->props);
+    free(s->consents);
+    aw_connection_clear(&s->conn);
+    memset(s, 0, sizeof *s);
+}
+
+static void conn_cache_free(void *p)
+{
+    struct conn_cache *cc = p;
+    for (size_t i = 0; i < cc->n; i++)
+        conn_slot_clear(&cc->slots[i]);
+    conn_slot_clear(&cc->scratch);
+    free(cc);
+}
+
+static void conn_cache_key_create(void)
+{
+    AW_ASSERT(pthread_key_create(&conn_cache_key, conn_cache_free) == 0);
+}
+
+/* This thread's cache, created on first use, with a new message number. */
+static struct conn_cache *conn_cache_begin(void)
+{
+    struct conn_cache *cc = t_conn_cache;
+    if (cc == NULL) {
+        AW_ASSERT(pthread_once(&conn_cache_once, conn_cache_key_create) == 0);
+        cc = aw_calloc(1, sizeof *cc);
+        AW_ASSERT(pthread_setspecific(conn_cache_key, cc) == 0);
+        t_conn_cache = cc;
+    }
+    cc->message++;
+    return cc;
+}
 
 static bool same(const char *a, const char *b)
 {
@@ -445,6 +497,11 @@ static void check_reserved(struct conn_slot *s)
     }
 }
 
+static char *key_dup(const char *s)
+{
+    return s ? aw_strdup(s) : NULL;
+}
+
 static const struct conn_slot *conn_get(struct conn_cache *cc, const struct aw_event_audience *aud)
 {
     const char *l = aw_event_setting_get(aud->settings, aud->n_settings, "listId");
@@ -452,32 +509,37 @@ static const struct conn_slot *conn_get(struct conn_cache *cc, const struct aw_e
     const char *cm = aw_event_setting_get(aud->settings, aud->n_settings, "consentMapping");
     for (size_t i = 0; i < cc->n; i++) {
         struct conn_slot *s = &cc->slots[i];
-        if (same(s->list_id, l) && same(s->props, pm) && same(s->consents, cm))
+        if (same(s->list_id, l) && same(s->props, pm) && same(s->consents, cm)) {
+            s->used = cc->message;
             return s;
+        }
     }
-    struct conn_slot *s;
-    if (cc->n < CONN_CACHE_MAX) {
-        s = &cc->slots[cc->n++];
-        memset(s, 0, sizeof *s);
-    } else {
-        s = &cc->scratch;
-        aw_connection_clear(&s->conn);
+    size_t key_len = (l ? strlen(l) : 0) + (pm ? strlen(pm) : 0) + (cm ? strlen(cm) : 0);
+    struct conn_slot *s = &cc->scratch;
+    if (key_len <= CONN_KEY_MAX) {
+        if (cc->n < CONN_CACHE_MAX) {
+            s = &cc->slots[cc->n++];
+        } else {
+            struct conn_slot *lru = NULL;
+            for (size_t i = 0; i < cc->n; i++)
+                if (cc->slots[i].used != cc->message && (!lru || cc->slots[i].used < lru->used))
+                    lru = &cc->slots[i];
+            if (lru)
+                s = lru;
+        }
     }
-    s->list_id = l;
-    s->props = pm;
-    s->consents = cm;
+    conn_slot_clear(s);
+    if (s != &cc->scratch) {
+        s->list_id = key_dup(l);
+        s->props = key_dup(pm);
+        s->consents = key_dup(cm);
+    }
+    s->used = cc->message;
     s->err =
         aw_connection_parse(aud->settings, aud->n_settings, &s->conn, s->detail, sizeof s->detail);
     if (s->err == AW_OK)
         check_reserved(s);
     return s;
-}
-
-static void conn_cache_clear(struct conn_cache *cc)
-{
-    for (size_t i = 0; i < cc->n; i++)
-        aw_connection_clear(&cc->slots[i].conn);
-    aw_connection_clear(&cc->scratch.conn);
 }
 
 static char *dup_or_null(struct aw_arena *mem, const char *s)
@@ -517,12 +579,7 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
     if (!ev || !acct || ev->type != AW_EVENT_MEMBERSHIP)
         return AW_ERR_INVALID;
     size_t changes_cap = 0, rejects_cap = 0;
-    /* On the stack and not zeroed whole (32 slots, ~10 KB, for the one or two a message uses):
-     * slots are initialised as they are taken. A malloc of that size per message cost more
-     * than the rest of the allocations of a mapping together. */
-    struct conn_cache cache_mem, *cache = &cache_mem;
-    cache->n = 0;
-    memset(&cache->scratch, 0, sizeof cache->scratch);
+    struct conn_cache *cache = conn_cache_begin();
     enum aw_err rc = AW_OK;
     struct aw_arena *mem = out->mem = aw_arena_new();
     /* Strings every change of the message (or of a profile) carries are copied once and
@@ -631,7 +688,6 @@ enum aw_err aw_map_event(const struct aw_event *ev, const struct aw_account *acc
         }
     }
 done:
-    conn_cache_clear(cache);
     if (rc != AW_OK)
         aw_map_result_clear(out);
     return rc;
