@@ -26,7 +26,7 @@ cmake --build "$build" -j"$(nproc)" --target aw-worker aw_devbroker >/dev/null
 export AW_BUILD_DIR=$build AW_SOURCE_DIR=$root AW_TEST_NAME=bench-rate
 source "$root/tests/integration/lib.sh"
 start_redis
-start_devbroker --topic mparticle.audience:8 --topic mparticle.audience.dlq:1
+start_devbroker --topic mparticle.audience:8 --topic mparticle.audience.dlq:1 --topic bench.idle:1
 start_klaviyo_sim --job-delay 0.05 --latency-ms "${AW_BENCH_LATENCY_MS:-100,300}"
 accounts=${AW_BENCH_ACCOUNTS:-1}
 members=${AW_BENCH_MEMBERS:-150}
@@ -93,9 +93,10 @@ sampler_start() { # sampler_start NAME: the most requests in flight while the ba
     ) &
     sampler=$!
 }
-leader() { # leader NAME: a worker whose leader flushes (ingest already holds the partitions)
+leader() { # leader NAME: a worker whose leader flushes; it consumes an empty topic in its own
+    # group, so starting and stopping it never rebalances the ingest worker's partitions
     start_worker "$1" AW_FLUSH_TICK_MS=100 AW_KLAVIYO_JOB_POLL_MS=200 AW_LEASE_TTL_MS=15000 \
-        "${inflight[@]}"
+        AW_KAFKA_TOPICS=bench.idle AW_KAFKA_GROUP=bench-leader "${inflight[@]}"
     sampler_start "$1"
 }
 records "$AW_TEST_DIR/in.tsv" add 0
