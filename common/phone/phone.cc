@@ -111,6 +111,17 @@ void LoadMetadata()
     metadata = md.release();
 }
 
+// A pattern compiled with the flags libphonenumber's ICU regexps use; NULL when ICU refuses it
+// (libphonenumber then never matches it either).
+std::unique_ptr<icu::RegexMatcher> CompilePattern(const std::string &pattern)
+{
+    UErrorCode status = U_ZERO_ERROR;
+    auto m = std::make_unique<icu::RegexMatcher>(icu::UnicodeString::fromUTF8(pattern), 0, status);
+    if (U_FAILURE(status))
+        m.reset();
+    return m;
+}
+
 // One PhoneNumberDesc, compiled. No matcher: the type never matches (an empty pattern, or one
 // ICU refuses, which libphonenumber treats the same way).
 struct DescCheck {
@@ -120,13 +131,8 @@ struct DescCheck {
     void Compile(const PhoneNumberDesc &d)
     {
         lengths.assign(d.possible_length().begin(), d.possible_length().end());
-        if (d.national_number_pattern().empty())
-            return;
-        UErrorCode status = U_ZERO_ERROR;
-        matcher = std::make_unique<icu::RegexMatcher>(
-            icu::UnicodeString::fromUTF8(d.national_number_pattern()), 0, status);
-        if (U_FAILURE(status))
-            matcher.reset();
+        if (!d.national_number_pattern().empty())
+            matcher = CompilePattern(d.national_number_pattern());
     }
 
     // IsNumberMatchingDesc(nsn, desc).
@@ -159,13 +165,8 @@ struct RegionCheck {
                                        &m->uan(),          &m->voicemail()};
         for (int i = 0; i < 8; i++)
             others[i].Compile(*o[i]);
-        if (m->has_leading_digits()) {
-            UErrorCode status = U_ZERO_ERROR;
-            leading_digits = std::make_unique<icu::RegexMatcher>(
-                icu::UnicodeString::fromUTF8(m->leading_digits()), 0, status);
-            if (U_FAILURE(status))
-                leading_digits.reset();
-        }
+        if (m->has_leading_digits())
+            leading_digits = CompilePattern(m->leading_digits());
     }
 
     // GetNumberTypeHelper(nsn, metadata) != UNKNOWN.
