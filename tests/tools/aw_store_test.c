@@ -548,6 +548,23 @@ static void test_due(struct aw_store *s)
     }
     AW_CHECK(aud && prof);
     aw_store_streams_free(st, n);
+    /* the profile stream comes first even when more audiences are due now (score 0, names
+     * sorting before it) than are listed */
+    mk(&c, "88", "880", "p@x.io", 1, "e", AW_CHANGE_ADD);
+    aw_test_attr(&c, "first_name", "\"P\"");
+    AW_CHECK_INT_EQ(apply(s, &c, T0, NULL), AW_STORE_APPLIED);
+    for (int a = 881; a <= 882; a++)
+        for (int i = 0; i < 5; i++) {
+            char email[32], audience[8];
+            snprintf(email, sizeof email, "p%d@x.io", i);
+            snprintf(audience, sizeof audience, "%d", a);
+            mk(&c, "88", audience, email, 2, "e", AW_CHANGE_DELETE);
+            AW_CHECK_INT_EQ(apply(s, &c, T0 + 10, NULL), AW_STORE_APPLIED);
+        }
+    AW_CHECK_INT_EQ(aw_store_due_streams(s, "88", T0 + MAX_AGE_MS, 2, &st, &n), AW_OK);
+    AW_CHECK_INT_EQ(n, 2);
+    AW_CHECK(n == 2 && st[0].audience_id == NULL && st[1].audience_id != NULL);
+    aw_store_streams_free(st, n);
     /* five entries reach AW_FLUSH_MAX_QUEUE: due now */
     for (int i = 0; i < 4; i++) {
         char email[32];

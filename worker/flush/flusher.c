@@ -268,7 +268,9 @@ static void scan_account(struct aw_flusher *f, const char *acct, uint64_t now_un
     }
     for (size_t i = 0; i < n && f->n_jobs < JOBS_MAX; i++) {
         bool has;
-        if (jobs_of(f, acct, st[i].audience_id, &has) >= JOBS_PER_ACCOUNT)
+        /* the profile stream (listed first when due) is never kept out by the account's
+         * audiences: it carries their users' attributes and consent */
+        if (jobs_of(f, acct, st[i].audience_id, &has) >= JOBS_PER_ACCOUNT && st[i].audience_id)
             break;
         if (has)
             continue;

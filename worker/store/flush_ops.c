@@ -72,21 +72,33 @@ enum aw_err aw_store_due_streams(struct aw_store *s, const char *account_id, uin
     if (!aw_store_id_ok(account_id))
         return AW_ERR_INVALID;
     char *key = aw_store_key(account_id, AW_K_DUE, NULL, NULL);
+    const char *pname = aw_store_name(AW_F_DUE_PROFILES);
+    const char *zargv[3] = {"ZSCORE", key, pname};
+    struct aw_redis_cmd z = {.script = -1, .route = key, .argc = 3, .argv = zargv};
+    enum aw_err e = aw_store_run(s, &z);
+    bool profiles_due = e == AW_OK && z.reply.type == AW_REPLY_STR &&
+                        strtoull(z.reply.str, NULL, 10) <= now_unix_ms;
+    aw_redis_cmd_clear(&z);
     struct aw_redis_cmd c;
-    enum aw_err e = zrange_due(s, key, now_unix_ms, max, &c);
+    if (e == AW_OK)
+        e = zrange_due(s, key, now_unix_ms, max, &c);
     free(key);
     if (e != AW_OK)
         return e;
     size_t m = c.reply.n / 2;
-    struct aw_store_stream *st = aw_calloc(m ? m : 1, sizeof *st);
+    struct aw_store_stream *st = aw_calloc(m + 1, sizeof *st);
     size_t k = 0;
+    if (profiles_due && max > 0)
+        st[k++].audience_id = NULL; /* due_unix_ms: 0, now */
     const char *aprefix = aw_store_name(AW_F_DUE_AUDIENCE);
     size_t plen = strlen(aprefix);
-    for (size_t i = 0; i < m; i++) {
+    for (size_t i = 0; i < m && k < max; i++) {
         const struct aw_reply *mem = &c.reply.elem[2 * i], *sc = &c.reply.elem[2 * i + 1];
         if (mem->type != AW_REPLY_STR || sc->type != AW_REPLY_STR)
             continue;
-        if (strcmp(mem->str, aw_store_name(AW_F_DUE_PROFILES)) == 0) {
+        if (strcmp(mem->str, pname) == 0) {
+            if (profiles_due)
+                continue; /* listed first already */
             st[k].audience_id = NULL;
         } else if (strncmp(mem->str, aprefix, plen) == 0 && aw_store_id_ok(mem->str + plen)) {
             st[k].audience_id = aw_strdup(mem->str + plen);

@@ -28,7 +28,9 @@ struct aw_store_stream {
 };
 
 /* The account's streams due at now_unix_ms, earliest first, at most max, into *out (caller
- * frees with aw_store_streams_free), count in *n. */
+ * frees with aw_store_streams_free), count in *n. The profile stream, when due, comes first
+ * whatever its place: it carries the attributes and consent of every audience's users, and
+ * among streams due now (score 0) its name sorts after every audience's. */
 enum aw_err aw_store_due_streams(struct aw_store *s, const char *account_id, uint64_t now_unix_ms,
                                  size_t max, struct aw_store_stream **out, size_t *n);
 void aw_store_streams_free(struct aw_store_stream *st, size_t n);
