@@ -60,3 +60,11 @@ char *aw_text_pct_decode(const char *s, size_t n)
     d[o] = '\0';
     return d;
 }
+
+uint64_t aw_text_hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211u;
+    return h;
+}

@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/text.h"
 #include "worker/ingest/account.h"
 #include "worker/ingest/config_file.h"
 #include "worker/ingest/connection.h"
@@ -143,14 +144,6 @@ static void prepare_subscription(struct aw_ingest *ing, const struct aw_consumer
     r->n_ops++;
 }
 
-static uint64_t key_hash(const char *k)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 1099511628211ull;
-    return h;
-}
-
 /* Makes the account's API key available to the flusher (it may run on another replica):
  * written to Redis, with the version of the message that carried it, when it differs from what
  * this process wrote last. Only a key that passed validation, and never one from
@@ -162,7 +155,7 @@ static void remember_key(struct aw_ingest *ing, struct rec *r, const struct aw_a
     if (!acct->api_key || !acct->api_key[0] || !acct->account_id || acct->problem ||
         acct->api_key_from_config)
         return;
-    uint64_t h = key_hash(acct->api_key);
+    uint64_t h = aw_text_hash(acct->api_key, strlen(acct->api_key));
     size_t i = 0;
     while (i < ing->n_keys && strcmp(ing->keys[i].account_id, acct->account_id) != 0)
         i++;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/mem.h"
+#include "common/text.h"
 #include "worker/store/internal.h"
 
 #define CHUNK 1000u      /* entries moved or acked per script call (bounded blocking) */
@@ -167,14 +168,6 @@ struct seen {
     size_t cap;
 };
 
-static uint64_t email_hash(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211u;
-    return h;
-}
-
 /* True when t already holds email; else notes index t->n for it (the entry about to be added). */
 static bool seen_before(struct seen *sn, const struct aw_store_taken *t, const char *email,
                         size_t len)
@@ -184,7 +177,7 @@ static bool seen_before(struct seen *sn, const struct aw_store_taken *t, const c
         size_t *slot = aw_calloc(cap, sizeof *slot);
         for (size_t i = 0; i < t->n; i++) {
             const char *e = t->entries[i].email;
-            size_t h = (size_t)email_hash(e, strlen(e)) & (cap - 1);
+            size_t h = (size_t)aw_text_hash(e, strlen(e)) & (cap - 1);
             while (slot[h])
                 h = (h + 1) & (cap - 1);
             slot[h] = i + 1;
@@ -193,7 +186,7 @@ static bool seen_before(struct seen *sn, const struct aw_store_taken *t, const c
         sn->slot = slot;
         sn->cap = cap;
     }
-    size_t h = (size_t)email_hash(email, len) & (sn->cap - 1);
+    size_t h = (size_t)aw_text_hash(email, len) & (sn->cap - 1);
     for (; sn->slot[h]; h = (h + 1) & (sn->cap - 1)) {
         const char *e = t->entries[sn->slot[h] - 1].email;
         if (strlen(e) == len && memcmp(e, email, len) == 0)
