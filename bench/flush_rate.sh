@@ -99,17 +99,11 @@ leader() { # leader NAME: a worker whose leader flushes; it consumes an empty to
         AW_KAFKA_TOPICS=bench.idle AW_KAFKA_GROUP=bench-leader "${inflight[@]}"
     sampler_start "$1"
 }
-records "$AW_TEST_DIR/in.tsv" add 0
-ingest "$AW_TEST_DIR/in.tsv" $((audiences * members))
-leader worker
 # the drain is timed from the first request Klaviyo sees (not the worker's startup and group join)
 requests() {
     curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" | python3 -c 'import json,sys
 print(sum(sum(v.values()) for v in json.load(sys.stdin)["requests"].values()))'
 }
-wait_until '[ "$(requests)" -gt 0 ]' 60 || fail "no request reached the simulator within 60 s"
-start=$(date +%s.%N)
-cpu_mark worker 0
 members() {
     curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" | python3 -c 'import json,sys
 print(json.load(sys.stdin)["members"])'
@@ -168,22 +162,33 @@ print("  429 responses received %d%s; requests in flight, most seen %s (sampled 
       % (throttled(after) - throttled(before), " %s" % by_op if by_op else "", peak))
 PY
 }
-want=$((audiences * members))
+# timed LEADER BEFORE COND LABEL FROM TO: from the first request after BEFORE (a request count)
+# until COND holds; reported against state FROM, the end state saved as TO
+timed() {
+    local name=$1 before=$2 cond=$3 label=$4 from=$5 to=$6 start
+    wait_until '[ "$(requests)" -gt '"$before"' ]' 60 || fail "$label: no request within 60 s"
+    start=$(date +%s.%N)
+    cpu_mark "$name" a
+    wait_until "$cond" 600 ||
+        fail "$label: not drained after 600 s ($(curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts?property=wave"))"
+    end=$(date +%s.%N)
+    cpu_mark "$name" b
+    curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/$to.json"
+    report "$label" "$AW_TEST_DIR/$from.json" "$AW_TEST_DIR/$to.json" "$(python3 -c "print($end - $start)")"
+    cpu_report a b "$(python3 -c "print($end - $start)")"
+}
+records "$AW_TEST_DIR/in.tsv" add 0
+ingest "$AW_TEST_DIR/in.tsv" $((audiences * members))
 echo '{"requests": {}, "throttled": {}}' >"$AW_TEST_DIR/state0.json"
-wait_until '[ "$(members)" -eq '"$want"' ]' 600 || fail "only $(members) of $want members after 600 s"
-end=$(date +%s.%N)
-cpu_mark worker 1
-curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/state1.json"
-report "adds: $audiences audiences x $members" "$AW_TEST_DIR/state0.json" "$AW_TEST_DIR/state1.json" \
-    "$(python3 -c "print($end - $start)")"
-cpu_report 0 1 "$(python3 -c "print($end - $start)")"
+leader worker
+timed worker 0 '[ "$(members)" -eq '"$((audiences * members))"' ]' \
+    "adds: $audiences audiences x $members" state0 state1
 # drain NAME FILE RECORDS COND LABEL: the running leader stops, the ingest worker takes FILE
-# (RECORDS done in all), then leader NAME drains it: timed from its first request until COND
-# holds, reported against the state after the previous drain. It starts a minute after the
-# previous drain ended, so the account's steady (per-minute) windows hold none of that drain's
-# requests and the same bound applies.
+# (RECORDS done in all), then leader NAME drains it (timed), reported against the state after
+# the adds. It starts a minute after the previous drain ended, so the account's steady
+# (per-minute) windows hold none of that drain's requests and the same bound applies.
 drain() {
-    local name=$1 file=$2 done=$3 cond=$4 label=$5 before start
+    local name=$1 file=$2 done=$3 cond=$4 label=$5 before
     kill "$sampler" 2>/dev/null || true
     stop_worker "$running"
     ingest "$file" "$done"
@@ -191,16 +196,7 @@ drain() {
     before=$(requests)
     leader "$name"
     running=$name
-    wait_until '[ "$(requests)" -gt '"$before"' ]' 60 || fail "$label: no request within 60 s"
-    start=$(date +%s.%N)
-    cpu_mark "$name" a
-    wait_until "$cond" 600 || fail "$label: not drained after 600 s ($(curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts?property=wave"))"
-    end=$(date +%s.%N)
-    cpu_mark "$name" b
-    curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/state2.json"
-    report "$label" "$AW_TEST_DIR/state1.json" "$AW_TEST_DIR/state2.json" \
-        "$(python3 -c "print($end - $start)")"
-    cpu_report a b "$(python3 -c "print($end - $start)")"
+    timed "$name" "$before" "$cond" "$label" state1 state2
 }
 running=worker
 if [ "${AW_BENCH_REMOVE:-0}" = 1 ]; then
