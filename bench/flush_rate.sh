@@ -27,7 +27,8 @@ export AW_BUILD_DIR=$build AW_SOURCE_DIR=$root AW_TEST_NAME=bench-rate
 source "$root/tests/integration/lib.sh"
 start_redis
 start_devbroker --topic mparticle.audience:8 --topic mparticle.audience.dlq:1 --topic bench.idle:1
-start_klaviyo_sim --job-delay 0.05 --latency-ms "${AW_BENCH_LATENCY_MS:-100,300}"
+start_klaviyo_sim --job-delay 0.05 --latency-ms "${AW_BENCH_LATENCY_MS:-100,300}" \
+    --request-log "$AW_TEST_DIR/requests.log"
 accounts=${AW_BENCH_ACCOUNTS:-1}
 members=${AW_BENCH_MEMBERS:-150}
 records() { # records() FILE ACTION TIME_OFFSET
@@ -113,12 +114,13 @@ print(json.load(sys.stdin)["members"])'
 report() {
     python3 - "$1" "$2" "$3" "$4" "$root/schemas/vendor/klaviyo/openapi-stable-2026-07-15.json" \
         "$accounts" "$(cat "$AW_TEST_DIR/peak")" "${AW_BENCH_LATENCY_MS:-100,300}" \
-        "${AW_BENCH_IN_FLIGHT:-32}" <<'PY'
+        "${AW_BENCH_IN_FLIGHT:-32}" "$AW_TEST_DIR/requests.log" <<'PY'
 import json, math, sys
 label, before, after, secs = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3])), float(sys.argv[4])
 spec, accounts, peak = json.load(open(sys.argv[5])), int(sys.argv[6]), sys.argv[7]
 lat_ms = sum(float(x) for x in sys.argv[8].split(",")) / len(sys.argv[8].split(","))
 lanes = int(sys.argv[9])
+log = [l.split() for l in open(sys.argv[10])]
 limits = {}  # operationId -> (burst per s, steady per min), from the spec
 for ops in spec["paths"].values():
     for op in ops.values():
@@ -156,6 +158,17 @@ print("  bound (slowest: %s) %d s; lanes floor %d requests x %.0f ms / %d in fli
       % (binding, bound, sum(ops.values()), lat_ms, lanes, lanes_floor))
 print("  achieved %.1f s; efficiency %.2f against the rate-limit bound, %.2f against the larger of the two"
       % (secs, bound / secs if secs else 0, floor / secs if secs else 0))
+# when each operation's requests arrived (the simulator's request log), from the drain's first
+skip = sum(sum(v.values()) for v in before["requests"].values())
+mine = [(float(t), op) for t, op, _ in log[skip:]]
+if mine:
+    first = min(t for t, _ in mine)
+    span = {}
+    for t, op in mine:
+        lo, hi = span.get(op, (t, t))
+        span[op] = (min(lo, t), max(hi, t))
+    print("  arrivals from the first request (s): " + ", ".join(
+        "%s %.1f-%.1f" % (op, lo - first, hi - first) for op, (lo, hi) in sorted(span.items())))
 t0, t1 = before.get("throttled") or {}, after.get("throttled") or {}
 by_op = {op: n - t0.get(op, 0) for op, n in t1.items() if n - t0.get(op, 0) > 0} if isinstance(t1, dict) else {}
 print("  429 responses received %d%s; requests in flight, most seen %s (sampled every 0.1 s)"

@@ -58,6 +58,8 @@ def main(argv=None):
     ap.add_argument("--time-scale", type=float, default=None, help="scale of rate-limit windows")
     ap.add_argument("--no-rate-limits", action="store_true")
     ap.add_argument("--check-responses", action="store_true")
+    ap.add_argument("--request-log", metavar="FILE",
+                    help="append a line per API request: arrival (monotonic s), operation, status")
     args = ap.parse_args(argv)
     cfg = {}
     if args.job_delay is not None:
@@ -73,6 +75,8 @@ def main(argv=None):
         cfg["rate_limits"] = False
     if args.check_responses:
         cfg["check_responses"] = True
+    if args.request_log:
+        cfg["request_log"] = args.request_log
     t0 = time.monotonic()
     server, sim = make_server(args.host, args.port, args.spec, cfg)
     port = server.server_address[1]

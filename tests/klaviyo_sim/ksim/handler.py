@@ -170,6 +170,9 @@ class Handler(BaseHTTPRequestHandler):
                 if counted:
                     sim.recent[-1]["dropped_after_apply"] = True
                 del sim.recent[:-200]
+                if sim.config.get("request_log"):
+                    with open(sim.config["request_log"], "a") as f:
+                        f.write("%.4f %s %s\n" % (self.arrived, label, key))
             if not status:
                 self._leave()
                 try:
