@@ -12,12 +12,14 @@
  * Lanes: AW_KLAVIYO_MAX_IN_FLIGHT threads, each with its own curl handle. Everything (scheduler,
  * lease, store, rate limits, accounts, steps) runs under one lock, which a lane lets go of only
  * while its request is on the wire: the flush logic stays the sequential code it was, and only
- * the waits for Klaviyo (100-300 ms each) overlap. A job runs in one lane at a time, so each
- * audience's writes stay in order, except a removal batch's profile lookups by email (reads,
- * which one batch may need hundreds of) and list relationship deletes (which commute): all lanes
- * but one may work on disjoint items of one such job at once (aw_flush_job_fan_out). Each
- * dispatch gives every runnable job without a lane one first, then a removal batch as many more
- * as it has requests ready, so other jobs get the lanes as they come back. The
+ * the waits for Klaviyo (100-300 ms each) overlap. A job's steps run in one lane at a time, so
+ * each audience's writes stay in order, except a batch's removals: profile lookups by email
+ * (reads, which one batch may need hundreds of) and list relationship deletes (which commute),
+ * for other users than the batch's imports (one entry per email in a batch). All lanes but one
+ * may work on disjoint removals of one job at once, in its removal stage or beside its imports
+ * while those wait for a rate-limit slot or a job poll (aw_flush_job_fan_out). Each dispatch
+ * gives every runnable job without a lane one first, then a job with removals ready as many
+ * more as it has requests ready, so other jobs get the lanes as they come back. The
  * rate limiter counts requests on the wire. The scheduler drives the lease between steps and every
  * request is bounded by the lease's validity (aw_klaviyo_set_deadline). */
 #include "worker/flush/flusher.h"
@@ -335,7 +337,7 @@ static size_t lanes_wanted(const struct aw_flusher *f, const struct slot *sl)
     if (sl->busy >= cap)
         return 0;
     size_t want = sl->busy == 0 ? 1 : 0;
-    size_t ready = aw_flush_job_fan_out(sl->j);
+    size_t ready = aw_flush_job_fan_out(sl->j, cap - sl->busy + sl->starting);
     if (ready > sl->starting + want)
         want = ready - sl->starting;
     return want < cap - sl->busy ? want : cap - sl->busy;
@@ -406,10 +408,9 @@ static void *lane_main(void *arg)
         struct slot *sl = l->slot;
         sl->starting--;
         /* The job may have moved on since this lane was given it (another lane's answer came
-         * first): a step that must run alone runs only in the job's last lane, a job that now
-         * waits (a retry's backoff) not before its time, and an ended job not at all. */
-        if (!sl->over && aw_flush_job_next_at(sl->j) <= now_ms() &&
-            (sl->busy == 1 || aw_flush_job_fan_out(sl->j) > 0)) {
+         * first): the job's step runs only what is due and not taken (aw_flush_job_step), and
+         * an ended job not at all. */
+        if (!sl->over) {
             aw_flush_job_set_client(sl->j, l->k);
             if (aw_flush_job_step(&f->ctx, sl->j))
                 sl->over = true;

@@ -109,10 +109,12 @@ struct aw_flush_job *aw_flush_job_new(struct aw_flush_ctx *ctx, const char *acco
     j->acct = aw_flush_accounts_get(ctx->accounts, account_id);
     j->batch_bytes = &ctx->batch_bytes;
     j->phase = PH_TAKE;
-    j->next_at = aw_job_now_ms();
+    j->run.next_at = aw_job_now_ms();
     j->resume_cat = -1;
-    aw_backoff_init(&j->bo, ctx->s->klaviyo.retry_base_ms, ctx->s->klaviyo.retry_max_ms,
+    aw_backoff_init(&j->run.bo, ctx->s->klaviyo.retry_base_ms, ctx->s->klaviyo.retry_max_ms,
                     aw_clock_unix_ms() ^ (uint64_t)(uintptr_t)j);
+    aw_backoff_init(&j->side.bo, ctx->s->klaviyo.retry_base_ms, ctx->s->klaviyo.retry_max_ms,
+                    aw_clock_unix_ms() ^ (uint64_t)(uintptr_t)&j->side);
     return j;
 }
 
@@ -149,9 +151,29 @@ void aw_flush_job_free(struct aw_flush_job *j)
     free(j);
 }
 
+/* The side track is open (job_internal.h): an audience batch whose list is known, still on its
+ * imports (its own removal stage comes after them), with removals to send. */
+static bool side_open(const struct aw_flush_job *j)
+{
+    return j->aud_id && j->list_id && !j->relist && !j->release && j->cur < CAT_DEL &&
+           (j->phase == PH_SEND || j->phase == PH_JOB_POLL || j->phase == PH_JOB_ERRORS) &&
+           j->ncat[CAT_DEL] > 0;
+}
+
+/* Side requests ready now, counted up to most (the Redis id cache not read yet: one). */
+static size_t side_ready(const struct aw_flush_job *j, uint64_t now, size_t most)
+{
+    if (!side_open(j) || j->side.next_at > now)
+        return 0;
+    return j->cache_checked ? aw_job_removal_fan_out(j, most) : 1;
+}
+
 uint64_t aw_flush_job_next_at(const struct aw_flush_job *j)
 {
-    return j->next_at;
+    uint64_t at = j->run_busy ? UINT64_MAX : j->run.next_at;
+    if (j->side.next_at < at && side_ready(j, j->side.next_at, 1) > 0)
+        at = j->side.next_at;
+    return at;
 }
 
 const char *aw_flush_job_account(const struct aw_flush_job *j)
@@ -164,19 +186,20 @@ const char *aw_flush_job_audience(const struct aw_flush_job *j)
     return j->aud_id;
 }
 
-void aw_job_retry_later(struct aw_flush_job *j, const char *what, const char *detail)
+void aw_job_retry_later(struct aw_flush_job *j, struct aw_job_track *t, const char *what,
+                        const char *detail)
 {
-    uint64_t d = aw_backoff_next_ms(&j->bo);
-    j->next_at = aw_job_now_ms() + d;
+    uint64_t d = aw_backoff_next_ms(&t->bo);
+    t->next_at = aw_job_now_ms() + d;
     aw_metrics_count(AW_MF_FLUSH_STEP_FAILURES, what, NULL);
-    if (j->bo.attempt <= 1)
+    if (t->bo.attempt <= 1)
         AW_LOG_WARN(MOD, "flush step failed, retrying",
                     "account=%s audience=%s step=%s detail=\"%s\" retry_in_ms=%" PRIu64, j->acct_id,
                     aw_job_aud(j), what, detail ? detail : "", d);
     else
         AW_LOG_DEBUG(MOD, "flush step failed, retrying",
                      "account=%s audience=%s step=%s attempt=%u retry_in_ms=%" PRIu64, j->acct_id,
-                     aw_job_aud(j), what, j->bo.attempt, d);
+                     aw_job_aud(j), what, t->bo.attempt, d);
 }
 
 static void produce(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const struct dl *d)
@@ -279,7 +302,7 @@ size_t aw_job_live(const struct aw_flush_job *j, int c)
 /* Moves to the first category at or after `from` that has work; ACK when none. */
 void aw_job_next_stage(struct aw_flush_job *j, int from)
 {
-    j->split_limit = 0;
+    j->run.split_limit = 0;
     for (int c = from; c < CAT_COUNT; c++) {
         if (aw_job_live(j, c) == 0)
             continue;
@@ -295,7 +318,7 @@ void aw_job_next_stage(struct aw_flush_job *j, int from)
 /* After the list is known (or cannot be): continue where the job stood. */
 void aw_job_after_list(struct aw_flush_job *j)
 {
-    j->next_at = aw_job_now_ms();
+    j->run.next_at = aw_job_now_ms();
     if (j->relist) {
         j->relist = false;
         j->phase = PH_SEND; /* same category and position (gone entries are skipped) */
@@ -319,10 +342,11 @@ void aw_job_drop_list_work(struct aw_flush_ctx *ctx, struct aw_flush_job *j, con
 /* ---- Requests ------------------------------------------------------------------------------- */
 
 /* Sends one request unless the lease is gone, the account is paused or has no key, or the
- * rate limit says wait (then j->next_at is set and NOT_SENT returned). resp is always
+ * rate limit says wait (then t->next_at is set and NOT_SENT returned). resp is always
  * initialised. */
-enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_api_endpoint ep,
-                      const char *path, const char *body, struct aw_klaviyo_response *resp)
+enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
+                      enum aw_api_endpoint ep, const char *path, const char *body,
+                      struct aw_klaviyo_response *resp)
 {
     const struct aw_api_op *op = aw_api_get(ep);
     struct aw_klaviyo *k = j->k; /* this lane's: another lane may run a lookup of j meanwhile */
@@ -336,23 +360,23 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
     }
     uint64_t now = aw_job_now_ms();
     if (!aw_leader_is_held(&ctx->leader, now)) {
-        j->next_at = now + ctx->s->flush.tick_ms;
+        t->next_at = now + ctx->s->flush.tick_ms;
         return NOT_SENT;
     }
     struct aw_flush_account *a = j->acct;
     if (aw_flush_account_is_paused(a, now)) {
         j->release = true; /* its memory goes back; the scan resumes it after the pause */
-        j->next_at = now;
+        t->next_at = now;
         return NOT_SENT;
     }
     if (aw_flush_account_load(ctx, a) != AW_OK) {
-        aw_job_retry_later(j, "account_load", aw_store_errstr(ctx->store));
+        aw_job_retry_later(j, t, "account_load", aw_store_errstr(ctx->store));
         return NOT_SENT;
     }
     if (!a->api_key) {
         aw_flush_account_pause(ctx, a, 0, "missing_api_key");
         j->release = true;
-        j->next_at = now;
+        t->next_at = now;
         return NOT_SENT;
     }
     if (ctx->dry && aw_dryrun_intercepts(ep, path)) {
@@ -366,7 +390,7 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
     if (w > 0) {
         /* the job runs again at next_at: the wait is what the limiter costs this request */
         aw_metrics_family_add(AW_MF_KLAVIYO_RATE_LIMIT_WAIT, op->name, NULL, (double)w / 1000.0);
-        j->next_at = now + w;
+        t->next_at = now + w;
         return NOT_SENT;
     }
     aw_metrics_add(AW_M_KLAVIYO_REQUESTS, 1);
@@ -404,8 +428,8 @@ enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
 
 /* WAIT / RETRY / PAUSE: schedules j and returns true. DONE: resets the backoff, resumes a
  * paused account, returns false. Other actions: false (the caller decides). */
-bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const char *step,
-                          const struct aw_klaviyo_response *r)
+bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
+                          const char *step, const struct aw_klaviyo_response *r)
 {
     struct aw_flush_account *a = j->acct;
     uint64_t now = aw_job_now_ms();
@@ -421,22 +445,22 @@ bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, cons
                         aw_store_errstr(ctx->store));
         AW_LOG_DEBUG(MOD, "rate limited by Klaviyo", "account=%s step=%s retry_after_ms=%" PRIu64,
                      a->id, step, ra);
-        j->next_at = now + ra;
+        t->next_at = now + ra;
         return true;
     }
     case AW_KLAVIYO_RETRY: {
         char detail[300];
         snprintf(detail, sizeof detail, "status=%ld %s", r->status, r->transport_error);
-        aw_job_retry_later(j, step, detail);
+        aw_job_retry_later(j, t, step, detail);
         return true;
     }
     case AW_KLAVIYO_PAUSE:
         aw_flush_account_pause(ctx, a, r->status, "refused");
         j->release = true;
-        j->next_at = aw_job_now_ms();
+        t->next_at = aw_job_now_ms();
         return true;
     case AW_KLAVIYO_DONE:
-        aw_backoff_reset(&j->bo);
+        aw_backoff_reset(&t->bo);
         aw_flush_account_resume(ctx, a);
         return false;
     default:
@@ -501,7 +525,7 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
     /* the leader's memory stays flat: a new batch waits while the others fill the budget */
     if (ctx->batch_bytes >= BATCH_BYTES_BUDGET) {
-        j->next_at = aw_job_now_ms() + ctx->s->flush.tick_ms;
+        j->run.next_at = aw_job_now_ms() + ctx->s->flush.tick_ms;
         return false;
     }
     size_t room = BATCH_BYTES_BUDGET - ctx->batch_bytes;
@@ -516,7 +540,7 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     }
     if (e != AW_OK) {
         aw_metrics_add(AW_M_STORE_ERRORS, 1);
-        aw_job_retry_later(j, "take", aw_store_errstr(ctx->store));
+        aw_job_retry_later(j, &j->run, "take", aw_store_errstr(ctx->store));
         return false;
     }
     if (j->t.status == AW_STORE_BATCH_EMPTY)
@@ -558,7 +582,7 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         j->phase = PH_LIST;
     else
         aw_job_next_stage(j, CAT_ADD);
-    j->next_at = aw_job_now_ms();
+    j->run.next_at = aw_job_now_ms();
     return false;
 }
 
@@ -567,8 +591,8 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 /* ---- Imports, clears, consent --------------------------------------------------------------- */
 
 /* Handles a 4xx that is not WAIT/PAUSE for the request holding items[pos..pos+n). */
-bool aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
-                         size_t n, const struct aw_klaviyo_response *r)
+bool aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
+                         int c, const size_t *items, size_t n, const struct aw_klaviyo_response *r)
 {
     if (r->action == AW_KLAVIYO_DROP_RECORDS) {
         size_t dropped = 0;
@@ -583,7 +607,7 @@ bool aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const
         if (dropped > 0)
             return false; /* the rest is sent again without them */
     }
-    if (aw_job_split(j, n, r))
+    if (aw_job_split(j, t, c, n, r))
         return false;
     const char *reason = r->action == AW_KLAVIYO_NOT_FOUND  ? "klaviyo_not_found"
                          : r->action == AW_KLAVIYO_CONFLICT ? "klaviyo_conflict"
@@ -591,25 +615,26 @@ bool aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const
     AW_LOG_WARN(MOD, "Klaviyo refused a request",
                 "account=%s audience=%s step=%s status=%ld klaviyo_id=%s klaviyo_code=%s "
                 "records=%zu",
-                j->acct_id, aw_job_aud(j), aw_job_cat_name[j->cur], r->status,
+                j->acct_id, aw_job_aud(j), aw_job_cat_name[c], r->status,
                 aw_job_err_field(r, 0) ? aw_job_err_field(r, 0) : "",
                 aw_job_err_field(r, 1) ? aw_job_err_field(r, 1) : "", n);
     for (size_t i = 0; i < n; i++)
         aw_job_dead_letter(ctx, j, items[i], reason, aw_job_err_field(r, 0), aw_job_err_field(r, 1),
                            aw_job_err_field(r, 2));
-    j->split_limit = 0; /* the bad record is out: full-size requests again */
+    t->split_limit = 0; /* the bad record is out: full-size requests again */
     return true;
 }
 
-bool aw_job_split(struct aw_flush_job *j, size_t n, const struct aw_klaviyo_response *r)
+bool aw_job_split(struct aw_flush_job *j, struct aw_job_track *t, int c, size_t n,
+                  const struct aw_klaviyo_response *r)
 {
     if (r->action != AW_KLAVIYO_REJECT || (r->status != 400 && r->status != 413) || n < 2)
         return false;
-    j->split_limit = n / 2;
-    j->next_at = aw_job_now_ms();
+    t->split_limit = n / 2;
+    t->next_at = aw_job_now_ms();
     AW_LOG_INFO(MOD, "request refused whole; sending it in halves to find the bad records",
                 "account=%s audience=%s step=%s status=%ld records=%zu half=%zu", j->acct_id,
-                aw_job_aud(j), aw_job_cat_name[j->cur], r->status, n, j->split_limit);
+                aw_job_aud(j), aw_job_cat_name[c], r->status, n, t->split_limit);
     return true;
 }
 
@@ -645,7 +670,7 @@ static bool step_ack(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             e = AW_ERR_IO;
         if (e != AW_OK) {
             aw_flush_job_reproduce(ctx, j);
-            aw_job_retry_later(j, "dead_letter_wait", aw_err_str(e));
+            aw_job_retry_later(j, &j->run, "dead_letter_wait", aw_err_str(e));
             return false;
         }
     }
@@ -665,7 +690,7 @@ static bool step_ack(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         return true;
     if (e != AW_OK) {
         aw_metrics_add(AW_M_STORE_ERRORS, 1);
-        aw_job_retry_later(j, "ack", aw_store_errstr(ctx->store));
+        aw_job_retry_later(j, &j->run, "ack", aw_store_errstr(ctx->store));
         return false;
     }
     aw_metrics_add(AW_M_FLUSHES, 1);
@@ -685,20 +710,22 @@ void aw_flush_job_set_client(struct aw_flush_job *j, struct aw_klaviyo *k)
     j->k = k;
 }
 
-size_t aw_flush_job_fan_out(const struct aw_flush_job *j)
+size_t aw_flush_job_fan_out(const struct aw_flush_job *j, size_t most)
 {
-    if (j->release || j->phase != PH_REMOVALS || !j->cache_checked)
+    if (j->release)
         return 0;
-    return aw_job_removal_fan_out(j);
+    uint64_t now = aw_job_now_ms();
+    if (j->phase == PH_REMOVALS)
+        return j->cache_checked && j->run.next_at <= now ? aw_job_removal_fan_out(j, most) : 0;
+    size_t n = side_ready(j, now, most);
+    if (n > 0 && !j->run_busy && j->run.next_at <= now)
+        n++; /* and the phases' own step */
+    return n;
 }
 
-bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+/* One step of the job's phases (run track). */
+static bool run_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
-    if (j->release) { /* between two requests: a new leader could resume here just as well */
-        AW_LOG_DEBUG(MOD, "paused account: batch left in Redis", "account=%s audience=%s",
-                     j->acct_id, aw_job_aud(j));
-        return true;
-    }
     switch (j->phase) {
     case PH_TAKE:
         return step_take(ctx, j);
@@ -718,10 +745,38 @@ bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         aw_job_step_errors(ctx, j);
         return false;
     case PH_REMOVALS:
-        aw_job_step_removals(ctx, j);
+        aw_job_step_removals(ctx, j, &j->run, false);
         return false;
     case PH_ACK:
         return step_ack(ctx, j);
     }
     return true;
+}
+
+/* What a lane given j runs: a removal stage's requests side by side (fan-out); otherwise the
+ * phases' step in one lane at a time, and in the other lanes, while that step waits or is on
+ * the wire, the batch's removals on the side track. Nothing when neither is due (another lane
+ * took the work first). */
+bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    if (j->release) { /* between two requests: a new leader could resume here just as well */
+        AW_LOG_DEBUG(MOD, "paused account: batch left in Redis", "account=%s audience=%s",
+                     j->acct_id, aw_job_aud(j));
+        return true;
+    }
+    uint64_t now = aw_job_now_ms();
+    if (j->phase == PH_REMOVALS) {
+        if (j->run.next_at <= now)
+            aw_job_step_removals(ctx, j, &j->run, false);
+        return false;
+    }
+    if (!j->run_busy && j->run.next_at <= now) {
+        j->run_busy = true;
+        bool over = run_step(ctx, j);
+        j->run_busy = false;
+        return over;
+    }
+    if (side_ready(j, now, 1) > 0)
+        aw_job_step_removals(ctx, j, &j->side, true);
+    return false;
 }

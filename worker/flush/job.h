@@ -46,13 +46,14 @@ void aw_flush_job_set_client(struct aw_flush_job *j, struct aw_klaviyo *k);
 /* Runs the next step. True when the job is over (batch acked, nothing to take, or fenced). */
 bool aw_flush_job_step(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 
-/* How many steps of j may run in lanes at once now, beside those already on the wire: the
- * requests a removal batch has ready (lookups by email of a page each, and full list
- * relationship deletes: reads, and deletes that commute; each step claims its own emails or
- * ids). 0 for every other step, which runs in one lane at a time. */
-size_t aw_flush_job_fan_out(const struct aw_flush_job *j);
+/* How many steps of j may run in lanes at once now, beside those already on the wire, counted
+ * up to most: the requests a removal batch has ready (lookups by email of a page each, and full
+ * list relationship deletes: reads, and deletes that commute; each step claims its own emails
+ * or ids), in its removal stage or beside its imports (then plus the imports' own step when it
+ * is due and no lane runs it). 0 for every other step, which runs in one lane at a time. */
+size_t aw_flush_job_fan_out(const struct aw_flush_job *j, size_t most);
 
-/* Monotonic ms at which the job wants its next step. */
+/* Monotonic ms at which the job wants its next step (UINT64_MAX: only the step a lane runs). */
 uint64_t aw_flush_job_next_at(const struct aw_flush_job *j);
 
 const char *aw_flush_job_account(const struct aw_flush_job *j);

@@ -43,6 +43,18 @@ enum phase {
     PH_ACK          /* dead letters confirmed, then ack */
 };
 
+/* When a line of the job's work runs next, how it backs off and how large its requests may be.
+ * A job has two: `run`, its phases in order, and `side`, the removals of an audience batch sent
+ * while `run` waits for its import (a rate-limit slot, a job poll): the two touch disjoint users
+ * (a batch holds one entry per email) and different endpoints, so neither waits for the other
+ * (aw_flush_job_step). */
+struct aw_job_track {
+    uint64_t next_at; /* mono ms */
+    struct aw_backoff bo;
+    size_t split_limit; /* 0, or the most items per request while a request Klaviyo refused whole
+                           (400/413 naming no record) is sent in halves */
+};
+
 struct dl {
     char *env;    /* envelope, owned */
     char *reason; /* owned */
@@ -56,9 +68,10 @@ struct aw_flush_job {
     size_t *batch_bytes; /* the flusher's total, which this job's batch counts in */
     bool release;        /* the account is paused: give the batch back (it stays in Redis) */
     enum phase phase;
-    uint64_t next_at; /* mono ms */
+    struct aw_job_track run;  /* the phases */
+    struct aw_job_track side; /* removals beside the imports */
+    bool run_busy;            /* a lane runs a step of `run` now */
     uint64_t started_ms;
-    struct aw_backoff bo;
     struct aw_store_taken t;
     size_t n;
     bool *gone;         /* dead-lettered or done without a request: skipped from now on */
@@ -88,8 +101,6 @@ struct aw_flush_job {
                                   been): an unknown job may still run; the ack waits for it */
     uint64_t orphan_since;     /* mono ms the ack began waiting for such jobs */
     char *orphan_cursor;       /* page of the unfinished-jobs listing being read */
-    size_t split_limit;        /* 0, or the most items per request while a batch Klaviyo refused
-                                  whole (400/413 naming no record) is sent in halves */
     struct dl *dl;             /* dead letters produced for this batch (kept until ack) */
     struct aw_dlq_set *dl_set; /* their deliveries, confirmed before the ack */
     size_t dl_produced;        /* of them, accepted by the producer into dl_set */
@@ -105,8 +116,9 @@ uint64_t aw_job_now_ms(void);
 const char *aw_job_aud(const struct aw_flush_job *j);
 /* id (0), code (1) or title (2) of the answer's first error, or NULL. */
 const char *aw_job_err_field(const struct aw_klaviyo_response *r, int which);
-/* Backs the job off (capped exponential with jitter); WARN on the first failure. */
-void aw_job_retry_later(struct aw_flush_job *j, const char *what, const char *detail);
+/* Backs track t of the job off (capped exponential with jitter); WARN on the first failure. */
+void aw_job_retry_later(struct aw_flush_job *j, struct aw_job_track *t, const char *what,
+                        const char *detail);
 /* Dead-letters entry idx once (stage flush), kept until the batch is acked. */
 void aw_job_dead_letter(struct aw_flush_ctx *ctx, struct aw_flush_job *j, size_t idx,
                         const char *reason, const char *kid, const char *kcode, const char *ktitle);
@@ -126,19 +138,22 @@ void aw_job_after_list(struct aw_flush_job *j);
 void aw_job_drop_list_work(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const char *reason,
                            const struct aw_klaviyo_response *r);
 /* Sends one request within the lease, the account's pause and rate limits; NOT_SENT schedules
- * the job. resp is always initialised. */
-enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_api_endpoint ep,
-                      const char *path, const char *body, struct aw_klaviyo_response *resp);
-/* WAIT / RETRY / PAUSE: schedules j, true. DONE: resets backoff, false. Others: false. */
-bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const char *step,
-                          const struct aw_klaviyo_response *r);
+ * track t. resp is always initialised. */
+enum sent aw_job_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
+                      enum aw_api_endpoint ep, const char *path, const char *body,
+                      struct aw_klaviyo_response *resp);
+/* WAIT / RETRY / PAUSE: schedules track t, true. DONE: resets t's backoff, false. Others:
+ * false. */
+bool aw_job_handle_common(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
+                          const char *step, const struct aw_klaviyo_response *r);
 /* A 400/413 naming no record for a request of n > 1 items: the next requests carry half as
  * many (again and again), so only the bad records end dead-lettered. True when it split. */
-bool aw_job_split(struct aw_flush_job *j, size_t n, const struct aw_klaviyo_response *r);
+bool aw_job_split(struct aw_flush_job *j, struct aw_job_track *t, int c, size_t n,
+                  const struct aw_klaviyo_response *r);
 /* A 4xx for the request holding items[0..n): named records dead-lettered, halves
  * (aw_job_split), or all of them (then true: the caller moves past the n items). */
-bool aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
-                         size_t n, const struct aw_klaviyo_response *r);
+bool aw_job_refuse_items(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
+                         int c, const size_t *items, size_t n, const struct aw_klaviyo_response *r);
 
 /* Before the ack (one request at most): true when no import job the batch may have started
  * unknowingly can still run, else j is scheduled to look again. */
@@ -152,9 +167,10 @@ void aw_job_step_list_create(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_errors(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
-void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
+void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
+                          bool side);
 /* The requests of a PH_REMOVALS step of j that could go out at once now (lookups and deletes
  * ready, none claimed). */
-size_t aw_job_removal_fan_out(const struct aw_flush_job *j);
+size_t aw_job_removal_fan_out(const struct aw_flush_job *j, size_t most);
 
 #endif

@@ -80,15 +80,15 @@ void aw_job_step_list(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         return;
     }
     struct aw_klaviyo_response r;
-    if (aw_job_send(ctx, j, AW_API_GET_LISTS, path, NULL, &r) == SENT &&
-        !aw_job_handle_common(ctx, j, "list_find", &r)) {
+    if (aw_job_send(ctx, j, &j->run, AW_API_GET_LISTS, path, NULL, &r) == SENT &&
+        !aw_job_handle_common(ctx, j, &j->run, "list_find", &r)) {
         struct aw_parse_page page;
         memset(&page, 0, sizeof page);
         if (r.action != AW_KLAVIYO_DONE) {
             aw_job_drop_list_work(ctx, j, "klaviyo_list_lookup_rejected", &r);
             aw_job_after_list(j);
         } else if (aw_parse_lists_page(r.body, r.body_len, &page) != AW_OK) {
-            aw_job_retry_later(j, "list_find", "unexpected response body");
+            aw_job_retry_later(j, &j->run, "list_find", "unexpected response body");
         } else {
             const char *found = NULL;
             for (size_t i = 0; i < page.n && !found; i++)
@@ -103,7 +103,7 @@ void aw_job_step_list(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
                 removals_without_list(j);
             } else {
                 j->phase = PH_LIST_CREATE;
-                j->next_at = aw_job_now_ms();
+                j->run.next_at = aw_job_now_ms();
             }
         }
         aw_parse_page_clear(&page);
@@ -126,17 +126,17 @@ void aw_job_step_list_create(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         aw_store_account_count_list_create(ctx->store, j->acct_id, aw_clock_unix_ms(), 1, &count);
     uint32_t daily = aw_api_get(AW_API_CREATE_LIST)->daily;
     if (e != AW_OK) {
-        aw_job_retry_later(j, "list_create_count", aw_store_errstr(ctx->store));
+        aw_job_retry_later(j, &j->run, "list_create_count", aw_store_errstr(ctx->store));
     } else if (count > (int64_t)daily) {
         AW_LOG_WARN(MOD, "daily list creation limit reached; waiting",
                     "account=%s audience=%s limit=%u", j->acct_id, j->aud_id, (unsigned)daily);
-        j->next_at = aw_job_now_ms() + 3600000u; /* the counter is per UTC day */
+        j->run.next_at = aw_job_now_ms() + 3600000u; /* the counter is per UTC day */
     } else {
         struct aw_klaviyo_response r;
         char *path = NULL;
         enum aw_err pe = aw_api_path_build(AW_API_CREATE_LIST, NULL, NULL, &path);
         AW_ASSERT(pe == AW_OK); /* fixed template */
-        enum sent sent = aw_job_send(ctx, j, AW_API_CREATE_LIST, path, body, &r);
+        enum sent sent = aw_job_send(ctx, j, &j->run, AW_API_CREATE_LIST, path, body, &r);
         free(path);
         if (sent != SENT) {
             /* Not sent (rate limit, pause, lease): give the day's slot back. A failure here
@@ -145,7 +145,7 @@ void aw_job_step_list_create(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             if (aw_store_account_count_list_create(ctx->store, j->acct_id, aw_clock_unix_ms(), -1,
                                                    &ignored) != AW_OK)
                 aw_metrics_add(AW_M_STORE_ERRORS, 1);
-        } else if (aw_job_handle_common(ctx, j, "list_create", &r)) {
+        } else if (aw_job_handle_common(ctx, j, &j->run, "list_create", &r)) {
             /* Retried later: the request may have been applied although its answer was lost
              * (Klaviyo allows two lists of one name), so look it up by name first. */
             if (r.action == AW_KLAVIYO_RETRY)
@@ -154,13 +154,13 @@ void aw_job_step_list_create(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             char *id = NULL;
             if (r.action == AW_KLAVIYO_CONFLICT) {
                 j->phase = PH_LIST; /* created meanwhile: find it */
-                j->next_at = aw_job_now_ms();
+                j->run.next_at = aw_job_now_ms();
             } else if (r.action != AW_KLAVIYO_DONE) {
                 aw_job_drop_list_work(ctx, j, "klaviyo_list_create_rejected", &r);
                 aw_job_after_list(j);
             } else if (aw_parse_resource_id(r.body, r.body_len, "list", &id) != AW_OK) {
                 j->phase = PH_LIST; /* created, but which id? find it by name */
-                aw_job_retry_later(j, "list_create", "unexpected response body");
+                aw_job_retry_later(j, &j->run, "list_create", "unexpected response body");
             } else {
                 set_list(ctx, j, id);
                 AW_LOG_INFO(MOD, "list created", "account=%s audience=%s list=%s", j->acct_id,

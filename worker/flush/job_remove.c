@@ -65,8 +65,20 @@ struct removal_work {
     size_t unresolved;
 };
 
-/* Fills *w; with list false only counts (w's arrays stay NULL: nothing allocated). */
-static void removal_work(const struct aw_flush_job *j, bool list, struct removal_work *w)
+/* Requests w's counts make: lookups of a page each; full deletes while lookups remain, then the
+ * rest. partial: w counts only some entries, so treat lookups as remaining (a lower bound). */
+static size_t removal_requests(const struct removal_work *w, bool partial)
+{
+    size_t page = aw_api_get(AW_API_GET_PROFILES)->filter_max_values;
+    size_t del_max = aw_api_get(AW_API_LIST_REMOVE_PROFILES)->max_items;
+    return (w->n_look + page - 1) / page +
+           (partial || w->unresolved ? w->n_del / del_max : (w->n_del + del_max - 1) / del_max);
+}
+
+/* Fills *w; with list false only counts (w's arrays stay NULL: nothing allocated), and stops
+ * once the requests counted reach most (it runs on every dispatch). */
+static void removal_work(const struct aw_flush_job *j, bool list, size_t most,
+                         struct removal_work *w)
 {
     size_t nd = j->ncat[CAT_DEL];
     memset(w, 0, sizeof *w);
@@ -93,6 +105,8 @@ static void removal_work(const struct aw_flush_job *j, bool list, struct removal
                 w->del[w->n_del] = i;
             w->n_del++;
         }
+        if (!list && removal_requests(w, true) >= most)
+            return;
     }
 }
 
@@ -111,16 +125,12 @@ static bool delete_next(const struct removal_work *w)
            (w->n_del > 0 && w->unresolved == 0);
 }
 
-size_t aw_job_removal_fan_out(const struct aw_flush_job *j)
+size_t aw_job_removal_fan_out(const struct aw_flush_job *j, size_t most)
 {
     struct removal_work w;
-    removal_work(j, false, &w); /* called on every dispatch: counts only */
-    size_t page = aw_api_get(AW_API_GET_PROFILES)->filter_max_values;
-    size_t del_max = aw_api_get(AW_API_LIST_REMOVE_PROFILES)->max_items;
-    size_t n = (w.n_look + page - 1) / page;
-    /* full deletes while lookups remain, then the rest */
-    n += w.unresolved ? w.n_del / del_max : (w.n_del + del_max - 1) / del_max;
-    return n;
+    removal_work(j, false, most, &w);
+    size_t n = removal_requests(&w, false);
+    return n < most ? n : most;
 }
 
 /* One lookup's answer for items[0..n): ids recorded (and cached), the rest not found. */
@@ -158,13 +168,14 @@ static void lookup_answered(struct aw_flush_ctx *ctx, struct aw_flush_job *j, co
 /* aw_job_send with items[0..n) claimed while the request is on the wire (other lanes running
  * this job's removals leave them alone). */
 static enum sent send_claimed(struct aw_flush_ctx *ctx, struct aw_flush_job *j,
-                              enum aw_api_endpoint ep, const char *path, const char *body,
-                              const size_t *items, size_t n, struct aw_klaviyo_response *r)
+                              struct aw_job_track *t, enum aw_api_endpoint ep, const char *path,
+                              const char *body, const size_t *items, size_t n,
+                              struct aw_klaviyo_response *r)
 {
     for (size_t k = 0; k < n; k++)
         j->claimed[items[k]] = true;
     j->fanned_in_flight++;
-    enum sent sent = aw_job_send(ctx, j, ep, path, body, r);
+    enum sent sent = aw_job_send(ctx, j, t, ep, path, body, r);
     j->fanned_in_flight--;
     for (size_t k = 0; k < n; k++)
         j->claimed[items[k]] = false;
@@ -172,12 +183,12 @@ static enum sent send_claimed(struct aw_flush_ctx *ctx, struct aw_flush_job *j,
 }
 
 /* One lookup of up to a page of emails (items[0..n) the candidates). */
-static void send_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
-                        const char **emails, size_t n)
+static void send_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
+                        const size_t *items, const char **emails, size_t n)
 {
     char *filter = NULL;
     size_t consumed = 0;
-    enum aw_err e = aw_build_email_filter(emails, n, j->split_limit, 0, &filter, &consumed);
+    enum aw_err e = aw_build_email_filter(emails, n, t->split_limit, 0, &filter, &consumed);
     char *path = NULL;
     if (e == AW_OK && consumed > 0) {
         struct aw_api_query q = {.filter = filter,
@@ -188,27 +199,27 @@ static void send_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const 
     if (e != AW_OK || consumed == 0) {
         aw_job_dead_letter(ctx, j, items[0], "unsendable", NULL, NULL, NULL);
         free(path);
-        j->next_at = aw_job_now_ms();
+        t->next_at = aw_job_now_ms();
         return;
     }
     struct aw_klaviyo_response r;
-    enum sent sent = send_claimed(ctx, j, AW_API_GET_PROFILES, path, NULL, items, consumed, &r);
-    if (sent == SENT && !aw_job_handle_common(ctx, j, "profile_lookup", &r)) {
+    enum sent sent = send_claimed(ctx, j, t, AW_API_GET_PROFILES, path, NULL, items, consumed, &r);
+    if (sent == SENT && !aw_job_handle_common(ctx, j, t, "profile_lookup", &r)) {
         struct aw_parse_page page;
         memset(&page, 0, sizeof page);
-        j->next_at = aw_job_now_ms();
-        if (r.action != AW_KLAVIYO_DONE && aw_job_split(j, consumed, &r)) {
+        t->next_at = aw_job_now_ms();
+        if (r.action != AW_KLAVIYO_DONE && aw_job_split(j, t, CAT_DEL, consumed, &r)) {
             /* a lookup refused whole: the next ones carry half as many emails */
         } else if (r.action != AW_KLAVIYO_DONE) {
             for (size_t k = 0; k < consumed; k++)
                 aw_job_dead_letter(ctx, j, items[k], "klaviyo_lookup_rejected",
                                    aw_job_err_field(&r, 0), aw_job_err_field(&r, 1),
                                    aw_job_err_field(&r, 2));
-            j->split_limit = 0;
+            t->split_limit = 0;
         } else if (aw_parse_profiles_page(r.body, r.body_len, &page) != AW_OK) {
-            aw_job_retry_later(j, "profile_lookup", "unexpected response body");
+            aw_job_retry_later(j, t, "profile_lookup", "unexpected response body");
         } else {
-            j->split_limit = 0;
+            t->split_limit = 0;
             lookup_answered(ctx, j, items, consumed, &page);
         }
         aw_parse_page_clear(&page);
@@ -218,15 +229,15 @@ static void send_lookup(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const 
 }
 
 /* One delete of list relationships (items[0..n) the candidates, ids known). */
-static void send_delete(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const size_t *items,
-                        size_t n)
+static void send_delete(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
+                        const size_t *items, size_t n)
 {
     const char **ids = aw_calloc(n, sizeof *ids);
     for (size_t k = 0; k < n; k++)
         ids[k] = j->del_id[items[k]];
     char *body = NULL;
     size_t consumed = 0;
-    enum aw_err e = aw_build_list_members(ids, n, j->split_limit, &body, &consumed);
+    enum aw_err e = aw_build_list_members(ids, n, t->split_limit, &body, &consumed);
     free(ids);
     char *path = NULL;
     if (e == AW_OK && consumed > 0)
@@ -235,16 +246,16 @@ static void send_delete(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const 
         aw_job_dead_letter(ctx, j, items[0], "unsendable", NULL, NULL, NULL);
         free(path);
         free(body);
-        j->next_at = aw_job_now_ms();
+        t->next_at = aw_job_now_ms();
         return;
     }
     struct aw_klaviyo_response r;
     enum sent sent =
-        send_claimed(ctx, j, AW_API_LIST_REMOVE_PROFILES, path, body, items, consumed, &r);
-    if (sent == SENT && !aw_job_handle_common(ctx, j, "remove", &r)) {
-        j->next_at = aw_job_now_ms();
+        send_claimed(ctx, j, t, AW_API_LIST_REMOVE_PROFILES, path, body, items, consumed, &r);
+    if (sent == SENT && !aw_job_handle_common(ctx, j, t, "remove", &r)) {
+        t->next_at = aw_job_now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
-            j->split_limit = 0;
+            t->split_limit = 0;
             aw_metrics_add(AW_M_PROFILES_REMOVED, consumed);
             j->n_removed += consumed;
             for (size_t k = 0; k < consumed; k++)
@@ -257,7 +268,8 @@ static void send_delete(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const 
             for (size_t k = 0; k < consumed; k++)
                 j->removed[items[k]] = true;
         } else {
-            (void)aw_job_refuse_items(ctx, j, items, consumed, &r); /* dead letters are gone */
+            (void)aw_job_refuse_items(ctx, j, t, CAT_DEL, items, consumed,
+                                      &r); /* dead letters are gone */
         }
     }
     aw_klaviyo_response_clear(&r);
@@ -269,21 +281,23 @@ static void send_delete(struct aw_flush_ctx *ctx, struct aw_flush_job *j, const 
  * of the deletes once every email is looked up. Several lanes may run this step of one job at
  * once (aw_flush_job_fan_out): each claims the emails or ids it sends (lookups are reads, and
  * deletes of one batch commute), and the batch moves on once nothing is left and nothing is on
- * the wire. */
-void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+ * the wire. side: run on the job's side track while its imports go on (aw_flush_job_step); the
+ * batch's own removal stage (PH_REMOVALS) later finishes what is left and moves on. */
+void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
+                          bool side)
 {
     if (!j->cache_checked) {
         lookup_cached(ctx, j);
         j->cache_checked = true;
     }
     struct removal_work w;
-    removal_work(j, true, &w);
+    removal_work(j, true, SIZE_MAX, &w);
     if (delete_next(&w)) {
-        send_delete(ctx, j, w.del, w.n_del);
+        send_delete(ctx, j, t, w.del, w.n_del);
     } else if (w.n_look > 0) {
-        send_lookup(ctx, j, w.look, w.emails, w.n_look);
-    } else {
-        j->next_at = aw_job_now_ms();
+        send_lookup(ctx, j, t, w.look, w.emails, w.n_look);
+    } else if (!side) {
+        t->next_at = aw_job_now_ms();
         /* else another lane's request is on the wire: its end steps the job again */
         if (j->fanned_in_flight == 0)
             aw_job_next_stage(j, CAT_DEL + 1);

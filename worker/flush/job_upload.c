@@ -68,7 +68,7 @@ static bool adopt_resumed_job(struct aw_flush_ctx *ctx, struct aw_flush_job *j, 
     j->pos = j->ncat[c];
     j->phase = PH_JOB_POLL;
     j->polls = 0;
-    j->next_at = aw_job_now_ms();
+    j->run.next_at = aw_job_now_ms();
     AW_LOG_INFO(MOD, "polling the import job of the resumed batch",
                 "account=%s audience=%s records=%zu", j->acct_id, aw_job_aud(j), j->n_job_items);
     return true;
@@ -103,11 +103,12 @@ static bool mark_sent(struct aw_flush_ctx *ctx, struct aw_flush_job *j, enum aw_
         AW_LOG_WARN(MOD, "batch fenced by a newer leader", "account=%s audience=%s", j->acct_id,
                     aw_job_aud(j));
         j->release = true;
-        j->next_at = aw_job_now_ms();
+        j->run.next_at = aw_job_now_ms();
         return false;
     }
     aw_metrics_add(AW_M_STORE_ERRORS, 1);
-    aw_job_retry_later(j, what == AW_STORE_SENT_CONSENT ? "consent_record" : "import_record",
+    aw_job_retry_later(j, &j->run,
+                       what == AW_STORE_SENT_CONSENT ? "consent_record" : "import_record",
                        aw_store_errstr(ctx->store));
     return false;
 }
@@ -126,14 +127,15 @@ static bool consent_ready(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         if (aw_store_flush_sent_at(ctx->store, j->acct_id, NULL, AW_STORE_SENT_CONSENT, &last) !=
             AW_OK) {
             aw_metrics_add(AW_M_STORE_ERRORS, 1);
-            aw_job_retry_later(j, "consent_settle", aw_store_errstr(ctx->store));
+            aw_job_retry_later(j, &j->run, "consent_settle", aw_store_errstr(ctx->store));
             return false;
         }
         j->consent_checked = true;
         uint64_t now = aw_clock_unix_ms();
         if (last + settle > now) {
             uint64_t wait = last + settle - now;
-            j->next_at = aw_job_now_ms() + (wait < settle ? wait : settle); /* clocks may differ */
+            j->run.next_at =
+                aw_job_now_ms() + (wait < settle ? wait : settle); /* clocks may differ */
             AW_LOG_DEBUG(MOD, "consent waits for the previous consent job to settle",
                          "account=%s wait_ms=%" PRIu64, j->acct_id, wait);
             return false;
@@ -211,30 +213,30 @@ bool aw_job_orphans_settled(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
                              .cursor = j->orphan_cursor};
     char *path = NULL;
     if (aw_api_path_build(AW_API_IMPORT_LIST_JOBS, NULL, &q, &path) != AW_OK) {
-        aw_job_retry_later(j, "import_jobs_list", "unusable cursor");
+        aw_job_retry_later(j, &j->run, "import_jobs_list", "unusable cursor");
         free(j->orphan_cursor);
         j->orphan_cursor = NULL;
         return false;
     }
     struct aw_klaviyo_response r;
     bool settled = false;
-    if (aw_job_send(ctx, j, AW_API_IMPORT_LIST_JOBS, path, NULL, &r) == SENT &&
-        !aw_job_handle_common(ctx, j, "import_jobs_list", &r)) {
+    if (aw_job_send(ctx, j, &j->run, AW_API_IMPORT_LIST_JOBS, path, NULL, &r) == SENT &&
+        !aw_job_handle_common(ctx, j, &j->run, "import_jobs_list", &r)) {
         struct aw_parse_page pg;
         if (r.action != AW_KLAVIYO_DONE ||
             aw_parse_import_jobs_page(r.body, r.body_len, &pg) != AW_OK) {
-            aw_job_retry_later(j, "import_jobs_list", "unexpected response");
+            aw_job_retry_later(j, &j->run, "import_jobs_list", "unexpected response");
         } else {
             free(j->orphan_cursor);
             j->orphan_cursor = NULL;
             if (page_has_older_job(&pg, j->import_sent_ms + ORPHAN_SKEW_MS)) {
                 AW_LOG_DEBUG(MOD, "waiting for import jobs that may hold this batch",
                              "account=%s audience=%s", j->acct_id, aw_job_aud(j));
-                j->next_at = now + ctx->s->klaviyo.job_poll_ms;
+                j->run.next_at = now + ctx->s->klaviyo.job_poll_ms;
             } else if (pg.next_cursor) {
                 j->orphan_cursor = pg.next_cursor;
                 pg.next_cursor = NULL;
-                j->next_at = now;
+                j->run.next_at = now;
             } else {
                 j->orphan_possible = false;
                 settled = true;
@@ -272,7 +274,7 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     switch (c) {
     case CAT_ADD:
     case CAT_UPD:
-        e = aw_build_import(arr, m, c == CAT_ADD ? j->list_id : NULL, j->split_limit, 0, &body,
+        e = aw_build_import(arr, m, c == CAT_ADD ? j->list_id : NULL, j->run.split_limit, 0, &body,
                             &consumed);
         ep = AW_API_IMPORT_CREATE;
         break;
@@ -282,11 +284,11 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         ep = AW_API_PROFILE_IMPORT;
         break;
     case CAT_SUB:
-        e = aw_build_subscribe(arr, m, j->split_limit, &body, &consumed);
+        e = aw_build_subscribe(arr, m, j->run.split_limit, &body, &consumed);
         ep = AW_API_SUBSCRIBE;
         break;
     default:
-        e = aw_build_unsubscribe(arr, m, j->split_limit, &body, &consumed);
+        e = aw_build_unsubscribe(arr, m, j->run.split_limit, &body, &consumed);
         ep = AW_API_UNSUBSCRIBE;
         break;
     }
@@ -294,25 +296,25 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     if (e != AW_OK || consumed == 0) {
         aw_job_dead_letter(ctx, j, j->cat[c][j->pos], "unsendable", NULL, NULL, NULL);
         free(body);
-        j->next_at = aw_job_now_ms();
+        j->run.next_at = aw_job_now_ms();
         return;
     }
     char *path = NULL;
     enum aw_err pe = aw_api_path_build(ep, NULL, NULL, &path);
     AW_ASSERT(pe == AW_OK); /* fixed template */
     struct aw_klaviyo_response r;
-    enum sent sent = aw_job_send(ctx, j, ep, path, body, &r);
+    enum sent sent = aw_job_send(ctx, j, &j->run, ep, path, body, &r);
     if (sent == SENT && (c == CAT_ADD || c == CAT_UPD) && r.action == AW_KLAVIYO_RETRY)
         j->orphan_possible = true; /* Klaviyo may have started a job we will never hear of */
-    if (sent == SENT && !aw_job_handle_common(ctx, j, aw_job_cat_name[c], &r)) {
-        j->next_at = aw_job_now_ms();
+    if (sent == SENT && !aw_job_handle_common(ctx, j, &j->run, aw_job_cat_name[c], &r)) {
+        j->run.next_at = aw_job_now_ms();
         if (r.action == AW_KLAVIYO_DONE) {
-            j->split_limit = 0;
+            j->run.split_limit = 0;
             if (c == CAT_ADD || c == CAT_UPD) {
                 struct aw_parse_import_job job;
                 memset(&job, 0, sizeof job);
                 if (aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
-                    aw_job_retry_later(j, aw_job_cat_name[c], "unexpected response body");
+                    aw_job_retry_later(j, &j->run, aw_job_cat_name[c], "unexpected response body");
                 } else {
                     free(j->job_id);
                     j->job_id = aw_strdup(job.id);
@@ -323,7 +325,7 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
                     j->pos += consumed;
                     j->phase = PH_JOB_POLL;
                     j->polls = 0;
-                    j->next_at = aw_job_now_ms() + poll_delay(ctx, j);
+                    j->run.next_at = aw_job_now_ms() + poll_delay(ctx, j);
                 }
                 aw_parse_import_job_clear(&job);
             } else {
@@ -345,7 +347,7 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             j->relist = true;
             j->phase = PH_LIST;
         } else {
-            if (aw_job_refuse_items(ctx, j, &j->cat[c][j->pos], consumed, &r))
+            if (aw_job_refuse_items(ctx, j, &j->run, j->cur, &j->cat[c][j->pos], consumed, &r))
                 j->pos += consumed;
         }
     }
@@ -363,7 +365,7 @@ static void resend_job(struct aw_flush_job *j, const char *why)
     j->pos -= j->n_job_items; /* those items sit right before pos (compaction keeps them) */
     j->n_job_items = 0;
     j->phase = PH_SEND;
-    j->next_at = aw_job_now_ms();
+    j->run.next_at = aw_job_now_ms();
 }
 
 void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
@@ -374,8 +376,8 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         return;
     }
     struct aw_klaviyo_response r;
-    if (aw_job_send(ctx, j, AW_API_IMPORT_GET_JOB, path, NULL, &r) == SENT &&
-        !aw_job_handle_common(ctx, j, "import_job_poll", &r)) {
+    if (aw_job_send(ctx, j, &j->run, AW_API_IMPORT_GET_JOB, path, NULL, &r) == SENT &&
+        !aw_job_handle_common(ctx, j, &j->run, "import_job_poll", &r)) {
         struct aw_parse_import_job job;
         memset(&job, 0, sizeof job);
         if (r.action == AW_KLAVIYO_NOT_FOUND) {
@@ -383,9 +385,9 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             resend_job(j, "job_not_found");
         } else if (r.action != AW_KLAVIYO_DONE ||
                    aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
-            aw_job_retry_later(j, "import_job_poll", "unexpected response");
+            aw_job_retry_later(j, &j->run, "import_job_poll", "unexpected response");
         } else if (!aw_parse_job_is_done(job.status)) {
-            j->next_at = aw_job_now_ms() + poll_delay(ctx, j);
+            j->run.next_at = aw_job_now_ms() + poll_delay(ctx, j);
         } else if (job.status == AW_PARSE_JOB_CANCELLED) {
             aw_metrics_count(AW_MF_KLAVIYO_JOBS, "cancelled", NULL);
             resend_job(j, "job_cancelled");
@@ -403,7 +405,7 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             } else {
                 j->phase = PH_SEND;
             }
-            j->next_at = aw_job_now_ms();
+            j->run.next_at = aw_job_now_ms();
         }
         aw_parse_import_job_clear(&job);
     }
@@ -429,17 +431,17 @@ void aw_job_step_errors(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
     struct aw_api_query q = {.page_size = aw_api_get(AW_API_IMPORT_ERRORS)->page_size_max,
                              .cursor = j->err_cursor};
     if (aw_api_path_build(AW_API_IMPORT_ERRORS, j->job_id, &q, &path) != AW_OK) {
-        aw_job_retry_later(j, "import_errors", "unusable job id or cursor");
+        aw_job_retry_later(j, &j->run, "import_errors", "unusable job id or cursor");
         return;
     }
     struct aw_klaviyo_response r;
-    if (aw_job_send(ctx, j, AW_API_IMPORT_ERRORS, path, NULL, &r) == SENT &&
-        !aw_job_handle_common(ctx, j, "import_errors", &r)) {
+    if (aw_job_send(ctx, j, &j->run, AW_API_IMPORT_ERRORS, path, NULL, &r) == SENT &&
+        !aw_job_handle_common(ctx, j, &j->run, "import_errors", &r)) {
         struct aw_parse_errors errs;
         memset(&errs, 0, sizeof errs);
         if (r.action != AW_KLAVIYO_DONE ||
             aw_parse_import_errors(r.body, r.body_len, &errs) != AW_OK) {
-            aw_job_retry_later(j, "import_errors", "unexpected response");
+            aw_job_retry_later(j, &j->run, "import_errors", "unexpected response");
         } else {
             for (size_t k = 0; k < errs.n; k++) {
                 const struct aw_parse_error *e = &errs.items[k];
@@ -455,7 +457,7 @@ void aw_job_step_errors(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
             j->err_cursor = errs.next_cursor ? aw_strdup(errs.next_cursor) : NULL;
             if (!j->err_cursor)
                 j->phase = PH_SEND;
-            j->next_at = aw_job_now_ms();
+            j->run.next_at = aw_job_now_ms();
         }
         aw_parse_errors_clear(&errs);
     }
