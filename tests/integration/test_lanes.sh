@@ -2,8 +2,9 @@
 # test_lanes.sh -- requests in flight (docs/flush.md, Lanes): with Klaviyo answering in 150-250
 # ms, a leader with AW_KLAVIYO_MAX_IN_FLIGHT=6 keeps several requests on the wire across
 # audiences and never more than 6; one removal batch's lookups and deletes fan out over the
-# lanes; every list ends exactly right, one list per audience, nothing dead-lettered, and the
-# in-flight gauge is back at 0.
+# lanes; a batch of adds and removals sends its removals while its import job still runs (they
+# concern other users); every list ends exactly right, one list per audience, nothing
+# dead-lettered, and the in-flight gauge is back at 0.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -28,11 +29,12 @@ run_flusher() {
         for i in $(seq 1 20); do echo "A1 $a Lanes_$a add u$a.$i@example.com"; done
     done
     for i in $(seq 1 600); do echo "A1 99 Big add b$i@example.com"; done
+    for i in $(seq 1 300); do echo "A1 98 Mixed add m$i@example.com"; done
 } | "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed"
 run_flusher adds
 sim_eval 'all(len(l["member_emails"]) == 20 for l in s["lists"] if l["name"].startswith("Lanes "))' ||
     fail "an audience's members are wrong"
-sim_eval 'sorted(l["name"] for l in s["lists"]) == sorted(["Big"] + ["Lanes %d" % a for a in range(1, 13)])' ||
+sim_eval 'sorted(l["name"] for l in s["lists"]) == sorted(["Big", "Mixed"] + ["Lanes %d" % a for a in range(1, 13)])' ||
     fail "not exactly one list per audience: $(sim_eval 'print(sorted(l["name"] for l in s["lists"])) or False' || true)"
 sim_eval 'len(next(l for l in s["lists"] if l["name"] == "Big")["member_emails"]) == 600' ||
     fail "the big audience's members are wrong"
@@ -50,6 +52,21 @@ sim_eval 's["max_in_flight"].get("get_profiles", 0) >= 2' ||
     fail "one batch's lookups did not fan out: $(sim_eval 'print(s["max_in_flight"]) or False' || true)"
 sim_eval 'sum(s["requests"].get("get_profiles", {}).values()) >= 6' || fail "fewer lookups than emails need"
 sim_eval 'not s["retry_after_violations"]' || fail "a request before its Retry-After"
+
+# phase 3: one batch of 300 adds (n*) and 300 removals (m*), the import job taking ~3 s at
+# Klaviyo: the lookups and the delete go out while it runs, not after its last poll
+sim_control config '{"job_queued_s": 1.5, "job_processing_s": 1.5}' >/dev/null
+n0=$(sim_eval 'print(len(s["recent_requests"])) or True') # fewer than the 200 it keeps
+{
+    for i in $(seq 1 300); do echo "A1 98 Mixed add n$i@example.com"; done
+    for i in $(seq 1 300); do echo "A1 98 Mixed delete m$i@example.com"; done
+} | "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed the mixed batch"
+run_flusher mixed
+sim_eval 'sorted(next(l for l in s["lists"] if l["name"] == "Mixed")["member_emails"]) == sorted("n%d@example.com" % i for i in range(1, 301))' ||
+    fail "the mixed audience's members are wrong"
+# the simulator's recent requests, in the order they ended: the delete before the job's last poll
+sim_eval 'max(i for i, r in enumerate(s["recent_requests"]) if r["op"] == "get_bulk_import_profiles_job") > min(i for i, r in enumerate(s["recent_requests"]) if r["op"] == "remove_profiles_from_list" and i >= '"$n0"')' ||
+    fail "the removals waited for the import job: $(sim_eval 'print([r["op"] for r in s["recent_requests"]['"$n0"':]]) or False' || true)"
 n_dl=$(timeout 15 kcat -b "$AW_TEST_BROKERS" -t "$DLQ" -C -o beginning -e -q 2>/dev/null | wc -l)
 [ "$n_dl" = 0 ] || fail "$n_dl dead letters"
 note "in flight at most $(sim_eval 'print(s["max_in_flight"]["*"]) or True'), lookups of one batch at once $(sim_eval 'print(s["max_in_flight"]["get_profiles"]) or True')"
