@@ -224,7 +224,7 @@ static size_t drain(struct aw_store *s, const char *aud)
     for (int round = 0; round < 100; round++) {
         struct aw_store_taken t;
         enum aw_err e =
-            aw_store_flush_take(s, ACCT, aud, 1, 1000, SIZE_MAX, aw_clock_unix_ms(), &t);
+            aw_store_flush_take(s, ACCT, aud, 1, 1000, 1000, SIZE_MAX, aw_clock_unix_ms(), &t);
         AW_CHECK_MSG(e == AW_OK, "take: %s (%s)", aw_err_str(e), aw_store_errstr(s));
         if (e != AW_OK || t.status == AW_STORE_BATCH_EMPTY) {
             aw_store_taken_clear(&t);

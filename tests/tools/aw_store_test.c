@@ -127,7 +127,7 @@ static struct aw_store_taken take(struct aw_store *s, const char *acct, const ch
                                   uint64_t epoch, size_t max, uint64_t now)
 {
     struct aw_store_taken t;
-    enum aw_err e = aw_store_flush_take(s, acct, aud, epoch, max, SIZE_MAX, now, &t);
+    enum aw_err e = aw_store_flush_take(s, acct, aud, epoch, max, max, SIZE_MAX, now, &t);
     AW_CHECK_MSG(e == AW_OK, "take %s/%s: %s (%s)", acct, aud ? aud : "profiles", aw_err_str(e),
                  aw_store_errstr(s));
     return t;
@@ -396,7 +396,7 @@ static void test_batches(struct aw_store *s)
     AW_CHECK_STR_EQ(t.job_id, "0:1600:JOB-1");
     /* the old leader can no longer take or end it */
     struct aw_store_taken old;
-    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 5, 2000, SIZE_MAX, T0 + 250, &old),
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "70", 5, 2000, 2000, SIZE_MAX, T0 + 250, &old),
                     AW_ERR_NOT_LEADER);
     enum aw_store_batch_status st;
     const char *one[1] = {"f2@x.io"};
@@ -450,7 +450,7 @@ static void test_batch_bytes(struct aw_store *s)
     aw_store_batch_free(b);
     const size_t bound = 20000;
     struct aw_store_taken t;
-    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "72", 5, 10000, bound, T0 + 100, &t), AW_OK);
+    AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "72", 5, 10000, 10000, bound, T0 + 100, &t), AW_OK);
     AW_CHECK_INT_EQ(t.status, AW_STORE_BATCH_TAKEN);
     AW_CHECK(t.n > 0 && t.n < N);
     size_t per = t.bytes / t.n;
@@ -464,6 +464,39 @@ static void test_batch_bytes(struct aw_store *s)
     AW_CHECK_INT_EQ(t.n, N - first);
     AW_CHECK_INT_EQ(ack_all(s, "7", "72", 5, &t, NULL, T0 + 400), AW_STORE_BATCH_DONE);
     aw_store_taken_clear(&t);
+}
+
+/* A membership batch holds at most max_adds adds but more entries in all: it ends right before
+ * the first add beyond the cap (removals before it come along), and that add leads the next. */
+static void test_batch_adds(struct aw_store *s)
+{
+    struct aw_store_batch *b = aw_store_batch_new();
+    struct aw_change c;
+    enum { N = 1500 }; /* an add, then two removals, in that order: 500 adds */
+    for (int i = 0; i < N; i++) {
+        char email[32];
+        snprintf(email, sizeof email, "m%d@x.io", i);
+        mk(&c, "7", "73", email, 100, "e", i % 3 ? AW_CHANGE_DELETE : AW_CHANGE_ADD);
+        AW_CHECK_INT_EQ(aw_store_batch_add_apply(b, &c, NULL), AW_OK);
+        aw_change_clear(&c);
+    }
+    AW_CHECK_INT_EQ(aw_store_batch_exec(s, b, T0), AW_OK);
+    aw_store_batch_free(b);
+    static const size_t want[3] = {600, 600, 300}; /* 200 + 400, 200 + 400, 100 + 200 */
+    for (int k = 0; k < 3; k++) {
+        struct aw_store_taken t;
+        AW_CHECK_INT_EQ(
+            aw_store_flush_take(s, "7", "73", 5, 10000, 200, SIZE_MAX, T0 + 100 + k, &t), AW_OK);
+        size_t adds = 0;
+        for (size_t i = 0; i < t.n; i++)
+            adds += t.entries[i].change.action == AW_CHANGE_ADD;
+        AW_CHECK_MSG(t.n == want[k] && adds == want[k] / 3, "batch %d: %zu entries, %zu adds", k,
+                     t.n, adds);
+        AW_CHECK(k == 2 || entry(&t, "m0@x.io") || entry(&t, "m600@x.io")); /* order kept */
+        AW_CHECK_INT_EQ(ack_all(s, "7", "73", 5, &t, NULL, T0 + 200 + k), AW_STORE_BATCH_DONE);
+        aw_store_taken_clear(&t);
+    }
+    AW_CHECK_INT_EQ(pcount(s, "7", "73"), 0);
 }
 
 /* Subscription messages: versions, remove drops what was pending, a newer message re-enables. */
@@ -971,6 +1004,7 @@ int main(void)
         test_cross_audience(s);
         test_batches(s);
         test_batch_bytes(s);
+        test_batch_adds(s);
         test_audience_state(s);
         test_due(s);
         test_retention(s);

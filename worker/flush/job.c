@@ -54,6 +54,12 @@
  * ~1.6 KB each), all of them at most BATCH_BYTES_BUDGET; a job takes only while there is room. */
 #define BATCH_BYTES_MAX (16u << 20)
 #define BATCH_BYTES_BUDGET (256u << 20)
+/* A membership batch holds at most an import's adds (10,000), and removals up to this many
+ * entries in all: they are looked up 100 and deleted 1,000 at a time, so they need not fit in
+ * one request, and a removal backlog taken 10,000 at a time paid each batch's last lookups' and
+ * deletes' latency before the next could start (one batch in flight per audience). 50,000
+ * removals: 500 lookups, 7.5 s of an account's lookup tier at 90 %, ~5 MB in the leader. */
+#define MEMBERSHIP_BATCH_MAX 50000u
 
 const char *const aw_job_cat_name[CAT_COUNT] = {"import_add", "import_update", "profile_unset",
                                                 "subscribe",  "unsubscribe",   "remove"};
@@ -529,8 +535,9 @@ static bool step_take(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         return false;
     }
     size_t room = BATCH_BYTES_BUDGET - ctx->batch_bytes;
+    size_t imports = aw_api_get(AW_API_IMPORT_CREATE)->max_items;
     enum aw_err e = aw_store_flush_take(ctx->store, j->acct_id, j->aud_id, ctx->leader.epoch,
-                                        aw_api_get(AW_API_IMPORT_CREATE)->max_items,
+                                        j->aud_id ? MEMBERSHIP_BATCH_MAX : imports, imports,
                                         room < BATCH_BYTES_MAX ? room : BATCH_BYTES_MAX,
                                         aw_clock_unix_ms(), &j->t);
     if (e == AW_ERR_NOT_LEADER) {

@@ -315,14 +315,16 @@ static size_t take_chunk(const struct aw_store_taken *t, size_t max_bytes)
 }
 
 enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, const char *audience_id,
-                                uint64_t epoch, size_t max_items, size_t max_bytes,
+                                uint64_t epoch, size_t max_items, size_t max_adds, size_t max_bytes,
                                 uint64_t now_unix_ms, struct aw_store_taken *out)
 {
     memset(out, 0, sizeof *out);
     struct stream st;
-    if (max_items == 0 || max_bytes == 0 || !stream_init(&st, account_id, audience_id))
+    if (max_items == 0 || max_adds == 0 || max_bytes == 0 ||
+        !stream_init(&st, account_id, audience_id))
         return AW_ERR_INVALID;
-    char ep[24], mx[24], ch[24], now[24];
+    char ep[24], mx[24], ch[24], now[24], ad[24];
+    size_t adds = 0; /* adds taken so far */
     aw_store_u64(epoch, ep);
     aw_store_u64(max_items, mx);
     aw_store_u64(now_unix_ms, now);
@@ -330,10 +332,12 @@ enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, cons
     enum aw_err e = AW_OK;
     for (;;) {
         aw_store_u64(take_chunk(out, max_bytes), ch);
-        const char *argv[11] = {st.meta,        account_id,   st.member,       ep, bid, mx, ch, now,
-                                s->max_queue_s, s->max_age_s, s->retention_s_s};
+        aw_store_u64(max_adds - adds, ad);
+        const char *argv[12] = {
+            st.meta,        account_id,   st.member,        ep, bid, mx, ch, now,
+            s->max_queue_s, s->max_age_s, s->retention_s_s, ad};
         struct aw_redis_cmd c = {
-            .script = AW_SCRIPT_TAKE, .nkeys = 1, .route = st.meta, .argc = 11, .argv = argv};
+            .script = AW_SCRIPT_TAKE, .nkeys = 1, .route = st.meta, .argc = 12, .argv = argv};
         e = aw_store_run_due(s, &c, account_id, 3);
         if (e != AW_OK)
             break;
@@ -360,9 +364,13 @@ enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, cons
         }
         if (strcmp(status, "taken") == 0) {
             out->status = AW_STORE_BATCH_TAKEN;
-            e = add_entries(s, &st, rp, 8, out, dv, NULL); /* LPOP and HDEL: no repeats */
+            size_t before = out->n;
+            e = add_entries(s, &st, rp, 8, out, dv, NULL); /* LTRIM and HDEL: no repeats */
             aw_redis_cmd_clear(&c);
-            if (e != AW_OK || !more || out->n >= max_items || out->bytes >= max_bytes)
+            for (size_t i = before; audience_id && i < out->n; i++)
+                adds += out->entries[i].change.action != AW_CHANGE_DELETE;
+            if (e != AW_OK || !more || out->n >= max_items || adds >= max_adds ||
+                out->bytes >= max_bytes)
                 break;
             continue;
         }

@@ -71,7 +71,8 @@ void aw_store_taken_clear(struct aw_store_taken *t);
 
 /* Takes a batch of a stream (audience_id NULL: the account's profile stream): the one already
  * in flight (RESUMED: a new leader re-drives its predecessor's batch), or up to max_items
- * pending users moved into a new one (TAKEN), a bounded chunk per script call, stopping once
+ * pending users moved into a new one (TAKEN), of them at most max_adds adds (audience streams:
+ * the batch ends before the next add beyond it), a bounded chunk per script call, stopping once
  * the entries weigh max_bytes (the chunks shrink to the room left, so a batch exceeds it by at
  * most one entry). Taking an
  * audience batch makes the account's profile stream due now (its users' attributes and consent
@@ -79,7 +80,7 @@ void aw_store_taken_clear(struct aw_store_taken *t);
  * due indexes. *out is overwritten (caller clears). Errors: AW_ERR_IO, AW_ERR_FULL,
  * AW_ERR_NOT_LEADER, AW_ERR_INVALID, AW_ERR_PROTOCOL. */
 enum aw_err aw_store_flush_take(struct aw_store *s, const char *account_id, const char *audience_id,
-                                uint64_t epoch, size_t max_items, size_t max_bytes,
+                                uint64_t epoch, size_t max_items, size_t max_adds, size_t max_bytes,
                                 uint64_t now_unix_ms, struct aw_store_taken *out);
 
 /* Ends entries of the in-flight batch batch_id (all of them, in chunks of 1000): emails[i] is

@@ -6,7 +6,9 @@
 -- ARGV     1 account id, 2 stream ('a:<audience>' | 'p'), 3 leader epoch, 4 batch id ('' to
 --          start a batch or resume the one in flight, else the batch being filled), 5 most
 --          entries in a batch, 6 most entries moved by this call (<= 1000), 7 now (unix ms),
---          8 AW_FLUSH_MAX_QUEUE, 9 max age ms, 10 retention s
+--          8 AW_FLUSH_MAX_QUEUE, 9 max age ms, 10 retention s, 11 (optional, membership
+--          streams) most adds this call may still move: the batch stops before the next add
+--          beyond it (a batch's removals are not sent as imports, so they need not fit in one)
 -- Reply    {status, batch id, more, account earliest due, due seq, changed, state,
 --           disabled version, email, record, email, record, ...}
 --          status 'taken' (entries moved now; more = 1 when the caller should call again with
@@ -26,6 +28,7 @@ local acct, stream, epoch, bid = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local max, chunk = tonumber(ARGV[5]), tonumber(ARGV[6])
 local now, maxq, maxage, retention = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]),
                                      tonumber(ARGV[10])
+local adds_room = tonumber(ARGV[11] or '') or max
 local profile = stream == F_DUE_PROFILES
 local expect = profile and acct_key(acct, K_PROFILES)
                or acct_key(acct, K_AUDIENCE .. string.sub(stream, #F_DUE_AUDIENCE + 1))
@@ -69,35 +72,44 @@ end
 
 local room = max - redis.call('HLEN', inflight)
 local items = {}
+local adds_full = false -- stopped before an add with no room left for it
 if room > 0 then
-  local emails = redis.call('LPOP', queue, math.min(room, chunk))
-  if emails then
-    for _, email in ipairs(emails) do
-      local e = redis.call('HGET', pending, email)
-      if e then
-        redis.call('HDEL', pending, email)
-        local ukey = acct_key(acct, K_USER .. email)
-        local rec
-        if profile then
-          rec = snapshot(ukey, e)
-          if #rec > 0 then redis.call('HSET', inflight, email, cmsgpack.pack(rec)) end
+  local emails = redis.call('LRANGE', queue, 0, math.min(room, chunk) - 1)
+  local used = 0
+  for _, email in ipairs(emails) do
+    local e = redis.call('HGET', pending, email)
+    if e and not profile and string.sub(e, 1, 1) == 'a' then
+      if adds_room < 1 then
+        adds_full = true
+        break
+      end
+      adds_room = adds_room - 1
+    end
+    used = used + 1
+    if e then
+      redis.call('HDEL', pending, email)
+      local ukey = acct_key(acct, K_USER .. email)
+      local rec
+      if profile then
+        rec = snapshot(ukey, e)
+        if #rec > 0 then redis.call('HSET', inflight, email, cmsgpack.pack(rec)) end
+      else
+        if m[4] and numcmp(m[4], string.match(e, '^.(%d+)') or '0') >= 0 then
+          rec = {} -- changed before the audience was removed: dropped
         else
-          if m[4] and numcmp(m[4], string.match(e, '^.(%d+)') or '0') >= 0 then
-            rec = {} -- changed before the audience was removed: dropped
-          else
-            redis.call('HSET', inflight, email, e)
-            rec = membership_record(e)
-          end
+          redis.call('HSET', inflight, email, e)
+          rec = membership_record(e)
         end
-        if #rec > 0 then
-          items[#items + 1] = email
-          items[#items + 1] = rec
-        else
-          user_ref(ukey, -1, retention)
-        end
+      end
+      if #rec > 0 then
+        items[#items + 1] = email
+        items[#items + 1] = rec
+      else
+        user_ref(ukey, -1, retention)
       end
     end
   end
+  if used > 0 then redis.call('LTRIM', queue, used, -1) end
 end
 
 local left = redis.call('HLEN', pending)
@@ -118,4 +130,4 @@ if not profile then
     set_due(due, F_DUE_PROFILES, 0)
   end
 end
-return reply('taken', bid, n < max and left > 0, items)
+return reply('taken', bid, n < max and left > 0 and not adds_full, items)
