@@ -132,7 +132,11 @@ static void test_observe(uint64_t *times)
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1000), 0);
     aw_ratelimit_observe(rl, "a", AW_API_IMPORT_CREATE, 2, 10, 1000);
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1200), 0);
+    /* asking first takes nothing: the same answer, and the slot is still there */
+    AW_CHECK_INT_EQ(aw_ratelimit_wait(rl, "a", AW_API_IMPORT_CREATE, 1400), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_wait(rl, "a", AW_API_IMPORT_CREATE, 1400), 0);
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1400), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_wait(rl, "a", AW_API_IMPORT_CREATE, 1600), 11000 - 1600);
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 1600), 11000 - 1600);
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "a", AW_API_IMPORT_CREATE, 10999), 1);
     /* only that (account, endpoint) */

@@ -12,6 +12,7 @@
 #include "worker/flush/accounts.h"
 #include "worker/flush/context.h"
 #include "worker/flush/job_internal.h"
+#include "worker/flush/ratelimit.h"
 #include "worker/klaviyo/api.h"
 #include "worker/klaviyo/build.h"
 #include "worker/klaviyo/client.h"
@@ -277,12 +278,13 @@ static void send_delete(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct
     free(body);
 }
 
-/* One request of a removal batch: a full delete when one is ready, else a lookup, else the rest
- * of the deletes once every email is looked up. Several lanes may run this step of one job at
- * once (aw_flush_job_fan_out): each claims the emails or ids it sends (lookups are reads, and
- * deletes of one batch commute), and the batch moves on once nothing is left and nothing is on
- * the wire. side: run on the job's side track while its imports go on (aw_flush_job_step); the
- * batch's own removal stage (PH_REMOVALS) later finishes what is left and moves on. */
+/* One request of a removal batch: a full delete when one is ready and its rate limit lets it go
+ * now, else a lookup, else the rest of the deletes once every email is looked up. Several lanes may
+ * run this step of one job at once (aw_flush_job_fan_out): each claims the emails or ids it sends
+ * (lookups are reads, and deletes of one batch commute), and the batch moves on once nothing is
+ * left and nothing is on the wire. side: run on the job's side track while its imports go on
+ * (aw_flush_job_step); the batch's own removal stage (PH_REMOVALS) later finishes what is left and
+ * moves on. */
 void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
                           bool side)
 {
@@ -292,7 +294,11 @@ void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j, stru
     }
     struct removal_work w;
     removal_work(j, true, SIZE_MAX, &w);
-    if (delete_next(&w)) {
+    /* a delete waiting for its slot (9/s) does not hold the lookups (67/s) up: the job would
+     * wait out the delete's turn, lanes idle, though lookups could go */
+    if (delete_next(&w) &&
+        (w.n_look == 0 || aw_ratelimit_wait(ctx->rl, j->acct_id, AW_API_LIST_REMOVE_PROFILES,
+                                            aw_job_now_ms()) == 0)) {
         send_delete(ctx, j, t, w.del, w.n_del);
     } else if (w.n_look > 0) {
         send_lookup(ctx, j, t, w.look, w.emails, w.n_look);

@@ -174,22 +174,38 @@ void aw_ratelimit_observe(struct aw_ratelimit *rl, const char *account,
     s->observed_left = (uint64_t)remaining;
 }
 
-uint64_t aw_ratelimit_acquire(struct aw_ratelimit *rl, const char *account,
-                              enum aw_api_endpoint endpoint_id, uint64_t now_ms)
+/* ms until (a, s) has a slot: the account's block, both windows, the server's last word. */
+static uint64_t slot_wait(const struct account *a, const struct endpoint_state *s, uint64_t now_ms)
 {
-    struct account *a = find_or_add(rl, account);
     uint64_t wait = a->blocked_until_ms > now_ms ? a->blocked_until_ms - now_ms : 0;
-    struct endpoint_state *s = endpoint(rl, a, endpoint_id);
     uint64_t w = window_wait(&s->burst, now_ms);
     if (w > wait)
         wait = w;
     w = window_wait(&s->steady, now_ms);
     if (w > wait)
         wait = w;
-    if (s->observed && now_ms >= s->observed_until_ms)
-        s->observed = false; /* the server's window reset: its count no longer binds */
-    if (s->observed && s->observed_left == 0 && s->observed_until_ms - now_ms > wait)
+    /* once the server's window reset, its count no longer binds */
+    if (s->observed && now_ms < s->observed_until_ms && s->observed_left == 0 &&
+        s->observed_until_ms - now_ms > wait)
         wait = s->observed_until_ms - now_ms;
+    return wait;
+}
+
+uint64_t aw_ratelimit_wait(struct aw_ratelimit *rl, const char *account,
+                           enum aw_api_endpoint endpoint_id, uint64_t now_ms)
+{
+    struct account *a = find_or_add(rl, account);
+    return slot_wait(a, endpoint(rl, a, endpoint_id), now_ms);
+}
+
+uint64_t aw_ratelimit_acquire(struct aw_ratelimit *rl, const char *account,
+                              enum aw_api_endpoint endpoint_id, uint64_t now_ms)
+{
+    struct account *a = find_or_add(rl, account);
+    struct endpoint_state *s = endpoint(rl, a, endpoint_id);
+    uint64_t wait = slot_wait(a, s, now_ms);
+    if (s->observed && now_ms >= s->observed_until_ms)
+        s->observed = false;
     if (wait)
         return wait;
     window_take(&s->burst, now_ms);

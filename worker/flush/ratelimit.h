@@ -22,6 +22,10 @@ struct aw_ratelimit *aw_ratelimit_new(unsigned scale_pct);
 /* NULL is a no-op. */
 void aw_ratelimit_free(struct aw_ratelimit *rl);
 
+/* What aw_ratelimit_acquire would answer now, without taking the slot: 0 when one is free. */
+uint64_t aw_ratelimit_wait(struct aw_ratelimit *rl, const char *account,
+                           enum aw_api_endpoint endpoint_id, uint64_t now_ms);
+
 /* Takes one request slot of (account, endpoint) when available: returns 0 and counts the
  * request. Otherwise returns how many ms to wait before a slot may be free (nothing counted):
  * the longest of the account's Retry-After block, the endpoint's burst and steady windows and
