@@ -102,6 +102,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._control(method, path, query)
         op, params = sim.spec.match(method, path)
         self.arrived = time.monotonic()  # request line and headers read; the body not yet
+        self.counted = None              # when the rate limiter counted it (the body read)
         self.throttled_for = None        # (key, op_id), Retry-After s: this request got a 429
         label = op.op_id if isinstance(op, Operation) else "%s %s" % (method, op)
         with sim.lock:  # requests being handled at once (a client's requests in flight)
@@ -172,7 +173,8 @@ class Handler(BaseHTTPRequestHandler):
                 del sim.recent[:-200]
                 if sim.config.get("request_log"):
                     with open(sim.config["request_log"], "a") as f:
-                        f.write("%.4f %s %s\n" % (self.arrived, label, key))
+                        f.write("%.4f %s %s %.4f\n" % (self.arrived, label, key,
+                                                        (self.counted or self.arrived) - self.arrived))
             if not status:
                 self._leave()
                 try:
@@ -236,7 +238,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             faults.storm(sim, path, label)
             with sim.lock:
-                ok, rl_headers = ratelimit.check(sim, key, op)
+                self.counted = time.monotonic()
+                ok, rl_headers = ratelimit.check(sim, key, op, self.arrived)
             if not ok:
                 raise throttled(rl_headers["Retry-After"], rl_headers)
         except ApiError as e:

@@ -84,7 +84,7 @@ class Sim:
         self.jobs = {}           # id -> job
         self.job_order = []
         self.job_queue = []      # job ids not yet applied, FIFO
-        self.rate = {}           # (account, op_id, window_name) -> (window_index, count)
+        self.rate = {}           # (account, op_id, window_name) -> {window_index: count}
         self.faults = {}
         self.req_counts = {}     # "op_id" -> {"status": n}
         self.throttled = {}      # op_id -> n
