@@ -454,8 +454,13 @@ static void run(struct aw_flusher *f)
             wake = ctx->leader.next_due_ms;
         for (size_t i = 0; i < f->n_jobs && !left; i++) {
             const struct slot *sl = f->jobs[i];
-            if (sl->busy == 0 && !sl->over && aw_flush_job_next_at(sl->j) < wake)
-                wake = aw_flush_job_next_at(sl->j);
+            if (sl->over)
+                continue;
+            /* a job with a lane may want another one later (a removal's rate-limit slot, a
+             * side removal beside its import); one due already waits for its lane's end */
+            uint64_t at = aw_flush_job_next_at(sl->j);
+            if ((sl->busy == 0 || at > now) && at < wake)
+                wake = at;
         }
         /* a job left without a lane: a lane's end wakes the scheduler */
         if (left || wake > now)

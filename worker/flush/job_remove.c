@@ -294,14 +294,23 @@ void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j, stru
     }
     struct removal_work w;
     removal_work(j, true, SIZE_MAX, &w);
-    /* a delete waiting for its slot (9/s) does not hold the lookups (67/s) up: the job would
-     * wait out the delete's turn, lanes idle, though lookups could go */
-    if (delete_next(&w) &&
-        (w.n_look == 0 || aw_ratelimit_wait(ctx->rl, j->acct_id, AW_API_LIST_REMOVE_PROFILES,
-                                            aw_job_now_ms()) == 0)) {
+    /* Deletes (9/s) and lookups (67/s) have their own slots: the one whose slot is free goes,
+     * and when neither is, the job waits for the sooner of the two (a job that waited out the
+     * delete's turn left lookups idle, and one that waited out the lookups' window left a
+     * ready delete idle). aw_job_send asks the limiter again and handles the rest (lease,
+     * pause, key). */
+    bool del = delete_next(&w);
+    uint64_t now = aw_job_now_ms();
+    uint64_t dw =
+        del ? aw_ratelimit_wait(ctx->rl, j->acct_id, AW_API_LIST_REMOVE_PROFILES, now) : UINT64_MAX;
+    uint64_t lw = w.n_look > 0 ? aw_ratelimit_wait(ctx->rl, j->acct_id, AW_API_GET_PROFILES, now)
+                               : UINT64_MAX;
+    if (del && (dw == 0 || lw == UINT64_MAX)) {
         send_delete(ctx, j, t, w.del, w.n_del);
-    } else if (w.n_look > 0) {
+    } else if (w.n_look > 0 && (lw == 0 || !del)) {
         send_lookup(ctx, j, t, w.look, w.emails, w.n_look);
+    } else if (del) {
+        t->next_at = now + (dw < lw ? dw : lw); /* both wait */
     } else if (!side) {
         t->next_at = aw_job_now_ms();
         /* else another lane's request is on the wire: its end steps the job again */
