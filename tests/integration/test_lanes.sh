@@ -22,6 +22,9 @@ run_flusher() {
         tee -a "$AW_TEST_DIR/metrics.txt" || fail "the flusher did not drain within 100 s ($1)"
 }
 
+seed() { "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed ($1)"; } # seed WHAT < lines
+members() { echo 'next(l for l in s["lists"] if l["name"] == "'"$1"'")["member_emails"]'; }
+
 # phase 1: 12 audiences of 20 adds, and one of 600 (removed in phase 2)
 {
     echo "key A1 pk_lanes_00000000"
@@ -30,23 +33,21 @@ run_flusher() {
     done
     for i in $(seq 1 600); do echo "A1 99 Big add b$i@example.com"; done
     for i in $(seq 1 300); do echo "A1 98 Mixed add m$i@example.com"; done
-} | "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed"
+} | seed adds
 run_flusher adds
 sim_eval 'all(len(l["member_emails"]) == 20 for l in s["lists"] if l["name"].startswith("Lanes "))' ||
     fail "an audience's members are wrong"
 sim_eval 'sorted(l["name"] for l in s["lists"]) == sorted(["Big", "Mixed"] + ["Lanes %d" % a for a in range(1, 13)])' ||
     fail "not exactly one list per audience: $(sim_eval 'print(sorted(l["name"] for l in s["lists"])) or False' || true)"
-sim_eval 'len(next(l for l in s["lists"] if l["name"] == "Big")["member_emails"]) == 600' ||
+sim_eval "len($(members Big)) == 600" ||
     fail "the big audience's members are wrong"
 sim_eval '2 <= s["max_in_flight"]["*"] <= 6' ||
     fail "requests in flight not within 2..6: $(sim_eval 'print(s["max_in_flight"]) or False' || true)"
 
 # phase 2: the 600 removed again: 6 lookups of 100 emails and the deletes, which fan out
-{
-    for i in $(seq 1 600); do echo "A1 99 Big delete b$i@example.com"; done
-} | "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed removals"
+for i in $(seq 1 600); do echo "A1 99 Big delete b$i@example.com"; done | seed removals
 run_flusher removals
-sim_eval 'next(l for l in s["lists"] if l["name"] == "Big")["member_emails"] == []' ||
+sim_eval "$(members Big) == []" ||
     fail "members left after the removals"
 sim_eval 's["max_in_flight"].get("get_profiles", 0) >= 2' ||
     fail "one batch's lookups did not fan out: $(sim_eval 'print(s["max_in_flight"]) or False' || true)"
@@ -60,9 +61,9 @@ n0=$(sim_eval 'print(len(s["recent_requests"])) or True') # fewer than the 200 i
 {
     for i in $(seq 1 300); do echo "A1 98 Mixed add n$i@example.com"; done
     for i in $(seq 1 300); do echo "A1 98 Mixed delete m$i@example.com"; done
-} | "$BIN" seed "$AW_TEST_REDIS_URL" || fail "seed the mixed batch"
+} | seed "the mixed batch"
 run_flusher mixed
-sim_eval 'sorted(next(l for l in s["lists"] if l["name"] == "Mixed")["member_emails"]) == sorted("n%d@example.com" % i for i in range(1, 301))' ||
+sim_eval "sorted($(members Mixed)) == sorted('n%d@example.com' % i for i in range(1, 301))" ||
     fail "the mixed audience's members are wrong"
 # the simulator's recent requests, in the order they ended: the delete before the job's last poll
 sim_eval 'max(i for i, r in enumerate(s["recent_requests"]) if r["op"] == "get_bulk_import_profiles_job") > min(i for i, r in enumerate(s["recent_requests"]) if r["op"] == "remove_profiles_from_list" and i >= '"$n0"')' ||

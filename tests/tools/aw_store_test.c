@@ -122,6 +122,25 @@ static int64_t due(struct aw_store *s, const char *acct, const char *aud)
     return n;
 }
 
+/* Seeds n membership changes of (acct, aud) in one pipeline, emails <prefix><i>@x.io, in that
+ * order: change i removes when i % period < removals, else adds. */
+static void seed_membership(struct aw_store *s, const char *acct, const char *aud,
+                            const char *prefix, int n, int period, int removals)
+{
+    struct aw_store_batch *b = aw_store_batch_new();
+    struct aw_change c;
+    for (int i = 0; i < n; i++) {
+        char email[32];
+        snprintf(email, sizeof email, "%s%d@x.io", prefix, i);
+        mk(&c, acct, aud, email, 100, "e",
+           i % period < removals ? AW_CHANGE_DELETE : AW_CHANGE_ADD);
+        AW_CHECK_INT_EQ(aw_store_batch_add_apply(b, &c, NULL), AW_OK);
+        aw_change_clear(&c);
+    }
+    AW_CHECK_INT_EQ(aw_store_batch_exec(s, b, T0), AW_OK);
+    aw_store_batch_free(b);
+}
+
 /* Takes a batch (must succeed) and returns it. */
 static struct aw_store_taken take(struct aw_store *s, const char *acct, const char *aud,
                                   uint64_t epoch, size_t max, uint64_t now)
@@ -353,19 +372,10 @@ static void test_cross_audience(struct aw_store *s)
 /* Batches: chunks, resume, fencing, partial and repeated acks, drain, job ids. */
 static void test_batches(struct aw_store *s)
 {
-    struct aw_store_batch *b = aw_store_batch_new();
     struct aw_change c;
     enum { N = 2500 };
-    for (int i = 0; i < N; i++) {
-        char email[32];
-        snprintf(email, sizeof email, "f%d@x.io", i);
-        mk(&c, "7", "70", email, 100, "e", i % 5 ? AW_CHANGE_ADD : AW_CHANGE_DELETE);
-        AW_CHECK_INT_EQ(aw_store_batch_add_apply(b, &c, NULL), AW_OK);
-        aw_change_clear(&c);
-    }
-    AW_CHECK_INT_EQ(aw_store_batch_exec(s, b, T0), AW_OK);
-    aw_store_batch_free(b);
-    AW_CHECK_INT_EQ(due(s, "7", "70"), 0); /* over the queue threshold: due now */
+    seed_membership(s, "7", "70", "f", N, 5, 1); /* every fifth a removal */
+    AW_CHECK_INT_EQ(due(s, "7", "70"), 0);       /* over the queue threshold: due now */
 
     /* a batch of 2,000 moves in chunks of at most 1,000 per script call */
     struct aw_store_taken t = take(s, "7", "70", 5, 2000, T0 + 100);
@@ -436,18 +446,8 @@ static void test_batches(struct aw_store *s)
  * bound, overshooting by at most one entry; the rest waits for the next batch. */
 static void test_batch_bytes(struct aw_store *s)
 {
-    struct aw_store_batch *b = aw_store_batch_new();
-    struct aw_change c;
     enum { N = 600 };
-    for (int i = 0; i < N; i++) {
-        char email[32];
-        snprintf(email, sizeof email, "w%d@x.io", i);
-        mk(&c, "7", "72", email, 100, "e", AW_CHANGE_ADD);
-        AW_CHECK_INT_EQ(aw_store_batch_add_apply(b, &c, NULL), AW_OK);
-        aw_change_clear(&c);
-    }
-    AW_CHECK_INT_EQ(aw_store_batch_exec(s, b, T0), AW_OK);
-    aw_store_batch_free(b);
+    seed_membership(s, "7", "72", "w", N, 1, 0); /* adds */
     const size_t bound = 20000;
     struct aw_store_taken t;
     AW_CHECK_INT_EQ(aw_store_flush_take(s, "7", "72", 5, 10000, 10000, bound, T0 + 100, &t), AW_OK);
@@ -470,19 +470,9 @@ static void test_batch_bytes(struct aw_store *s)
  * the first add beyond the cap (removals before it come along), and that add leads the next. */
 static void test_batch_adds(struct aw_store *s)
 {
-    struct aw_store_batch *b = aw_store_batch_new();
-    struct aw_change c;
-    enum { N = 1500 }; /* an add, then two removals, in that order: 500 adds */
-    for (int i = 0; i < N; i++) {
-        char email[32];
-        snprintf(email, sizeof email, "m%d@x.io", i);
-        mk(&c, "7", "73", email, 100, "e", i % 3 ? AW_CHANGE_DELETE : AW_CHANGE_ADD);
-        AW_CHECK_INT_EQ(aw_store_batch_add_apply(b, &c, NULL), AW_OK);
-        aw_change_clear(&c);
-    }
-    AW_CHECK_INT_EQ(aw_store_batch_exec(s, b, T0), AW_OK);
-    aw_store_batch_free(b);
-    static const size_t want[3] = {600, 600, 300}; /* 200 + 400, 200 + 400, 100 + 200 */
+    seed_membership(s, "7", "73", "m", 1500, 3, 2); /* two removals, then an add: 500 adds */
+    /* entries 0-601 (the 201st add is 602), 602-1201, 1202-1499 */
+    static const size_t want[3] = {602, 600, 298}, want_adds[3] = {200, 200, 100};
     for (int k = 0; k < 3; k++) {
         struct aw_store_taken t;
         AW_CHECK_INT_EQ(
@@ -490,9 +480,9 @@ static void test_batch_adds(struct aw_store *s)
         size_t adds = 0;
         for (size_t i = 0; i < t.n; i++)
             adds += t.entries[i].change.action == AW_CHANGE_ADD;
-        AW_CHECK_MSG(t.n == want[k] && adds == want[k] / 3, "batch %d: %zu entries, %zu adds", k,
+        AW_CHECK_MSG(t.n == want[k] && adds == want_adds[k], "batch %d: %zu entries, %zu adds", k,
                      t.n, adds);
-        AW_CHECK(k == 2 || entry(&t, "m0@x.io") || entry(&t, "m600@x.io")); /* order kept */
+        AW_CHECK(entry(&t, k == 0 ? "m0@x.io" : k == 1 ? "m602@x.io" : "m1202@x.io")); /* order */
         AW_CHECK_INT_EQ(ack_all(s, "7", "73", 5, &t, NULL, T0 + 200 + k), AW_STORE_BATCH_DONE);
         aw_store_taken_clear(&t);
     }
