@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <list>
 #include <memory>
@@ -89,7 +90,7 @@ void LoadMetadata()
             if (m.country_code() <= 0 || m.country_code() >= kCallingCodes)
                 return;
             md->non_geo[m.country_code()] = &m;
-        } else {
+        } else if (m.id() != "ZZ") { // the library skips "ZZ" too
             md->by_region[m.id()] = &m;
         }
     }
@@ -154,6 +155,8 @@ struct RegionCheck {
     const PhoneMetadata *m;
     DescCheck general, fixed_line, mobile, others[8];
     std::unique_ptr<icu::RegexMatcher> leading_digits; // NULL: none, or ICU refused it
+    // For parsing (NULL: ICU refused the pattern, or national_prefix_for_parsing is empty).
+    std::unique_ptr<icu::RegexMatcher> international_prefix, national_prefix;
 
     explicit RegionCheck(const PhoneMetadata *md) : m(md)
     {
@@ -167,6 +170,22 @@ struct RegionCheck {
             others[i].Compile(*o[i]);
         if (m->has_leading_digits())
             leading_digits = CompilePattern(m->leading_digits());
+        international_prefix = CompilePattern(m->international_prefix());
+        if (!m->national_prefix_for_parsing().empty())
+            national_prefix = CompilePattern(m->national_prefix_for_parsing());
+    }
+
+    // IsMatch(number, general_desc): the general pattern matches the whole number, whatever
+    // its length (RegexBasedMatcher::Match without prefix match).
+    bool GeneralMatches(const std::string &number)
+    {
+        if (!general.matcher)
+            return false;
+        const icu::UnicodeString text = icu::UnicodeString::fromUTF8(number);
+        UErrorCode status = U_ZERO_ERROR;
+        general.matcher->reset(text);
+        bool ok = general.matcher->matches(status);
+        return ok && U_SUCCESS(status);
     }
 
     // GetNumberTypeHelper(nsn, metadata) != UNKNOWN.
@@ -290,6 +309,261 @@ bool IsAlpha(const char *s, size_t n)
     return s[n] == '\0';
 }
 
+// Parse without libphonenumber's per-call costs, for the input shapes that are common. Parse
+// (ParseHelper) runs about a dozen generic regular expressions over the raw text, each through
+// a new ICU matcher (~130 k instructions a number), before any of the region's own patterns.
+// For raw text of ASCII digits, the separators ' ', '-', '.', '(' and ')', and at most one '+'
+// before the first digit, every one of those generic steps has a fixed answer, and what is
+// left are the region's patterns (international prefix, national prefix for parsing, general
+// pattern) run here on this thread's compiled matchers with the same ICU calls. The steps are
+// libphonenumber 8.12's ParseHelper, in its order:
+//  - BuildNationalNumberForParsing: no ";phone-context=" or ";isub=" (no ';');
+//    ExtractPossibleNumber keeps the text from the first '+' or digit to the last digit
+//    (TrimUnwantedEndChars drops the trailing non-letters, non-digits); no '/' or '\\', so
+//    nothing is cut as a second number;
+//  - IsViablePhoneNumber: exactly two digits, or at least three digits after the optional '+'
+//    with only punctuation between them (all five separators are the library's punctuation);
+//  - CheckRegionForParsing: an unknown region needs the '+';
+//  - MaybeStripExtension: every extension form needs a letter, '#', '~', ',' or ';': none;
+//  - MaybeExtractCountryCode, with the retry without the '+' when the code after it is
+//    invalid; Normalize keeps the digits (no letters to convert);
+//  - the region of the code, MaybeStripNationalPrefixAndCarrierCode kept only when
+//    TestNumberLength allows it, the NSN length limits, the leading zeros.
+// Anything else (letters, '#', '*', 'x', ',', ';', '/', '~', tabs, a second '+', non-ASCII
+// digits, another punctuation) is declined and parsed by util->Parse. test_phone compares
+// the result with Parse's field for field over inputs of every accepted shape
+// (aw_phone_check_parse).
+constexpr int kDeclined = -1;
+constexpr size_t kMinLengthForNsn = 2, kMaxLengthForNsn = 17, kMaxLengthCountryCode = 3; // 8.12's
+using ErrorType = PhoneNumberUtil::ErrorType;
+enum class Length { kPossible, kLocalOnly, kTooShort, kInvalid, kTooLong };
+
+// TestNumberLength(number, metadata) (type UNKNOWN: the general description's lengths).
+Length TestNumberLength(size_t len, const PhoneMetadata &m)
+{
+    const auto &possible = m.general_desc().possible_length();
+    const auto &local = m.general_desc().possible_length_local_only();
+    if (possible.Get(0) == -1)
+        return Length::kInvalid;
+    int actual = static_cast<int>(len);
+    if (std::find(local.begin(), local.end(), actual) != local.end())
+        return Length::kLocalOnly;
+    int minimum = possible.Get(0);
+    if (minimum == actual)
+        return Length::kPossible;
+    if (minimum > actual)
+        return Length::kTooShort;
+    if (possible.Get(possible.size() - 1) < actual)
+        return Length::kTooLong;
+    return std::find(possible.begin() + 1, possible.end(), actual) != possible.end()
+               ? Length::kPossible
+               : Length::kInvalid;
+}
+
+// MaybeStripNationalPrefixAndCarrierCode (the carrier code is not kept by Parse).
+void StripNationalPrefix(RegionCheck &rc, std::string *number)
+{
+    if (number->empty() || rc.m->national_prefix_for_parsing().empty() || !rc.national_prefix)
+        return; // a pattern ICU refused never matches in the library either
+    icu::RegexMatcher &p = *rc.national_prefix;
+    const icu::UnicodeString text = icu::UnicodeString::fromUTF8(*number);
+    UErrorCode status = U_ZERO_ERROR;
+    p.reset(text);
+    if (!p.lookingAt(status) || U_FAILURE(status))
+        return; // both of the library's branches start with this anchored match
+    int32_t end = p.end(status);
+    if (U_FAILURE(status))
+        return;
+    // Consume(&carrier, &captured) needs two groups, else Consume(&captured) one.
+    const std::string &rule = rc.m->national_prefix_transform_rule();
+    icu::UnicodeString captured;
+    int32_t groups = p.groupCount();
+    if (groups >= 2)
+        captured = p.group(2, status);
+    else if (groups == 1)
+        captured = p.group(1, status);
+    if (U_FAILURE(status))
+        return;
+    std::string result;
+    if (!rule.empty() && groups >= 1 && !captured.isEmpty()) {
+        // Replace(number, rule): the first match (the one at 0) replaced, the rest appended.
+        icu::UnicodeString out;
+        p.reset(text);
+        status = U_ZERO_ERROR;
+        bool replaced = p.find();
+        if (replaced) {
+            p.appendReplacement(out, icu::UnicodeString::fromUTF8(rule), status);
+            p.appendTail(out);
+        }
+        if (replaced && U_SUCCESS(status))
+            out.toUTF8String(result);
+        else
+            result = *number; // Replace failed: the library keeps the copy unchanged
+    } else {
+        result = number->substr(static_cast<size_t>(end));
+    }
+    // If the number was viable (general pattern) before, it must still be after.
+    if (rc.GeneralMatches(*number) && !rc.GeneralMatches(result))
+        return;
+    *number = result;
+}
+
+// MaybeExtractCountryCode(metadata, text): text is the extracted number (or, on the retry,
+// what follows its '+'); *national gets the normalized digits without the code, *cc the code
+// or 0.
+ErrorType ExtractCountryCode(RegionCheck *rc, const std::string &text, std::string *national,
+                             int *cc)
+{
+    *cc = 0;
+    national->clear();
+    bool international = false;
+    if (!text.empty() && text[0] == '+') {
+        international = true;
+        for (char c : text)
+            if (c >= '0' && c <= '9')
+                national->push_back(c);
+    } else if (!text.empty()) {
+        for (char c : text)
+            if (c >= '0' && c <= '9')
+                national->push_back(c);
+        // ParsePrefixAsIdd, without a region: "NonMatch", which digits never match.
+        if (rc && rc->international_prefix) {
+            icu::RegexMatcher &p = *rc->international_prefix;
+            const icu::UnicodeString digits = icu::UnicodeString::fromUTF8(*national);
+            UErrorCode status = U_ZERO_ERROR;
+            p.reset(digits);
+            if (p.lookingAt(status) && U_SUCCESS(status)) {
+                size_t end = static_cast<size_t>(p.end(status));
+                // Not when a 0 follows: country calling codes do not start with 0.
+                if (U_SUCCESS(status) && (end >= national->size() || (*national)[end] != '0')) {
+                    national->erase(0, end);
+                    international = true;
+                }
+            }
+        }
+    }
+    if (international) {
+        if (national->size() <= kMinLengthForNsn)
+            return PhoneNumberUtil::TOO_SHORT_AFTER_IDD;
+        if ((*national)[0] != '0')
+            for (size_t i = 1, code = 0; i <= kMaxLengthCountryCode; i++) {
+                code = code * 10 + static_cast<size_t>((*national)[i - 1] - '0');
+                if (!metadata->regions[code].empty()) {
+                    national->erase(0, i);
+                    *cc = static_cast<int>(code);
+                    return PhoneNumberUtil::NO_PARSING_ERROR;
+                }
+            }
+        return PhoneNumberUtil::INVALID_COUNTRY_CODE_ERROR;
+    }
+    if (rc) {
+        // The number starts with the region's own calling code, without '+': taken as the
+        // code when the rest matches the region's general pattern and the whole does not, or
+        // when the whole is too long.
+        const std::string code = std::to_string(rc->m->country_code());
+        if (national->compare(0, code.size(), code) == 0) {
+            std::string potential = national->substr(code.size());
+            StripNationalPrefix(*rc, &potential);
+            if ((!rc->GeneralMatches(*national) && rc->GeneralMatches(potential)) ||
+                TestNumberLength(national->size(), *rc->m) == Length::kTooLong) {
+                *national = potential;
+                *cc = rc->m->country_code();
+            }
+        }
+    }
+    return PhoneNumberUtil::NO_PARSING_ERROR;
+}
+
+// Parse(raw, region, number) for the shapes above: an ErrorType, or kDeclined (parse it
+// with util->Parse).
+int FastParse(const char *raw, const std::string &region, PhoneNumber *number)
+{
+    if (!metadata)
+        return kDeclined;
+    // The shape, and ExtractPossibleNumber's bounds: from the first '+' or digit to the last
+    // digit.
+    size_t first = std::string::npos, last = std::string::npos, digits = 0, i = 0;
+    for (; raw[i]; i++) {
+        char c = raw[i];
+        if (c >= '0' && c <= '9') {
+            if (first == std::string::npos)
+                first = i;
+            last = i;
+            digits++;
+        } else if (c == '+') {
+            if (first != std::string::npos)
+                return kDeclined; // a second '+', or one after a digit
+            first = i;
+        } else if (c != ' ' && c != '-' && c != '.' && c != '(' && c != ')') {
+            return kDeclined;
+        }
+        if (i >= kRawMax)
+            return kDeclined;
+    }
+    if (last == std::string::npos) // nothing, or a '+' and separators: trimmed to nothing
+        return PhoneNumberUtil::NOT_A_NUMBER;
+    const std::string extracted(raw + first, last + 1 - first);
+    // IsViablePhoneNumber.
+    if (!(digits >= 3 || (digits == 2 && extracted.size() == 2)))
+        return PhoneNumberUtil::NOT_A_NUMBER;
+    const bool plus = extracted[0] == '+';
+    auto found = metadata->by_region.find(region);
+    const PhoneMetadata *region_md = found == metadata->by_region.end() ? nullptr : found->second;
+    if (!region_md && !plus) // CheckRegionForParsing
+        return PhoneNumberUtil::INVALID_COUNTRY_CODE_ERROR;
+    RegionCheck *rc = region_md ? &checks.For(region_md) : nullptr;
+    std::string national;
+    int cc = 0;
+    ErrorType err = ExtractCountryCode(rc, extracted, &national, &cc);
+    if (err != PhoneNumberUtil::NO_PARSING_ERROR) {
+        if (err != PhoneNumberUtil::INVALID_COUNTRY_CODE_ERROR || !plus)
+            return err;
+        // Without the '+', and again; only a code found counts.
+        ExtractCountryCode(rc, extracted.substr(1), &national, &cc);
+        if (cc == 0)
+            return PhoneNumberUtil::INVALID_COUNTRY_CODE_ERROR;
+    }
+    const PhoneMetadata *md = region_md;
+    if (cc != 0) {
+        const std::string &main = metadata->regions[cc].front(); // GetRegionCodeForCountryCode
+        if (main != region)
+            md = main == "001" ? metadata->non_geo[cc] : metadata->by_region.at(main);
+    } else if (md) {
+        cc = md->country_code();
+    }
+    if (national.size() < kMinLengthForNsn)
+        return PhoneNumberUtil::TOO_SHORT_NSN;
+    if (md) {
+        if (md->general_desc().possible_length_size() == 0)
+            return kDeclined; // the library would read past the end of the lengths
+        std::string potential = national;
+        StripNationalPrefix(checks.For(md), &potential);
+        Length l = TestNumberLength(potential.size(), *md);
+        if (l != Length::kTooShort && l != Length::kLocalOnly && l != Length::kInvalid)
+            national = potential;
+    }
+    if (national.size() < kMinLengthForNsn)
+        return PhoneNumberUtil::TOO_SHORT_NSN;
+    if (national.size() > kMaxLengthForNsn)
+        return PhoneNumberUtil::TOO_LONG_NSN;
+    // The fields Parse sets, and only those (SetItalianLeadingZerosForPhoneNumber).
+    number->Clear();
+    number->set_country_code(cc);
+    if (national.size() > 1 && national[0] == '0') {
+        number->set_italian_leading_zero(true);
+        size_t zeros = 1;
+        while (zeros < national.size() - 1 && national[zeros] == '0')
+            zeros++;
+        if (zeros != 1)
+            number->set_number_of_leading_zeros(static_cast<int32_t>(zeros));
+    }
+    uint64_t value = 0;
+    for (char c : national)
+        value = value * 10 + static_cast<uint64_t>(c - '0');
+    number->set_national_number(value);
+    return PhoneNumberUtil::NO_PARSING_ERROR;
+}
+
 } // namespace
 
 extern "C" enum aw_err aw_phone_init(void)
@@ -361,13 +635,17 @@ extern "C" enum aw_err aw_phone_region_from_country(const char *country, char ou
     }
 }
 
-// The uncached conversion; reg is "ZZ" when the region is unknown. plain: IsValidNumber as
-// it is, without the shortcut (the reference the tests compare with).
+// The uncached conversion; reg is "ZZ" when the region is unknown. plain: Parse and
+// IsValidNumber as they are, without the fast path and the shortcut (the reference the tests
+// compare with).
 static enum aw_err ToE164(const char *raw, const std::string &reg, char out[AW_PHONE_E164_MAX],
                           bool plain = false)
 {
     PhoneNumber number;
-    if (util->Parse(raw, reg, &number) != PhoneNumberUtil::NO_PARSING_ERROR)
+    int parsed = plain ? kDeclined : FastParse(raw, reg, &number);
+    if (parsed == kDeclined)
+        parsed = util->Parse(raw, reg, &number);
+    if (parsed != PhoneNumberUtil::NO_PARSING_ERROR)
         return AW_ERR_INVALID;
     if (!(plain ? util->IsValidNumber(number) : IsValid(number)))
         return AW_ERR_INVALID;
@@ -507,5 +785,163 @@ extern "C" size_t aw_phone_check_examples(size_t variants, size_t *numbers, size
         *numbers = n;
     if (valid)
         *valid = ok;
+    return differ;
+}
+
+extern "C" int aw_phone_compare_parse(const char *raw, const char *region, int *fast)
+{
+    try {
+        if (fast)
+            *fast = 0;
+        if (!util || !raw || !region)
+            return 1;
+        PhoneNumber mine, theirs;
+        int got = FastParse(raw, region, &mine);
+        if (got == kDeclined)
+            return 0;
+        if (fast)
+            *fast = 1;
+        int want = util->Parse(raw, region, &theirs);
+        if (got != want)
+            return 1;
+        // Every field and whether it is set: the serialized forms are the same.
+        return want == PhoneNumberUtil::NO_PARSING_ERROR &&
+               mine.SerializeAsString() != theirs.SerializeAsString();
+    } catch (...) {
+        return 1;
+    }
+}
+
+extern "C" size_t aw_phone_check_parse(size_t rounds, unsigned long long seed, size_t *inputs,
+                                       size_t *fast, char *first, size_t first_len)
+{
+    size_t differ = 0, n = 0, answered = 0;
+    if (first && first_len)
+        first[0] = '\0';
+    try {
+        if (!util)
+            return 1;
+        std::set<std::string> region_set;
+        util->GetSupportedRegions(&region_set);
+        std::vector<std::string> regions(region_set.begin(), region_set.end());
+        std::set<int> non_geo;
+        util->GetSupportedGlobalNetworkCallingCodes(&non_geo);
+        struct Example {
+            std::string nsn, region, national_prefix;
+            int cc;
+        };
+        std::vector<Example> examples;
+        for (const std::string &r : regions)
+            for (int t = PhoneNumberUtil::FIXED_LINE; t <= PhoneNumberUtil::VOICEMAIL; t++) {
+                PhoneNumber p;
+                if (!util->GetExampleNumberForType(
+                        r, static_cast<PhoneNumberUtil::PhoneNumberType>(t), &p))
+                    continue;
+                Example e{"", r, "", p.country_code()};
+                util->GetNationalSignificantNumber(p, &e.nsn);
+                util->GetNddPrefixForRegion(r, true, &e.national_prefix);
+                examples.push_back(e);
+            }
+        for (int cc : non_geo) {
+            PhoneNumber p;
+            if (!util->GetExampleNumberForNonGeoEntity(cc, &p))
+                continue;
+            Example e{"", "", "", cc};
+            util->GetNationalSignificantNumber(p, &e.nsn);
+            examples.push_back(e);
+        }
+        uint64_t rng = seed | 1;
+        auto rnd = [&rng](size_t bound) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            return static_cast<size_t>(rng % bound);
+        };
+        auto digits = [&rnd](size_t len) {
+            std::string d;
+            for (size_t i = 0; i < len; i++)
+                d.push_back(static_cast<char>('0' + rnd(10)));
+            return d;
+        };
+        // Written as users write: separators between digits, brackets, blanks around.
+        static const char *const seps[] = {" ", "-", ".", "(", ")", " (", ") ", " - ", "  ", "."};
+        auto spaced = [&](const std::string &plain) {
+            size_t density = rnd(4); // 0: none
+            std::string out = rnd(6) == 0 ? (rnd(2) ? "(" : " ") : "";
+            for (size_t i = 0; i < plain.size(); i++) {
+                out.push_back(plain[i]);
+                if (density && i + 1 < plain.size() && rnd(8) < density * 2)
+                    out += seps[rnd(sizeof seps / sizeof seps[0])];
+            }
+            if (rnd(6) == 0)
+                out += rnd(2) ? ")" : " ";
+            return out;
+        };
+        static const char *const idds[] = {"00",  "011", "810", "0011", "001", "010", "0",
+                                           "000", "009", "119", "01",   "99",  "8",   "0010"};
+        static const char *const odd_regions[] = {"ZZ", "", "001", "gb", "GBR", "us", "XK"};
+        static const char *const foreign[] = {"x",        "#", "*",  ";", ",",   "/",
+                                              "~",        "a", "\t", "+", "ext", "\xef\xbc\x91",
+                                              "\xd9\xa3", "_", ":"};
+        auto check = [&](const std::string &raw, const std::string &region) {
+            int f = 0;
+            int d = aw_phone_compare_parse(raw.c_str(), region.c_str(), &f);
+            n++;
+            answered += static_cast<size_t>(f);
+            if (d && !differ && first && first_len)
+                std::snprintf(first, first_len, "\"%s\" in \"%s\"", raw.c_str(), region.c_str());
+            differ += static_cast<size_t>(d);
+        };
+        auto any_region = [&]() -> std::string {
+            if (rnd(4) == 0)
+                return odd_regions[rnd(sizeof odd_regions / sizeof odd_regions[0])];
+            return regions[rnd(regions.size())];
+        };
+        for (size_t round = 0; round < rounds; round++)
+            for (const Example &e : examples) {
+                // The example, or a variant: its last digits changed, a digit fewer or more.
+                std::string d = e.nsn;
+                size_t v = round % 4;
+                if (v == 1 && d.size() > 2)
+                    d.pop_back();
+                if (v == 2)
+                    d += digits(1);
+                for (size_t i = d.size() > 4 ? d.size() - 4 : 1; round > 0 && i < d.size(); i++)
+                    d[i] = static_cast<char>('0' + rnd(10));
+                if (v == 3)
+                    d[rnd(d.size())] = static_cast<char>('0' + rnd(10));
+                const std::string cc = std::to_string(e.cc);
+                const std::string r = e.region.empty() ? any_region() : e.region;
+                const std::string idd = idds[rnd(sizeof idds / sizeof idds[0])];
+                check(spaced("+" + cc + d), r);
+                check(spaced("+" + cc + d), any_region());
+                check(spaced(d), r);
+                check(spaced(e.national_prefix + d), r);
+                check(spaced(cc + d), r);
+                check(spaced(cc + e.national_prefix + d), r);
+                check(spaced(idd + cc + d), r);
+                check(spaced("+" + idd + cc + d), r);
+                check(spaced("+" + d), r);
+                check(spaced(std::string(1 + rnd(3), '0') + d), r);
+                check(spaced(d.substr(0, 1 + rnd(4))), r);
+                // Its last 5 to 8 digits: local numbers, which some regions complete with an
+                // area code (national_prefix_transform_rule).
+                size_t local = 5 + rnd(4);
+                check(spaced(d.size() > local ? d.substr(d.size() - local) : d), r);
+                check(spaced((rnd(2) ? "+" : "") + d + digits(1 + rnd(8))), r);
+                check(spaced((rnd(3) ? "" : "+") + digits(1 + rnd(20))), r);
+                check(spaced(digits(1 + rnd(20))), any_region());
+                // A character outside the shape: declined (Parse alone).
+                std::string odd = spaced(rnd(2) ? "+" + cc + d : d);
+                odd.insert(rnd(odd.size() + 1), foreign[rnd(sizeof foreign / sizeof foreign[0])]);
+                check(odd, r);
+            }
+    } catch (...) {
+        differ++;
+    }
+    if (inputs)
+        *inputs = n;
+    if (fast)
+        *fast = answered;
     return differ;
 }
