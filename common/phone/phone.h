@@ -31,8 +31,9 @@ enum aw_err aw_phone_region_from_country(const char *country, char out[3]);
 enum aw_err aw_phone_to_e164(const char *raw, const char *region, char out[AW_PHONE_E164_MAX]);
 
 /* The same conversion by libphonenumber's plain sequence (Parse, IsValidNumber, Format), with
- * neither the cache nor the validity shortcut of aw_phone_to_e164: the reference its tests
- * compare it with. Same arguments and results. Any thread after aw_phone_init. */
+ * none of the cache, the fast Parse and the validity shortcut of aw_phone_to_e164: the
+ * reference its tests compare it with. Same arguments and results. Any thread after
+ * aw_phone_init. */
 enum aw_err aw_phone_to_e164_reference(const char *raw, const char *region,
                                        char out[AW_PHONE_E164_MAX]);
 
