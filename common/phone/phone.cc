@@ -338,7 +338,8 @@ constexpr size_t kMinLengthForNsn = 2, kMaxLengthForNsn = 17, kMaxLengthCountryC
 using ErrorType = PhoneNumberUtil::ErrorType;
 enum class Length { kPossible, kLocalOnly, kTooShort, kInvalid, kTooLong };
 
-// TestNumberLength(number, metadata) (type UNKNOWN: the general description's lengths).
+// TestNumberLength(number, metadata) (type UNKNOWN: the general description's lengths, which
+// the caller has checked are there).
 Length TestNumberLength(size_t len, const PhoneMetadata &m)
 {
     const auto &possible = m.general_desc().possible_length();
@@ -511,6 +512,8 @@ int FastParse(const char *raw, const std::string &region, PhoneNumber *number)
     const PhoneMetadata *region_md = found == metadata->by_region.end() ? nullptr : found->second;
     if (!region_md && !plus) // CheckRegionForParsing
         return PhoneNumberUtil::INVALID_COUNTRY_CODE_ERROR;
+    if (region_md && region_md->general_desc().possible_length_size() == 0)
+        return kDeclined; // the library would read past the end of the lengths
     RegionCheck *rc = region_md ? &checks.For(region_md) : nullptr;
     std::string national;
     int cc = 0;
