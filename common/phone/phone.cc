@@ -261,13 +261,13 @@ bool IsValid(const PhoneNumber &number)
     return false;
 }
 
-// The conversion is a pure function of (raw, region) once the metadata is loaded, and the
-// library's regular expressions make it the costliest step of mapping a profile (~35 us a
-// number); the same user's number comes back with every message that names the user. So
-// results, valid or not, are kept in a bounded cache per thread (allocated on first use:
-// threads that never convert pay nothing): 2-way set-associative, the least recently used way
-// replaced, 32,768 entries (~3 MB). An entry holds the whole key, so a collision only costs a
-// miss.
+// The conversion is a pure function of (raw, region) once the metadata is loaded, and
+// regular expressions make it the costliest step of mapping a profile (~14 k instructions a
+// number on the fast path below, ~35 us through Parse); the same user's number comes back with
+// every message that names the user. So results, valid or not, are kept in a bounded cache per
+// thread (allocated on first use: threads that never convert pay nothing): 2-way
+// set-associative, the least recently used way replaced, 32,768 entries (~3 MB). An entry
+// holds the whole key, so a collision only costs a miss.
 constexpr size_t kRawMax = 64; // longer input is refused before parsing
 constexpr size_t kCacheSets = 16384;
 
