@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/phone/phone.h"
+#include "common/phone/phone_check.h"
 #include "tests/harness.h"
 
 /* The shim caches results per (raw, region): a repeated or colliding lookup answers exactly
