@@ -31,20 +31,18 @@ enum aw_err aw_phone_region_from_country(const char *country, char out[3]);
 enum aw_err aw_phone_to_e164(const char *raw, const char *region, char out[AW_PHONE_E164_MAX]);
 
 /* The same conversion by libphonenumber's plain sequence (Parse, IsValidNumber, Format), with
- * neither the cache nor the validity shortcut of aw_phone_to_e164: the reference its tests
- * compare it with. Same arguments and results. Any thread after aw_phone_init. */
+ * none of the cache, the fast Parse and the validity shortcut of aw_phone_to_e164: the
+ * reference its tests compare it with. Same arguments and results. Any thread after
+ * aw_phone_init. */
 enum aw_err aw_phone_to_e164_reference(const char *raw, const char *region,
                                        char out[AW_PHONE_E164_MAX]);
 
-/* For tests: for every region and non-geographic entity libphonenumber knows, its example
- * number of each type and variants of it (variants a number: last four digits changed, a digit
- * fewer or more, a digit changed), written international (read without a region) and, for a
- * region, national with and without the national prefix (read in that region), each converted
- * by aw_phone_to_e164 and by aw_phone_to_e164_reference. Returns how many answers differed
- * (0: all the same); *numbers and *valid (may be NULL) say how many were converted and how
- * many of them the reference found valid. After aw_phone_init; slow (tens of thousands of
- * conversions). */
-size_t aw_phone_check_examples(size_t variants, size_t *numbers, size_t *valid);
+/* For tests: parses raw in region (as aw_phone_to_e164 passes it on: "ZZ" when unknown) by
+ * the shim's fast path and by libphonenumber's Parse and compares the results: the error, or
+ * every field of the number and whether it is set. Returns 1 when they differ, else 0; *fast
+ * (may be NULL) is set to 1 when the fast path answered, 0 when it declined the input's shape
+ * (then only Parse reads it and nothing is compared). After aw_phone_init, any thread. */
+int aw_phone_compare_parse(const char *raw, const char *region, int *fast);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,11 @@
 /* test_phone.c -- the libphonenumber shim: E.164 conversion and country-code handling. */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/phone/phone.h"
+#include "common/phone/phone_check.h"
 #include "tests/harness.h"
 
 /* The shim caches results per (raw, region): a repeated or colliding lookup answers exactly
@@ -140,11 +143,68 @@ static void check_examples(void)
                  "numbers %zu, valid %zu", numbers, valid);
 }
 
-int main(void)
+/* The fast path of Parse (digits, '+', blanks, dashes, dots, brackets) against libphonenumber's
+ * Parse, field for field: the inputs of the bench's shapes, then one round of every region's
+ * example numbers in every written form (aw_phone_check_parse). With a number of rounds as the
+ * argument (test_phone 200) it runs only this, that many rounds, and prints the counts. */
+static void check_fast_parse(size_t rounds, unsigned long long seed, bool report)
+{
+    static const char *const fixed[][2] = {
+        {"020 7946 0018", "GB"},
+        {"+44 7700 900123", "GB"},
+        {"(201) 555-0123", "US"},
+        {"+1 (650) 253-0000", "ZZ"},
+        {"0044 20 7946 0018", "GB"},
+        {"011 44 20 7946 0018", "US"},
+        {"+00 44 20 7946 0018", "GB"},
+        {"44 20 7946 0018", "GB"},
+        {"1 650 253 0000", "US"},
+        {"8 (495) 123-45-67", "RU"},
+        {"8 10 44 20 7946 0018", "RU"},
+        {"02 1234 5678", "IT"},
+        {"+39 02 1234 5678", "IT"},
+        {"0000", "IT"},
+        {"12", "US"},
+        {"+12", "US"},
+        {"(0) 12", "DE"},
+        {"+", "GB"},
+        {"", "GB"},
+        {"555 0123", "AG"},
+        {"0 11 1234 5678", "AR"},
+        {"0 15 1234 5678", "AR"},
+        {"+800 1234 5678", "ZZ"},
+        {"030 901820", "DE"},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        int fast = 0;
+        AW_CHECK_MSG(aw_phone_compare_parse(fixed[i][0], fixed[i][1], &fast) == 0, "%s in %s",
+                     fixed[i][0], fixed[i][1]);
+        AW_CHECK_MSG(fast == 1, "declined %s in %s", fixed[i][0], fixed[i][1]);
+    }
+    int fast = 1;
+    AW_CHECK_INT_EQ(aw_phone_compare_parse("020 7946 0018 ext. 12", "GB", &fast), 0);
+    AW_CHECK_INT_EQ(fast, 0); /* an extension: Parse's */
+    size_t inputs = 0, answered = 0;
+    char first[128];
+    size_t differ = aw_phone_check_parse(rounds, seed, &inputs, &answered, first, sizeof first);
+    AW_CHECK_MSG(differ == 0, "%zu of %zu differ, first %s", differ, inputs, first);
+    AW_CHECK_MSG(inputs > 15000 * rounds && answered > inputs * 3 / 4, "inputs %zu, fast %zu",
+                 inputs, answered);
+    if (report)
+        printf("fast parse: %zu inputs in %zu rounds, %zu answered by the fast path, %zu differ\n",
+               inputs, rounds, answered, differ);
+}
+
+int main(int argc, char **argv)
 {
     char out[AW_PHONE_E164_MAX];
     char region[3];
     AW_CHECK_INT_EQ(aw_phone_init(), AW_OK);
+    if (argc > 1) { /* the long one-off comparison */
+        check_fast_parse(strtoul(argv[1], NULL, 10), strtoull(argc > 2 ? argv[2] : "7", NULL, 0),
+                         true);
+        return aw_test_done();
+    }
 
     /* International numbers need no region. */
     AW_CHECK_INT_EQ(aw_phone_to_e164("+1 (650) 253-0000", NULL, out), AW_OK);
@@ -188,5 +248,6 @@ int main(void)
     check_cache();
     check_against_reference();
     check_examples();
+    check_fast_parse(1, 0x9E3779B97F4A7C15ull, false);
     return aw_test_done();
 }
