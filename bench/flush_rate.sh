@@ -223,11 +223,12 @@ print("  429 responses received %d%s; requests in flight, most seen %s (sampled 
       % (throttled(after) - throttled(before), " %s" % by_op if by_op else "", peak))
 PY
 }
-# timed LEADER BEFORE COND LABEL FROM TO: from the first request after BEFORE (a request count)
-# until COND holds; reported against state FROM, the end state saved as TO. The drain starts at
-# that request's arrival in the simulator's log (CLOCK_MONOTONIC, the clock mono() reads): the
-# poll for it lags by up to a few tenths of a second on a busy machine. COND is polled too, so
-# the end is late by that much at most (a drain is never reported shorter than it was).
+# timed LEADER BEFORE COND LABEL FROM TO: waits for the first request after BEFORE (a request
+# count), then until COND holds, and reports the drain against state FROM, the end state saved
+# as TO. The drain is timed in the simulator's request log (CLOCK_MONOTONIC, the clock mono()
+# reads): from the first of its requests' arrival to the last one's answer, read 1 s after COND
+# held (a poll of the job that made COND true comes after it). Polling for the first request
+# and for COND lags by tenths of a second on a busy machine, in either direction.
 mono() { python3 -c 'import time; print("%.4f" % time.monotonic())'; }
 timed() {
     local name=$1 before=$2 cond=$3 label=$4 from=$5 to=$6 start secs
@@ -235,11 +236,12 @@ timed() {
     cpu_mark "$name" a
     wait_until "$cond" 600 ||
         fail "$label: not drained after 600 s ($(curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts?property=wave"))"
+    sleep 1
     end=$(mono)
     cpu_mark "$name" b
     curl -sf "$AW_TEST_KLAVIYO_URL/_sim/counts" >"$AW_TEST_DIR/$to.json"
-    start=$(tail -n +"$((before + 1))" "$AW_TEST_DIR/requests.log" | cut -d' ' -f1 | sort -g | head -1)
-    secs=$(python3 -c "print($end - $start)")
+    secs=$(tail -n +"$((before + 1))" "$AW_TEST_DIR/requests.log" |
+        awk 'NR == 1 || $1 < a { a = $1 } $5 > z { z = $5 } END { printf "%.3f", z - a }')
     report "$label" "$AW_TEST_DIR/$from.json" "$AW_TEST_DIR/$to.json" "$secs"
     cpu_report a b "$secs"
 }

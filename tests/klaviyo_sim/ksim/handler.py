@@ -171,10 +171,8 @@ class Handler(BaseHTTPRequestHandler):
                 if counted:
                     sim.recent[-1]["dropped_after_apply"] = True
                 del sim.recent[:-200]
-                if sim.config.get("request_log"):
-                    with open(sim.config["request_log"], "a") as f:
-                        f.write("%.4f %s %s %.4f\n" % (self.arrived, label, key,
-                                                        (self.counted or self.arrived) - self.arrived))
+            log = "%.4f %s %s %.4f" % (self.arrived, label, key,
+                                       (self.counted or self.arrived) - self.arrived)
             if not status:
                 self._leave()
                 try:
@@ -196,6 +194,9 @@ class Handler(BaseHTTPRequestHandler):
                     with sim.lock:
                         sim.retry_after_until[self.throttled_for[0]] = {
                             "answered": answered, "until": answered + self.throttled_for[1]}
+            if sim.config.get("request_log"):
+                with sim.lock, open(sim.config["request_log"], "a") as f:
+                    f.write("%s %.4f\n" % (log, time.monotonic()))
 
     def _check_response(self, op, status, body):
         v = op.response_validator(status)
