@@ -123,6 +123,18 @@ std::unique_ptr<icu::RegexMatcher> CompilePattern(const std::string &pattern)
     return m;
 }
 
+// Runs m over text: the whole of it (whole: RegexMatcher::matches) or a prefix (lookingAt, as
+// libphonenumber's anchored Consume). False without a matcher or on an ICU error.
+bool MatchText(icu::RegexMatcher *m, const icu::UnicodeString &text, bool whole)
+{
+    if (!m)
+        return false;
+    UErrorCode status = U_ZERO_ERROR;
+    m->reset(text);
+    bool ok = whole ? m->matches(status) : m->lookingAt(status);
+    return ok && U_SUCCESS(status);
+}
+
 // One PhoneNumberDesc, compiled. No matcher: the type never matches (an empty pattern, or one
 // ICU refuses, which libphonenumber treats the same way).
 struct DescCheck {
@@ -141,12 +153,7 @@ struct DescCheck {
     {
         if (!lengths.empty() && std::find(lengths.begin(), lengths.end(), nsn_len) == lengths.end())
             return false;
-        if (!matcher)
-            return false;
-        UErrorCode status = U_ZERO_ERROR;
-        matcher->reset(nsn);
-        bool ok = matcher->matches(status);
-        return ok && U_SUCCESS(status);
+        return MatchText(matcher.get(), nsn, true);
     }
 };
 
@@ -179,13 +186,8 @@ struct RegionCheck {
     // its length (RegexBasedMatcher::Match without prefix match).
     bool GeneralMatches(const std::string &number)
     {
-        if (!general.matcher)
-            return false;
-        const icu::UnicodeString text = icu::UnicodeString::fromUTF8(number);
-        UErrorCode status = U_ZERO_ERROR;
-        general.matcher->reset(text);
-        bool ok = general.matcher->matches(status);
-        return ok && U_SUCCESS(status);
+        return general.matcher &&
+               MatchText(general.matcher.get(), icu::UnicodeString::fromUTF8(number), true);
     }
 
     // GetNumberTypeHelper(nsn, metadata) != UNKNOWN.
@@ -206,12 +208,7 @@ struct RegionCheck {
     // The leading_digits pattern matches at the start of nsn (RegExp::Consume, anchored).
     bool LeadingDigitsMatch(const icu::UnicodeString &nsn)
     {
-        if (!leading_digits)
-            return false;
-        UErrorCode status = U_ZERO_ERROR;
-        leading_digits->reset(nsn);
-        bool ok = leading_digits->lookingAt(status);
-        return ok && U_SUCCESS(status);
+        return MatchText(leading_digits.get(), nsn, false);
     }
 };
 
@@ -368,10 +365,9 @@ void StripNationalPrefix(RegionCheck &rc, std::string *number)
         return; // a pattern ICU refused never matches in the library either
     icu::RegexMatcher &p = *rc.national_prefix;
     const icu::UnicodeString text = icu::UnicodeString::fromUTF8(*number);
-    UErrorCode status = U_ZERO_ERROR;
-    p.reset(text);
-    if (!p.lookingAt(status) || U_FAILURE(status))
+    if (!MatchText(&p, text, false))
         return; // both of the library's branches start with this anchored match
+    UErrorCode status = U_ZERO_ERROR;
     int32_t end = p.end(status);
     if (U_FAILURE(status))
         return;
@@ -432,8 +428,7 @@ ErrorType ExtractCountryCode(RegionCheck *rc, const std::string &text, std::stri
             icu::RegexMatcher &p = *rc->international_prefix;
             const icu::UnicodeString digits = icu::UnicodeString::fromUTF8(*national);
             UErrorCode status = U_ZERO_ERROR;
-            p.reset(digits);
-            if (p.lookingAt(status) && U_SUCCESS(status)) {
+            if (MatchText(&p, digits, false)) {
                 size_t end = static_cast<size_t>(p.end(status));
                 // Not when a 0 follows: country calling codes do not start with 0.
                 if (U_SUCCESS(status) && (end >= national->size() || (*national)[end] != '0')) {

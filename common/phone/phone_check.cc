@@ -18,6 +18,30 @@
 using i18n::phonenumbers::PhoneNumber;
 using i18n::phonenumbers::PhoneNumberUtil;
 
+// Every supported region's example number of every type, then every non-geographic entity's
+// (region "").
+static std::vector<std::pair<PhoneNumber, std::string>> ExampleNumbers(const PhoneNumberUtil *util)
+{
+    std::set<std::string> regions;
+    util->GetSupportedRegions(&regions);
+    std::set<int> non_geo;
+    util->GetSupportedGlobalNetworkCallingCodes(&non_geo);
+    std::vector<std::pair<PhoneNumber, std::string>> examples;
+    for (const std::string &r : regions)
+        for (int t = PhoneNumberUtil::FIXED_LINE; t <= PhoneNumberUtil::VOICEMAIL; t++) {
+            PhoneNumber p;
+            if (util->GetExampleNumberForType(r, static_cast<PhoneNumberUtil::PhoneNumberType>(t),
+                                              &p))
+                examples.emplace_back(p, r);
+        }
+    for (int cc : non_geo) {
+        PhoneNumber p;
+        if (util->GetExampleNumberForNonGeoEntity(cc, &p))
+            examples.emplace_back(p, "");
+    }
+    return examples;
+}
+
 extern "C" size_t aw_phone_check_examples(size_t variants, size_t *numbers, size_t *valid)
 {
     size_t differ = 0, n = 0, ok = 0;
@@ -25,23 +49,7 @@ extern "C" size_t aw_phone_check_examples(size_t variants, size_t *numbers, size
         const PhoneNumberUtil *util = PhoneNumberUtil::GetInstance();
         if (!util)
             return 1;
-        std::set<std::string> regions;
-        util->GetSupportedRegions(&regions);
-        std::set<int> non_geo;
-        util->GetSupportedGlobalNetworkCallingCodes(&non_geo);
-        std::vector<std::pair<PhoneNumber, std::string>> examples;
-        for (const std::string &r : regions)
-            for (int t = PhoneNumberUtil::FIXED_LINE; t <= PhoneNumberUtil::VOICEMAIL; t++) {
-                PhoneNumber p;
-                if (util->GetExampleNumberForType(
-                        r, static_cast<PhoneNumberUtil::PhoneNumberType>(t), &p))
-                    examples.emplace_back(p, r);
-            }
-        for (int cc : non_geo) {
-            PhoneNumber p;
-            if (util->GetExampleNumberForNonGeoEntity(cc, &p))
-                examples.emplace_back(p, "");
-        }
+        const std::vector<std::pair<PhoneNumber, std::string>> examples = ExampleNumbers(util);
         uint64_t rng = 0x2545F4914F6CDD1Dull;
         auto digit = [&rng]() {
             rng ^= rng << 13;
@@ -108,30 +116,16 @@ extern "C" size_t aw_phone_check_parse(size_t rounds, unsigned long long seed, s
         std::set<std::string> region_set;
         util->GetSupportedRegions(&region_set);
         std::vector<std::string> regions(region_set.begin(), region_set.end());
-        std::set<int> non_geo;
-        util->GetSupportedGlobalNetworkCallingCodes(&non_geo);
         struct Example {
             std::string nsn, region, national_prefix;
             int cc;
         };
         std::vector<Example> examples;
-        for (const std::string &r : regions)
-            for (int t = PhoneNumberUtil::FIXED_LINE; t <= PhoneNumberUtil::VOICEMAIL; t++) {
-                PhoneNumber p;
-                if (!util->GetExampleNumberForType(
-                        r, static_cast<PhoneNumberUtil::PhoneNumberType>(t), &p))
-                    continue;
-                Example e{"", r, "", p.country_code()};
-                util->GetNationalSignificantNumber(p, &e.nsn);
-                util->GetNddPrefixForRegion(r, true, &e.national_prefix);
-                examples.push_back(e);
-            }
-        for (int cc : non_geo) {
-            PhoneNumber p;
-            if (!util->GetExampleNumberForNonGeoEntity(cc, &p))
-                continue;
-            Example e{"", "", "", cc};
+        for (const auto &[p, r] : ExampleNumbers(util)) {
+            Example e{"", r, "", p.country_code()};
             util->GetNationalSignificantNumber(p, &e.nsn);
+            if (!r.empty())
+                util->GetNddPrefixForRegion(r, true, &e.national_prefix);
             examples.push_back(e);
         }
         uint64_t rng = seed | 1;
