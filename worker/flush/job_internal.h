@@ -169,8 +169,8 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_errors(struct aw_flush_ctx *ctx, struct aw_flush_job *j);
 void aw_job_step_removals(struct aw_flush_ctx *ctx, struct aw_flush_job *j, struct aw_job_track *t,
                           bool side);
-/* The requests of a PH_REMOVALS step of j that could go out at once now (lookups and deletes
- * ready, none claimed). */
+/* The requests j's removals could send at once now (lookups and deletes ready, none claimed),
+ * in its removal stage or beside its imports, counted up to most. */
 size_t aw_job_removal_fan_out(const struct aw_flush_job *j, size_t most);
 
 #endif
