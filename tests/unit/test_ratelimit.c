@@ -94,6 +94,28 @@ static void test_windows(uint64_t *times)
     }
     AW_CHECK_MSG(gap_min >= 1000 / 9, "two requests %zu ms apart", gap_min);
     AW_CHECK_MSG(fixed_max <= 10, "%zu in one fixed window", fixed_max);
+    aw_ratelimit_free(rl);
+    /* the pace is a schedule: requests each sent 4 ms after their slot (a lane's wake) do not
+     * push the next slots back; 20 of them end where 20 on time would (19 steps of 111 ms) plus
+     * the last one's 4 ms and, twice, the burst window's own wait: the 10th and the 19th go
+     * 1 s after the 1st and the 10th actually went (5 ms each), not 111 ms x 9 = 999 ms;
+     * measured from the last send instead, it was 19 x 115 */
+    rl = aw_ratelimit_new(90);
+    uint64_t now = 0, late = 4;
+    for (size_t i = 0; i < 20; i++) {
+        uint64_t wait;
+        while ((wait = aw_ratelimit_acquire(rl, "acct-a", AW_API_IMPORT_CREATE, now)) != 0)
+            now += wait + late;
+        times[i] = now;
+    }
+    AW_CHECK_MSG(times[19] <= 19 * (1000 / 9) + late + 2 * (late + 1), "20th request at %llu ms",
+                 (unsigned long long)times[19]);
+    /* one sent 50 ms late moves the schedule: the next is still a gap less the slack after it */
+    AW_CHECK_INT_EQ(aw_ratelimit_wait(rl, "acct-a", AW_API_IMPORT_CREATE, times[19]),
+                    times[19] - late + 1000 / 9 - times[19]);
+    now = times[19] - late + 1000 / 9 + 50;
+    AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "acct-a", AW_API_IMPORT_CREATE, now), 0);
+    AW_CHECK_INT_EQ(aw_ratelimit_wait(rl, "acct-a", AW_API_IMPORT_CREATE, now), 1000 / 9 - 10);
     /* at 75/s the headroom is 8 a second: no pacing, a removal batch's lookups go at once */
     n = drive(rl, "acct-a", AW_API_GET_PROFILES, 0, 1000, times, MAX);
     AW_CHECK_INT_EQ(n, 67);
