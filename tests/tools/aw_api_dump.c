@@ -18,15 +18,16 @@ static json_t *row(const struct aw_api_op *op)
     for (size_t i = 0; i <= n && i < sizeof method; i++)
         method[i] = (char)(m[i] >= 'A' && m[i] <= 'Z' ? m[i] - 'A' + 'a' : m[i]);
     method[sizeof method - 1] = '\0';
-    return json_pack("{s:i,s:s,s:s,s:s,s:I,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "endpoint",
-                     (int)op->endpoint, "name", op->name, "method", method, "path", op->path,
-                     "page_size_max", (json_int_t)op->page_size_max, "filterable", op->filterable,
-                     "filter_max_values", (json_int_t)op->filter_max_values, "filter_max_bytes",
-                     (json_int_t)op->filter_max_bytes, "max_items", (json_int_t)op->max_items,
-                     "max_bytes", (json_int_t)op->max_bytes, "budget_bytes",
-                     (json_int_t)op->budget_bytes, "max_item_bytes", (json_int_t)op->max_item_bytes,
-                     "burst_per_s", (json_int_t)op->burst_per_s, "steady_per_min",
-                     (json_int_t)op->steady_per_min, "daily", (json_int_t)op->daily);
+    return json_pack(
+        "{s:i,s:s,s:s,s:s,s:I,s:b,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "endpoint",
+        (int)op->endpoint, "name", op->name, "method", method, "path", op->path, "page_size_max",
+        (json_int_t)op->page_size_max, "filterable", op->filterable, "sort_newest",
+        op->sort_newest ? json_string(op->sort_newest) : json_null(), "filter_max_values",
+        (json_int_t)op->filter_max_values, "filter_max_bytes", (json_int_t)op->filter_max_bytes,
+        "max_items", (json_int_t)op->max_items, "max_bytes", (json_int_t)op->max_bytes,
+        "budget_bytes", (json_int_t)op->budget_bytes, "max_item_bytes",
+        (json_int_t)op->max_item_bytes, "burst_per_s", (json_int_t)op->burst_per_s,
+        "steady_per_min", (json_int_t)op->steady_per_min, "daily", (json_int_t)op->daily);
 }
 
 int main(void)

@@ -75,6 +75,10 @@ static void test_paths(void)
                "bmV4dA%3D%3D");
     q = (struct aw_api_query){.cursor = "c"};
     check_path(AW_API_LIST_PROFILES, "L", &q, "/api/lists/L/profiles?page%5Bcursor%5D=c");
+    /* newest first: the operation's own descending sort, before the page size */
+    q = (struct aw_api_query){.newest_first = true, .page_size = 100};
+    check_path(AW_API_IMPORT_LIST_JOBS, NULL, &q,
+               "/api/profile-bulk-import-jobs?sort=-created_at&page%5Bsize%5D=100");
     struct aw_api_query empty = {0};
     check_path(AW_API_GET_LISTS, NULL, &empty, "/api/lists");
 
@@ -94,6 +98,8 @@ static void test_paths(void)
     check_refused(AW_API_IMPORT_CREATE, NULL, &q); /* not paged */
     q = (struct aw_api_query){.cursor = "c"};
     check_refused(AW_API_IMPORT_GET_JOB, "J", &q);
+    q = (struct aw_api_query){.newest_first = true};
+    check_refused(AW_API_GET_LISTS, NULL, &q); /* no sort_newest of ours */
 }
 
 int main(void)

@@ -135,6 +135,9 @@ def check_table(spec, table):
             bad(f"{name}: page_size_max {r['page_size_max']} != spec page[size] maximum {want_page}")
         if r["filterable"] != ("filter" in params):
             bad(f"{name}: filterable {r['filterable']} but spec filter parameter {'filter' in params}")
+        sorts = ((params.get("sort") or {}).get("schema") or {}).get("enum") or []
+        if r["sort_newest"] is not None and not (r["sort_newest"].startswith("-") and r["sort_newest"] in sorts):
+            bad(f"{name}: sort_newest {r['sort_newest']!r} is not a descending sort of the spec's {sorts}")
         # path ids: the template's {...} is the spec's path parameter
         for pid in re.findall(r"\{(\w+)\}", r["path"]):
             if pid not in params or params[pid].get("in") != "path":

@@ -645,6 +645,12 @@ class SimTest(unittest.TestCase):
         self.wait_jobs_done(limit=10)
         self.assertEqual(call("GET", unfinished).json["data"], [])
         self.assertEqual(state()["faults_injected"]["slow_jobs"], 1, "only the next N jobs")
+        # newest first (sort=-created_at), the order the worker polls its jobs in
+        newest = [j["id"] for j in call("GET", "/api/profile-bulk-import-jobs?sort=-created_at").json["data"]]
+        oldest = [j["id"] for j in call("GET", "/api/profile-bulk-import-jobs?sort=created_at").json["data"]]
+        self.assertEqual(newest[:2], [fast, slow])
+        self.assertEqual(oldest, newest[::-1])
+        self.assertEqual(call("GET", "/api/profile-bulk-import-jobs?sort=status").status, 400)
         self.assertEqual(call("POST", "/_sim/faults", {"slow_jobs": {"count": "x"}}, key=None,
                               revision=None, ctype="application/json").status, 400)
 

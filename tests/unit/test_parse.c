@@ -190,6 +190,35 @@ static void test_parse_pages(void)
     AW_CHECK_STR_EQ(page.next_cursor, "n2");
     aw_parse_page_clear(&page);
     AW_CHECK_INT_EQ(aw_parse_import_jobs_page(lists, strlen(lists), &page), AW_ERR_PROTOCOL);
+    /* the same listing with each job's status and counts (the account's jobs polled at once) */
+    const char *two =
+        "{\"data\":[{\"type\":\"profile-bulk-import-job\",\"id\":\"J2\",\"attributes\":{"
+        "\"status\":\"complete\",\"total_count\":5,\"completed_count\":4,\"failed_count\":1}},"
+        "{\"type\":\"profile-bulk-import-job\",\"id\":\"J1\",\"attributes\":{\"status\":"
+        "\"processing\",\"total_count\":3,\"completed_count\":null}}],\"links\":{\"next\":null}}";
+    struct aw_parse_import_jobs js;
+    AW_CHECK_INT_EQ(aw_parse_import_jobs(two, strlen(two), &js), AW_OK);
+    AW_CHECK_INT_EQ(js.n, 2);
+    if (js.n == 2) {
+        AW_CHECK_STR_EQ(js.items[0].id, "J2");
+        AW_CHECK(js.items[0].status == AW_PARSE_JOB_COMPLETE && js.items[0].completed_count == 4 &&
+                 js.items[0].failed_count == 1);
+        AW_CHECK_STR_EQ(js.items[1].id, "J1");
+        AW_CHECK(js.items[1].status == AW_PARSE_JOB_PROCESSING && js.items[1].completed_count == 0);
+    }
+    AW_CHECK(js.next_cursor == NULL);
+    aw_parse_import_jobs_clear(&js);
+    AW_CHECK_INT_EQ(aw_parse_import_jobs(jobs, strlen(jobs), &js), AW_OK);
+    AW_CHECK(js.n == 1 && js.items[0].status == AW_PARSE_JOB_QUEUED);
+    AW_CHECK_STR_EQ(js.next_cursor, "n2");
+    aw_parse_import_jobs_clear(&js);
+    /* one job without its status spoils the page (no half-read listing is believed) */
+    const char *half = "{\"data\":[{\"type\":\"profile-bulk-import-job\",\"id\":\"J2\","
+                       "\"attributes\":{\"status\":\"complete\",\"total_count\":5}},"
+                       "{\"type\":\"profile-bulk-import-job\",\"id\":\"J1\",\"attributes\":{}}]}";
+    AW_CHECK_INT_EQ(aw_parse_import_jobs(half, strlen(half), &js), AW_ERR_PROTOCOL);
+    AW_CHECK(js.items == NULL && js.n == 0);
+    AW_CHECK_INT_EQ(aw_parse_import_jobs(lists, strlen(lists), &js), AW_ERR_PROTOCOL);
 
     char *id = NULL;
     const char *created = "{\"data\":{\"type\":\"list\",\"id\":\"NEWID\",\"attributes\":{\"name\":"

@@ -84,6 +84,7 @@ static const struct aw_api_op OPS[AW_API_ENDPOINT_COUNT] = {
             .path = "/api/profile-bulk-import-jobs",
             .page_size_max = 100,
             .filterable = true,
+            .sort_newest = "-created_at", /* ours: the account's newest jobs, polled at once */
             .burst_per_s = 10,
             .steady_per_min = 150,
         },
@@ -221,7 +222,8 @@ enum aw_err aw_api_path_build(enum aw_api_endpoint e, const char *id, const stru
     const char *filter = q ? q->filter : NULL;
     uint32_t page_size = q ? q->page_size : 0;
     const char *cursor = q ? q->cursor : NULL;
-    if ((filter && (!op->filterable || !filter[0])) ||
+    bool newest_first = q && q->newest_first;
+    if ((filter && (!op->filterable || !filter[0])) || (newest_first && !op->sort_newest) ||
         (page_size && (!op->page_size_max || page_size > op->page_size_max)) ||
         (cursor && (!op->page_size_max || !cursor[0])))
         return AW_ERR_INVALID;
@@ -240,6 +242,11 @@ enum aw_err aw_api_path_build(enum aw_api_endpoint e, const char *id, const stru
     if (filter) {
         (void)aw_buf_appendf(&b, "%cfilter=", sep);
         pct_encode(&b, filter);
+        sep = '&';
+    }
+    if (newest_first) {
+        (void)aw_buf_appendf(&b, "%csort=", sep);
+        pct_encode(&b, op->sort_newest);
         sep = '&';
     }
     if (page_size) {

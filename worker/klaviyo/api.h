@@ -54,6 +54,8 @@ struct aw_api_op {
     const char *path;           /* the spec's path template; "{...}" stands for one id */
     uint32_t page_size_max;     /* page[size] maximum; 0 = not paged */
     bool filterable;            /* takes a `filter` query parameter */
+    const char *sort_newest;    /* the spec's `sort` value listing the newest first, where the
+                                   worker asks for that order; NULL otherwise */
     uint32_t filter_max_values; /* values in one any(...) filter */
     size_t filter_max_bytes;    /* bytes of one filter's text (bounds the URL) */
     uint32_t max_items;         /* items (profiles, ids) in one request body */
@@ -77,14 +79,16 @@ struct aw_api_query {
     const char *filter; /* Klaviyo filter text (build.h); percent-encoded here */
     uint32_t page_size; /* page[size]; 0 = the server's default */
     const char *cursor; /* page[cursor] from a previous page (parse.h); percent-encoded here */
+    bool newest_first;  /* sort=<the operation's sort_newest> */
 };
 
 /* Writes the path of e (with its query) into *out, caller-owned (free()): the template with
  * its "{...}" replaced by id, percent-encoded (RFC 3986 unreserved characters kept), then
- * ?filter=...&page%5Bsize%5D=...&page%5Bcursor%5D=... for what q (may be NULL) sets.
+ * ?filter=...&sort=...&page%5Bsize%5D=...&page%5Bcursor%5D=... for what q (may be NULL) sets.
  * AW_ERR_INVALID (and *out NULL) when id is missing or empty for a template that needs one or
- * given for one that has none, a filter for an operation that takes none, a page size above
- * the operation's maximum (or for one that is not paged), or a cursor for one not paged. */
+ * given for one that has none, a filter for an operation that takes none, newest_first for one
+ * without sort_newest, a page size above the operation's maximum (or for one that is not
+ * paged), or a cursor for one not paged. */
 enum aw_err aw_api_path_build(enum aw_api_endpoint e, const char *id, const struct aw_api_query *q,
                               char **out);
 

@@ -76,12 +76,10 @@ void aw_parse_import_job_clear(struct aw_parse_import_job *job)
     memset(job, 0, sizeof *job);
 }
 
-enum aw_err aw_parse_import_job(const char *body, size_t len, struct aw_parse_import_job *out)
+/* One profile-bulk-import-job resource object into *out (cleared when false). */
+static bool parse_job_resource(json_t *data, struct aw_parse_import_job *out)
 {
-    AW_ASSERT(out != NULL);
     memset(out, 0, sizeof *out);
-    json_t *doc = load_doc(body, len);
-    json_t *data = json_object_get(doc, "data");
     json_t *attrs = json_object_get(data, "attributes");
     json_t *type = json_object_get(data, "type");
     const char *status = json_string_value(json_object_get(attrs, "status"));
@@ -98,12 +96,18 @@ enum aw_err aw_parse_import_job(const char *body, size_t len, struct aw_parse_im
     ok = ok && take_count(attrs, "total_count", true, &out->total_count) &&
          take_count(attrs, "completed_count", false, &out->completed_count) &&
          take_count(attrs, "failed_count", false, &out->failed_count);
-    json_decref(doc);
-    if (!ok) {
+    if (!ok)
         aw_parse_import_job_clear(out);
-        return AW_ERR_PROTOCOL;
-    }
-    return AW_OK;
+    return ok;
+}
+
+enum aw_err aw_parse_import_job(const char *body, size_t len, struct aw_parse_import_job *out)
+{
+    AW_ASSERT(out != NULL);
+    json_t *doc = load_doc(body, len);
+    bool ok = parse_job_resource(json_object_get(doc, "data"), out);
+    json_decref(doc);
+    return ok ? AW_OK : AW_ERR_PROTOCOL;
 }
 
 bool aw_parse_pointer_index(const char *pointer, size_t *index)
@@ -355,6 +359,40 @@ enum aw_err aw_parse_lists_page(const char *body, size_t len, struct aw_parse_pa
 enum aw_err aw_parse_import_jobs_page(const char *body, size_t len, struct aw_parse_page *out)
 {
     return parse_page(body, len, "profile-bulk-import-job", "created_at", out);
+}
+
+enum aw_err aw_parse_import_jobs(const char *body, size_t len, struct aw_parse_import_jobs *out)
+{
+    AW_ASSERT(out != NULL);
+    memset(out, 0, sizeof *out);
+    json_t *doc = load_doc(body, len);
+    json_t *data = json_object_get(doc, "data");
+    bool ok = json_is_array(data);
+    size_t n = ok ? json_array_size(data) : 0;
+    if (n)
+        out->items = aw_calloc(n, sizeof *out->items);
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = parse_job_resource(json_array_get(data, i), &out->items[i]);
+        out->n = ok ? i + 1 : i;
+    }
+    ok = ok && take_next_cursor(doc, &out->next_cursor);
+    json_decref(doc);
+    if (!ok) {
+        aw_parse_import_jobs_clear(out);
+        return AW_ERR_PROTOCOL;
+    }
+    return AW_OK;
+}
+
+void aw_parse_import_jobs_clear(struct aw_parse_import_jobs *jobs)
+{
+    if (!jobs)
+        return;
+    for (size_t i = 0; i < jobs->n; i++)
+        aw_parse_import_job_clear(&jobs->items[i]);
+    free(jobs->items);
+    free(jobs->next_cursor);
+    memset(jobs, 0, sizeof *jobs);
 }
 
 enum aw_err aw_parse_resource_id(const char *body, size_t len, const char *type, char **id_out)

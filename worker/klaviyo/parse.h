@@ -33,6 +33,14 @@ struct aw_parse_import_job {
 /* Bulk import job document (POST 202 / GET /api/profile-bulk-import-jobs/{id} 200). */
 enum aw_err aw_parse_import_job(const char *body, size_t len, struct aw_parse_import_job *out);
 void aw_parse_import_job_clear(struct aw_parse_import_job *job);
+/* A page of GET /api/profile-bulk-import-jobs, each job as above. */
+struct aw_parse_import_jobs {
+    struct aw_parse_import_job *items; /* owned array */
+    size_t n;
+    char *next_cursor; /* owned page[cursor] of links.next, or NULL on the last page */
+};
+enum aw_err aw_parse_import_jobs(const char *body, size_t len, struct aw_parse_import_jobs *out);
+void aw_parse_import_jobs_clear(struct aw_parse_import_jobs *jobs);
 /* True when the job will not change any more (complete or cancelled). */
 bool aw_parse_job_is_done(enum aw_parse_job_status status);
 /* Stable lower-case name, as Klaviyo spells it ("queued", ...). */

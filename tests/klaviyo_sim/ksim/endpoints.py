@@ -167,9 +167,14 @@ def create_import_job(sim, rq):
 
 def get_import_jobs(sim, rq):
     conds = conditions(rq.op, rq.query)
+    order = rq.query.get("sort", "created_at")
+    if order not in ("created_at", "-created_at"):  # the spec's enum
+        raise invalid("'%s' is not a valid sort field for this endpoint." % order, parameter="sort")
     with sim.lock:
         items = [sim.jobs[j] for j in sim.job_order
                  if sim.jobs[j]["type"] == "profile-bulk-import-job" and filter_match(conds, sim.jobs[j])]
+        if order == "-created_at":  # job_order is creation order
+            items.reverse()
         return _page(rq, items, lambda j: job_resource(rq.base, j))
 
 
