@@ -19,7 +19,8 @@
  * may work on disjoint removals of one job at once, in its removal stage or beside its imports
  * while those wait for a rate-limit slot or a job poll (aw_flush_job_fan_out). Each dispatch
  * gives every runnable job without a lane one first, then a job with removals ready as many
- * more as it has requests ready, so other jobs get the lanes as they come back. The
+ * more as it has requests ready, so other jobs get the lanes as they come back; removal work
+ * leaves a few lanes to the phases' steps about to come due (lanes_reserved). The
  * rate limiter counts requests on the wire. The scheduler drives the lease between steps and every
  * request is bounded by the lease's validity (aw_klaviyo_set_deadline). */
 #include "worker/flush/flusher.h"
@@ -62,12 +63,20 @@
 #define SUMMARY_STREAMS_MAX 200000u
 
 #define WAIT_MAX_MS 100u /* the scheduler looks at the stop flag at least this often */
+/* Lanes kept from removal work for the phases' steps due within RESERVE_AHEAD_MS (about one
+ * Klaviyo answer: a lane given to a lookup now is back only then), at most 1/RESERVE_PART of
+ * them. Without it, a hundred audiences' lookups (67/s tier) filled every lane for a latency
+ * each, and the imports, whose 9/s slots bind the drain, found no lane when their slot came:
+ * the mix benchmark's second import went out 0.3 s late. */
+#define RESERVE_AHEAD_MS 300u
+#define RESERVE_PART 4u
 
 /* A job and whether a lane runs its step. */
 struct slot {
     struct aw_flush_job *j;
     unsigned busy;     /* lanes running a step of it (more than one: removals, fan_out) */
     unsigned starting; /* of those, given a step not started yet (nothing claimed) */
+    bool run_starting; /* of those, one given for the phases' step */
     bool over;         /* a step ended it: the scheduler frees it once no lane runs it */
 };
 
@@ -75,6 +84,7 @@ struct lane {
     struct aw_flusher *f;
     struct aw_klaviyo *k;
     struct slot *slot; /* given by the scheduler; NULL while idle */
+    bool removal;      /* given for removal work (not the job's phases' step) */
     pthread_t thread;
     bool started;
 };
@@ -343,13 +353,29 @@ static size_t lanes_wanted(const struct aw_flusher *f, const struct slot *sl)
     return want < cap - sl->busy ? want : cap - sl->busy;
 }
 
-/* Gives runnable jobs to idle lanes from a rotating offset: first one lane to every job that
- * has none, then the further lanes removal batches can use. True when a runnable job is left
- * without the lanes it wants (a lane's end wakes the scheduler). */
-static bool dispatch(struct aw_flusher *f, uint64_t now)
+/* How many lanes to keep from removal work now (RESERVE_AHEAD_MS): one per job whose phases'
+ * step is due within it, at most 1/RESERVE_PART of the lanes. */
+static size_t lanes_reserved(const struct aw_flusher *f, uint64_t now)
 {
-    size_t lane = 0, given = 0;
+    size_t most = f->n_lanes / RESERVE_PART, soon = 0;
+    for (size_t i = 0; i < f->n_jobs && soon < most; i++)
+        if (!f->jobs[i]->over && aw_flush_job_run_at(f->jobs[i]->j) <= now + RESERVE_AHEAD_MS)
+            soon++;
+    return soon;
+}
+
+/* Gives runnable jobs to idle lanes from a rotating offset: first one lane to every job that
+ * has none, then the further lanes removal batches can use; removal work gets no lane beyond
+ * those lanes_reserved() keeps for the phases' steps (*held is then set). True when a runnable
+ * job is left without the lanes it wants (a lane's end wakes the scheduler). */
+static bool dispatch(struct aw_flusher *f, uint64_t now, bool *held)
+{
+    size_t lane = 0, given = 0, removal_busy = 0;
+    for (size_t i = 0; i < f->n_lanes; i++)
+        removal_busy += f->lanes[i].slot && f->lanes[i].removal;
+    size_t removal_cap = f->n_lanes - lanes_reserved(f, now);
     bool left = false;
+    *held = false;
     size_t n = f->n_jobs;
     for (int pass = 0; pass < 2 && !left; pass++) {
         for (size_t k = 0; k < n && !left; k++) {
@@ -357,6 +383,11 @@ static bool dispatch(struct aw_flusher *f, uint64_t now)
             if (sl->over || aw_flush_job_next_at(sl->j) > now || (pass == 0 && sl->busy > 0))
                 continue;
             for (size_t want = lanes_wanted(f, sl); want > 0; want--) {
+                bool removal = sl->run_starting || aw_flush_job_run_at(sl->j) > now;
+                if (removal && removal_busy >= removal_cap) {
+                    *held = true;
+                    break;
+                }
                 while (lane < f->n_lanes && f->lanes[lane].slot)
                     lane++;
                 if (lane == f->n_lanes) {
@@ -367,7 +398,12 @@ static bool dispatch(struct aw_flusher *f, uint64_t now)
                 }
                 sl->busy++;
                 sl->starting++;
+                if (removal)
+                    removal_busy++;
+                else
+                    sl->run_starting = true;
                 f->lanes[lane].slot = sl;
+                f->lanes[lane].removal = removal;
                 given++;
             }
         }
@@ -407,6 +443,8 @@ static void *lane_main(void *arg)
             break;
         struct slot *sl = l->slot;
         sl->starting--;
+        if (!l->removal)
+            sl->run_starting = false;
         /* The job may have moved on since this lane was given it (another lane's answer came
          * first): the job's step runs only what is due and not taken (aw_flush_job_step), and
          * an ended job not at all. */
@@ -447,7 +485,8 @@ static void run(struct aw_flusher *f)
         ended_clear(f);
         if (now >= f->next_summary)
             summarize(f);
-        bool left = dispatch(f, now_ms());
+        bool held;
+        bool left = dispatch(f, now_ms(), &held);
         now = now_ms();
         uint64_t wake = f->next_scan;
         if (ctx->leader.next_due_ms < wake)
@@ -457,8 +496,11 @@ static void run(struct aw_flusher *f)
             if (sl->over)
                 continue;
             /* a job with a lane may want another one later (a removal's rate-limit slot, a
-             * side removal beside its import); one due already waits for its lane's end */
+             * side removal beside its import); one due already waits for its lane's end, and
+             * removal work held back by the reserve for a lane's end or its phases' step */
             uint64_t at = aw_flush_job_next_at(sl->j);
+            if (held && at <= now)
+                at = aw_flush_job_run_at(sl->j);
             if ((sl->busy == 0 || at > now) && at < wake)
                 wake = at;
         }

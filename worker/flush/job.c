@@ -182,6 +182,11 @@ uint64_t aw_flush_job_next_at(const struct aw_flush_job *j)
     return at;
 }
 
+uint64_t aw_flush_job_run_at(const struct aw_flush_job *j)
+{
+    return j->run_busy || j->phase == PH_REMOVALS ? UINT64_MAX : j->run.next_at;
+}
+
 const char *aw_flush_job_account(const struct aw_flush_job *j)
 {
     return j->acct_id;

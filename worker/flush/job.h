@@ -56,6 +56,10 @@ size_t aw_flush_job_fan_out(const struct aw_flush_job *j, size_t most);
 /* Monotonic ms at which the job wants its next step (UINT64_MAX: only the step a lane runs). */
 uint64_t aw_flush_job_next_at(const struct aw_flush_job *j);
 
+/* Monotonic ms at which the job's phases want their next step, not counting removal work (its
+ * removal stage, the side track): UINT64_MAX while a lane runs it or in the removal stage. */
+uint64_t aw_flush_job_run_at(const struct aw_flush_job *j);
+
 const char *aw_flush_job_account(const struct aw_flush_job *j);
 const char *aw_flush_job_audience(const struct aw_flush_job *j); /* NULL: profiles */
 
