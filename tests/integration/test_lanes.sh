@@ -3,8 +3,9 @@
 # ms, a leader with AW_KLAVIYO_MAX_IN_FLIGHT=6 keeps several requests on the wire across
 # audiences and never more than 6; one removal batch's lookups and deletes fan out over the
 # lanes; a batch of adds and removals sends its removals while its import job still runs (they
-# concern other users); every list ends exactly right, one list per audience, nothing
-# dead-lettered, and the in-flight gauge is back at 0.
+# concern other users); import jobs are polled through the account's listing of its newest jobs,
+# and by their own GET once the listing no longer reaches them; every list ends exactly right,
+# one list per audience, nothing dead-lettered, and the in-flight gauge is back at 0.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -43,6 +44,11 @@ sim_eval "len($(members Big)) == 600" ||
     fail "the big audience's members are wrong"
 sim_eval '2 <= s["max_in_flight"]["*"] <= 6' ||
     fail "requests in flight not within 2..6: $(sim_eval 'print(s["max_in_flight"]) or False' || true)"
+# the 14 import jobs are polled through the account's listing (one request for all of them),
+# not each by its own GET
+polls='sum(s["requests"].get("get_bulk_import_profiles_jobs", {}).values()), sum(s["requests"].get("get_bulk_import_profiles_job", {}).values())'
+sim_eval "(lambda listed, own: listed >= 1 and own < 14)($polls)" ||
+    fail "the jobs were not polled through the listing (listings, own polls): $(sim_eval "print(($polls)) or False" || true)"
 
 # phase 2: the 600 removed again: 6 lookups of 100 emails and the deletes, which fan out
 for i in $(seq 1 600); do echo "A1 99 Big delete b$i@example.com"; done | seed removals
@@ -66,8 +72,42 @@ run_flusher mixed
 sim_eval "sorted($(members Mixed)) == sorted('n%d@example.com' % i for i in range(1, 301))" ||
     fail "the mixed audience's members are wrong"
 # the simulator's recent requests, in the order they ended: the delete before the job's last poll
-sim_eval 'max(i for i, r in enumerate(s["recent_requests"]) if r["op"] == "get_bulk_import_profiles_job") > min(i for i, r in enumerate(s["recent_requests"]) if r["op"] == "remove_profiles_from_list" and i >= '"$n0"')' ||
+# (a poll: the job's own GET or the account's listing of its newest jobs)
+sim_eval 'max(i for i, r in enumerate(s["recent_requests"]) if r["op"].startswith("get_bulk_import_profiles_job")) > min(i for i, r in enumerate(s["recent_requests"]) if r["op"] == "remove_profiles_from_list" and i >= '"$n0"')' ||
     fail "the removals waited for the import job: $(sim_eval 'print([r["op"] for r in s["recent_requests"]['"$n0"':]]) or False' || true)"
+# phase 4: a job the listing no longer reaches (another integration started 100 jobs after it,
+# a page's worth) is polled by its own GET and ends right
+sim_control config '{"job_queued_s": 0.05, "job_processing_s": 0.05, "rate_limit_overrides": {"bulk_import_profiles": {"burst": 1000, "steady": 10000}}}'
+sim_control faults '{"slow_jobs": {"count": 1, "extra_s": 8}}'
+jobs0=$(sim_eval 'print(len(s["jobs"])) or True')
+own0=$(sim_eval 'print(sum(s["requests"].get("get_bulk_import_profiles_job", {}).values())) or True')
+listed0=$(sim_eval 'print(sum(s["requests"].get("get_bulk_import_profiles_jobs", {}).values())) or True')
+echo "A1 97 Paged add p1@example.com" | seed "the paged batch"
+python3 - "$AW_TEST_KLAVIYO_URL" "$jobs0" <<'PY' &
+import json, sys, time, urllib.request
+url, jobs0 = sys.argv[1], int(sys.argv[2])
+def req(method, path, body=None):
+    r = urllib.request.Request(url + path, method=method, data=json.dumps(body).encode() if body else None,
+                               headers={"Authorization": "Klaviyo-API-Key pk_other_0000000", "revision": "2026-07-15",
+                                        "Content-Type": "application/vnd.api+json"})
+    return json.load(urllib.request.urlopen(r, timeout=10))
+deadline = time.monotonic() + 30
+while len(req("GET", "/_sim/state")["jobs"]) <= jobs0:  # the flusher's import job
+    assert time.monotonic() < deadline, "no import job within 30 s"
+    time.sleep(0.02)
+from concurrent.futures import ThreadPoolExecutor
+with ThreadPoolExecutor(20) as pool:  # 100 jobs within ~1 s at the simulator's latency
+    list(pool.map(lambda i: req("POST", "/api/profile-bulk-import-jobs", {"data": {
+        "type": "profile-bulk-import-job", "attributes": {"profiles": {"data": [
+            {"type": "profile", "attributes": {"email": "other%d@example.com" % i}}]}}}}), range(100)))
+PY
+other=$!
+run_flusher paged
+wait "$other" || fail "the other integration could not start its jobs"
+sim_eval "$(members Paged) == ['p1@example.com']" || fail "the paged audience's members are wrong"
+sim_eval "(lambda listed, own: listed > $listed0 and own > $own0)($polls)" ||
+    fail "the job off the listing's page was not polled by its own GET (listings, own polls): $(sim_eval "print(($polls)) or False" || true)"
+
 n_dl=$(timeout 15 kcat -b "$AW_TEST_BROKERS" -t "$DLQ" -C -o beginning -e -q 2>/dev/null | wc -l)
 [ "$n_dl" = 0 ] || fail "$n_dl dead letters"
 note "in flight at most $(sim_eval 'print(s["max_in_flight"]["*"]) or True'), lookups of one batch at once $(sim_eval 'print(s["max_in_flight"]["get_profiles"]) or True')"

@@ -43,6 +43,7 @@ void aw_flush_accounts_free(struct aw_flush_accounts *a)
     for (size_t i = 0; i < a->n; i++) {
         free(a->v[i]->id);
         free_secret(a->v[i]->api_key);
+        aw_parse_import_jobs_clear(&a->v[i]->board.jobs);
         free(a->v[i]);
     }
     free(a->v);
@@ -59,6 +60,15 @@ struct aw_flush_account *aw_flush_accounts_get(struct aw_flush_accounts *a, cons
     acc->id = aw_strdup(id);
     a->v[a->n++] = acc;
     return acc;
+}
+
+void aw_flush_accounts_trim_boards(struct aw_flush_accounts *a, uint64_t now_ms, uint64_t keep_ms)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        struct aw_flush_job_board *b = &a->v[i]->board;
+        if (b->jobs.n && b->sent_ms + keep_ms < now_ms)
+            aw_parse_import_jobs_clear(&b->jobs);
+    }
 }
 
 void aw_flush_accounts_unload(struct aw_flush_accounts *a)

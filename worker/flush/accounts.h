@@ -13,10 +13,21 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "worker/klaviyo/parse.h"
 
 struct aw_flush_ctx;
 
 #define AW_FLUSH_PAUSE_MS 60000u /* a paused account is tried again after this */
+
+/* The account's bulk import jobs as its last listing showed them (GET
+ * /api/profile-bulk-import-jobs, newest first, one page): one request answers the status polls
+ * of every job of the account it holds (job_upload.c). */
+struct aw_flush_job_board {
+    struct aw_parse_import_jobs jobs; /* the listing's page (no cursor kept) */
+    uint64_t sent_ms;                 /* monotonic ms that listing was sent; 0: none */
+    unsigned busy;                    /* listings on the wire */
+    uint64_t busy_sent_ms;            /* the newest of them was sent then */
+};
 
 struct aw_flush_account {
     char *id;                /* owned */
@@ -28,6 +39,7 @@ struct aw_flush_account {
     uint64_t paused_until;   /* monotonic ms */
     uint64_t last_pause_log; /* monotonic ms */
     unsigned pause_count;    /* refusals since the last ERROR line */
+    struct aw_flush_job_board board;
 };
 
 struct aw_flush_accounts;
@@ -38,6 +50,9 @@ void aw_flush_accounts_free(struct aw_flush_accounts *a);
 
 /* The account id (created on first use; borrowed pointer valid until free). */
 struct aw_flush_account *aw_flush_accounts_get(struct aw_flush_accounts *a, const char *id);
+
+/* Frees the job boards whose listing was sent before keep_ms ago (no job waits on them). */
+void aw_flush_accounts_trim_boards(struct aw_flush_accounts *a, uint64_t now_ms, uint64_t keep_ms);
 
 /* Forgets every loaded key (a new tenure reads keys and blocks again). */
 void aw_flush_accounts_unload(struct aw_flush_accounts *a);

@@ -61,6 +61,7 @@
 #define RATE_SCALE_PCT 90u      /* headroom under Klaviyo's published limits */
 #define SUMMARY_EVERY_MS 15000u /* the leader's pending / in-flight / oldest gauges */
 #define SUMMARY_STREAMS_MAX 200000u
+#define BOARD_KEEP_MS 60000u /* an account's job listing, kept while its jobs may poll it */
 
 #define WAIT_MAX_MS 100u /* the scheduler looks at the stop flag at least this often */
 /* Lanes kept from removal work for the phases' steps due within RESERVE_AHEAD_MS (about one
@@ -483,8 +484,10 @@ static void run(struct aw_flusher *f)
                 scan_account(f, f->ended[k], aw_clock_unix_ms());
         }
         ended_clear(f);
-        if (now >= f->next_summary)
+        if (now >= f->next_summary) {
             summarize(f);
+            aw_flush_accounts_trim_boards(ctx->accounts, now_ms(), BOARD_KEEP_MS);
+        }
         bool held;
         bool left = dispatch(f, now_ms(), &held);
         now = now_ms();

@@ -85,11 +85,14 @@ struct aw_flush_job {
     bool list_auto;         /* found/created by name (meta klaviyo_list_id) */
     size_t *cat[CAT_COUNT]; /* entry indexes per category */
     size_t ncat[CAT_COUNT];
-    int cur;           /* current category */
-    size_t pos;        /* next item of the current category (or of rm) */
-    char *job_id;      /* bulk import job being polled */
-    unsigned polls;    /* status polls of it so far (the poll interval grows) */
-    size_t *job_items; /* entries of that job (body order) */
+    int cur;                  /* current category */
+    size_t pos;               /* next item of the current category (or of rm) */
+    char *job_id;             /* bulk import job being polled */
+    unsigned polls;           /* status polls of it so far (the poll interval grows) */
+    uint64_t status_after_ms; /* mono ms: a listing of the account's jobs sent before this says
+                                 nothing new of it (it did not exist, or was seen running) */
+    bool poll_own;            /* the listing did not reach back to it: its own GET from now on */
+    size_t *job_items;        /* entries of that job (body order) */
     size_t n_job_items;
     char *err_cursor;
     int resume_cat;            /* a predecessor's import job: its category, or -1 */

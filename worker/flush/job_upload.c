@@ -13,9 +13,11 @@
 #include "worker/flush/accounts.h"
 #include "worker/flush/context.h"
 #include "worker/flush/job_internal.h"
+#include "worker/flush/ratelimit.h"
 #include "worker/klaviyo/api.h"
 #include "worker/klaviyo/build.h"
 #include "worker/klaviyo/client.h"
+#include "worker/klaviyo/dryrun.h"
 #include "worker/klaviyo/parse.h"
 #include "worker/ops/metrics.h"
 #include "worker/settings.h"
@@ -24,6 +26,7 @@
 #include "worker/store/store.h"
 
 #define MOD "flush"
+#define BOARD_WAIT_MS 20u /* a poll waiting for the account's listing on the wire looks again */
 
 /* Consent channels of c that a (un)subscribe body carries (SMS needs a phone, as build.c). */
 static unsigned consent_channels(const struct aw_change *c, bool subscribe)
@@ -68,6 +71,8 @@ static bool adopt_resumed_job(struct aw_flush_ctx *ctx, struct aw_flush_job *j, 
     j->pos = j->ncat[c];
     j->phase = PH_JOB_POLL;
     j->polls = 0;
+    j->status_after_ms = aw_job_now_ms();
+    j->poll_own = false;
     j->run.next_at = aw_job_now_ms();
     AW_LOG_INFO(MOD, "polling the import job of the resumed batch",
                 "account=%s audience=%s records=%zu", j->acct_id, aw_job_aud(j), j->n_job_items);
@@ -325,6 +330,8 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
                     j->pos += consumed;
                     j->phase = PH_JOB_POLL;
                     j->polls = 0;
+                    j->status_after_ms = aw_job_now_ms(); /* it exists at Klaviyo by now */
+                    j->poll_own = false;
                     j->run.next_at = aw_job_now_ms() + poll_delay(ctx, j);
                 }
                 aw_parse_import_job_clear(&job);
@@ -368,8 +375,134 @@ static void resend_job(struct aw_flush_job *j, const char *why)
     j->run.next_at = aw_job_now_ms();
 }
 
+/* What a status of the job being polled (its own GET or the account's listing) means for it:
+ * poll again later, send its records again (cancelled), or go on (to its import errors). */
+static void job_status(struct aw_flush_ctx *ctx, struct aw_flush_job *j,
+                       const struct aw_parse_import_job *job)
+{
+    if (!aw_parse_job_is_done(job->status)) {
+        j->run.next_at = aw_job_now_ms() + poll_delay(ctx, j);
+        return;
+    }
+    if (job->status == AW_PARSE_JOB_CANCELLED) {
+        aw_metrics_count(AW_MF_KLAVIYO_JOBS, "cancelled", NULL);
+        resend_job(j, "job_cancelled");
+        return;
+    }
+    uint64_t ok = job->completed_count > 0 ? (uint64_t)job->completed_count : 0;
+    aw_metrics_add(AW_M_PROFILES_UPLOADED, ok);
+    j->n_uploaded += ok;
+    aw_metrics_count(AW_MF_KLAVIYO_JOBS, job->failed_count > 0 ? "failed_records" : "complete",
+                     NULL);
+    if (job->failed_count > 0) {
+        aw_metrics_add(AW_M_KLAVIYO_JOB_FAILED, (uint64_t)job->failed_count);
+        free(j->err_cursor);
+        j->err_cursor = NULL;
+        j->phase = PH_JOB_ERRORS;
+    } else {
+        j->phase = PH_SEND;
+    }
+    j->run.next_at = aw_job_now_ms();
+}
+
+/* The job's status from the account's board when a listing sent after status_after_ms holds
+ * it: true when applied. */
+static bool board_status(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    const struct aw_flush_job_board *b = &j->acct->board;
+    if (!b->sent_ms || b->sent_ms < j->status_after_ms)
+        return false;
+    for (size_t i = 0; i < b->jobs.n; i++) {
+        if (strcmp(b->jobs.items[i].id, j->job_id) == 0) {
+            j->status_after_ms = b->sent_ms + 1; /* the next look needs a newer listing */
+            job_status(ctx, j, &b->jobs.items[i]);
+            return true;
+        }
+    }
+    /* newer than the job, yet without it: more of the account's jobs came after it than one
+     * page holds, and later listings reach back no further */
+    j->poll_own = true;
+    j->run.next_at = aw_job_now_ms();
+    return true;
+}
+
+/* Lists the account's newest import jobs (one page) into its board, for every job of the
+ * account polling now. */
+static void list_jobs(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    struct aw_flush_job_board *b = &j->acct->board;
+    struct aw_api_query q = {.newest_first = true,
+                             .page_size = aw_api_get(AW_API_IMPORT_LIST_JOBS)->page_size_max};
+    char *path = NULL;
+    enum aw_err pe = aw_api_path_build(AW_API_IMPORT_LIST_JOBS, NULL, &q, &path);
+    AW_ASSERT(pe == AW_OK); /* fixed query */
+    uint64_t sent_ms = aw_job_now_ms();
+    b->busy++;
+    b->busy_sent_ms = sent_ms;
+    struct aw_klaviyo_response r;
+    if (aw_job_send(ctx, j, &j->run, AW_API_IMPORT_LIST_JOBS, path, NULL, &r) == SENT &&
+        !aw_job_handle_common(ctx, j, &j->run, "import_jobs_poll", &r)) {
+        struct aw_parse_import_jobs page;
+        if (r.action == AW_KLAVIYO_DONE &&
+            aw_parse_import_jobs(r.body, r.body_len, &page) == AW_OK) {
+            if (sent_ms >= b->sent_ms) { /* an older listing answering late changes nothing */
+                aw_parse_import_jobs_clear(&b->jobs);
+                b->jobs = page;
+                free(b->jobs.next_cursor);
+                b->jobs.next_cursor = NULL;
+                b->sent_ms = sent_ms;
+            } else {
+                aw_parse_import_jobs_clear(&page);
+            }
+            if (!board_status(ctx, j))
+                j->run.next_at = aw_job_now_ms();
+        } else {
+            /* the job's own GET answers instead (the listing is only a shortcut) */
+            j->poll_own = true;
+            j->run.next_at = aw_job_now_ms();
+        }
+    }
+    if (--b->busy == 0)
+        b->busy_sent_ms = 0;
+    aw_klaviyo_response_clear(&r);
+    free(path);
+}
+
+/* Status polls go through the account's listing of its newest jobs where they can: one
+ * request per poll interval answers every job of the account, where GET .../{job_id} answers
+ * one, on a tier (9/s at our margin) as tight as the imports': a drain of 100 imports then
+ * ended with 100 polls trailing the last import by their own pacing. True when the poll is
+ * handled here (status applied, listing sent, or a wait scheduled); false: the job's own GET
+ * now. Jobs this process answered itself (AW_DRY_RUN) and jobs the listing does not reach are
+ * polled by their own GET. */
+static bool poll_through_board(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
+{
+    if (j->poll_own || strncmp(j->job_id, AW_DRYRUN_ID_PREFIX, strlen(AW_DRYRUN_ID_PREFIX)) == 0)
+        return false;
+    if (board_status(ctx, j))
+        return true;
+    const struct aw_flush_job_board *b = &j->acct->board;
+    uint64_t now = aw_job_now_ms();
+    if (b->busy && b->busy_sent_ms >= j->status_after_ms) {
+        j->run.next_at = now + BOARD_WAIT_MS; /* a listing on the wire answers for it */
+        return true;
+    }
+    uint64_t wl = aw_ratelimit_wait(ctx->rl, j->acct_id, AW_API_IMPORT_LIST_JOBS, now);
+    if (wl == 0) {
+        list_jobs(ctx, j);
+        return true;
+    }
+    uint64_t wg = aw_ratelimit_wait(ctx->rl, j->acct_id, AW_API_IMPORT_GET_JOB, now);
+    if (wg == 0)
+        return false;
+    j->run.next_at = now + (wl < wg ? wl : wg);
+    return true;
+}
+
 void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
 {
+    if (poll_through_board(ctx, j))
+        return;
     char *path = NULL;
     if (aw_api_path_build(AW_API_IMPORT_GET_JOB, j->job_id, NULL, &path) != AW_OK) {
         resend_job(j, "job_id_unusable");
@@ -386,26 +519,8 @@ void aw_job_step_poll(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
         } else if (r.action != AW_KLAVIYO_DONE ||
                    aw_parse_import_job(r.body, r.body_len, &job) != AW_OK) {
             aw_job_retry_later(j, &j->run, "import_job_poll", "unexpected response");
-        } else if (!aw_parse_job_is_done(job.status)) {
-            j->run.next_at = aw_job_now_ms() + poll_delay(ctx, j);
-        } else if (job.status == AW_PARSE_JOB_CANCELLED) {
-            aw_metrics_count(AW_MF_KLAVIYO_JOBS, "cancelled", NULL);
-            resend_job(j, "job_cancelled");
         } else {
-            uint64_t ok = job.completed_count > 0 ? (uint64_t)job.completed_count : 0;
-            aw_metrics_add(AW_M_PROFILES_UPLOADED, ok);
-            j->n_uploaded += ok;
-            aw_metrics_count(AW_MF_KLAVIYO_JOBS,
-                             job.failed_count > 0 ? "failed_records" : "complete", NULL);
-            if (job.failed_count > 0) {
-                aw_metrics_add(AW_M_KLAVIYO_JOB_FAILED, (uint64_t)job.failed_count);
-                free(j->err_cursor);
-                j->err_cursor = NULL;
-                j->phase = PH_JOB_ERRORS;
-            } else {
-                j->phase = PH_SEND;
-            }
-            j->run.next_at = aw_job_now_ms();
+            job_status(ctx, j, &job);
         }
         aw_parse_import_job_clear(&job);
     }
