@@ -164,11 +164,14 @@ for op, n in sorted(ops.items()):
     with_answers = max(with_answers, fastest + tail)
 # A second floor, of a client like ours: an ideal one with the leader's AW_KLAVIYO_MAX_IN_FLIGHT
 # lanes, each request holding a lane for the mean latency, every request of every (account,
-# operation) ready from the start (no request waits for another's answer) and sent as soon as a
-# lane is free and its windows (the same 90 %) allow, the operation that can go earliest first;
-# it ends when the last request's tail (as above) ends. Lanes, not Klaviyo, bind it when a burst
-# window holds more requests than there are lanes, or when no limit is reached at all.
-import collections, heapq
+# operation) ready from the start and sent as soon as a lane is free and its windows (the same
+# 90 %) allow, the operation that can go earliest first; it ends when the last request's tail
+# (as above) ends. No request waits for another's answer, except a list delete for the lookups
+# that found its ids: the account's k-th delete is ready once the first ceil(k x lookups /
+# deletes) lookups are answered (1,000 ids a delete, 100 emails a lookup: ten each in the
+# removal backlog). Lanes, not Klaviyo, bind it when a burst window holds more requests than
+# there are lanes, or when no limit is reached at all.
+import bisect, collections, heapq
 lat = lat_ms / 1000.0
 queues = {}  # (account, op) -> [requests left, burst sends, steady sends, b, m]
 for op, n in ops.items():
@@ -176,9 +179,20 @@ for op, n in ops.items():
     for a in range(accounts):
         k = n // accounts + (a < n % accounts)
         if k:
-            queues[(a, op)] = [k, collections.deque(), collections.deque(), b, m]
-def allowed(q, t):
+            queues[(a, op)] = [k, collections.deque(), collections.deque(), b, m, 0]  # 5: sent
+need = {}  # account -> lookups answered before its k-th delete (k from 1), as a ratio
+answered = collections.defaultdict(list)  # account -> answer times of its lookups, in order
+for a in range(accounts):
+    lk, dl = queues.get((a, "get_profiles")), queues.get((a, "remove_profiles_from_list"))
+    if lk and dl:
+        need[a] = lk[0] / dl[0]
+def allowed(q, t, key=None):
     at = t
+    if key and key[1] == "remove_profiles_from_list" and key[0] in need:
+        k = q[5] + 1  # this delete, counted from 1
+        r = math.ceil(k * need[key[0]] - 1e-9)
+        got = answered[key[0]]
+        at = max(at, got[r - 1] if len(got) >= r else float("inf"))
     if len(q[1]) >= q[3]:
         at = max(at, q[1][-q[3]] + 1.0)
     if len(q[2]) >= q[4]:
@@ -189,16 +203,21 @@ heapq.heapify(free)
 while queues:
     t = heapq.heappop(free)
     # the earliest allowed; of those, the one with the most time's worth of requests left
-    key, at = min(((k, allowed(q, t)) for k, q in queues.items()),
+    key, at = min(((k, allowed(q, t, k)) for k, q in queues.items()),
                   key=lambda x: (x[1], -queues[x[0]][0] / queues[x[0]][3]))
     q = queues[key]
     q[0] -= 1
     q[1].append(at)
     q[2].append(at)
+    q[5] += 1
+    op = key[1]
+    if op == "get_profiles":
+        bisect.insort(answered[key[0]], at + lat)
     if q[0] == 0:
         del queues[key]
-        op = key[1]
-        ideal = max(ideal, at + follow.get(op, 1) * lat + (poll_s if op in polls else 0.0))
+        # a lookup's delete is scheduled here itself: its own answer is its tail
+        n_tail = 1 if op == "get_profiles" and key[0] in need else follow.get(op, 1)
+        ideal = max(ideal, at + n_tail * lat + (poll_s if op in polls else 0.0))
     heapq.heappush(free, at + lat)
 floor = max(with_answers, ideal)
 print("  bound (slowest: %s) %d s; with the answers and requests that must follow it %.1f s;"

@@ -205,7 +205,7 @@ static void test_observe(uint64_t *times)
     AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "h", AW_API_CREATE_LIST, 0), 9000);
     /* requests still on the wire are not in the server's count yet: three sent at once, the
      * first answer says 5 remain, so only 5 - 2 more may go before the reset */
-    for (int i = 0; i < 3; i++) /* 14 ms apart: the burst window's pacing at 67/s */
+    for (int i = 0; i < 3; i++) /* 20 ms apart */
         AW_CHECK_INT_EQ(aw_ratelimit_acquire(rl, "i", AW_API_GET_PROFILES, 20u * (unsigned)i), 0);
     aw_ratelimit_observe(rl, "i", AW_API_GET_PROFILES, 5, 60, 100);
     n = drive(rl, "i", AW_API_GET_PROFILES, 100, 59000, times, MAX);
