@@ -315,30 +315,56 @@ void aw_parse_page_clear(struct aw_parse_page *page)
     memset(page, 0, sizeof *page);
 }
 
+/* Reads a listing's data[] element by element through one(element, item i, arg) into a new
+ * array of items of size bytes, and links.next into *cursor. False when the page or any element
+ * is malformed; what was read is in *items / *n either way (the caller clears it). */
+typedef bool (*resource_fn)(json_t *el, void *item, const void *arg);
+static bool read_listing(const char *body, size_t len, resource_fn one, const void *arg,
+                         size_t size, void **items, size_t *n, char **cursor)
+{
+    json_t *doc = load_doc(body, len);
+    json_t *data = json_object_get(doc, "data");
+    bool ok = json_is_array(data);
+    size_t count = ok ? json_array_size(data) : 0;
+    if (count)
+        *items = aw_calloc(count, size);
+    for (size_t i = 0; ok && i < count; i++) {
+        *n = i + 1;
+        ok = one(json_array_get(data, i), (char *)*items + i * size, arg);
+    }
+    ok = ok && take_next_cursor(doc, cursor);
+    json_decref(doc);
+    return ok;
+}
+
+struct pair_kind {
+    const char *type;      /* data[].type */
+    const char *value_key; /* the attribute read as the pair's value */
+};
+
+/* One resource as (id, attributes.<value_key>). */
+static bool pair_resource(json_t *el, void *item, const void *arg)
+{
+    const struct pair_kind *k = arg;
+    struct aw_parse_pair *pr = item;
+    json_t *t = json_object_get(el, "type");
+    bool ok = json_is_string(t) && strcmp(json_string_value(t), k->type) == 0 &&
+              take_str(el, "id", NULL, &pr->id) && pr->id && pr->id[0];
+    json_t *attrs = ok ? json_object_get(el, "attributes") : NULL;
+    return ok && (!attrs || json_is_object(attrs)) &&
+           (!attrs || take_str(attrs, k->value_key, NULL, &pr->value));
+}
+
 static enum aw_err parse_page(const char *body, size_t len, const char *type, const char *value_key,
                               struct aw_parse_page *out)
 {
     AW_ASSERT(out != NULL);
     memset(out, 0, sizeof *out);
-    json_t *doc = load_doc(body, len);
-    json_t *data = json_object_get(doc, "data");
-    bool ok = json_is_array(data);
-    size_t n = ok ? json_array_size(data) : 0;
-    if (n)
-        out->items = aw_calloc(n, sizeof *out->items);
-    for (size_t i = 0; ok && i < n; i++) {
-        json_t *el = json_array_get(data, i);
-        json_t *t = json_object_get(el, "type");
-        struct aw_parse_pair *pr = &out->items[i];
-        out->n = i + 1;
-        ok = json_is_string(t) && strcmp(json_string_value(t), type) == 0 &&
-             take_str(el, "id", NULL, &pr->id) && pr->id && pr->id[0];
-        json_t *attrs = ok ? json_object_get(el, "attributes") : NULL;
-        ok = ok && (!attrs || json_is_object(attrs)) &&
-             (!attrs || take_str(attrs, value_key, NULL, &pr->value));
-    }
-    ok = ok && take_next_cursor(doc, &out->next_cursor);
-    json_decref(doc);
+    struct pair_kind k = {type, value_key};
+    void *items = NULL;
+    bool ok = read_listing(body, len, pair_resource, &k, sizeof *out->items, &items, &out->n,
+                           &out->next_cursor);
+    out->items = items;
     if (!ok) {
         aw_parse_page_clear(out);
         return AW_ERR_PROTOCOL;
@@ -361,22 +387,20 @@ enum aw_err aw_parse_import_jobs_page(const char *body, size_t len, struct aw_pa
     return parse_page(body, len, "profile-bulk-import-job", "created_at", out);
 }
 
+static bool job_resource(json_t *el, void *item, const void *arg)
+{
+    (void)arg;
+    return parse_job_resource(el, item);
+}
+
 enum aw_err aw_parse_import_jobs(const char *body, size_t len, struct aw_parse_import_jobs *out)
 {
     AW_ASSERT(out != NULL);
     memset(out, 0, sizeof *out);
-    json_t *doc = load_doc(body, len);
-    json_t *data = json_object_get(doc, "data");
-    bool ok = json_is_array(data);
-    size_t n = ok ? json_array_size(data) : 0;
-    if (n)
-        out->items = aw_calloc(n, sizeof *out->items);
-    for (size_t i = 0; ok && i < n; i++) {
-        ok = parse_job_resource(json_array_get(data, i), &out->items[i]);
-        out->n = ok ? i + 1 : i;
-    }
-    ok = ok && take_next_cursor(doc, &out->next_cursor);
-    json_decref(doc);
+    void *items = NULL;
+    bool ok = read_listing(body, len, job_resource, NULL, sizeof *out->items, &items, &out->n,
+                           &out->next_cursor);
+    out->items = items;
     if (!ok) {
         aw_parse_import_jobs_clear(out);
         return AW_ERR_PROTOCOL;
