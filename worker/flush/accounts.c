@@ -66,8 +66,10 @@ void aw_flush_accounts_trim_boards(struct aw_flush_accounts *a, uint64_t now_ms,
 {
     for (size_t i = 0; i < a->n; i++) {
         struct aw_flush_job_board *b = &a->v[i]->board;
-        if (b->jobs.n && b->sent_ms + keep_ms < now_ms)
+        if (b->sent_ms && b->sent_ms + keep_ms < now_ms) {
             aw_parse_import_jobs_clear(&b->jobs);
+            b->sent_ms = 0; /* no listing: a job sends a new one rather than miss itself here */
+        }
     }
 }
 
