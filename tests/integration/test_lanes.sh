@@ -47,6 +47,7 @@ sim_eval '2 <= s["max_in_flight"]["*"] <= 6' ||
 # the 14 import jobs are polled through the account's listing (one request for all of them),
 # not each by its own GET
 polls='sum(s["requests"].get("get_bulk_import_profiles_jobs", {}).values()), sum(s["requests"].get("get_bulk_import_profiles_job", {}).values())'
+note "phase 1 polls (listings, own): $(sim_eval "print(($polls)) or True")"
 sim_eval "(lambda listed, own: listed >= 1 and own < 14)($polls)" ||
     fail "the jobs were not polled through the listing (listings, own polls): $(sim_eval "print(($polls)) or False" || true)"
 
@@ -75,6 +76,8 @@ sim_eval "sorted($(members Mixed)) == sorted('n%d@example.com' % i for i in rang
 # (a poll: the job's own GET or the account's listing of its newest jobs)
 sim_eval 'max(i for i, r in enumerate(s["recent_requests"]) if r["op"].startswith("get_bulk_import_profiles_job")) > min(i for i, r in enumerate(s["recent_requests"]) if r["op"] == "remove_profiles_from_list" and i >= '"$n0"')' ||
     fail "the removals waited for the import job: $(sim_eval 'print([r["op"] for r in s["recent_requests"]['"$n0"':]]) or False' || true)"
+note "in flight at most $(sim_eval 'print(s["max_in_flight"]["*"]) or True'), lookups of one batch at once $(sim_eval 'print(s["max_in_flight"]["get_profiles"]) or True')"
+
 # phase 4: a job the listing no longer reaches (another integration started 100 jobs after it,
 # a page's worth) is polled by its own GET and ends right
 sim_control config '{"job_queued_s": 0.05, "job_processing_s": 0.05, "rate_limit_overrides": {"bulk_import_profiles": {"burst": 1000, "steady": 10000}}}'
@@ -110,5 +113,4 @@ sim_eval "(lambda listed, own: listed > $listed0 and own > $own0)($polls)" ||
 
 n_dl=$(timeout 15 kcat -b "$AW_TEST_BROKERS" -t "$DLQ" -C -o beginning -e -q 2>/dev/null | wc -l)
 [ "$n_dl" = 0 ] || fail "$n_dl dead letters"
-note "in flight at most $(sim_eval 'print(s["max_in_flight"]["*"]) or True'), lookups of one batch at once $(sim_eval 'print(s["max_in_flight"]["get_profiles"]) or True')"
 echo "test_lanes: PASS"
