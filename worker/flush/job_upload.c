@@ -44,8 +44,6 @@ static unsigned consent_channels(const struct aw_change *c, bool subscribe)
     return m;
 }
 
-/* Polls a predecessor's import job instead of sending its category again, when that one job
- * held the whole category. */
 /* Delay before the next status poll of the job being polled: AW_KLAVIYO_JOB_POLL_MS, growing by
  * half each time the job is still running, up to 4 times it (a 10,000-profile job can run for a
  * minute at Klaviyo; polling it every 2 s spends the account's job-poll quota for nothing). */
@@ -60,6 +58,18 @@ static uint64_t poll_delay(const struct aw_flush_ctx *ctx, struct aw_flush_job *
     return d;
 }
 
+/* j polls the job in job_id from now: it exists at Klaviyo by now (its import was answered, or
+ * a predecessor recorded it), so only listings sent from now on say anything of it. */
+static void start_polling(struct aw_flush_job *j)
+{
+    j->phase = PH_JOB_POLL;
+    j->polls = 0;
+    j->status_after_ms = aw_job_now_ms();
+    j->poll_own = false;
+}
+
+/* Polls a predecessor's import job instead of sending its category again, when that one job
+ * held the whole category. */
 static bool adopt_resumed_job(struct aw_flush_ctx *ctx, struct aw_flush_job *j, int c)
 {
     if (j->resume_cat != c || j->pos != 0 || j->resume_items != j->ncat[c])
@@ -69,10 +79,7 @@ static bool adopt_resumed_job(struct aw_flush_ctx *ctx, struct aw_flush_job *j, 
     memcpy(j->job_items, j->cat[c], j->ncat[c] * sizeof *j->job_items);
     j->n_job_items = j->ncat[c];
     j->pos = j->ncat[c];
-    j->phase = PH_JOB_POLL;
-    j->polls = 0;
-    j->status_after_ms = aw_job_now_ms();
-    j->poll_own = false;
+    start_polling(j);
     j->run.next_at = aw_job_now_ms();
     AW_LOG_INFO(MOD, "polling the import job of the resumed batch",
                 "account=%s audience=%s records=%zu", j->acct_id, aw_job_aud(j), j->n_job_items);
@@ -328,10 +335,7 @@ void aw_job_step_send(struct aw_flush_ctx *ctx, struct aw_flush_job *j)
                     if (j->pos == 0 && consumed == j->ncat[c])
                         record_job(ctx, j, c, consumed);
                     j->pos += consumed;
-                    j->phase = PH_JOB_POLL;
-                    j->polls = 0;
-                    j->status_after_ms = aw_job_now_ms(); /* it exists at Klaviyo by now */
-                    j->poll_own = false;
+                    start_polling(j);
                     j->run.next_at = aw_job_now_ms() + poll_delay(ctx, j);
                 }
                 aw_parse_import_job_clear(&job);
